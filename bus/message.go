@@ -1,0 +1,134 @@
+package bus
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+)
+
+// Kind is the type of a bus message.
+type Kind uint8
+
+// The two kinds a bus carries.
+const (
+	KindDelta Kind = iota + 1 // part of the state, ordered by seq
+	KindEvent                 // ephemeral, may be dropped
+)
+
+// Prio is the delivery priority of a message.
+type Prio uint8
+
+// Priorities, from most to least important. Low is only ever an event.
+const (
+	PrioHigh Prio = iota + 1
+	PrioNormal
+	PrioLow
+)
+
+// String returns the wire name of p, which is also its metric label.
+func (p Prio) String() string {
+	switch p {
+	case PrioHigh:
+		return "high"
+	case PrioNormal:
+		return "normal"
+	case PrioLow:
+		return "low"
+	}
+	return "unknown"
+}
+
+// MaxMessageBytes bounds one bus message. Real deltas are a few hundred bytes; a larger
+// message is garbage or abuse and is dropped.
+const MaxMessageBytes = 64 << 10
+
+// Message is a validated bus message. Data is the verbatim JSON text, forwarded as is.
+type Message struct {
+	Kind  Kind
+	Match string
+	Seq   uint64 // 0 for events
+	Prio  Prio
+	TS    int64 // publish time, Unix microseconds
+	Data  []byte
+}
+
+// ErrInvalidMessage wraps every reason Parse refuses a message.
+var ErrInvalidMessage = errors.New("bus: invalid message")
+
+type wireHeader struct {
+	Type  string          `json:"type"`
+	Match string          `json:"match"`
+	Seq   *uint64         `json:"seq"`
+	Prio  string          `json:"prio"`
+	TS    *int64          `json:"ts"`
+	Patch json.RawMessage `json:"patch"`
+}
+
+// Parse validates data as a `delta` or `event` frame of PROTOCOL.md and returns its
+// header fields. It never retains data beyond the returned Message.
+func Parse(data []byte) (Message, error) {
+	if len(data) > MaxMessageBytes {
+		return Message{}, fmt.Errorf("%w: %d bytes over the %d-byte limit", ErrInvalidMessage, len(data), MaxMessageBytes)
+	}
+	var h wireHeader
+	if err := json.Unmarshal(data, &h); err != nil {
+		return Message{}, fmt.Errorf("%w: %v", ErrInvalidMessage, err)
+	}
+	if !ValidMatchID(h.Match) {
+		return Message{}, fmt.Errorf("%w: bad match id %q", ErrInvalidMessage, h.Match)
+	}
+	if h.TS == nil {
+		return Message{}, fmt.Errorf("%w: missing ts", ErrInvalidMessage)
+	}
+	m := Message{Match: h.Match, TS: *h.TS, Data: data}
+	switch h.Type {
+	case "delta":
+		m.Kind = KindDelta
+		if h.Seq == nil || *h.Seq == 0 {
+			return Message{}, fmt.Errorf("%w: delta without a seq ≥ 1", ErrInvalidMessage)
+		}
+		m.Seq = *h.Seq
+		switch h.Prio {
+		case "high":
+			m.Prio = PrioHigh
+		case "normal":
+			m.Prio = PrioNormal
+		default:
+			return Message{}, fmt.Errorf("%w: delta prio %q is not high or normal", ErrInvalidMessage, h.Prio)
+		}
+		if len(h.Patch) == 0 || h.Patch[0] != '{' {
+			return Message{}, fmt.Errorf("%w: delta patch is not a JSON object", ErrInvalidMessage)
+		}
+	case "event":
+		m.Kind = KindEvent
+		if h.Prio != "low" {
+			return Message{}, fmt.Errorf("%w: event prio %q is not low", ErrInvalidMessage, h.Prio)
+		}
+		if h.Seq != nil {
+			return Message{}, fmt.Errorf("%w: event carries a seq", ErrInvalidMessage)
+		}
+		m.Prio = PrioLow
+	default:
+		return Message{}, fmt.Errorf("%w: type %q is not delta or event", ErrInvalidMessage, h.Type)
+	}
+	return m, nil
+}
+
+// MaxMatchIDLen is the longest match id PROTOCOL.md allows.
+const MaxMatchIDLen = 64
+
+// ValidMatchID reports whether s is 1 to 64 characters of A-Z a-z 0-9 _ -.
+func ValidMatchID(s string) bool {
+	if len(s) == 0 || len(s) > MaxMatchIDLen {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '_', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
+}
