@@ -1,0 +1,132 @@
+// Test doubles for crease-client.js: a manual clock, a scripted WebSocket and fetch.
+// (Not named *.test.mjs, so `node --test web/` does not run it as a test file.)
+
+/** Let pending promise callbacks run. */
+export const flush = () => new Promise((r) => setImmediate(r));
+
+export class FakeClock {
+  constructor() {
+    this.now = 0;
+    this.timers = new Map();
+    this.nextId = 1;
+    this.setTimeout = (fn, ms) => {
+      const id = this.nextId++;
+      this.timers.set(id, { at: this.now + Math.max(0, ms || 0), fn });
+      return id;
+    };
+    this.clearTimeout = (id) => {
+      this.timers.delete(id);
+    };
+  }
+
+  /** Move time forward by ms, running due timers in order (and the promises they start). */
+  async advance(ms) {
+    const end = this.now + ms;
+    await flush();
+    for (;;) {
+      let next = null;
+      for (const [id, t] of this.timers) {
+        if (t.at <= end && (next === null || t.at < next[1].at)) next = [id, t];
+      }
+      if (next === null) break;
+      this.timers.delete(next[0]);
+      this.now = next[1].at;
+      next[1].fn();
+      await flush();
+    }
+    this.now = end;
+  }
+}
+
+/** A WebSocket class whose instances the test drives from the "server" side. */
+export function fakeWebSocketClass() {
+  class FakeWebSocket {
+    constructor(url) {
+      this.url = url;
+      this.readyState = 0;
+      this.sent = [];
+      this.closedWith = null;
+      this.onopen = this.onmessage = this.onclose = this.onerror = null;
+      FakeWebSocket.instances.push(this);
+    }
+    send(data) {
+      if (this.readyState !== 1) throw new Error("send on a socket that is not open");
+      this.sent.push(JSON.parse(data));
+    }
+    close(code, reason) {
+      if (this.readyState >= 2) return;
+      this.closedWith = { code, reason };
+      this.readyState = 2;
+      // Browsers report the close asynchronously.
+      queueMicrotask(() => {
+        this.readyState = 3;
+        this.onclose?.({ code: code ?? 1005, reason: reason ?? "" });
+      });
+    }
+    // --- the server side
+    serverOpen() {
+      this.readyState = 1;
+      this.onopen?.({});
+    }
+    serverSend(obj) {
+      this.onmessage?.({ data: JSON.stringify(obj) });
+    }
+    serverClose(code = 1006) {
+      this.readyState = 3;
+      this.onclose?.({ code, reason: "" });
+    }
+    ops(op) {
+      return this.sent.filter((m) => !op || m.op === op);
+    }
+  }
+  FakeWebSocket.instances = [];
+  FakeWebSocket.last = () => FakeWebSocket.instances[FakeWebSocket.instances.length - 1];
+  return FakeWebSocket;
+}
+
+/**
+ * A fetch whose answers the test gives: every call is recorded with respond(status, body)
+ * and fail(err) to settle it.
+ */
+export function fakeFetch() {
+  const calls = [];
+  const fetch = (url, init) =>
+    new Promise((resolve, reject) => {
+      calls.push({
+        url,
+        init,
+        respond(status, body) {
+          resolve({ ok: status >= 200 && status < 300, status, json: async () => body });
+        },
+        snapshot(seq, state, match) {
+          this.respond(200, { match: match ?? decodeURIComponent(url.split("/").pop()), seq, state });
+        },
+        fail(err = new Error("network down")) {
+          reject(err);
+        },
+      });
+    });
+  fetch.calls = calls;
+  fetch.last = () => calls[calls.length - 1];
+  return fetch;
+}
+
+/** A minimal EventTarget with a visibilityState, standing in for document or window. */
+export class FakeTarget {
+  constructor(props = {}) {
+    Object.assign(this, props);
+    this.handlers = new Map();
+  }
+  addEventListener(name, fn) {
+    if (!this.handlers.has(name)) this.handlers.set(name, new Set());
+    this.handlers.get(name).add(fn);
+  }
+  removeEventListener(name, fn) {
+    this.handlers.get(name)?.delete(fn);
+  }
+  dispatch(name) {
+    for (const fn of [...(this.handlers.get(name) || [])]) fn({ type: name });
+  }
+}
+
+export const silentLog = { info() {}, warn() {}, error() {} };
