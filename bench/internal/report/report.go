@@ -1,0 +1,138 @@
+// Package report holds the JSON shapes that loadgen prints and the harness reads, so
+// the two can never drift apart.
+package report
+
+import (
+	"encoding/base64"
+	"sort"
+	"strings"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+)
+
+// Line is one line of loadgen's stdout: Event is "ready", "progress" or "report".
+type Line struct {
+	Event string `json:"event"`
+	PID   int    `json:"pid"`
+	// Open is the number of upgraded connections open right now.
+	Open int64 `json:"open"`
+	// Target is the number of connections this process keeps.
+	Target int `json:"target"`
+	// Attempted/Connected/FailedHandshakes count since the start.
+	Attempted        int64            `json:"attempted"`
+	Connected        int64            `json:"connected"`
+	FailedHandshakes int64            `json:"failed_handshakes"`
+	HandshakeStatus  map[string]int64 `json:"handshake_status,omitempty"`
+	ConnectErrors    int64            `json:"connect_errors"`
+	Stalled          int64            `json:"stalled"`
+	Received         map[string]int64 `json:"received"`
+	Gaps             int64            `json:"gaps"`
+	GapMissing       int64            `json:"gap_missing"`
+	Dups             int64            `json:"dups"`
+	Resyncs          map[string]int64 `json:"resyncs,omitempty"`
+	Closes           map[string]int64 `json:"closes,omitempty"`
+	ProtocolErrors   int64            `json:"protocol_errors"`
+	Latency          *Percentiles     `json:"latency_us,omitempty"`
+	// Hist is the latency histogram (µs), hdrhistogram V2 compressed and base64: the
+	// harness merges those of all processes.
+	Hist  string `json:"hist,omitempty"`
+	Storm *Storm `json:"storm,omitempty"`
+}
+
+// Storm is what the reconnect-storm mode records. Times are Unix µs so that the harness
+// can combine several processes on one clock.
+type Storm struct {
+	FirstCloseUs int64 `json:"first_close_us"`
+	AllBackUs    int64 `json:"all_back_us"` // 0: not all back yet
+	Reconnects   int64 `json:"reconnects"`
+	// Handshakes counts successful handshakes per 100 ms bucket (key: Unix ms / 100).
+	Handshakes map[int64]int64 `json:"handshakes_per_100ms,omitempty"`
+}
+
+// Percentiles summarises a latency histogram in µs.
+type Percentiles struct {
+	Count int64   `json:"count"`
+	Mean  float64 `json:"mean"`
+	P50   int64   `json:"p50"`
+	P90   int64   `json:"p90"`
+	P99   int64   `json:"p99"`
+	P999  int64   `json:"p999"`
+	Max   int64   `json:"max"`
+}
+
+// NewHist is the one histogram geometry everyone uses: 1 µs to 120 s, 3 digits.
+func NewHist() *hdrhistogram.Histogram { return hdrhistogram.New(1, 120_000_000, 3) }
+
+// Summarise turns h into Percentiles.
+func Summarise(h *hdrhistogram.Histogram) *Percentiles {
+	return &Percentiles{
+		Count: h.TotalCount(), Mean: h.Mean(),
+		P50: h.ValueAtQuantile(50), P90: h.ValueAtQuantile(90), P99: h.ValueAtQuantile(99),
+		P999: h.ValueAtQuantile(99.9), Max: h.Max(),
+	}
+}
+
+// EncodeHist encodes h for a Line.
+func EncodeHist(h *hdrhistogram.Histogram) string {
+	b, err := h.Encode(hdrhistogram.V2CompressedEncodingCookieBase)
+	if err != nil {
+		return ""
+	}
+	return base64.StdEncoding.EncodeToString(b)
+}
+
+// DecodeHist reverses EncodeHist.
+func DecodeHist(s string) (*hdrhistogram.Histogram, error) {
+	// Encode already yields base64 text; we wrapped it once more to keep JSON simple.
+	b, err := base64.StdEncoding.DecodeString(s)
+	if err != nil {
+		return nil, err
+	}
+	return hdrhistogram.Decode(b)
+}
+
+// SortedKeys returns the keys of m in order, for stable output.
+func SortedKeys[V any](m map[string]V) []string {
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return ks
+}
+
+// FormatCounts renders a small count map as "k=v k=v".
+func FormatCounts(m map[string]int64) string {
+	var b strings.Builder
+	for i, k := range SortedKeys(m) {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteString(k)
+		b.WriteByte('=')
+		b.WriteString(itoa(m[k]))
+	}
+	return b.String()
+}
+
+func itoa(v int64) string {
+	if v == 0 {
+		return "0"
+	}
+	neg := v < 0
+	if neg {
+		v = -v
+	}
+	var buf [20]byte
+	i := len(buf)
+	for v > 0 {
+		i--
+		buf[i] = byte('0' + v%10)
+		v /= 10
+	}
+	if neg {
+		i--
+		buf[i] = '-'
+	}
+	return string(buf[i:])
+}
