@@ -1,0 +1,436 @@
+package codec
+
+import (
+	"bytes"
+	"encoding/base64"
+	"errors"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/gobwas/httphead"
+	"github.com/gobwas/ws"
+
+	"crease/bus"
+)
+
+const (
+	// DefaultMaxHeaderBytes caps the handshake's header block; a larger one is refused
+	// with 431.
+	DefaultMaxHeaderBytes = 8 << 10
+	// MaxClientPayload caps a client message, all its fragments together; a larger one
+	// closes the connection with 1009.
+	MaxClientPayload = 4 << 10
+	// DefaultPath is where the WebSocket endpoint lives when Upgrader.Path is empty.
+	DefaultPath = "/ws"
+)
+
+// ErrIncomplete means that more bytes are needed. It is not an error to report: the
+// caller keeps the bytes and calls again when more arrive.
+var ErrIncomplete = errors.New("codec: incomplete")
+
+// Request is what the gateway needs from a WebSocket handshake.
+type Request struct {
+	Path      string   // the request path, e.g. "/ws"
+	Matches   []string // from ?match=a,b (repeatable); each passed bus.ValidMatchID, duplicates removed
+	Token     string   // ?token=, "" if absent
+	Origin    string   // Origin header, "" if absent
+	Host      string   // Host header
+	Protocols []string // Sec-WebSocket-Protocol tokens offered by the client, in order
+
+	// Selected is the subprotocol to accept. Check may set it to one of Protocols (for
+	// example when the token arrives as a subprotocol, a browser needs one echoed back);
+	// Upgrade then answers it in Sec-WebSocket-Protocol. A value that is not one of
+	// Protocols is a bug in Check and refuses the handshake with 500.
+	Selected string
+}
+
+// HTTPError refuses a handshake with an HTTP status. Upgrade writes it into the response;
+// Check returns one to refuse.
+type HTTPError struct {
+	Status int         // 400, 401, 403, 404, 426, 431, 503 ...
+	Header [][2]string // extra headers, e.g. {"Retry-After", "3"}
+	Reason string      // short body text
+}
+
+// Refuse returns an *HTTPError, for Check functions.
+func Refuse(status int, reason string, header ...[2]string) *HTTPError {
+	return &HTTPError{Status: status, Header: header, Reason: reason}
+}
+
+// Error implements error.
+func (e *HTTPError) Error() string {
+	return "codec: handshake refused: " + strconv.Itoa(e.Status) + " " + http.StatusText(e.Status) + ": " + e.Reason
+}
+
+// Upgrader performs the server handshake on exactly the header bytes. Its methods only
+// read it, so one Upgrader may serve every event loop at once.
+type Upgrader struct {
+	MaxHeaderBytes int    // 0 -> DefaultMaxHeaderBytes
+	Path           string // "" -> DefaultPath; a WebSocket handshake for another path gets 404
+
+	// PlainBody is the body of the 426 answer to a plain HTTP request (one without
+	// "Upgrade: websocket", such as curl's). "" -> a line naming the WebSocket path.
+	PlainBody string
+
+	// Check runs after the handshake is parsed and found valid, and before the 101 is
+	// produced; origin, token and admission checks live here. Returning an *HTTPError
+	// refuses the handshake with its status; any other non-nil error refuses it with 500.
+	// Check may set r.Selected. It runs on the caller's goroutine and must not block.
+	Check func(r *Request) error
+}
+
+// Upgrade looks at in, all bytes received so far on the connection.
+//
+// If the header block (terminated by \r\n\r\n) is not complete yet it returns
+// ErrIncomplete with n == 0, unless in already holds MaxHeaderBytes without the end of
+// the block (431) or clearly is not an HTTP request (400). Otherwise it runs the handshake
+// on exactly the header bytes, appends the HTTP response (101 Switching Protocols or a
+// refusal) to out and returns it as resp, with n the number of header bytes consumed:
+// the caller Discards them, and any bytes after them are the first WebSocket frames.
+//
+// err == nil: upgraded, write resp. err is *HTTPError: write resp, then close (every
+// refusal carries Connection: close). The statuses are 400 (malformed handshake, bad
+// Sec-WebSocket-Key, bad match id, bad query), 404 (another path), 426 (a plain HTTP
+// request, or a Sec-WebSocket-Version other than 13), 431 (header block over the cap),
+// 500 (Check failed without an *HTTPError) and whatever Check returns.
+func (u *Upgrader) Upgrade(in []byte, out []byte) (n int, resp []byte, req Request, err error) {
+	max := u.MaxHeaderBytes
+	if max <= 0 {
+		max = DefaultMaxHeaderBytes
+	}
+	end := bytes.Index(in[:min(len(in), max)], crlfcrlf)
+	if end < 0 {
+		if len(in) >= max {
+			return u.refuse(len(in), out, req, &HTTPError{Status: http.StatusRequestHeaderFieldsTooLarge, Reason: "request header block over " + strconv.Itoa(max) + " bytes"})
+		}
+		// Refuse garbage (a TLS ClientHello, a random scanner) now instead of letting it
+		// sit until the handshake deadline.
+		if !plausibleRequestPrefix(in) {
+			return u.refuse(len(in), out, req, malformed("not an HTTP request"))
+		}
+		return 0, out, req, ErrIncomplete
+	}
+	n = end + len(crlfcrlf)
+	block := in[:n]
+
+	// gobwas stops at the first problem it meets, in its own order, and knows nothing
+	// of plain HTTP requests; classify those first so that curl gets the friendly 426
+	// whatever its path and method.
+	scan, ok := scanHeaders(block)
+	if !ok {
+		return u.refuse(n, out, req, malformed("malformed request"))
+	}
+	if !scan.upgrade {
+		body := u.PlainBody
+		if body == "" {
+			body = "this is a WebSocket endpoint: connect to ws://<host>" + u.path() + "\n"
+		}
+		return u.refuse(n, out, req, &HTTPError{
+			Status: http.StatusUpgradeRequired,
+			Header: [][2]string{{"Upgrade", "websocket"}, {"Sec-WebSocket-Version", "13"}},
+			Reason: body,
+		})
+	}
+
+	var rawURI string
+	var refusal *HTTPError
+	conn := handshakeConn{in: block, out: out}
+	up := ws.Upgrader{
+		ReadBufferSize:  min(max, 64<<10),
+		WriteBufferSize: 512,
+		OnRequest: func(uri []byte) error {
+			rawURI = string(uri)
+			return nil
+		},
+		OnHost: func(host []byte) error {
+			req.Host = string(host)
+			return nil
+		},
+		OnHeader: func(key, value []byte) error {
+			if string(key) == "Origin" {
+				req.Origin = string(value)
+			}
+			return nil
+		},
+		ProtocolCustom: func(v []byte) (string, bool) {
+			ok := httphead.ScanTokens(v, func(tok []byte) bool {
+				req.Protocols = append(req.Protocols, string(tok))
+				return true
+			})
+			// Returning "" keeps gobwas calling us for every Sec-WebSocket-Protocol line.
+			return "", ok
+		},
+		OnBeforeUpgrade: func() (ws.HandshakeHeader, error) {
+			refusal = u.accept(rawURI, scan.key, &req)
+			if refusal != nil {
+				return nil, refusal
+			}
+			if req.Selected == "" {
+				return ws.HandshakeHeaderString(""), nil
+			}
+			return ws.HandshakeHeaderString("Sec-WebSocket-Protocol: " + req.Selected + "\r\n"), nil
+		},
+	}
+	_, gerr := up.Upgrade(&conn)
+	if gerr == nil {
+		return n, conn.out, req, nil
+	}
+	if refusal == nil {
+		refusal = mapGobwasError(gerr)
+	}
+	// Drop whatever gobwas wrote: every refusal is ours, with Connection: close and
+	// Content-Length, which gobwas's own answers lack.
+	return u.refuse(n, out, req, refusal)
+}
+
+func (u *Upgrader) path() string {
+	if u.Path == "" {
+		return DefaultPath
+	}
+	return u.Path
+}
+
+// accept runs the checks that gobwas does not know about, once gobwas has found the
+// handshake itself valid: path, Sec-WebSocket-Key encoding, the query, then Check.
+func (u *Upgrader) accept(rawURI string, key []byte, req *Request) *HTTPError {
+	uri, err := url.ParseRequestURI(rawURI)
+	if err != nil {
+		return malformed("bad request URI")
+	}
+	req.Path = uri.Path
+	if uri.Path != u.path() {
+		return &HTTPError{Status: http.StatusNotFound, Reason: "no WebSocket endpoint at this path; use " + u.path()}
+	}
+	// gobwas only checks the key's length; RFC 6455 4.1 wants 16 bytes in base64.
+	var nonce [18]byte
+	if k, err := base64.StdEncoding.Decode(nonce[:], key); err != nil || k != 16 {
+		return malformed("bad Sec-WebSocket-Key")
+	}
+	q, err := url.ParseQuery(uri.RawQuery)
+	if err != nil {
+		return malformed("bad query string")
+	}
+	req.Token = q.Get("token")
+	for _, v := range q["match"] {
+		if v == "" {
+			continue
+		}
+		for id := range strings.SplitSeq(v, ",") {
+			if !bus.ValidMatchID(id) {
+				return malformed("bad match id " + strconv.Quote(truncate(id, 70)))
+			}
+			if !contains(req.Matches, id) {
+				req.Matches = append(req.Matches, id)
+			}
+		}
+	}
+	if u.Check == nil {
+		return nil
+	}
+	if err := u.Check(req); err != nil {
+		var he *HTTPError
+		if errors.As(err, &he) && he != nil && he.Status >= 400 && he.Status <= 599 {
+			return he
+		}
+		return &HTTPError{Status: http.StatusInternalServerError, Reason: "handshake check failed"}
+	}
+	if req.Selected != "" && !contains(req.Protocols, req.Selected) {
+		return &HTTPError{Status: http.StatusInternalServerError, Reason: "selected subprotocol was not offered"}
+	}
+	return nil
+}
+
+// mapGobwasError turns a gobwas refusal into ours. The statuses follow PROTOCOL.md: a bad
+// HTTP version or method is a malformed handshake (400, where gobwas says 505 and 405),
+// a Sec-WebSocket-Version other than 13 is 426.
+func mapGobwasError(err error) *HTTPError {
+	switch err {
+	case ws.ErrHandshakeUpgradeRequired:
+		return &HTTPError{
+			Status: http.StatusUpgradeRequired,
+			Header: [][2]string{{"Sec-WebSocket-Version", "13"}},
+			Reason: "unsupported Sec-WebSocket-Version; this server speaks 13",
+		}
+	case ws.ErrHandshakeBadProtocol:
+		return malformed("WebSocket needs HTTP/1.1")
+	case ws.ErrHandshakeBadMethod:
+		return malformed("WebSocket needs GET")
+	case ws.ErrHandshakeBadSecKey:
+		return malformed("missing or bad Sec-WebSocket-Key")
+	case ws.ErrHandshakeBadSecVersion:
+		return malformed("missing Sec-WebSocket-Version")
+	case ws.ErrHandshakeBadHost:
+		return malformed("missing Host")
+	case ws.ErrHandshakeBadConnection:
+		return malformed("bad Connection header")
+	case ws.ErrHandshakeBadUpgrade:
+		return malformed("bad Upgrade header")
+	}
+	return malformed("malformed handshake")
+}
+
+func malformed(reason string) *HTTPError {
+	return &HTTPError{Status: http.StatusBadRequest, Reason: reason}
+}
+
+// refuse appends e's response to out.
+func (u *Upgrader) refuse(n int, out []byte, req Request, e *HTTPError) (int, []byte, Request, error) {
+	return n, AppendRefusal(out, e), req, e
+}
+
+// AppendRefusal appends the HTTP response for e to dst: the status line, Connection:
+// close, the extra headers (any holding CR or LF is dropped, so a Check cannot split
+// the response), Content-Type, Content-Length and the reason as the body.
+func AppendRefusal(dst []byte, e *HTTPError) []byte {
+	status := e.Status
+	text := http.StatusText(status)
+	if text == "" {
+		text = "Error"
+	}
+	body := e.Reason
+	if !strings.HasSuffix(body, "\n") {
+		body += "\n"
+	}
+	dst = append(dst, "HTTP/1.1 "...)
+	dst = strconv.AppendInt(dst, int64(status), 10)
+	dst = append(dst, ' ')
+	dst = append(dst, text...)
+	dst = append(dst, "\r\nConnection: close\r\n"...)
+	for _, h := range e.Header {
+		if strings.ContainsAny(h[0], "\r\n: ") || strings.ContainsAny(h[1], "\r\n") || h[0] == "" {
+			continue
+		}
+		dst = append(dst, h[0]...)
+		dst = append(dst, ": "...)
+		dst = append(dst, h[1]...)
+		dst = append(dst, "\r\n"...)
+	}
+	dst = append(dst, "Content-Type: text/plain; charset=utf-8\r\nContent-Length: "...)
+	dst = strconv.AppendInt(dst, int64(len(body)), 10)
+	dst = append(dst, "\r\n\r\n"...)
+	return append(dst, body...)
+}
+
+var crlfcrlf = []byte("\r\n\r\n")
+
+// headerScan is what Upgrade needs to know about a header block before gobwas sees it.
+type headerScan struct {
+	upgrade bool   // an Upgrade header lists the websocket token
+	key     []byte // the last Sec-WebSocket-Key value, trimmed
+}
+
+// scanHeaders checks the request line's shape and finds the Upgrade and
+// Sec-WebSocket-Key headers. block ends with \r\n\r\n. It reports false for a block
+// whose request line is not "METHOD SP URI SP HTTP/x.y".
+func scanHeaders(block []byte) (s headerScan, ok bool) {
+	i := bytes.IndexByte(block, '\n')
+	if !validRequestLine(bytes.TrimSuffix(block[:i], []byte("\r"))) {
+		return s, false
+	}
+	rest := block[i+1:]
+	for len(rest) > 0 {
+		j := bytes.IndexByte(rest, '\n')
+		line := bytes.TrimSuffix(rest[:j], []byte("\r"))
+		rest = rest[j+1:]
+		colon := bytes.IndexByte(line, ':')
+		if colon <= 0 {
+			continue // gobwas refuses it, or it is the final empty line
+		}
+		k, v := bytes.TrimSpace(line[:colon]), bytes.TrimSpace(line[colon+1:])
+		switch {
+		case bytes.EqualFold(k, []byte("Upgrade")):
+			httphead.ScanTokens(v, func(tok []byte) bool {
+				if bytes.EqualFold(tok, []byte("websocket")) {
+					s.upgrade = true
+				}
+				return !s.upgrade
+			})
+		case bytes.EqualFold(k, []byte("Sec-WebSocket-Key")):
+			s.key = v
+		}
+	}
+	return s, true
+}
+
+// validRequestLine reports whether line is METHOD SP URI SP HTTP/digit.digit.
+func validRequestLine(line []byte) bool {
+	sp1 := bytes.IndexByte(line, ' ')
+	if sp1 <= 0 || !isToken(line[:sp1]) {
+		return false
+	}
+	rest := line[sp1+1:]
+	sp2 := bytes.IndexByte(rest, ' ')
+	if sp2 <= 0 {
+		return false
+	}
+	for _, c := range rest[:sp2] {
+		if c <= ' ' || c == 0x7f {
+			return false
+		}
+	}
+	v := rest[sp2+1:]
+	return len(v) == 8 && string(v[:5]) == "HTTP/" && isDigit(v[5]) && v[6] == '.' && isDigit(v[7])
+}
+
+// plausibleRequestPrefix reports whether in could still become a request: its method is
+// made of token characters, and a complete first line is a valid request line.
+func plausibleRequestPrefix(in []byte) bool {
+	if i := bytes.IndexByte(in, '\n'); i >= 0 {
+		return validRequestLine(bytes.TrimSuffix(in[:i], []byte("\r")))
+	}
+	sp := bytes.IndexByte(in, ' ')
+	if sp < 0 {
+		sp = len(in)
+	}
+	return (sp > 0 || len(in) == 0) && isToken(in[:sp])
+}
+
+func isToken(b []byte) bool {
+	for _, c := range b {
+		if c <= ' ' || c >= 0x7f || strings.IndexByte("\"(),/:;<=>?@[\\]{}", c) >= 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
+// handshakeConn feeds gobwas exactly the header block and collects its response.
+type handshakeConn struct {
+	in  []byte
+	out []byte
+}
+
+func (c *handshakeConn) Read(p []byte) (int, error) {
+	if len(c.in) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, c.in)
+	c.in = c.in[n:]
+	return n, nil
+}
+
+func (c *handshakeConn) Write(p []byte) (int, error) {
+	c.out = append(c.out, p...)
+	return len(p), nil
+}
