@@ -1,0 +1,145 @@
+package client
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// Defaults filled in by New.
+const (
+	DefaultBackoffBase   = 500 * time.Millisecond // first step of the reconnect backoff
+	DefaultBackoffCap    = 30 * time.Second       // the longest reconnect window
+	DefaultInitialSpread = 5 * time.Second        // the smallest reconnect window (herd spreading)
+	DefaultHTTPPort      = "8081"                 // the gateway's HTTP listener (PROTOCOL.md)
+	DefaultHelloTimeout  = 10 * time.Second       // from the upgrade to the `hello` frame
+	DefaultWriteTimeout  = 5 * time.Second        // one client message or pong
+	DefaultFetchTimeout  = 10 * time.Second       // one snapshot GET
+	// DefaultMaxFrameBytes bounds one server frame; bus messages are at most 64 KiB.
+	DefaultMaxFrameBytes = 1 << 20
+)
+
+// Errors of New, Run and Subscribe.
+var (
+	ErrNoURL       = errors.New("client: Options.URL is required")
+	ErrBadURL      = errors.New("client: Options.URL is not a ws:// or wss:// URL")
+	ErrBadBaseHTTP = errors.New("client: Options.BaseHTTP is not an http:// or https:// URL")
+	ErrBadBackoff  = errors.New("client: backoff durations must be positive, Base ≤ Cap and InitialSpread ≤ Cap")
+	ErrBadMatchID  = errors.New("client: bad match id")
+	ErrNilCallback = errors.New("client: nil callback")
+	ErrRunning     = errors.New("client: Run is already running")
+)
+
+// Backoff shapes the reconnect delays of PROTOCOL.md: attempt n waits a uniformly random
+// time in [0, Window(n)), where Window(n) = min(Cap, max(InitialSpread, Base·2^n)). The
+// window therefore starts as the 0 to InitialSpread spread (so a fleet cut off at once
+// does not come back at once) and grows to Cap once Base·2^n passes InitialSpread.
+type Backoff struct {
+	Base          time.Duration
+	Cap           time.Duration
+	InitialSpread time.Duration
+}
+
+// Window returns the jitter window of attempt n (0 for the first reconnect).
+func (b Backoff) Window(attempt int) time.Duration {
+	w := b.Cap
+	if attempt >= 0 && attempt < 40 { // past 40 doublings any Base is over any Cap
+		if d := b.Base << attempt; d < w {
+			w = d
+		}
+	}
+	return max(w, min(b.InitialSpread, b.Cap))
+}
+
+// Delay returns the delay of attempt n for r in [0, 1): full jitter over Window(n).
+func (b Backoff) Delay(attempt int, r float64) time.Duration {
+	return time.Duration(r * float64(b.Window(attempt)))
+}
+
+// Options configure a Client. Zero fields get the defaults above.
+type Options struct {
+	// URL of the WebSocket endpoint, such as ws://host:8080/ws. Required.
+	URL string
+	// BaseHTTP is the gateway's HTTP listener, such as http://host:8081; snapshots are
+	// GET BaseHTTP/v1/matches/{id}. Default: URL's host on port 8081 (https for wss).
+	BaseHTTP string
+	// SnapshotURL, if set, overrides BaseHTTP: it returns the snapshot URL of a match.
+	SnapshotURL func(match string) string
+	// Backoff of reconnects and of snapshot retries.
+	Backoff Backoff
+	// HTTPClient fetches snapshots. Default: a client with DefaultFetchTimeout.
+	HTTPClient *http.Client
+	// Dialer opens WebSocket connections. Default: websocket.DefaultDialer's settings.
+	Dialer *websocket.Dialer
+	// Header is sent with every handshake (Origin, for example).
+	Header http.Header
+	// Rand returns a uniform number in [0, 1) for the jitter; it must be safe for
+	// concurrent use. Default: math/rand/v2's Float64.
+	Rand func() float64
+	// Logger receives connection and fetch troubles. Default: discarded.
+	Logger *slog.Logger
+	// OnStatus, if set, is called on every status change, on Run's goroutine.
+	OnStatus func(Status)
+	// Observer, if set, sees every frame and snapshot (see Checker), on Run's goroutine.
+	Observer Observer
+}
+
+// fill applies the defaults and validates o.
+func (o *Options) fill() error {
+	if o.URL == "" {
+		return ErrNoURL
+	}
+	u, err := url.Parse(o.URL)
+	if err != nil || (u.Scheme != "ws" && u.Scheme != "wss") || u.Host == "" {
+		return fmt.Errorf("%w: %q", ErrBadURL, o.URL)
+	}
+	if o.BaseHTTP == "" {
+		scheme := "http"
+		if u.Scheme == "wss" {
+			scheme = "https"
+		}
+		o.BaseHTTP = scheme + "://" + net.JoinHostPort(u.Hostname(), DefaultHTTPPort)
+	}
+	b, err := url.Parse(o.BaseHTTP)
+	if err != nil || (b.Scheme != "http" && b.Scheme != "https") || b.Host == "" {
+		return fmt.Errorf("%w: %q", ErrBadBaseHTTP, o.BaseHTTP)
+	}
+	if o.SnapshotURL == nil {
+		base := strings.TrimRight(o.BaseHTTP, "/")
+		o.SnapshotURL = func(match string) string { return base + "/v1/matches/" + url.PathEscape(match) }
+	}
+	if o.Backoff.Base == 0 {
+		o.Backoff.Base = DefaultBackoffBase
+	}
+	if o.Backoff.Cap == 0 {
+		o.Backoff.Cap = DefaultBackoffCap
+	}
+	if o.Backoff.InitialSpread == 0 {
+		o.Backoff.InitialSpread = DefaultInitialSpread
+	}
+	if bo := o.Backoff; bo.Base < 0 || bo.Cap < 0 || bo.InitialSpread < 0 || bo.Base > bo.Cap || bo.InitialSpread > bo.Cap {
+		return fmt.Errorf("%w: %+v", ErrBadBackoff, bo)
+	}
+	if o.HTTPClient == nil {
+		o.HTTPClient = &http.Client{Timeout: DefaultFetchTimeout}
+	}
+	if o.Dialer == nil {
+		d := *websocket.DefaultDialer
+		o.Dialer = &d
+	}
+	if o.Rand == nil {
+		o.Rand = rand.Float64
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return nil
+}
