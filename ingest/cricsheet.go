@@ -1,0 +1,621 @@
+package ingest
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"path"
+	"strings"
+
+	"crease/bus"
+)
+
+// ErrInvalidMatch wraps every reason ReadMatch refuses a file.
+var ErrInvalidMatch = errors.New("ingest: invalid match file")
+
+// MaxFileBytes bounds one Cricsheet file. The longest Test is well under 2 MiB; a larger
+// file is not a match.
+const MaxFileBytes = 8 << 20
+
+// Bounds that make a value impossible rather than merely unusual. They also keep sums far
+// from overflow whatever a file holds.
+const (
+	maxRunsPerBall   = 50 // real maximum is 8 (overthrows) + penalties
+	maxBallsPerOver  = 10 // Cricsheet has 4 to 8 (6 today, 5 in The Hundred)
+	maxWicketsPerDel = 2  // e.g. a retirement recorded with a dismissal
+)
+
+// Error is a refusal of a match file, naming the file and the place in it. Over is the
+// file's own over number (0-based, as in Cricsheet) and Ball the 1-based position of the
+// delivery in that over's list; zero fields are not part of the place.
+type Error struct {
+	File    string
+	Innings int // 1-based; 0: not in an innings
+	Over    int // valid when Ball > 0 or HasOver
+	Ball    int // 1-based; 0: not at a delivery
+	HasOver bool
+	Line    int // for syntax errors: 1-based line and column
+	Col     int
+	Msg     string
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString(e.File)
+	b.WriteString(": ")
+	switch {
+	case e.Line > 0:
+		fmt.Fprintf(&b, "line %d, column %d: ", e.Line, e.Col)
+	case e.Innings > 0:
+		fmt.Fprintf(&b, "innings %d", e.Innings)
+		if e.HasOver || e.Ball > 0 {
+			fmt.Fprintf(&b, ", over %d", e.Over)
+		}
+		if e.Ball > 0 {
+			fmt.Fprintf(&b, ", ball %d", e.Ball)
+		}
+		b.WriteString(": ")
+	}
+	b.WriteString(e.Msg)
+	return b.String()
+}
+
+// Unwrap makes every *Error match ErrInvalidMatch.
+func (e *Error) Unwrap() error { return ErrInvalidMatch }
+
+// The Cricsheet JSON format (https://cricsheet.org/format/json/, data versions 1.0.0 and
+// 1.1.0). Every field Cricsheet documents is declared, so that strict decoding refuses
+// only what is really unknown.
+
+type csMatch struct {
+	Meta    csMeta            `json:"meta"`
+	Info    csInfo            `json:"info"`
+	Innings []json.RawMessage `json:"innings"`
+}
+
+type csMeta struct {
+	DataVersion string          `json:"data_version"`
+	Created     string          `json:"created"`
+	Revision    json.RawMessage `json:"revision"`
+}
+
+type csInfo struct {
+	BallsPerOver    int                        `json:"balls_per_over"`
+	BowlOut         []csBowlOut                `json:"bowl_out"`
+	City            string                     `json:"city"`
+	Dates           []string                   `json:"dates"`
+	Event           csEvent                    `json:"event"`
+	Gender          string                     `json:"gender"`
+	MatchType       string                     `json:"match_type"`
+	MatchTypeNumber json.RawMessage            `json:"match_type_number"`
+	Missing         json.RawMessage            `json:"missing"`
+	Officials       map[string][]string        `json:"officials"`
+	Outcome         csOutcome                  `json:"outcome"`
+	Overs           int                        `json:"overs"`
+	PlayerOfMatch   []string                   `json:"player_of_match"`
+	Players         map[string][]string        `json:"players"`
+	Registry        map[string]json.RawMessage `json:"registry"`
+	Season          json.RawMessage            `json:"season"` // "2022/23", or a number in old files
+	Supersubs       map[string]string          `json:"supersubs"`
+	TeamType        string                     `json:"team_type"`
+	Teams           []string                   `json:"teams"`
+	Toss            csToss                     `json:"toss"`
+	Venue           string                     `json:"venue"`
+}
+
+type csBowlOut struct {
+	Bowler  string `json:"bowler"`
+	Outcome string `json:"outcome"`
+}
+
+type csEvent struct {
+	Name        string          `json:"name"`
+	MatchNumber json.RawMessage `json:"match_number"`
+	Group       json.RawMessage `json:"group"`
+	Stage       string          `json:"stage"`
+	SubName     string          `json:"sub_name"`
+}
+
+type csOutcome struct {
+	By         csBy   `json:"by"`
+	BowlOut    string `json:"bowl_out"`
+	Eliminator string `json:"eliminator"`
+	Method     string `json:"method"`
+	Result     string `json:"result"`
+	Winner     string `json:"winner"`
+}
+
+type csBy struct {
+	Innings int `json:"innings"`
+	Runs    int `json:"runs"`
+	Wickets int `json:"wickets"`
+}
+
+type csToss struct {
+	Decision    string `json:"decision"`
+	Winner      string `json:"winner"`
+	Uncontested bool   `json:"uncontested"`
+}
+
+type csInnings struct {
+	Team            string            `json:"team"`
+	Overs           []json.RawMessage `json:"overs"`
+	AbsentHurt      []string          `json:"absent_hurt"`
+	Declared        bool              `json:"declared"`
+	Forfeited       bool              `json:"forfeited"`
+	MiscountedOvers json.RawMessage   `json:"miscounted_overs"`
+	PenaltyRuns     csPenaltyRuns     `json:"penalty_runs"`
+	Powerplays      json.RawMessage   `json:"powerplays"`
+	SuperOver       bool              `json:"super_over"`
+	Target          *csTarget         `json:"target"`
+}
+
+type csPenaltyRuns struct {
+	Pre  int `json:"pre"`
+	Post int `json:"post"`
+}
+
+type csTarget struct {
+	Overs float64 `json:"overs"` // may be fractional after an interruption, e.g. 18.4
+	Runs  int     `json:"runs"`
+}
+
+type csOver struct {
+	Over       int               `json:"over"`
+	Deliveries []json.RawMessage `json:"deliveries"`
+}
+
+type csDelivery struct {
+	Batter       string          `json:"batter"`
+	Bowler       string          `json:"bowler"`
+	NonStriker   string          `json:"non_striker"`
+	Runs         csRuns          `json:"runs"`
+	Extras       csExtras        `json:"extras"`
+	Wickets      []csWicket      `json:"wickets"`
+	Replacements csReplacements  `json:"replacements"`
+	Review       json.RawMessage `json:"review"`
+}
+
+type csRuns struct {
+	Batter      int    `json:"batter"`
+	Extras      int    `json:"extras"`
+	Total       int    `json:"total"`
+	NonBoundary flexTF `json:"non_boundary"`
+}
+
+type csExtras struct {
+	Wides   int `json:"wides"`
+	Noballs int `json:"noballs"`
+	Byes    int `json:"byes"`
+	Legbyes int `json:"legbyes"`
+	Penalty int `json:"penalty"`
+}
+
+type csWicket struct {
+	PlayerOut string      `json:"player_out"`
+	Kind      string      `json:"kind"`
+	Fielders  []csFielder `json:"fielders"`
+}
+
+type csFielder struct {
+	Name       string `json:"name"`
+	Substitute bool   `json:"substitute"`
+}
+
+type csReplacements struct {
+	Match []csReplacement `json:"match"`
+	Role  []csReplacement `json:"role"`
+}
+
+type csReplacement struct {
+	In     string `json:"in"`
+	Out    string `json:"out"`
+	Team   string `json:"team"`
+	Reason string `json:"reason"`
+	Role   string `json:"role"`
+}
+
+// flexTF is Cricsheet's non_boundary flag: true in current files, 1 in some converted ones.
+type flexTF bool
+
+func (f *flexTF) UnmarshalJSON(b []byte) error {
+	switch string(b) {
+	case "true", "1":
+		*f = true
+	case "false", "0", "null":
+		*f = false
+	default:
+		return fmt.Errorf("non_boundary %s is not a boolean", b)
+	}
+	return nil
+}
+
+// Dismissal kinds, as Cricsheet spells them.
+const (
+	kindCaught        = "caught"
+	kindBowled        = "bowled"
+	kindLBW           = "lbw"
+	kindRunOut        = "run out"
+	kindStumped       = "stumped"
+	kindHitWicket     = "hit wicket"
+	kindCaughtBowled  = "caught and bowled"
+	kindRetiredHurt   = "retired hurt"
+	kindRetiredOut    = "retired out"
+	kindRetiredNotOut = "retired not out"
+	kindObstructing   = "obstructing the field"
+	kindHandled       = "handled the ball"
+	kindTimedOut      = "timed out"
+	kindHitTwice      = "hit the ball twice"
+)
+
+// dismissal says how a kind of wicket counts.
+type dismissal struct {
+	team   bool // counts as a team wicket (retired hurt and not out do not)
+	bowler bool // credited to the bowler
+	crease bool // the player out is necessarily at the crease (batter or non-striker)
+}
+
+var dismissals = map[string]dismissal{
+	kindCaught:        {team: true, bowler: true, crease: true},
+	kindBowled:        {team: true, bowler: true, crease: true},
+	kindLBW:           {team: true, bowler: true, crease: true},
+	kindStumped:       {team: true, bowler: true, crease: true},
+	kindHitWicket:     {team: true, bowler: true, crease: true},
+	kindCaughtBowled:  {team: true, bowler: true, crease: true},
+	kindRunOut:        {team: true, crease: true},
+	kindObstructing:   {team: true, crease: true},
+	kindHandled:       {team: true, crease: true},
+	kindHitTwice:      {team: true, crease: true},
+	kindRetiredOut:    {team: true},
+	kindTimedOut:      {team: true}, // the incoming batter, who never reached the crease
+	kindRetiredHurt:   {},
+	kindRetiredNotOut: {},
+}
+
+// Delivery is one validated ball of a parsed match.
+type delivery struct {
+	csDelivery
+	over int // the file's over number
+}
+
+func (d *delivery) wide() bool  { return d.Extras.Wides > 0 }
+func (d *delivery) legal() bool { return d.Extras.Wides == 0 && d.Extras.Noballs == 0 }
+
+type innings struct {
+	csInnings
+	overs [][]delivery // by position in the file
+	n     int          // deliveries
+}
+
+// decodeStrict decodes one JSON value, refusing unknown fields and trailing data.
+func decodeStrict(data []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return errors.New("trailing data after the JSON value")
+	}
+	return nil
+}
+
+// lineCol turns a byte offset of data into a 1-based line and column.
+func lineCol(data []byte, off int64) (int, int) {
+	if off > int64(len(data)) {
+		off = int64(len(data))
+	}
+	if off < 0 {
+		off = 0
+	}
+	before := data[:off]
+	line := bytes.Count(before, []byte{'\n'}) + 1
+	col := int(off) - bytes.LastIndexByte(before, '\n')
+	return line, col
+}
+
+// cleanJSONErr strips the "json: " prefix that only repeats what the file name says.
+func cleanJSONErr(err error) string {
+	return strings.TrimPrefix(err.Error(), "json: ")
+}
+
+// ReadMatch parses and validates a whole Cricsheet JSON file. name is the file name, used
+// in errors; the match id is its base name without ".json" and must be a valid match id.
+// Nothing is published from a file that ReadMatch refused: every delivery has been checked
+// (and the match scored once) before it returns.
+func ReadMatch(name string, data []byte) (*Match, error) {
+	id := strings.TrimSuffix(path.Base(strings.ReplaceAll(name, "\\", "/")), ".json")
+	return readMatch(name, id, data)
+}
+
+// ReadMatchID is ReadMatch with an explicit match id.
+func ReadMatchID(id, name string, data []byte) (*Match, error) {
+	return readMatch(name, id, data)
+}
+
+func readMatch(name, id string, data []byte) (*Match, error) {
+	fail := func(format string, a ...any) error {
+		return &Error{File: name, Msg: fmt.Sprintf(format, a...)}
+	}
+	if !bus.ValidMatchID(id) {
+		return nil, fail("match id %q is not 1 to 64 characters of A-Z a-z 0-9 _ -", id)
+	}
+	if len(data) > MaxFileBytes {
+		return nil, fail("%d bytes is over the %d-byte limit", len(data), MaxFileBytes)
+	}
+	var raw csMatch
+	if err := decodeStrict(data, &raw); err != nil {
+		var syn *json.SyntaxError
+		if errors.As(err, &syn) {
+			l, c := lineCol(data, syn.Offset)
+			return nil, &Error{File: name, Line: l, Col: c, Msg: cleanJSONErr(err)}
+		}
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return nil, fail("truncated file: %v", err)
+		}
+		var typ *json.UnmarshalTypeError
+		if errors.As(err, &typ) {
+			l, c := lineCol(data, typ.Offset)
+			return nil, &Error{File: name, Line: l, Col: c, Msg: cleanJSONErr(err)}
+		}
+		return nil, fail("%s", cleanJSONErr(err))
+	}
+	m := &Match{id: id, file: name, info: raw.Info}
+	if err := m.checkInfo(); err != nil {
+		return nil, err
+	}
+	for i, ri := range raw.Innings {
+		inn, err := m.readInnings(i+1, ri)
+		if err != nil {
+			return nil, err
+		}
+		m.innings = append(m.innings, inn)
+	}
+	if err := m.checkPlay(); err != nil {
+		return nil, err
+	}
+	// Score the whole match once, so that anything the scorer would trip on is found
+	// before the first publish.
+	e := newEngine(m)
+	for !e.done() {
+		e.step()
+	}
+	m.final = e.st.clone()
+	return m, nil
+}
+
+func (m *Match) errf(format string, a ...any) error {
+	return &Error{File: m.file, Msg: fmt.Sprintf(format, a...)}
+}
+
+func (m *Match) checkInfo() error {
+	in := &m.info
+	if len(in.Teams) != 2 || in.Teams[0] == "" || in.Teams[1] == "" || in.Teams[0] == in.Teams[1] {
+		return m.errf("info.teams %q is not two different teams", in.Teams)
+	}
+	m.bpo = in.BallsPerOver
+	if m.bpo == 0 {
+		m.bpo = 6 // files before balls_per_over existed were all six-ball overs
+	}
+	if m.bpo < 1 || m.bpo > maxBallsPerOver {
+		return m.errf("info.balls_per_over %d is out of range 1..%d", in.BallsPerOver, maxBallsPerOver)
+	}
+	if in.Overs < 0 || in.Overs > 1000 {
+		return m.errf("info.overs %d is out of range", in.Overs)
+	}
+	o := &in.Outcome
+	isTeam := func(s string) bool { return s == in.Teams[0] || s == in.Teams[1] }
+	switch o.Result {
+	case "", "tie", "no result", "draw":
+	default:
+		return m.errf("info.outcome.result %q is not tie, no result or draw", o.Result)
+	}
+	if o.Winner != "" && !isTeam(o.Winner) {
+		return m.errf("info.outcome.winner %q is not one of the teams", o.Winner)
+	}
+	if o.Winner != "" && o.Result != "" {
+		return m.errf("info.outcome has both a winner and result %q", o.Result)
+	}
+	if o.Winner == "" && o.Result == "" {
+		return m.errf("info.outcome has neither a winner nor a result")
+	}
+	for _, s := range []string{o.Eliminator, o.BowlOut} {
+		if s != "" && !isTeam(s) {
+			return m.errf("info.outcome: %q is not one of the teams", s)
+		}
+	}
+	if o.By.Runs < 0 || o.By.Wickets < 0 || o.By.Innings < 0 || o.By.Wickets > 10 {
+		return m.errf("info.outcome.by %+v is impossible", o.By)
+	}
+	if t := in.Toss.Winner; t != "" && !isTeam(t) {
+		return m.errf("info.toss.winner %q is not one of the teams", t)
+	}
+	switch in.Toss.Decision {
+	case "", "bat", "field":
+	default:
+		return m.errf("info.toss.decision %q is not bat or field", in.Toss.Decision)
+	}
+	return nil
+}
+
+func (m *Match) readInnings(n int, data json.RawMessage) (*innings, error) {
+	at := func(over, ball int, hasOver bool, format string, a ...any) error {
+		return &Error{File: m.file, Innings: n, Over: over, Ball: ball, HasOver: hasOver, Msg: fmt.Sprintf(format, a...)}
+	}
+	inn := &innings{}
+	if err := decodeStrict(data, &inn.csInnings); err != nil {
+		return nil, at(0, 0, false, "%s", cleanJSONErr(err))
+	}
+	if inn.Team != m.info.Teams[0] && inn.Team != m.info.Teams[1] {
+		return nil, at(0, 0, false, "team %q is not one of the teams", inn.Team)
+	}
+	if p := inn.PenaltyRuns; p.Pre < 0 || p.Post < 0 || p.Pre > maxRunsPerBall || p.Post > maxRunsPerBall {
+		return nil, at(0, 0, false, "penalty_runs %+v are out of range", p)
+	}
+	if t := inn.Target; t != nil {
+		if t.Runs < 1 || t.Overs < 0 || t.Overs > 1000 {
+			return nil, at(0, 0, false, "target %+v is impossible", *t)
+		}
+		if _, ok := oversToBalls(t.Overs, m.bpo); !ok {
+			return nil, at(0, 0, false, "target.overs %v is not overs.balls", t.Overs)
+		}
+	}
+	prevOver := -1
+	for oi, ro := range inn.Overs {
+		var o csOver
+		if err := decodeStrict(ro, &o); err != nil {
+			return nil, at(prevOver+1, 0, true, "over at position %d: %s", oi+1, cleanJSONErr(err))
+		}
+		if o.Over <= prevOver || o.Over > 10000 {
+			return nil, at(o.Over, 0, true, "over number %d does not follow over %d", o.Over, prevOver)
+		}
+		prevOver = o.Over
+		if len(o.Deliveries) == 0 {
+			return nil, at(o.Over, 0, true, "over without deliveries")
+		}
+		ds := make([]delivery, 0, len(o.Deliveries))
+		for bi, rd := range o.Deliveries {
+			d := delivery{over: o.Over}
+			if err := decodeStrict(rd, &d.csDelivery); err != nil {
+				return nil, at(o.Over, bi+1, true, "%s", cleanJSONErr(err))
+			}
+			if msg := checkDelivery(&d.csDelivery); msg != "" {
+				return nil, at(o.Over, bi+1, true, "%s", msg)
+			}
+			ds = append(ds, d)
+		}
+		inn.overs = append(inn.overs, ds)
+		inn.n += len(ds)
+	}
+	return inn, nil
+}
+
+// checkDelivery validates what one delivery can say about itself; "" when it is sound.
+func checkDelivery(d *csDelivery) string {
+	switch {
+	case d.Batter == "":
+		return "no batter"
+	case d.NonStriker == "":
+		return "no non_striker"
+	case d.Bowler == "":
+		return "no bowler"
+	case d.Batter == d.NonStriker:
+		return fmt.Sprintf("batter %q is also the non_striker", d.Batter)
+	}
+	r, x := d.Runs, d.Extras
+	for _, v := range []struct {
+		name string
+		n    int
+	}{
+		{"runs.batter", r.Batter}, {"runs.extras", r.Extras}, {"runs.total", r.Total},
+		{"extras.wides", x.Wides}, {"extras.noballs", x.Noballs}, {"extras.byes", x.Byes},
+		{"extras.legbyes", x.Legbyes}, {"extras.penalty", x.Penalty},
+	} {
+		if v.n < 0 {
+			return fmt.Sprintf("%s %d is negative", v.name, v.n)
+		}
+		if v.n > maxRunsPerBall {
+			return fmt.Sprintf("%s %d is impossible", v.name, v.n)
+		}
+	}
+	if r.Total != r.Batter+r.Extras {
+		return fmt.Sprintf("runs.total %d != batter %d + extras %d", r.Total, r.Batter, r.Extras)
+	}
+	if sum := x.Wides + x.Noballs + x.Byes + x.Legbyes + x.Penalty; sum != r.Extras {
+		return fmt.Sprintf("runs.extras %d != the sum of extras %d", r.Extras, sum)
+	}
+	if x.Wides > 0 && x.Noballs > 0 {
+		return "a delivery cannot be both a wide and a no-ball"
+	}
+	if x.Wides > 0 && (r.Batter > 0 || x.Byes > 0 || x.Legbyes > 0) {
+		return "runs off a wide are all wides"
+	}
+	if x.Byes > 0 && x.Legbyes > 0 {
+		return "a delivery cannot give both byes and leg byes"
+	}
+	if len(d.Wickets) > maxWicketsPerDel {
+		return fmt.Sprintf("%d wickets on one delivery", len(d.Wickets))
+	}
+	for i, w := range d.Wickets {
+		k, ok := dismissals[w.Kind]
+		if !ok {
+			return fmt.Sprintf("wicket kind %q is unknown", w.Kind)
+		}
+		if w.PlayerOut == "" {
+			return "wicket without player_out"
+		}
+		if k.crease && w.PlayerOut != d.Batter && w.PlayerOut != d.NonStriker {
+			return fmt.Sprintf("%s of %q, who is not at the crease", w.Kind, w.PlayerOut)
+		}
+		if i > 0 && d.Wickets[0].PlayerOut == w.PlayerOut {
+			return fmt.Sprintf("%q is out twice on one delivery", w.PlayerOut)
+		}
+		for _, f := range w.Fielders {
+			if f.Name == "" && !f.Substitute {
+				return "fielder without a name"
+			}
+		}
+		if w.Kind == kindStumped && x.Noballs > 0 {
+			return "stumped off a no-ball"
+		}
+		if x.Noballs > 0 && (w.Kind == kindBowled || w.Kind == kindLBW || w.Kind == kindCaught || w.Kind == kindCaughtBowled || w.Kind == kindHitWicket) {
+			return fmt.Sprintf("%s off a no-ball", w.Kind)
+		}
+		if x.Wides > 0 && (w.Kind == kindBowled || w.Kind == kindLBW || w.Kind == kindCaught || w.Kind == kindCaughtBowled) {
+			return fmt.Sprintf("%s off a wide", w.Kind)
+		}
+	}
+	for _, rp := range append(append([]csReplacement(nil), d.Replacements.Match...), d.Replacements.Role...) {
+		if rp.In == "" || rp.Out == "" {
+			return "replacement without in and out"
+		}
+	}
+	return ""
+}
+
+// checkPlay follows who is at the crease through each innings: a dismissed batter may not
+// bat again (retired hurt and retired not out may come back).
+func (m *Match) checkPlay() error {
+	for n, inn := range m.innings {
+		out := map[string]string{} // player -> where dismissed
+		for _, ds := range inn.overs {
+			for bi := range ds {
+				d := &ds[bi]
+				at := func(format string, a ...any) error {
+					return &Error{File: m.file, Innings: n + 1, Over: d.over, Ball: bi + 1, HasOver: true, Msg: fmt.Sprintf(format, a...)}
+				}
+				for _, p := range []string{d.Batter, d.NonStriker} {
+					if where, ok := out[p]; ok {
+						return at("%q bats again after being dismissed at %s", p, where)
+					}
+				}
+				for _, w := range d.Wickets {
+					if where, ok := out[w.PlayerOut]; ok {
+						return at("%q is out again after being dismissed at %s", w.PlayerOut, where)
+					}
+					if dismissals[w.Kind].team {
+						out[w.PlayerOut] = fmt.Sprintf("over %d, ball %d", d.over, bi+1)
+					}
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// oversToBalls converts Cricsheet's overs notation (18.4: 18 overs and 4 balls) to balls.
+func oversToBalls(overs float64, bpo int) (int, bool) {
+	whole := int(overs)
+	frac := overs - float64(whole)
+	balls := int(frac*10 + 0.5)
+	if balls >= bpo || frac < 0 || float64(whole)+float64(balls)/10 != roundTenth(overs) {
+		return 0, false
+	}
+	return whole*bpo + balls, true
+}
+
+func roundTenth(f float64) float64 {
+	return float64(int(f*10+0.5)) / 10
+}

@@ -1,0 +1,152 @@
+package ingest
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	jsonpatch "github.com/evanphx/json-patch/v5"
+
+	"crease/bus"
+)
+
+// Errors of NewStepper and Replay options.
+var (
+	// ErrBadBase: the base state is not a JSON object.
+	ErrBadBase = errors.New("ingest: base state is not a JSON object")
+	// ErrNoMatch: a nil match.
+	ErrNoMatch = errors.New("ingest: no match")
+)
+
+// Update is one numbered change of a match, ready to publish: the delta (state, frame,
+// seq) and the commentary event that goes with it.
+type Update struct {
+	Delta bus.Delta
+	Prio  bus.Prio
+	Patch json.RawMessage // the frame's patch, against the state at Delta.Seq-1
+	Over  string          // the over of the state, "19.6"
+	Text  string          // the commentary line
+	Event []byte          // the `event` frame of the commentary (same ts); nil without one
+	// Restart: the first delta of a new play-through (its patch resets the finished state).
+	Restart bool
+	// Last: the delta carrying the result; the next one starts over.
+	Last bool
+}
+
+// Stepper numbers the steps of a match into deltas. After the last step it starts the
+// match over (or the next match of its source): a loop restart is one more delta whose
+// patch resets the state, and seq goes on. A Stepper is used by one goroutine.
+type Stepper struct {
+	next func() (*Match, error)
+	m    *Match
+	e    *engine
+	seq  uint64 // seq of the last update
+	prev []byte // state at seq
+}
+
+// NewStepper steps through m, looping. firstSeq is the seq of the first delta (0 means 1);
+// base is the state stored at firstSeq-1, against which the first patch is computed (nil
+// for a new match: the first patch is then the whole state).
+func NewStepper(m *Match, firstSeq uint64, base json.RawMessage) (*Stepper, error) {
+	if m == nil {
+		return nil, ErrNoMatch
+	}
+	return newStepper(m, func() (*Match, error) { return m, nil }, firstSeq, base)
+}
+
+func newStepper(m *Match, next func() (*Match, error), firstSeq uint64, base json.RawMessage) (*Stepper, error) {
+	if firstSeq == 0 {
+		firstSeq = 1
+	}
+	prev := []byte("{}")
+	if len(base) > 0 {
+		var obj map[string]json.RawMessage
+		if err := json.Unmarshal(base, &obj); err != nil || obj == nil {
+			return nil, ErrBadBase
+		}
+		prev = append([]byte(nil), base...)
+	}
+	return &Stepper{next: next, m: m, e: newEngine(m), seq: firstSeq - 1, prev: prev}, nil
+}
+
+// Seq is the seq of the last update (firstSeq-1 before the first).
+func (s *Stepper) Seq() uint64 { return s.seq }
+
+// Match is the match being stepped.
+func (s *Stepper) Match() *Match { return s.m }
+
+// Next computes the next update, stamped with ts.
+func (s *Stepper) Next(ts time.Time) (Update, error) {
+	restart := false
+	if s.e.done() {
+		m, err := s.next()
+		if err != nil {
+			return Update{}, err
+		}
+		if m == nil {
+			return Update{}, ErrNoMatch
+		}
+		s.m, s.e, restart = m, newEngine(m), true
+	}
+	info := s.e.step()
+	cur := s.e.st.marshal()
+	patch, err := jsonpatch.CreateMergePatch(s.prev, cur)
+	if err != nil {
+		return Update{}, fmt.Errorf("ingest: %s: merge patch: %w", s.m.id, err)
+	}
+	seq := s.seq + 1
+	micros := ts.UnixMicro()
+	frame := deltaFrame(s.m.id, seq, info.prio, micros, patch)
+	if len(frame) > bus.MaxMessageBytes {
+		return Update{}, fmt.Errorf("ingest: %s: delta %d is %d bytes, over the bus limit", s.m.id, seq, len(frame))
+	}
+	u := Update{
+		Delta:   bus.Delta{Match: s.m.id, Title: s.m.Title(), Seq: seq, State: cur, Frame: frame},
+		Prio:    info.prio,
+		Patch:   patch,
+		Over:    s.e.st.Over,
+		Text:    info.text,
+		Restart: restart,
+		Last:    info.last,
+	}
+	if info.text != "" {
+		u.Event = eventFrame(s.m.id, micros, s.e.st.Over, info.text)
+	}
+	s.seq, s.prev = seq, cur
+	return u, nil
+}
+
+// deltaFrame is the exact `delta` frame of PROTOCOL.md, fields in the documented order.
+func deltaFrame(match string, seq uint64, prio bus.Prio, ts int64, patch []byte) []byte {
+	id, _ := json.Marshal(match) // a string always marshals
+	b := make([]byte, 0, len(patch)+len(id)+96)
+	b = append(b, `{"type":"delta","match":`...)
+	b = append(b, id...)
+	b = append(b, `,"seq":`...)
+	b = strconv.AppendUint(b, seq, 10)
+	b = append(b, `,"prio":"`...)
+	b = append(b, prio.String()...)
+	b = append(b, `","ts":`...)
+	b = strconv.AppendInt(b, ts, 10)
+	b = append(b, `,"patch":`...)
+	b = append(b, patch...)
+	return append(b, '}')
+}
+
+type commentaryFrame struct {
+	Type  string `json:"type"`
+	Match string `json:"match"`
+	Prio  string `json:"prio"`
+	TS    int64  `json:"ts"`
+	Kind  string `json:"kind"`
+	Over  string `json:"over"`
+	Text  string `json:"text"`
+}
+
+// eventFrame is the `event` frame of a commentary line.
+func eventFrame(match string, ts int64, over, text string) []byte {
+	b, _ := json.Marshal(commentaryFrame{Type: "event", Match: match, Prio: "low", TS: ts, Kind: "commentary", Over: over, Text: text})
+	return b
+}

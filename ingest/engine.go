@@ -1,0 +1,689 @@
+package ingest
+
+import (
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+
+	"crease/bus"
+)
+
+// Match is a validated Cricsheet match, ready to be stepped through. It is immutable and
+// safe to share between goroutines; every Stepper keeps its own scoring state.
+type Match struct {
+	id      string
+	file    string
+	info    csInfo
+	bpo     int
+	innings []*innings
+	final   *State
+}
+
+// ID is the match id used on the bus.
+func (m *Match) ID() string { return m.id }
+
+// Title is "Team A v Team B".
+func (m *Match) Title() string { return m.info.Teams[0] + " v " + m.info.Teams[1] }
+
+// File is the name the match was read from.
+func (m *Match) File() string { return m.file }
+
+// Deliveries counts the deliveries of all innings.
+func (m *Match) Deliveries() int {
+	n := 0
+	for _, inn := range m.innings {
+		n += inn.n
+	}
+	return n
+}
+
+// Steps is the number of deltas of one play-through: the scheduled state, then per
+// innings its start, its deliveries and its end (break or result).
+func (m *Match) Steps() int {
+	if len(m.innings) == 0 {
+		return 2
+	}
+	return 1 + 2*len(m.innings) + m.Deliveries()
+}
+
+// Final returns a copy of the state at the end of the match.
+func (m *Match) Final() *State { return m.final.clone() }
+
+// withID returns a copy of m under another id (the scorer reads the id from the match).
+func (m *Match) withID(id string) *Match {
+	c := *m
+	c.id = id
+	c.final = m.final.clone()
+	c.final.Match = id
+	return &c
+}
+
+func (m *Match) initialState() State {
+	in := &m.info
+	st := State{
+		Match:   m.id,
+		Title:   m.Title(),
+		Event:   eventText(in),
+		Venue:   in.Venue,
+		Teams:   []string{in.Teams[0], in.Teams[1]},
+		Toss:    tossText(in.Toss),
+		Status:  StatusScheduled,
+		Over:    "0.0",
+		Last6:   []string{},
+		Innings: map[string]*InningsCard{},
+	}
+	if len(in.Dates) > 0 {
+		st.Date = in.Dates[0]
+	}
+	return st
+}
+
+func eventText(in *csInfo) string {
+	name := in.Event.Name
+	if name == "" {
+		return ""
+	}
+	if len(in.Dates) > 0 && len(in.Dates[0]) >= 4 {
+		if y := in.Dates[0][:4]; !strings.Contains(name, y) {
+			name += " " + y
+		}
+	}
+	if n := strings.Trim(string(in.Event.MatchNumber), `"`); n != "" && n != "null" {
+		name += ", match " + n
+	} else if in.Event.Stage != "" {
+		name += ", " + in.Event.Stage
+	}
+	return name
+}
+
+func tossText(t csToss) string {
+	if t.Winner == "" {
+		return ""
+	}
+	s := t.Winner + " won the toss"
+	if t.Uncontested {
+		s += " (uncontested)"
+	}
+	switch t.Decision {
+	case "bat":
+		s += " and chose to bat"
+	case "field":
+		s += " and chose to field"
+	}
+	return s
+}
+
+// resultText renders the outcome as a scorecard says it, and the winner (or "").
+func resultText(in *csInfo) (string, string) {
+	o := &in.Outcome
+	method := ""
+	if o.Method != "" {
+		method = " (" + o.Method + " method)"
+	}
+	switch {
+	case o.Winner != "":
+		s := o.Winner + " won"
+		switch {
+		case o.By.Innings > 0:
+			s += " by an innings and " + plural(o.By.Runs, "run")
+		case o.By.Runs > 0:
+			s += " by " + plural(o.By.Runs, "run")
+		case o.By.Wickets > 0:
+			s += " by " + plural(o.By.Wickets, "wicket")
+		}
+		return s + method, o.Winner
+	case o.Result == "tie":
+		switch {
+		case o.Eliminator != "":
+			return "Match tied (" + o.Eliminator + " won the super over)", o.Eliminator
+		case o.BowlOut != "":
+			return "Match tied (" + o.BowlOut + " won the bowl-out)", o.BowlOut
+		}
+		return "Match tied" + method, ""
+	case o.Result == "draw":
+		return "Match drawn", ""
+	default:
+		return "No result" + method, ""
+	}
+}
+
+// Phases of the engine.
+const (
+	phaseScheduled = iota
+	phaseStart
+	phaseBall
+	phaseEnd
+	phaseDone
+)
+
+// engine scores a match one step at a time into st. Everything it reads was validated by
+// ReadMatch, so it does not fail.
+type engine struct {
+	m     *Match
+	st    State
+	phase int
+	inn   int // index of the current innings
+	oi    int // position of the next delivery: over, ball
+	bi    int
+	w     innWork
+}
+
+// innWork is the scorer's scratch state of the current innings.
+type innWork struct {
+	card         *InningsCard
+	target       int // 0: not a chase
+	maxBalls     int // 0: no limit
+	reached      bool
+	overNo       int
+	overStarted  bool
+	overLegal    int
+	overBowler   string
+	overMixed    bool // more than one bowler in this over: no maiden
+	overConceded int
+	batPos       int
+	bowlPos      int
+}
+
+// stepInfo describes one step for its delta and commentary.
+type stepInfo struct {
+	prio bus.Prio
+	text string
+	last bool // the match is over
+}
+
+func newEngine(m *Match) *engine {
+	return &engine{m: m}
+}
+
+func (e *engine) done() bool { return e.phase == phaseDone }
+
+func (e *engine) step() stepInfo {
+	switch e.phase {
+	case phaseScheduled:
+		e.st = e.m.initialState()
+		e.phase = phaseStart
+		if len(e.m.innings) == 0 {
+			e.phase = phaseEnd
+		}
+		text := e.st.Title
+		if e.st.Toss != "" {
+			text += ": " + e.st.Toss
+		}
+		return stepInfo{prio: bus.PrioNormal, text: text}
+	case phaseStart:
+		info := e.startInnings()
+		e.oi, e.bi = 0, 0
+		e.phase = phaseBall
+		if e.m.innings[e.inn].n == 0 {
+			e.phase = phaseEnd
+		}
+		return info
+	case phaseBall:
+		inn := e.m.innings[e.inn]
+		d := &inn.overs[e.oi][e.bi]
+		e.bi++
+		if e.bi == len(inn.overs[e.oi]) {
+			e.oi, e.bi = e.oi+1, 0
+		}
+		var next *delivery
+		if e.oi < len(inn.overs) {
+			next = &inn.overs[e.oi][e.bi]
+		} else {
+			e.phase = phaseEnd
+		}
+		return e.ball(d, next)
+	case phaseEnd:
+		return e.endInnings()
+	}
+	return stepInfo{prio: bus.PrioNormal}
+}
+
+func (e *engine) other(team string) string {
+	if t := e.m.info.Teams; team == t[0] {
+		return t[1]
+	}
+	return e.m.info.Teams[0]
+}
+
+func (e *engine) startInnings() stepInfo {
+	m, st := e.m, &e.st
+	inn := m.innings[e.inn]
+	card := &InningsCard{
+		Team:      inn.Team,
+		Overs:     "0.0",
+		SuperOver: inn.SuperOver,
+		Batters:   map[string]*BatterCard{},
+		Bowlers:   map[string]*BowlerCard{},
+		FOW:       []FallOfWicket{},
+	}
+	if p := inn.PenaltyRuns.Pre; p > 0 {
+		card.Runs, card.Extras.Penalty, card.Extras.Total = p, p, p
+	}
+	st.Innings[strconv.Itoa(e.inn+1)] = card
+	e.w = innWork{card: card}
+	e.w.target, e.w.maxBalls = e.chase()
+	st.Status = StatusLive
+	st.Inn = e.inn + 1
+	st.Batting, st.Bowling = inn.Team, e.other(inn.Team)
+	st.Over, st.CRR = "0.0", 0
+	st.Last6 = []string{}
+	st.Partnership = Partnership{}
+	st.Striker, st.NonStriker, st.Bowler = "", "", ""
+	var text string
+	if inn.n > 0 {
+		d := &inn.overs[0][0]
+		st.Striker, st.NonStriker, st.Bowler = d.Batter, d.NonStriker, d.Bowler
+		e.batter(d.Batter)
+		e.batter(d.NonStriker)
+		text = fmt.Sprintf("%s and %s open for %s, %s to bowl", d.Batter, d.NonStriker, inn.Team, d.Bowler)
+	} else {
+		text = inn.Team + " innings"
+		if inn.Forfeited {
+			text += " forfeited"
+		}
+	}
+	if inn.SuperOver {
+		text = "Super over: " + text
+	}
+	if e.w.target > 0 {
+		text += fmt.Sprintf("; %s need %d to win", inn.Team, e.w.target-card.Runs)
+		if e.w.maxBalls > 0 {
+			text += " from " + plural(e.w.maxBalls, "ball")
+		}
+	}
+	e.score()
+	return stepInfo{prio: bus.PrioNormal, text: text}
+}
+
+// chase returns the target of the current innings and its balls limit, from the file's
+// target when it has one (D/L targets) or from the innings already played.
+func (e *engine) chase() (target, maxBalls int) {
+	m, i := e.m, e.inn
+	inn := m.innings[i]
+	limit := m.info.Overs * m.bpo
+	if inn.SuperOver {
+		limit = m.bpo
+	}
+	if t := inn.Target; t != nil {
+		if t.Overs > 0 {
+			limit, _ = oversToBalls(t.Overs, m.bpo)
+		}
+		return t.Runs, limit
+	}
+	card := func(j int) *InningsCard { return e.st.Innings[strconv.Itoa(j+1)] }
+	switch {
+	case inn.SuperOver:
+		supers := 0
+		for j := 0; j < i; j++ {
+			if m.innings[j].SuperOver {
+				supers++
+			}
+		}
+		if supers%2 == 1 && m.innings[i-1].SuperOver {
+			return card(i-1).Runs + 1, limit
+		}
+	case i == 1 && m.info.Overs > 0 && !m.innings[0].SuperOver:
+		return card(0).Runs + 1, limit
+	case i == 3 && m.info.Overs == 0:
+		// The fourth innings of a two-innings match: the lead to overhaul.
+		own, opp := 0, 0
+		for j := 0; j < 3; j++ {
+			if m.innings[j].Team == inn.Team {
+				own += card(j).Runs
+			} else {
+				opp += card(j).Runs
+			}
+		}
+		if t := opp - own + 1; t > 0 {
+			return t, 0
+		}
+	}
+	return 0, 0
+}
+
+// batter returns the card of a batter, adding it at the next position; a batter who
+// retired hurt and comes back is not out again.
+func (e *engine) batter(name string) *BatterCard {
+	c := e.w.card.Batters[name]
+	if c == nil {
+		e.w.batPos++
+		c = &BatterCard{Pos: e.w.batPos, Out: "not out"}
+		e.w.card.Batters[name] = c
+	}
+	return c
+}
+
+func (e *engine) bowler(name string) *BowlerCard {
+	c := e.w.card.Bowlers[name]
+	if c == nil {
+		e.w.bowlPos++
+		c = &BowlerCard{Pos: e.w.bowlPos, Overs: "0.0"}
+		e.w.card.Bowlers[name] = c
+	}
+	return c
+}
+
+func (e *engine) ball(d *delivery, next *delivery) stepInfo {
+	w, st, bpo := &e.w, &e.st, e.m.bpo
+	card := w.card
+	if !w.overStarted || d.over != w.overNo {
+		w.overStarted, w.overNo, w.overLegal = true, d.over, 0
+		w.overBowler, w.overMixed, w.overConceded = d.Bowler, false, 0
+	}
+	if d.Bowler != w.overBowler {
+		w.overMixed = true
+	}
+	bat := e.batter(d.Batter)
+	if bat.Out != "not out" {
+		bat.Out = "not out" // back after retiring hurt
+	}
+	if ns := e.batter(d.NonStriker); ns.Out != "not out" {
+		ns.Out = "not out"
+	}
+	bowl := e.bowler(d.Bowler)
+	r, x := d.Runs, d.Extras
+	prio := bus.PrioNormal
+
+	card.Runs += r.Total
+	card.Extras.Total += r.Extras
+	card.Extras.Wides += x.Wides
+	card.Extras.Noballs += x.Noballs
+	card.Extras.Byes += x.Byes
+	card.Extras.Legbyes += x.Legbyes
+	card.Extras.Penalty += x.Penalty
+	if d.legal() {
+		card.Balls++
+		bowl.Balls++
+		w.overLegal++
+		st.Partnership.Balls++
+	}
+	if !d.wide() {
+		bat.Balls++
+	}
+	before := bat.Runs
+	bat.Runs += r.Batter
+	boundary := ""
+	if !r.NonBoundary {
+		switch r.Batter {
+		case 4:
+			bat.Fours++
+			boundary = "FOUR"
+		case 6:
+			bat.Sixes++
+			boundary = "SIX"
+		}
+	}
+	if boundary != "" {
+		prio = bus.PrioHigh
+	}
+	conceded := r.Total - x.Byes - x.Legbyes - x.Penalty
+	bowl.Runs += conceded
+	w.overConceded += conceded
+	if d.legal() && w.overLegal == bpo && !w.overMixed && w.overConceded == 0 {
+		bowl.Maidens++
+	}
+	bowl.Overs = ballsToOvers(bowl.Balls, bpo)
+	card.Overs = ballsToOvers(card.Balls, bpo)
+	st.Partnership.Runs += r.Total
+	st.Over = strconv.Itoa(d.over) + "." + strconv.Itoa(w.overLegal)
+
+	// Commentary: "Nawaz to Ashwin, 1 run (wide)".
+	var parts []string
+	switch {
+	case len(d.Wickets) > 0 && r.Total == 0:
+	case boundary != "":
+		parts = append(parts, boundary+extrasNote(x))
+	case r.Total == 0:
+		parts = append(parts, "no run"+extrasNote(x))
+	default:
+		parts = append(parts, plural(r.Total, "run")+extrasNote(x))
+	}
+	out := map[string]bool{}
+	for _, wk := range d.Wickets {
+		k := dismissals[wk.Kind]
+		c := e.batter(wk.PlayerOut)
+		c.Out = outText(wk, d.Bowler)
+		prio = bus.PrioHigh
+		if k.team {
+			card.Wickets++
+			card.FOW = append(card.FOW, FallOfWicket{Wicket: card.Wickets, Runs: card.Runs, Over: st.Over, Player: wk.PlayerOut})
+			parts = append(parts, "OUT! "+wk.PlayerOut+" "+c.Out)
+		} else {
+			parts = append(parts, wk.PlayerOut+" "+c.Out)
+		}
+		if k.bowler {
+			bowl.Wickets++
+		}
+		out[wk.PlayerOut] = true
+		st.Partnership = Partnership{}
+	}
+	if m := milestone(before, bat.Runs); m > 0 {
+		prio = bus.PrioHigh
+		parts = append(parts, fmt.Sprintf("%s reaches %d off %s", d.Batter, m, plural(bat.Balls, "ball")))
+	}
+	for _, rp := range d.Replacements.Match {
+		p := rp.In + " in for " + rp.Out
+		if rp.Reason != "" {
+			p += " (" + strings.ReplaceAll(rp.Reason, "_", " ") + ")"
+		}
+		parts = append(parts, p)
+	}
+
+	// Who faces next: the next delivery says it (strike rotation, the new batter); after
+	// the last ball, whoever is still in.
+	if next != nil {
+		st.Striker, st.NonStriker = next.Batter, next.NonStriker
+		e.batter(next.Batter)
+		e.batter(next.NonStriker)
+	} else {
+		st.Striker, st.NonStriker = d.Batter, d.NonStriker
+		if out[d.Batter] {
+			st.Striker = ""
+		}
+		if out[d.NonStriker] {
+			st.NonStriker = ""
+		}
+	}
+	st.Bowler = d.Bowler
+
+	st.Last6 = append(st.Last6, ballToken(d))
+	if len(st.Last6) > 6 {
+		st.Last6 = append([]string{}, st.Last6[len(st.Last6)-6:]...)
+	}
+	e.score()
+	if w.target > 0 && !w.reached && card.Runs >= w.target {
+		w.reached = true
+		prio = bus.PrioHigh
+		parts = append(parts, "target reached")
+	}
+	text := short(d.Bowler) + " to " + short(d.Batter) + ", " + strings.Join(parts, "; ")
+	return stepInfo{prio: prio, text: text}
+}
+
+// score copies the current innings' totals to the top of the state.
+func (e *engine) score() {
+	w, st, bpo := &e.w, &e.st, e.m.bpo
+	st.Score = Score{Runs: w.card.Runs, Wickets: w.card.Wickets}
+	st.CRR = 0
+	if w.card.Balls > 0 {
+		st.CRR = round2(float64(w.card.Runs) * float64(bpo) / float64(w.card.Balls))
+	}
+	st.Target, st.Need, st.RRR = 0, nil, nil
+	if w.target == 0 {
+		return
+	}
+	st.Target = w.target
+	need := max(w.target-w.card.Runs, 0)
+	st.Need = &Need{Runs: need}
+	if w.maxBalls == 0 {
+		return
+	}
+	left := max(w.maxBalls-w.card.Balls, 0)
+	st.Need.Balls = &left
+	switch {
+	case need == 0:
+		z := 0.0
+		st.RRR = &z
+	case left > 0:
+		r := round2(float64(need) * float64(bpo) / float64(left))
+		st.RRR = &r
+	}
+}
+
+func (e *engine) endInnings() stepInfo {
+	st, w := &e.st, &e.w
+	var text string
+	if len(e.m.innings) > 0 {
+		inn := e.m.innings[e.inn]
+		if p := inn.PenaltyRuns.Post; p > 0 {
+			w.card.Runs += p
+			w.card.Extras.Penalty += p
+			w.card.Extras.Total += p
+		}
+		e.score()
+		st.Over = w.card.Overs
+		st.Striker, st.NonStriker, st.Bowler = "", "", ""
+		text = fmt.Sprintf("End of innings: %s %d/%d (%s ov)", w.card.Team, w.card.Runs, w.card.Wickets, w.card.Overs)
+		if inn.Declared {
+			text += ", declared"
+		}
+	}
+	if e.inn+1 < len(e.m.innings) {
+		st.Status = StatusInningsBreak
+		e.inn++
+		e.phase = phaseStart
+		return stepInfo{prio: bus.PrioHigh, text: text}
+	}
+	st.Status = StatusFinished
+	st.Result, st.Winner = resultText(&e.m.info)
+	e.phase = phaseDone
+	if text != "" {
+		text += ". "
+	}
+	return stepInfo{prio: bus.PrioHigh, text: text + st.Result, last: true}
+}
+
+// outText is the scorecard's dismissal: "c Rizwan b Rauf", "run out (Babar Azam)".
+func outText(w csWicket, bowler string) string {
+	fielders := make([]string, 0, len(w.Fielders))
+	for _, f := range w.Fielders {
+		name := f.Name
+		if f.Substitute {
+			name = "sub (" + name + ")"
+			if f.Name == "" {
+				name = "sub"
+			}
+		}
+		fielders = append(fielders, name)
+	}
+	first := ""
+	if len(fielders) > 0 {
+		first = fielders[0]
+	}
+	switch w.Kind {
+	case kindCaught:
+		if first == "" {
+			return "c ? b " + bowler
+		}
+		return "c " + first + " b " + bowler
+	case kindCaughtBowled:
+		return "c & b " + bowler
+	case kindBowled:
+		return "b " + bowler
+	case kindLBW:
+		return "lbw b " + bowler
+	case kindStumped:
+		if first == "" {
+			return "st b " + bowler
+		}
+		return "st " + first + " b " + bowler
+	case kindHitWicket:
+		return "hit wicket b " + bowler
+	case kindRunOut:
+		if len(fielders) == 0 {
+			return "run out"
+		}
+		return "run out (" + strings.Join(fielders, "/") + ")"
+	}
+	return w.Kind // retired hurt, obstructing the field, timed out...
+}
+
+// ballToken is the compact notation of last6: "0", "4", "W", "1wd", "2lb", "1W".
+func ballToken(d *delivery) string {
+	r, x := d.Runs, d.Extras
+	s := strconv.Itoa(r.Total)
+	switch {
+	case x.Wides > 0:
+		s += "wd"
+	case x.Noballs > 0:
+		s += "nb"
+	case x.Legbyes > 0:
+		s += "lb"
+	case x.Byes > 0:
+		s += "b"
+	case x.Penalty > 0:
+		s += "p"
+	}
+	for _, w := range d.Wickets {
+		if dismissals[w.Kind].team {
+			if s == "0" {
+				return "W"
+			}
+			return s + "W"
+		}
+	}
+	return s
+}
+
+func extrasNote(x csExtras) string {
+	var notes []string
+	switch {
+	case x.Wides > 0:
+		notes = append(notes, "wide")
+	case x.Noballs > 0:
+		notes = append(notes, "no ball")
+	}
+	switch {
+	case x.Byes > 0:
+		notes = append(notes, "byes")
+	case x.Legbyes > 0:
+		notes = append(notes, "leg byes")
+	}
+	if x.Penalty > 0 {
+		notes = append(notes, plural(x.Penalty, "penalty run"))
+	}
+	if len(notes) == 0 {
+		return ""
+	}
+	return " (" + strings.Join(notes, ", ") + ")"
+}
+
+// milestone returns the multiple of 50 crossed going from before to after runs, or 0.
+func milestone(before, after int) int {
+	if after/50 > before/50 {
+		return after / 50 * 50
+	}
+	return 0
+}
+
+// short is the name a commentator uses: the last word ("R Ashwin" -> "Ashwin").
+func short(name string) string {
+	if i := strings.LastIndexByte(name, ' '); i >= 0 && i+1 < len(name) {
+		return name[i+1:]
+	}
+	return name
+}
+
+func plural(n int, one string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return strconv.Itoa(n) + " " + one + "s"
+}
+
+func ballsToOvers(balls, bpo int) string {
+	return strconv.Itoa(balls/bpo) + "." + strconv.Itoa(balls%bpo)
+}
+
+func round2(f float64) float64 { return math.Round(f*100) / 100 }

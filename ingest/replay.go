@@ -1,0 +1,135 @@
+package ingest
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+
+	"crease/bus"
+)
+
+// Replay pacing.
+const (
+	// RealTime is the Speed of a live match: about 30 s a ball.
+	RealTime = 1.0 / 30
+	// DefaultLoopPause is the pause between the end of a match and its restart.
+	DefaultLoopPause = 10 * time.Second
+)
+
+// Errors of ReplayOptions.
+var (
+	ErrBadSpeed     = errors.New("ingest: speed must be a finite number of deltas per second, 0 or more")
+	ErrBadLoopPause = errors.New("ingest: loop pause must not be negative")
+)
+
+// ReplayOptions says how Replay paces and numbers a match. The zero value replays once,
+// as fast as possible, from seq 1.
+type ReplayOptions struct {
+	// Speed is deltas (about balls) per second; 0 is as fast as possible, RealTime a live
+	// match.
+	Speed float64
+	// Loop restarts the match after LoopPause when it ends, seq going on.
+	Loop bool
+	// LoopPause is the pause before a restart; 0 means DefaultLoopPause.
+	LoopPause time.Duration
+	// StartSeq is the seq of the first delta, so that a publisher resumes after the seq
+	// stored on the bus; 0 means 1.
+	StartSeq uint64
+	// Base is the state stored at StartSeq-1, which the first patch turns into the
+	// scheduled state; nil for a new match.
+	Base json.RawMessage
+	// Now is the clock of the frames' ts; nil is time.Now.
+	Now func() time.Time
+}
+
+func (o *ReplayOptions) validate() error {
+	if math.IsNaN(o.Speed) || math.IsInf(o.Speed, 0) || o.Speed < 0 {
+		return ErrBadSpeed
+	}
+	if o.LoopPause < 0 {
+		return ErrBadLoopPause
+	}
+	if o.LoopPause == 0 {
+		o.LoopPause = DefaultLoopPause
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return nil
+}
+
+// Replay publishes the deltas of m, each with its commentary event, paced by opts. It
+// blocks until the match ends (never with Loop), ctx is done (returning ctx.Err()) or
+// publishing fails. A delta refused with bus.ErrSeqConflict means that another publisher
+// owns the match or StartSeq is stale: Replay stops and returns it wrapped, without
+// retrying. Event errors other than bus.ErrClosed are ignored: events may be dropped.
+// Run one Replay per match, each in its own goroutine.
+func Replay(ctx context.Context, pub bus.Publisher, m *Match, opts ReplayOptions) error {
+	if m == nil {
+		return ErrNoMatch
+	}
+	next := func() (*Match, error) { return m, nil }
+	return replay(ctx, pub, m, next, opts)
+}
+
+func replay(ctx context.Context, pub bus.Publisher, m *Match, next func() (*Match, error), opts ReplayOptions) error {
+	if err := opts.validate(); err != nil {
+		return err
+	}
+	st, err := newStepper(m, next, opts.StartSeq, opts.Base)
+	if err != nil {
+		return err
+	}
+	var interval time.Duration
+	if opts.Speed > 0 {
+		interval = time.Duration(float64(time.Second) / opts.Speed)
+	}
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	<-timer.C
+	wait := func(d time.Duration) error {
+		if d <= 0 {
+			return ctx.Err()
+		}
+		timer.Reset(d)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-timer.C:
+			return nil
+		}
+	}
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		u, err := st.Next(opts.Now())
+		if err != nil {
+			return err
+		}
+		if err := pub.PublishDelta(ctx, u.Delta); err != nil {
+			if errors.Is(err, bus.ErrSeqConflict) {
+				return fmt.Errorf("ingest: replay of %s stopped: delta %d refused (another publisher owns the match, or the start seq is stale): %w", u.Delta.Match, u.Delta.Seq, err)
+			}
+			return fmt.Errorf("ingest: replay of %s: publish delta %d: %w", u.Delta.Match, u.Delta.Seq, err)
+		}
+		if u.Event != nil {
+			if err := pub.PublishEvent(ctx, u.Delta.Match, u.Event); err != nil && errors.Is(err, bus.ErrClosed) {
+				return fmt.Errorf("ingest: replay of %s: publish event: %w", u.Delta.Match, err)
+			}
+		}
+		d := interval
+		if u.Last {
+			if !opts.Loop {
+				return nil
+			}
+			d = opts.LoopPause
+		}
+		if err := wait(d); err != nil {
+			return err
+		}
+	}
+}
