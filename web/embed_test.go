@@ -1,0 +1,60 @@
+package web
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+)
+
+func TestHandler(t *testing.T) {
+	srv := httptest.NewServer(Handler())
+	defer srv.Close()
+	cases := []struct {
+		path, ctype, contains string
+		code                  int
+	}{
+		{"/", "text/html; charset=utf-8", `id="score"`, 200},
+		{"/?match=1298150", "text/html; charset=utf-8", `src="app.js"`, 200},
+		{"/index.html", "text/html; charset=utf-8", `id="status"`, 200},
+		{"/app.js", "text/javascript; charset=utf-8", "crease-client.js", 200},
+		{"/crease-client.js", "text/javascript; charset=utf-8", "export function mergePatch", 200},
+		{"/style.css", "text/css; charset=utf-8", "@media", 200},
+		{"/embed.go", "", "", 404},
+		{"/fakes.mjs", "", "", 404},
+		{"/../go.mod", "", "", 404},
+	}
+	for _, c := range cases {
+		res, err := http.Get(srv.URL + c.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != c.code {
+			t.Errorf("%s: status %d, want %d", c.path, res.StatusCode, c.code)
+			continue
+		}
+		if c.code != 200 {
+			continue
+		}
+		if got := res.Header.Get("Content-Type"); got != c.ctype {
+			t.Errorf("%s: Content-Type %q, want %q", c.path, got, c.ctype)
+		}
+		if got := res.Header.Get("Cache-Control"); got != "no-cache" {
+			t.Errorf("%s: Cache-Control %q", c.path, got)
+		}
+		if !strings.Contains(string(body), c.contains) {
+			t.Errorf("%s: body lacks %q", c.path, c.contains)
+		}
+	}
+	res, err := http.Post(srv.URL+"/", "text/plain", strings.NewReader("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusMethodNotAllowed {
+		t.Errorf("POST /: status %d", res.StatusCode)
+	}
+}
