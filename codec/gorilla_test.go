@@ -29,7 +29,7 @@ func serveOne(t *testing.T, ln net.Listener, u *codec.Upgrader, evs chan<- strin
 		buf      []byte
 		upgraded bool
 		r        codec.Reader
-		frags    int // non-final fragments of the current message
+		frags    int                 // non-final fragments of the current message
 		tmp      = make([]byte, 512) // small reads, so frames arrive cut anywhere
 	)
 	for {
