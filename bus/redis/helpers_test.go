@@ -1,0 +1,169 @@
+package redis
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
+	"crease/bus"
+	"crease/internal/redistest"
+)
+
+// call is one Sink call, in order.
+type call struct {
+	lost   bool
+	match  string
+	reason bus.ResyncReason
+	data   string
+}
+
+// fakeSink records every call under a mutex and fails the test if the bus ever calls it
+// from two goroutines at once.
+type fakeSink struct {
+	t      testing.TB
+	inside atomic.Int32
+	mu     sync.Mutex
+	calls  []call
+}
+
+func (s *fakeSink) enter() {
+	if s.inside.Add(1) != 1 {
+		s.t.Error("sink called concurrently")
+	}
+}
+
+func (s *fakeSink) Deliver(data []byte) {
+	s.enter()
+	defer s.inside.Add(-1)
+	s.mu.Lock()
+	s.calls = append(s.calls, call{data: string(data)})
+	s.mu.Unlock()
+}
+
+func (s *fakeSink) Lost(match string, reason bus.ResyncReason) {
+	s.enter()
+	defer s.inside.Add(-1)
+	s.mu.Lock()
+	s.calls = append(s.calls, call{lost: true, match: match, reason: reason})
+	s.mu.Unlock()
+}
+
+func (s *fakeSink) snapshot() []call {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.calls)
+}
+
+func (s *fakeSink) delivered() []string {
+	var out []string
+	for _, c := range s.snapshot() {
+		if !c.lost {
+			out = append(out, c.data)
+		}
+	}
+	return out
+}
+
+func (s *fakeSink) losses(match string, reason bus.ResyncReason) int {
+	n := 0
+	for _, c := range s.snapshot() {
+		if c.lost && c.match == match && c.reason == reason {
+			n++
+		}
+	}
+	return n
+}
+
+// eventually polls cond every 10 ms until it holds or timeout passes.
+func eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func testOptions(addrs ...string) Options {
+	return Options{
+		Addrs:               addrs,
+		Registerer:          prometheus.NewRegistry(),
+		UnsubscribeDebounce: 200 * time.Millisecond,
+		HealthInterval:      50 * time.Millisecond,
+	}
+}
+
+// newTestBus makes a started bus with a fake sink, closed in t.Cleanup.
+func newTestBus(t testing.TB, o Options) (*Bus, *fakeSink) {
+	t.Helper()
+	b, err := New(o)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	sink := &fakeSink{t: t}
+	if err := b.Start(t.Context(), sink); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	return b, sink
+}
+
+func value(m prometheus.Metric) float64 {
+	var d dto.Metric
+	if err := m.Write(&d); err != nil {
+		panic(err)
+	}
+	switch {
+	case d.Counter != nil:
+		return d.Counter.GetValue()
+	case d.Gauge != nil:
+		return d.Gauge.GetValue()
+	}
+	return 0
+}
+
+func deltaFrame(match string, seq uint64) string {
+	return fmt.Sprintf(`{"type":"delta","match":%q,"seq":%d,"prio":"high","ts":1764322000123456,"patch":{"score":{"runs":%d}}}`, match, seq, seq)
+}
+
+func eventFrame(match, text string) string {
+	return fmt.Sprintf(`{"type":"event","match":%q,"prio":"low","ts":1764322000123456,"kind":"commentary","text":%q}`, match, text)
+}
+
+func delta(match string, seq uint64, title string) bus.Delta {
+	return bus.Delta{
+		Match: match, Title: title, Seq: seq,
+		State: []byte(fmt.Sprintf(`{"score":{"runs":%d}}`, seq)),
+		Frame: []byte(deltaFrame(match, seq)),
+	}
+}
+
+// channels lists PUBSUB CHANNELS (or SHARDCHANNELS) of one server, sorted.
+func channels(t testing.TB, s *redistest.Server, shard bool) []string {
+	t.Helper()
+	sub := "CHANNELS"
+	if shard {
+		sub = "SHARDCHANNELS"
+	}
+	out, err := s.Cli("PUBSUB", sub)
+	if err != nil {
+		t.Fatalf("PUBSUB %s: %v: %s", sub, err, out)
+	}
+	var chs []string
+	for _, l := range strings.Split(out, "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			chs = append(chs, l)
+		}
+	}
+	slices.Sort(chs)
+	return chs
+}

@@ -1,0 +1,62 @@
+package redis
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// metrics of one Bus. They always exist (the code never checks for nil); they are
+// exported only when Options.Registerer is set.
+type metrics struct {
+	messages      *prometheus.CounterVec // kind = delta | event, delivered to the sink
+	invalid       prometheus.Counter
+	dropped       *prometheus.CounterVec // reason = overflow | duplicate
+	reconnects    prometheus.Counter
+	resubscribes  prometheus.Counter
+	subscriptions prometheus.Gauge
+	snapshots     *prometheus.CounterVec // result = hit | coalesced | miss
+	gets          prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		messages: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "crease_bus_messages_total", Help: "Bus messages handed to the gateway, by kind.",
+		}, []string{"kind"}),
+		invalid: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "crease_bus_invalid_total", Help: "Bus messages dropped because they are not a valid frame of their channel's match.",
+		}),
+		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "crease_bus_dropped_total", Help: "Valid bus messages dropped: overflow of the hand-off queue, or a duplicate seq.",
+		}, []string{"reason"}),
+		reconnects: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "crease_bus_reconnects_total", Help: "Times the Redis link came back after being down.",
+		}),
+		resubscribes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "crease_bus_resubscribes_total", Help: "Subscribe confirmations after a disconnect or slot migration (each reported as a loss).",
+		}),
+		subscriptions: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "crease_bus_subscriptions", Help: "Matches this gateway is subscribed to on Redis.",
+		}),
+		snapshots: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "crease_snapshot_requests_total", Help: "Snapshot requests by result: cache hit, coalesced with a running fetch, or miss (a Redis GET).",
+		}, []string{"result"}),
+		gets: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "crease_redis_gets_total", Help: "Snapshot GETs sent to Redis.",
+		}),
+	}
+	for _, k := range []string{"delta", "event"} {
+		m.messages.WithLabelValues(k)
+	}
+	for _, r := range []string{"overflow", "duplicate"} {
+		m.dropped.WithLabelValues(r)
+	}
+	for _, r := range []string{"hit", "coalesced", "miss"} {
+		m.snapshots.WithLabelValues(r)
+	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{m.messages, m.invalid, m.dropped, m.reconnects, m.resubscribes, m.subscriptions, m.snapshots, m.gets} {
+			if err := reg.Register(c); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return m, nil
+}

@@ -1,0 +1,116 @@
+package redis
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Defaults filled in by New for zero-valued Options fields.
+const (
+	DefaultPrefix              = "crease"
+	DefaultUnsubscribeDebounce = 2 * time.Second
+	DefaultHandoffMessages     = 16384
+	DefaultHandoffBytes        = 16 << 20
+	DefaultViewerTTL           = 30 * time.Second
+	DefaultHealthInterval      = time.Second
+)
+
+// Errors returned by New for invalid Options.
+var (
+	ErrNoAddrs        = errors.New("redis bus: Options.Addrs is empty")
+	ErrBadPrefix      = errors.New("redis bus: Options.Prefix must be non-empty, without braces, colons at the ends or spaces")
+	ErrBadDuration    = errors.New("redis bus: durations in Options must not be negative")
+	ErrBadHandoff     = errors.New("redis bus: Options.HandoffMessages and HandoffBytes must not be negative")
+	ErrBadNodeID      = errors.New("redis bus: Options.NodeID must not contain spaces or colons")
+	ErrNotConnected   = errors.New("redis bus: not connected to Redis")
+	ErrAlreadyStarted = errors.New("redis bus: Start called twice")
+	ErrBadFrame       = errors.New("redis bus: frame does not match the message it is published as")
+)
+
+// Options configures a Bus. The zero value of each field means its default.
+type Options struct {
+	// Addrs are the Redis addresses, host:port. Standalone mode uses the first one; in
+	// cluster mode they are the seed nodes.
+	Addrs []string
+	// Cluster selects Redis Cluster: sharded pub/sub (SSUBSCRIBE/SPUBLISH).
+	Cluster bool
+	// Prefix of every key and channel (PROTOCOL.md): DefaultPrefix.
+	Prefix string
+	// Registerer receives the crease_bus_* metrics; nil means no metrics are exported.
+	Registerer prometheus.Registerer
+	// Logger; nil means slog.Default().
+	Logger *slog.Logger
+	// UnsubscribeDebounce delays the Redis unsubscribe after the last local subscriber
+	// of a match leaves; a Subscribe within it cancels the unsubscribe.
+	UnsubscribeDebounce time.Duration
+	// HandoffMessages and HandoffBytes bound the queue between the Redis connection and
+	// the goroutine that calls the Sink. Beyond either, messages are dropped and their
+	// matches reported Lost(bus).
+	HandoffMessages int
+	HandoffBytes    int
+	// NodeID names this gateway in the per-node viewer counts: hostname-pid by default.
+	NodeID string
+	// ViewerTTL is how long a node's viewer counts count after its last SetViewers.
+	ViewerTTL time.Duration
+	// HealthInterval is how often the link is PINGed for Ready.
+	HealthInterval time.Duration
+}
+
+// withDefaults fills zero fields and validates the result.
+func (o Options) withDefaults() (Options, error) {
+	if len(o.Addrs) == 0 {
+		return o, ErrNoAddrs
+	}
+	for _, a := range o.Addrs {
+		if strings.TrimSpace(a) == "" {
+			return o, ErrNoAddrs
+		}
+	}
+	if o.Prefix == "" {
+		o.Prefix = DefaultPrefix
+	}
+	if strings.ContainsAny(o.Prefix, "{} \t\r\n") || strings.HasPrefix(o.Prefix, ":") || strings.HasSuffix(o.Prefix, ":") {
+		return o, fmt.Errorf("%w: %q", ErrBadPrefix, o.Prefix)
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.UnsubscribeDebounce < 0 || o.ViewerTTL < 0 || o.HealthInterval < 0 {
+		return o, ErrBadDuration
+	}
+	if o.UnsubscribeDebounce == 0 {
+		o.UnsubscribeDebounce = DefaultUnsubscribeDebounce
+	}
+	if o.ViewerTTL == 0 {
+		o.ViewerTTL = DefaultViewerTTL
+	}
+	if o.HealthInterval == 0 {
+		o.HealthInterval = DefaultHealthInterval
+	}
+	if o.HandoffMessages < 0 || o.HandoffBytes < 0 {
+		return o, ErrBadHandoff
+	}
+	if o.HandoffMessages == 0 {
+		o.HandoffMessages = DefaultHandoffMessages
+	}
+	if o.HandoffBytes == 0 {
+		o.HandoffBytes = DefaultHandoffBytes
+	}
+	if o.NodeID == "" {
+		host, _ := os.Hostname()
+		if host == "" {
+			host = "node"
+		}
+		o.NodeID = fmt.Sprintf("%s-%d", host, os.Getpid())
+	}
+	if strings.ContainsAny(o.NodeID, ": \t\r\n") {
+		return o, fmt.Errorf("%w: %q", ErrBadNodeID, o.NodeID)
+	}
+	return o, nil
+}

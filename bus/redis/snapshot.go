@@ -1,0 +1,300 @@
+package redis
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/rueidis"
+
+	"crease/bus"
+)
+
+// snapCache serves GET /v1/matches/{id} without a Redis GET per request. An entry is
+// kept only for a match this gateway is subscribed to, where the deliverer knows the
+// newest seq (seen): the cached snapshot is served while its seq equals seen. Any other
+// request joins the running fetch of its match, or starts one.
+type snapCache struct {
+	mu      sync.Mutex
+	entries map[string]*snapEntry
+}
+
+type snapEntry struct {
+	tracked bool   // subscribed: seen is maintained
+	seen    uint64 // newest seq delivered; 0 = unknown (just subscribed, or after a loss)
+	snap    *bus.Snapshot
+	call    *snapCall // running fetch
+}
+
+type snapCall struct {
+	done chan struct{}
+	snap bus.Snapshot
+	err  error
+}
+
+func newSnapCache() *snapCache { return &snapCache{entries: map[string]*snapEntry{}} }
+
+func (c *snapCache) track(match string) {
+	c.mu.Lock()
+	e := c.entries[match]
+	if e == nil {
+		e = &snapEntry{}
+		c.entries[match] = e
+	}
+	e.tracked = true
+	c.mu.Unlock()
+}
+
+func (c *snapCache) untrack(match string) {
+	c.mu.Lock()
+	if e := c.entries[match]; e != nil {
+		e.tracked, e.seen, e.snap = false, 0, nil
+		if e.call == nil {
+			delete(c.entries, match)
+		}
+	}
+	c.mu.Unlock()
+}
+
+// lost forgets what is known: deltas may have been missed, so neither seen nor the
+// cached snapshot can be trusted.
+func (c *snapCache) lost(match string) {
+	c.mu.Lock()
+	if e := c.entries[match]; e != nil {
+		e.seen, e.snap = 0, nil
+	}
+	c.mu.Unlock()
+}
+
+func (c *snapCache) noteSeq(match string, seq uint64) {
+	c.mu.Lock()
+	if e := c.entries[match]; e != nil && e.tracked {
+		e.seen = seq
+	}
+	c.mu.Unlock()
+}
+
+// Snapshot returns the stored snapshot of match or bus.ErrUnknownMatch, from the cache
+// when it is current, else from one GET shared by all concurrent callers.
+func (b *Bus) Snapshot(ctx context.Context, match string) (bus.Snapshot, error) {
+	if !bus.ValidMatchID(match) {
+		return bus.Snapshot{}, fmt.Errorf("%w: %q", bus.ErrUnknownMatch, match)
+	}
+	sc := b.snaps
+	sc.mu.Lock()
+	e := sc.entries[match]
+	if e != nil && e.snap != nil && e.seen == e.snap.Seq {
+		s := *e.snap
+		sc.mu.Unlock()
+		b.m.snapshots.WithLabelValues("hit").Inc()
+		return s, nil
+	}
+	if e != nil && e.call != nil {
+		call := e.call
+		sc.mu.Unlock()
+		b.m.snapshots.WithLabelValues("coalesced").Inc()
+		select {
+		case <-call.done:
+			return call.snap, call.err
+		case <-ctx.Done():
+			return bus.Snapshot{}, ctx.Err()
+		}
+	}
+	if e == nil {
+		e = &snapEntry{}
+		sc.entries[match] = e
+	}
+	call := &snapCall{done: make(chan struct{})}
+	e.call = call
+	sc.mu.Unlock()
+	b.m.snapshots.WithLabelValues("miss").Inc()
+
+	// The fetch is shared: it must not die with the first caller's context.
+	fctx, cancel := context.WithTimeout(b.ctx, 5*time.Second)
+	call.snap, call.err = b.fetchSnapshot(fctx, match)
+	cancel()
+
+	sc.mu.Lock()
+	e.call = nil
+	if call.err == nil && e.tracked {
+		s := call.snap
+		e.snap = &s
+	}
+	if !e.tracked {
+		delete(sc.entries, match)
+	}
+	sc.mu.Unlock()
+	close(call.done)
+	return call.snap, call.err
+}
+
+func (b *Bus) fetchSnapshot(ctx context.Context, match string) (bus.Snapshot, error) {
+	c := b.cli()
+	if c == nil || b.closed.Load() {
+		return bus.Snapshot{}, ErrNotConnected
+	}
+	b.m.gets.Inc()
+	raw, err := c.Do(ctx, c.B().Get().Key(b.snapKey(match)).Build()).AsBytes()
+	if rueidis.IsRedisNil(err) {
+		return bus.Snapshot{}, fmt.Errorf("%w: %s", bus.ErrUnknownMatch, match)
+	}
+	if err != nil {
+		return bus.Snapshot{}, fmt.Errorf("redis bus: snapshot of %s: %w", match, err)
+	}
+	var head struct {
+		Seq uint64 `json:"seq"`
+	}
+	if err := json.Unmarshal(raw, &head); err != nil {
+		return bus.Snapshot{}, fmt.Errorf("redis bus: snapshot of %s is not JSON: %w", match, err)
+	}
+	return bus.Snapshot{Match: match, Seq: head.Seq, Raw: raw}, nil
+}
+
+// Matches lists the matches in the live index, sorted by id, with title, seq and the
+// viewers of every node whose count has not expired.
+func (b *Bus) Matches(ctx context.Context) ([]bus.MatchInfo, error) {
+	c := b.cli()
+	if c == nil || b.closed.Load() {
+		return nil, ErrNotConnected
+	}
+	ids, err := c.Do(ctx, c.B().Zrange().Key(b.matchesKey()).Min("0").Max("-1").Build()).AsStrSlice()
+	if err != nil {
+		return nil, fmt.Errorf("redis bus: list matches: %w", err)
+	}
+	sort.Strings(ids)
+	cmds := make(rueidis.Commands, 0, 2*len(ids))
+	for _, id := range ids {
+		cmds = append(cmds, c.B().Hgetall().Key(b.infoKey(id)).Build(), c.B().Hgetall().Key(b.viewersKey(id)).Build())
+	}
+	res := c.DoMulti(ctx, cmds...)
+	now := time.Now().UnixMilli()
+	out := make([]bus.MatchInfo, 0, len(ids))
+	for i, id := range ids {
+		info, err := res[2*i].AsStrMap()
+		if err != nil {
+			return nil, fmt.Errorf("redis bus: info of %s: %w", id, err)
+		}
+		if len(info) == 0 {
+			continue // indexed but its keys are gone
+		}
+		mi := bus.MatchInfo{Match: id, Title: info["title"]}
+		mi.Seq, _ = strconv.ParseUint(info["seq"], 10, 64)
+		views, err := res[2*i+1].AsStrMap()
+		if err != nil {
+			return nil, fmt.Errorf("redis bus: viewers of %s: %w", id, err)
+		}
+		for _, v := range views {
+			if n, ok := parseViewers(v, now); ok {
+				mi.Viewers += n
+			}
+		}
+		out = append(out, mi)
+	}
+	return out, nil
+}
+
+// A node's viewer count is stored as "COUNT:EXPIRES_UNIX_MS" in the match's viewers
+// hash (field = NodeID): per-field expiry without Redis 7.4's HEXPIRE.
+func formatViewers(n int, expires int64) string {
+	return strconv.Itoa(n) + ":" + strconv.FormatInt(expires, 10)
+}
+
+func parseViewers(v string, now int64) (int64, bool) {
+	count, exp, ok := strings.Cut(v, ":")
+	if !ok {
+		return 0, false
+	}
+	n, err1 := strconv.ParseInt(count, 10, 64)
+	e, err2 := strconv.ParseInt(exp, 10, 64)
+	if err1 != nil || err2 != nil || e <= now || n < 0 {
+		return 0, false
+	}
+	return n, true
+}
+
+// viewers holds the latest counts from SetViewers for viewersLoop.
+type viewers struct {
+	mu      sync.Mutex
+	latest  map[string]int
+	changed bool
+	wake    chan struct{}
+}
+
+// SetViewers records this node's viewer count per match (the gateway calls it
+// periodically, with every match it serves). It never blocks: a goroutine writes the
+// counts to Redis with ViewerTTL; a match missing from counts is removed for this node.
+func (b *Bus) SetViewers(counts map[string]int) {
+	cp := make(map[string]int, len(counts))
+	for m, n := range counts {
+		if bus.ValidMatchID(m) && n > 0 {
+			cp[m] = n
+		}
+	}
+	b.views.mu.Lock()
+	b.views.latest, b.views.changed = cp, true
+	b.views.mu.Unlock()
+	select {
+	case b.views.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (b *Bus) viewersLoop() {
+	defer b.wg.Done()
+	written := map[string]bool{}
+	for {
+		select {
+		case <-b.ctx.Done():
+			return
+		case <-b.views.wake:
+		}
+		b.views.mu.Lock()
+		counts, changed := b.views.latest, b.views.changed
+		b.views.changed = false
+		b.views.mu.Unlock()
+		c := b.waitClient(b.ctx)
+		if c == nil || !changed {
+			continue
+		}
+		ttl := b.opts.ViewerTTL
+		expires := time.Now().Add(ttl).UnixMilli()
+		cmds := make(rueidis.Commands, 0, 3*len(counts)+len(written))
+		for m, n := range counts {
+			key := b.viewersKey(m)
+			cmds = append(cmds,
+				c.B().Hset().Key(key).FieldValue().FieldValue(b.opts.NodeID, formatViewers(n, expires)).Build(),
+				// Extend the key's life, never shorten it: other nodes may use a longer TTL.
+				c.B().Pexpire().Key(key).Milliseconds(ttl.Milliseconds()).Nx().Build(),
+				c.B().Pexpire().Key(key).Milliseconds(ttl.Milliseconds()).Gt().Build())
+		}
+		for m := range written {
+			if _, ok := counts[m]; !ok {
+				cmds = append(cmds, c.B().Hdel().Key(b.viewersKey(m)).Field(b.opts.NodeID).Build())
+			}
+		}
+		if len(cmds) == 0 {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(b.ctx, ttl)
+		failed := false
+		for _, r := range c.DoMulti(ctx, cmds...) {
+			if err := r.Error(); err != nil {
+				failed = true
+				b.log.Debug("writing viewer counts failed", "err", err)
+				break
+			}
+		}
+		cancel()
+		if !failed {
+			clear(written)
+			for m := range counts {
+				written[m] = true
+			}
+		}
+	}
+}
