@@ -1,0 +1,188 @@
+package client
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+)
+
+// feed drives a Checker by hand, the way a Client would.
+type feed struct {
+	t *testing.T
+	c *Checker
+}
+
+func (f feed) subscribed(m string) {
+	f.c.Frame([]byte(fmt.Sprintf(`{"type":"subscribed","match":%q}`, m)))
+}
+func (f feed) resync(m string) {
+	f.c.Frame([]byte(fmt.Sprintf(`{"type":"resync","match":%q,"reason":"slow"}`, m)))
+}
+func (f feed) delta(m string, seq uint64) {
+	f.c.Frame([]byte(fmt.Sprintf(`{"type":"delta","match":%q,"seq":%d,"prio":"high","ts":1,"patch":{"n":%d}}`, m, seq, seq)))
+}
+func (f feed) snapshot(m string, seq uint64) {
+	f.c.SnapshotRequested(m)
+	f.c.Snapshot(snapAt(m, seq))
+}
+
+func snapAt(m string, seq uint64) Snapshot {
+	return Snapshot{Match: m, Seq: seq, State: json.RawMessage(fmt.Sprintf(`{"n":%d}`, seq))}
+}
+
+func (f feed) wantViolations(rules ...int) {
+	f.t.Helper()
+	v := f.c.Violations()
+	if len(v) != len(rules) {
+		f.t.Fatalf("violations %v, want rules %v", v, rules)
+	}
+	for i, r := range rules {
+		if v[i].Rule != r {
+			f.t.Fatalf("violations %v, want rules %v", v, rules)
+		}
+	}
+}
+
+func TestCheckerInOrderVerifies(t *testing.T) {
+	f := feed{t, NewChecker()}
+	f.c.Connected()
+	f.subscribed("m")
+	f.delta("m", 4) // before the snapshot: buffered
+	f.snapshot("m", 3)
+	f.delta("m", 5)
+	f.delta("m", 6)
+	f.wantViolations()
+	if err := f.c.Verify(snapAt("m", 6)); err != nil {
+		t.Fatal(err)
+	}
+	// Same seq, different state: the publisher and the rebuild disagree.
+	bad := Snapshot{Match: "m", Seq: 6, State: json.RawMessage(`{"n":6,"extra":true}`)}
+	if err := f.c.Verify(bad); !errors.Is(err, ErrNotVerified) || !strings.Contains(err.Error(), "rebuilt state") {
+		t.Fatalf("Verify(other state) = %v", err)
+	}
+	if err := f.c.Verify(snapAt("m", 7)); !errors.Is(err, ErrNotVerified) || !strings.Contains(err.Error(), "rebuilt seq 6") {
+		t.Fatalf("Verify(later seq) = %v", err)
+	}
+	if err := f.c.Verify(snapAt("x", 1)); !errors.Is(err, ErrNotVerified) {
+		t.Fatalf("Verify(unknown match) = %v", err)
+	}
+}
+
+func TestCheckerCatchesOutOfOrderAndDuplicate(t *testing.T) {
+	f := feed{t, NewChecker()}
+	f.subscribed("m")
+	f.snapshot("m", 1)
+	f.delta("m", 2)
+	f.delta("m", 4) // 3 skipped: rule 2
+	f.delta("m", 3) // older than 4: rule 1
+	f.delta("m", 4) // duplicate: rule 1
+	f.wantViolations(2, 1, 1)
+	if v := f.c.Violations(); v[1].Seq != 3 || !strings.Contains(v[1].String(), "delta 3 after delta 4") {
+		t.Fatalf("violation %v", v[1])
+	}
+	if err := f.c.Verify(snapAt("m", 4)); !errors.Is(err, ErrNotVerified) {
+		t.Fatalf("Verify = %v", err)
+	}
+}
+
+func TestCheckerResyncCoversLoss(t *testing.T) {
+	f := feed{t, NewChecker()}
+	f.subscribed("m")
+	f.snapshot("m", 1)
+	f.delta("m", 2)
+	f.resync("m")
+	f.delta("m", 3) // sent before the loss
+	f.delta("m", 9) // covered: the resync is not answered yet
+	f.snapshot("m", 9)
+	f.delta("m", 10)
+	f.wantViolations()
+	if err := f.c.Verify(snapAt("m", 10)); err != nil {
+		t.Fatal(err)
+	}
+	// Once the snapshot answered the resync, a new loss needs a new resync.
+	f.delta("m", 12)
+	f.wantViolations(2)
+	if st := f.c.Stats("m"); st.Resyncs != 1 || st.Gaps != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+func TestCheckerCatchesLossRightAfterSnapshot(t *testing.T) {
+	// The first delta after a snapshot at 5 must be 6.
+	f := feed{t, NewChecker()}
+	f.subscribed("m")
+	f.snapshot("m", 5)
+	f.delta("m", 7)
+	f.wantViolations(2)
+
+	// The same when the deltas overtake the snapshot answer.
+	f = feed{t, NewChecker()}
+	f.subscribed("m")
+	f.c.SnapshotRequested("m")
+	f.delta("m", 7)
+	f.delta("m", 8)
+	f.c.Snapshot(snapAt("m", 5))
+	f.wantViolations(2)
+	if v := f.c.Violations(); !strings.Contains(v[0].Detail, "first delta above it was 7") {
+		t.Fatalf("violation %v", v[0])
+	}
+
+	// But deltas from before the snapshot request bind nothing, and neither does a
+	// snapshot requested before a resync.
+	f = feed{t, NewChecker()}
+	f.subscribed("m")
+	f.delta("m", 20)
+	f.c.SnapshotRequested("m")
+	f.resync("m")
+	f.delta("m", 30)
+	f.c.Snapshot(snapAt("m", 25))
+	f.delta("m", 40) // still covered: that snapshot does not answer the resync
+	f.snapshot("m", 40)
+	f.delta("m", 41)
+	f.wantViolations()
+	if err := f.c.Verify(snapAt("m", 41)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestCheckerNewConnectionStartsOver(t *testing.T) {
+	f := feed{t, NewChecker()}
+	f.c.Connected()
+	f.subscribed("m")
+	f.snapshot("m", 1)
+	f.delta("m", 2)
+	f.delta("m", 3)
+	f.c.Connected()
+	f.delta("m", 3) // before `subscribed` on the new connection: not counted
+	f.subscribed("m")
+	f.delta("m", 5) // a new connection may start anywhere before its snapshot
+	if err := f.c.Verify(snapAt("m", 5)); err == nil || !strings.Contains(err.Error(), "waiting") {
+		t.Fatalf("Verify before the new snapshot = %v", err)
+	}
+	f.snapshot("m", 4)
+	f.delta("m", 6)
+	f.wantViolations()
+	if err := f.c.Verify(snapAt("m", 6)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestJSONEqual(t *testing.T) {
+	for _, c := range []struct {
+		a, b string
+		eq   bool
+	}{
+		{`{"a":1,"b":[1,2]}`, ` { "b" : [1,2], "a":1.0 }`, true},
+		{`{"a":1}`, `{"a":1,"b":null}`, false},
+		{`{"a":[1,2]}`, `{"a":[2,1]}`, false},
+	} {
+		if eq, err := JSONEqual([]byte(c.a), []byte(c.b)); err != nil || eq != c.eq {
+			t.Errorf("JSONEqual(%s, %s) = %v, %v", c.a, c.b, eq, err)
+		}
+	}
+	if _, err := JSONEqual([]byte(`{`), []byte(`{}`)); err == nil {
+		t.Error("JSONEqual of bad JSON must fail")
+	}
+}
