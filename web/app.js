@@ -337,7 +337,7 @@ async function main() {
   const fromURL = new URLSearchParams(location.search).get("match");
   if (fromURL) select(fromURL);
   await refreshList();
-  setInterval(refreshList, LIST_REFRESH_MS);
+  setInterval(() => document.visibilityState !== "hidden" && refreshList(), LIST_REFRESH_MS); // a hidden tab polls nothing
   addEventListener("popstate", () => {
     const m = new URLSearchParams(location.search).get("match") || (matches[0] && matches[0].match);
     if (m) select(m);
