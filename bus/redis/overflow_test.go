@@ -1,0 +1,87 @@
+package redis
+
+import (
+	"slices"
+	"testing"
+	"time"
+
+	"crease/bus"
+	"crease/internal/redistest"
+)
+
+// gatedSink blocks its first Deliver until released, standing in for a deliverer that
+// fell behind, so the hand-off queue overflows.
+type gatedSink struct {
+	*fakeSink
+	gate    chan struct{}
+	entered chan struct{}
+}
+
+func (s *gatedSink) Deliver(data []byte) {
+	select {
+	case s.entered <- struct{}{}:
+		<-s.gate
+	default:
+	}
+	s.fakeSink.Deliver(data)
+}
+
+func TestHandoffOverflowReportsLost(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	o := testOptions(srv.Addr())
+	o.HandoffMessages = 4
+	b, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	sink := &gatedSink{fakeSink: &fakeSink{t: t}, gate: make(chan struct{}), entered: make(chan struct{}, 1)}
+	if err := b.Start(t.Context(), sink); err != nil {
+		t.Fatal(err)
+	}
+	b.Subscribe("m1")
+	waitSubscribed(t, srv, "m1", false)
+	ctx := t.Context()
+	const n = 20
+	if err := b.PublishDelta(ctx, delta("m1", 1, "")); err != nil {
+		t.Fatal(err)
+	}
+	<-sink.entered // the deliverer is stuck in the first Deliver, holding seq 1 only
+	for seq := uint64(2); seq <= n; seq++ {
+		if err := b.PublishDelta(ctx, delta("m1", seq, "")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// 4 queued, the other 15 dropped.
+	eventually(t, 5*time.Second, "overflow drops", func() bool {
+		return value(b.m.dropped.WithLabelValues("overflow")) == n-1-float64(o.HandoffMessages)
+	})
+	dropped := value(b.m.dropped.WithLabelValues("overflow"))
+	close(sink.gate)
+	eventually(t, 5*time.Second, "Lost(bus)", func() bool { return sink.losses("m1", bus.ReasonBus) == 1 })
+	if err := b.PublishDelta(ctx, delta("m1", n+1, "")); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "the delta after the loss", func() bool {
+		d := sink.delivered()
+		return len(d) > 0 && d[len(d)-1] == deltaFrame("m1", n+1)
+	})
+	// In order: seq 1..k without a hole, then Lost(bus), then n+1, no gap reported.
+	calls := sink.snapshot()
+	k := 0
+	for k < len(calls) && !calls[k].lost {
+		if calls[k].data != deltaFrame("m1", uint64(k+1)) {
+			t.Fatalf("call %d: %+v", k, calls[k])
+		}
+		k++
+	}
+	want := []call{{lost: true, match: "m1", reason: bus.ReasonBus}, {data: deltaFrame("m1", n+1)}}
+	if !slices.Equal(calls[k:], want) {
+		t.Fatalf("after %d deliveries: %+v", k, calls[k:])
+	}
+	if k != 1+o.HandoffMessages || float64(n-k) != dropped {
+		t.Fatalf("delivered %d, dropped %v of %d", k, dropped, n)
+	}
+	t.Logf("queue of %d: delivered %d, dropped %v, one Lost(bus)", o.HandoffMessages, k, dropped)
+}
