@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"path"
 	"strings"
 
@@ -349,7 +350,7 @@ func readMatch(name, id string, data []byte) (*Match, error) {
 	if err := decodeStrict(data, &raw); err != nil {
 		var syn *json.SyntaxError
 		if errors.As(err, &syn) {
-			l, c := lineCol(data, syn.Offset)
+			l, c := lineCol(data, syn.Offset-1) // Offset counts the offending byte
 			return nil, &Error{File: name, Line: l, Col: c, Msg: cleanJSONErr(err)}
 		}
 		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
@@ -607,15 +608,13 @@ func (m *Match) checkPlay() error {
 
 // oversToBalls converts Cricsheet's overs notation (18.4: 18 overs and 4 balls) to balls.
 func oversToBalls(overs float64, bpo int) (int, bool) {
+	if overs < 0 || overs > 1e6 {
+		return 0, false
+	}
 	whole := int(overs)
-	frac := overs - float64(whole)
-	balls := int(frac*10 + 0.5)
-	if balls >= bpo || frac < 0 || float64(whole)+float64(balls)/10 != roundTenth(overs) {
+	balls := int((overs-float64(whole))*10 + 0.5)
+	if balls >= bpo || math.Abs(float64(whole)+float64(balls)/10-overs) > 1e-9 {
 		return 0, false
 	}
 	return whole*bpo + balls, true
-}
-
-func roundTenth(f float64) float64 {
-	return float64(int(f*10+0.5)) / 10
 }
