@@ -1,0 +1,17 @@
+// Package server is the crease gateway: a gnet reactor with one Shard per event loop, its
+// own accept loop with admission control in front of the loops, the WebSocket protocol
+// on each connection (handshake, client ops, heartbeats), the dispatcher that hands bus
+// messages to the shards, the HTTP listener (snapshots, health, metrics, the page) and
+// the graceful drain.
+//
+// Goroutines and what must not block:
+//   - each gnet event loop runs OnOpen, OnTraffic, OnClose and every task Executed on it
+//     (deliveries, ticks, probes, drains); none of it may block;
+//   - the accept loop accepts, applies admission control and hands connections to the
+//     loops; refusals are answered by a small bounded pool of goroutines;
+//   - the bus's goroutine calls the dispatcher (Deliver, Lost), which parses a message
+//     once, encodes its frame once and posts it to the shards without blocking;
+//   - the interest goroutine applies bus Subscribe/Unsubscribe in order, off the loops;
+//   - the ticker goroutine posts ticks and lag probes to every loop;
+//   - net/http serves the HTTP listener.
+package server

@@ -1,0 +1,110 @@
+package server
+
+import (
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"crease/shard"
+)
+
+// metrics are every collector of a gateway, registered on the Registerer given in.
+type metrics struct {
+	connections   *prometheus.GaugeVec
+	loopLag       *prometheus.HistogramVec
+	dispatchDelay *prometheus.HistogramVec
+	fanout        prometheus.Histogram
+	pending       *prometheus.GaugeVec
+	subscriptions *prometheus.GaugeVec
+	handshakes    *prometheus.CounterVec
+	disconnects   *prometheus.CounterVec
+	delivered     *prometheus.CounterVec
+	dropped       *prometheus.CounterVec
+	resyncs       *prometheus.CounterVec
+	cuts          prometheus.Counter
+	busMessages   *prometheus.CounterVec
+	busInvalid    prometheus.Counter
+	busLost       *prometheus.CounterVec
+	acceptErrors  *prometheus.CounterVec
+	clientErrors  *prometheus.CounterVec
+	draining      prometheus.Gauge
+}
+
+// lagBuckets resolve the 2 ms loop-lag target and still show seconds-long stalls.
+var lagBuckets = []float64{.00005, .0001, .00025, .0005, .001, .002, .005, .01, .025, .05, .1, .25, .5, 1, 2.5}
+
+// fanoutBuckets cover one floor pass over 15,000 sockets (~60 ms here) with room on both sides.
+var fanoutBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .075, .1, .15, .2, .3, .5, 1, 2.5, 5}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		connections: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "crease_connections",
+			Help: "Open WebSocket connections per event loop."}, []string{"loop"}),
+		loopLag: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "crease_loop_lag_seconds",
+			Help: "Delay of each event loop behind its work: enqueue-to-run delay of a probe task sent every tick.", Buckets: lagBuckets}, []string{"loop"}),
+		dispatchDelay: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "crease_dispatch_delay_seconds",
+			Help: "Delay from a bus message posted to a loop until the loop takes it.", Buckets: lagBuckets}, []string{"loop"}),
+		fanout: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "crease_fanout_latency_seconds",
+			Help: "From the publisher's ts to the frame handed to the sockets of a loop.", Buckets: fanoutBuckets}),
+		pending: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "crease_pending_bytes",
+			Help: "Bytes queued for connections (crease's lanes and gnet's outbound buffers of blocked connections) per loop."}, []string{"loop"}),
+		subscriptions: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "crease_subscriptions",
+			Help: "Subscriptions (connection x match) per loop."}, []string{"loop"}),
+		handshakes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "crease_handshakes_total",
+			Help: "WebSocket handshakes by result."}, []string{"result"}),
+		disconnects: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "crease_disconnects_total",
+			Help: "Ended connections by close reason."}, []string{"reason"}),
+		delivered: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "crease_delivered_total",
+			Help: "Frames handed to sockets by priority (control: hello, subscribed, resync, pings...)."}, []string{"prio"}),
+		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "crease_dropped_total",
+			Help: "Frames not delivered by priority and reason."}, []string{"prio", "reason"}),
+		resyncs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "crease_resyncs_total",
+			Help: "Resync frames queued by reason."}, []string{"reason"}),
+		cuts: prometheus.NewCounter(prometheus.CounterOpts{Name: "crease_slow_consumer_cuts_total",
+			Help: "Connections closed with 4008 after their socket stayed full past the cut limit."}),
+		busMessages: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "crease_bus_messages_total",
+			Help: "Valid bus messages received by kind."}, []string{"kind"}),
+		busInvalid: prometheus.NewCounter(prometheus.CounterOpts{Name: "crease_bus_invalid_total",
+			Help: "Bus messages that were not a valid delta or event frame, dropped."}),
+		busLost: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "crease_bus_lost_total",
+			Help: "Bus notices of possibly lost messages, and duplicate or old deltas dropped, by reason."}, []string{"reason"}),
+		acceptErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "crease_accept_errors_total",
+			Help: "accept(2) failures by errno."}, []string{"errno"}),
+		clientErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "crease_client_errors_total",
+			Help: "error frames sent to clients by code."}, []string{"code"}),
+		draining: prometheus.NewGauge(prometheus.GaugeOpts{Name: "crease_draining",
+			Help: "1 while the gateway drains."}),
+	}
+	for _, c := range []prometheus.Collector{m.connections, m.loopLag, m.dispatchDelay, m.fanout, m.pending,
+		m.subscriptions, m.handshakes, m.disconnects, m.delivered, m.dropped, m.resyncs, m.cuts,
+		m.busMessages, m.busInvalid, m.busLost, m.acceptErrors, m.clientErrors, m.draining} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	for _, r := range shard.CloseReasons() {
+		m.disconnects.WithLabelValues(r.String())
+	}
+	for _, k := range []string{"delta", "event"} {
+		m.busMessages.WithLabelValues(k)
+	}
+	return m, nil
+}
+
+func (m *metrics) loop(idx int) *shard.LoopMetrics {
+	l := strconv.Itoa(idx)
+	lm := &shard.LoopMetrics{
+		Connections:   m.connections.WithLabelValues(l),
+		Pending:       m.pending.WithLabelValues(l),
+		LoopLag:       m.loopLag.WithLabelValues(l),
+		DispatchDelay: m.dispatchDelay.WithLabelValues(l),
+		Fanout:        m.fanout,
+		Subscriptions: m.subscriptions.WithLabelValues(l),
+		Cuts:          m.cuts,
+		Delivered:     m.delivered,
+		Dropped:       m.dropped,
+		Resyncs:       m.resyncs,
+	}
+	lm.Resolve()
+	return lm
+}

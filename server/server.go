@@ -1,0 +1,523 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/bits"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"crease/bus"
+	"crease/codec"
+	"crease/shard"
+)
+
+// Server is one gateway.
+type Server struct {
+	opts Options
+	log  *slog.Logger
+	m    *metrics
+	reg  *prometheus.Registry // private registry when none was given
+
+	upgrader codec.Upgrader
+	ping     *shard.Frame
+
+	engine   gnet.Engine
+	engineUp chan struct{}
+	loopsUp  chan struct{}
+	loopsOK  sync.Once
+	gnetDir  string
+	gnetErr  chan error
+
+	shardsMu sync.Mutex
+	shards   [maxLoops]atomic.Pointer[shard.Shard]
+	byLoop   map[gnet.EventLoop]*shard.Shard
+	nShards  atomic.Int32
+
+	dispatch *dispatcher
+
+	ln       net.Listener
+	httpLn   net.Listener
+	httpSrv  *http.Server
+	admit    *admission
+	open     atomic.Int64 // accepted and not yet closed (handshakes included)
+	draining atomic.Bool
+	stopping atomic.Bool
+
+	stop     chan struct{}
+	stopOnce sync.Once
+	wg       sync.WaitGroup
+	done     chan struct{}
+}
+
+// New validates opts and returns a server that is not yet listening.
+func New(opts Options) (*Server, error) {
+	o, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{
+		opts:     o,
+		log:      o.Logger,
+		engineUp: make(chan struct{}),
+		loopsUp:  make(chan struct{}),
+		gnetErr:  make(chan error, 1),
+		byLoop:   make(map[gnet.EventLoop]*shard.Shard),
+		stop:     make(chan struct{}),
+		done:     make(chan struct{}),
+		ping:     shard.ControlRaw(codec.PingFrame(nil)),
+	}
+	reg := o.Registerer
+	if reg == nil {
+		s.reg = prometheus.NewRegistry()
+		reg = s.reg
+		if o.Gatherer == nil {
+			s.opts.Gatherer = s.reg
+		}
+	}
+	if s.m, err = newMetrics(reg); err != nil {
+		return nil, fmt.Errorf("server: registering metrics: %w", err)
+	}
+	s.upgrader = codec.Upgrader{Path: DefaultWSPath, Check: s.checkHandshake,
+		PlainBody: "crease: WebSocket endpoint is " + DefaultWSPath + "; snapshots, metrics and the page are on the HTTP listener\n"}
+	s.dispatch = newDispatcher(s)
+	s.admit = newAdmission(o.HandshakeRate, o.HandshakeBurst)
+	return s, nil
+}
+
+// Start binds both listeners, starts the event loops, the accept loop, the bus and the
+// HTTP server, and returns. It fails if a listener cannot be bound.
+func (s *Server) Start(ctx context.Context) error {
+	ln, err := net.Listen("tcp", s.opts.WSAddr)
+	if err != nil {
+		return fmt.Errorf("server: listening for WebSocket on %s: %w", s.opts.WSAddr, err)
+	}
+	httpLn, err := net.Listen("tcp", s.opts.HTTPAddr)
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("server: listening for HTTP on %s: %w", s.opts.HTTPAddr, err)
+	}
+	s.ln, s.httpLn = ln, httpLn
+
+	// gnet needs a listener of its own; connections never arrive there (crease accepts
+	// on s.ln and enrolls them), so it is a private Unix socket.
+	dir, err := os.MkdirTemp("", "crease-gnet-")
+	if err != nil {
+		ln.Close()
+		httpLn.Close()
+		return err
+	}
+	s.gnetDir = dir
+	go func() {
+		err := gnet.Run(&handler{s: s}, "unix://"+filepath.Join(dir, "loops.sock"),
+			gnet.WithNumEventLoop(s.opts.Loops),
+			gnet.WithLoadBalancing(gnet.SourceAddrHash),
+			gnet.WithTCPNoDelay(gnet.TCPNoDelay),
+			gnet.WithLogger(gnetLogger{s.log}),
+		)
+		s.gnetErr <- err
+	}()
+	select {
+	case <-s.engineUp:
+	case err := <-s.gnetErr:
+		ln.Close()
+		httpLn.Close()
+		return fmt.Errorf("server: starting event loops: %w", err)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	// OnBoot runs before gnet has registered its loops; a connection to gnet's own
+	// socket reaching OnOpen proves the loops run, so Register is safe from then on.
+	probe, err := net.Dial("unix", filepath.Join(dir, "loops.sock"))
+	if err == nil {
+		select {
+		case <-s.loopsUp:
+		case <-time.After(5 * time.Second):
+			err = errors.New("event loops did not start")
+		}
+		probe.Close()
+	}
+	if err != nil {
+		ln.Close()
+		httpLn.Close()
+		return fmt.Errorf("server: starting event loops: %w", err)
+	}
+
+	if err := s.opts.Bus.Start(ctx, s.dispatch); err != nil {
+		s.engine.Stop(context.Background())
+		ln.Close()
+		httpLn.Close()
+		return fmt.Errorf("server: starting bus: %w", err)
+	}
+	s.dispatch.start()
+
+	s.httpSrv = &http.Server{Handler: s.httpHandler(), ReadHeaderTimeout: 5 * time.Second}
+	s.wg.Add(3)
+	go func() { defer s.wg.Done(); _ = s.httpSrv.Serve(httpLn) }()
+	go func() { defer s.wg.Done(); s.acceptLoop() }()
+	go func() { defer s.wg.Done(); s.tickLoop() }()
+	s.log.Info("gateway listening", "ws", "ws://"+ln.Addr().String()+DefaultWSPath,
+		"http", "http://"+httpLn.Addr().String(), "loops", s.opts.Loops, "max_conns", s.opts.MaxConns, "node", s.opts.Node)
+	return nil
+}
+
+// WSAddr returns the bound WebSocket address.
+func (s *Server) WSAddr() net.Addr { return s.ln.Addr() }
+
+// HTTPAddr returns the bound HTTP address.
+func (s *Server) HTTPAddr() net.Addr { return s.httpLn.Addr() }
+
+// Done is closed when the server has stopped.
+func (s *Server) Done() <-chan struct{} { return s.done }
+
+// Ready reports whether the gateway accepts connections: not draining and the bus up.
+func (s *Server) Ready() bool {
+	return !s.draining.Load() && !s.stopping.Load() && s.opts.Bus.Ready()
+}
+
+// Conns returns the open upgraded connections over all loops.
+func (s *Server) Conns() int64 {
+	var n int64
+	for i := range s.shards {
+		if sh := s.shards[i].Load(); sh != nil {
+			n += sh.Conns()
+		}
+	}
+	return n
+}
+
+// shardFor returns (creating on first use) the shard of a loop. It runs on that loop.
+func (s *Server) shardFor(loop gnet.EventLoop) *shard.Shard {
+	s.shardsMu.Lock()
+	defer s.shardsMu.Unlock()
+	if sh := s.byLoop[loop]; sh != nil {
+		return sh
+	}
+	idx := int(s.nShards.Load())
+	sh := shard.New(idx, loop, s.opts.Shard, shard.Hooks{
+		Interest: s.dispatch.interest,
+		Closed:   s.connClosed,
+	}, s.m.loop(idx))
+	s.byLoop[loop] = sh
+	s.shards[idx].Store(sh)
+	s.nShards.Add(1)
+	return sh
+}
+
+func (s *Server) eachShard(fn func(*shard.Shard)) {
+	n := int(s.nShards.Load())
+	for i := 0; i < n; i++ {
+		if sh := s.shards[i].Load(); sh != nil {
+			fn(sh)
+		}
+	}
+}
+
+// onLoop runs fn on sh's loop.
+func onLoop(sh *shard.Shard, fn func()) {
+	_ = sh.Loop().Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error { fn(); return nil }))
+}
+
+func (s *Server) connClosed(_ *shard.Conn, reason shard.CloseReason) {
+	s.m.disconnects.WithLabelValues(reason.String()).Inc()
+}
+
+// tickLoop posts a tick, which doubles as the loop-lag probe, to every loop.
+func (s *Server) tickLoop() {
+	t := time.NewTicker(s.opts.TickInterval)
+	defer t.Stop()
+	viewers := time.NewTicker(5 * time.Second)
+	defer viewers.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+			s.eachShard(func(sh *shard.Shard) {
+				posted := sh.Clock()
+				onLoop(sh, func() { sh.Probe(posted); sh.Tick(s.ping) })
+			})
+		case <-viewers.C:
+			s.reportViewers()
+		}
+	}
+}
+
+// viewerReporter is implemented by buses that aggregate viewer counts.
+type viewerReporter interface{ SetViewers(map[string]int) }
+
+func (s *Server) reportViewers() {
+	vr, ok := s.opts.Bus.(viewerReporter)
+	if !ok {
+		return
+	}
+	n := int(s.nShards.Load())
+	parts := make(chan map[string]int, n)
+	s.eachShard(func(sh *shard.Shard) {
+		onLoop(sh, func() {
+			m := make(map[string]int)
+			sh.Counts(m)
+			parts <- m
+		})
+	})
+	total := make(map[string]int)
+	timeout := time.After(time.Second)
+	for i := 0; i < n; i++ {
+		select {
+		case m := <-parts:
+			for k, v := range m {
+				total[k] += v
+			}
+		case <-timeout:
+			return
+		}
+	}
+	vr.SetViewers(total)
+}
+
+// Drain starts a graceful drain: /readyz answers 503, new handshakes get 503 with
+// Retry-After, every connection gets `reconnect` with after_ms spread over the drain
+// window and is closed with 1012 at that time. The server stops when all are closed or
+// at the hard deadline (window + grace), or when ctx is done.
+func (s *Server) Drain(ctx context.Context) {
+	if !s.draining.CompareAndSwap(false, true) {
+		return
+	}
+	s.m.draining.Set(1)
+	window := s.opts.DrainWindow
+	s.log.Info("draining", "window", window, "connections", s.Conns())
+	s.eachShard(func(sh *shard.Shard) {
+		onLoop(sh, func() { sh.StartDrain(window, reconnectFrame) })
+	})
+	deadline := time.NewTimer(window + s.opts.DrainGrace)
+	defer deadline.Stop()
+	poll := time.NewTicker(50 * time.Millisecond)
+	defer poll.Stop()
+	for s.Conns() > 0 {
+		select {
+		case <-ctx.Done():
+			s.Shutdown()
+			return
+		case <-deadline.C:
+			s.log.Warn("drain deadline passed", "left", s.Conns())
+			s.Shutdown()
+			return
+		case <-poll.C:
+		}
+	}
+	s.Shutdown()
+}
+
+func reconnectFrame(afterMS int64) *shard.Frame {
+	b := make([]byte, 0, 40)
+	b = append(b, `{"type":"reconnect","after_ms":`...)
+	b = fmt.Appendf(b, "%d}", afterMS)
+	return shard.ControlText(b)
+}
+
+// Shutdown closes every connection at once (1001), stops the loops, the bus and the
+// listeners. It is what a second signal does during a drain.
+func (s *Server) Shutdown() {
+	s.stopOnce.Do(func() {
+		s.stopping.Store(true)
+		close(s.stop)
+		if s.ln != nil {
+			s.ln.Close()
+		}
+		var wg sync.WaitGroup
+		s.eachShard(func(sh *shard.Shard) {
+			wg.Add(1)
+			onLoop(sh, func() { defer wg.Done(); sh.CloseAll(shard.ReasonShutdown) })
+		})
+		waitTimeout(&wg, 2*time.Second)
+		// Give gnet a moment to run the queued closes, which write the close frames.
+		deadline := time.Now().Add(time.Second)
+		for s.Conns() > 0 && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		_ = s.engine.Stop(ctx)
+		cancel()
+		_ = s.opts.Bus.Close()
+		s.dispatch.close()
+		if s.httpSrv != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			_ = s.httpSrv.Shutdown(ctx)
+			cancel()
+		}
+		s.wg.Wait()
+		os.RemoveAll(s.gnetDir)
+		s.log.Info("gateway stopped")
+		close(s.done)
+	})
+	<-s.done
+}
+
+func waitTimeout(wg *sync.WaitGroup, d time.Duration) {
+	ch := make(chan struct{})
+	go func() { wg.Wait(); close(ch) }()
+	select {
+	case <-ch:
+	case <-time.After(d):
+	}
+}
+
+// ---- dispatcher ----
+
+// dispatcher is the bus.Sink: it validates each message once, encodes its frame once
+// and posts it to the shards that have subscribers of its match. It also turns the
+// shards' interest changes into bus Subscribe/Unsubscribe calls, in order, on its own
+// goroutine, so that no loop ever waits on the bus.
+type dispatcher struct {
+	s  *Server
+	mu sync.Mutex
+	// masks has a bit per shard with subscribers of the match.
+	masks map[string]uint64
+	seqs  map[string]uint64
+
+	changes []interestChange
+	signal  chan struct{}
+	quit    chan struct{}
+	wg      sync.WaitGroup
+}
+
+type interestChange struct {
+	match string
+	on    bool
+}
+
+var _ bus.Sink = (*dispatcher)(nil)
+
+func newDispatcher(s *Server) *dispatcher {
+	return &dispatcher{s: s, masks: make(map[string]uint64), seqs: make(map[string]uint64),
+		signal: make(chan struct{}, 1), quit: make(chan struct{})}
+}
+
+func (d *dispatcher) start() {
+	d.wg.Add(1)
+	go d.applyInterest()
+}
+
+func (d *dispatcher) close() {
+	close(d.quit)
+	d.wg.Wait()
+}
+
+// interest runs on a loop (shard hook).
+func (d *dispatcher) interest(idx int, match string, on bool) {
+	d.mu.Lock()
+	old := d.masks[match]
+	m := old
+	if on {
+		m |= 1 << idx
+	} else {
+		m &^= 1 << idx
+	}
+	if m == 0 {
+		delete(d.masks, match)
+		delete(d.seqs, match)
+	} else {
+		d.masks[match] = m
+	}
+	if (old == 0) != (m == 0) {
+		d.changes = append(d.changes, interestChange{match: match, on: m != 0})
+	}
+	d.mu.Unlock()
+	select {
+	case d.signal <- struct{}{}:
+	default:
+	}
+}
+
+func (d *dispatcher) applyInterest() {
+	defer d.wg.Done()
+	for {
+		select {
+		case <-d.quit:
+			return
+		case <-d.signal:
+		}
+		d.mu.Lock()
+		list := d.changes
+		d.changes = nil
+		d.mu.Unlock()
+		for _, c := range list {
+			if c.on {
+				d.s.opts.Bus.Subscribe(c.match)
+			} else {
+				d.s.opts.Bus.Unsubscribe(c.match)
+			}
+		}
+	}
+}
+
+// Deliver implements bus.Sink. It runs on the bus goroutine and never blocks.
+func (d *dispatcher) Deliver(data []byte) {
+	msg, err := bus.Parse(data)
+	if err != nil {
+		d.s.m.busInvalid.Inc()
+		return
+	}
+	d.mu.Lock()
+	mask := d.masks[msg.Match]
+	gap := false
+	if msg.Kind == bus.KindDelta && mask != 0 {
+		last := d.seqs[msg.Match]
+		if last != 0 && msg.Seq <= last {
+			d.mu.Unlock()
+			// Rule 1: never an older seq again.
+			d.s.m.busLost.WithLabelValues("duplicate").Inc()
+			return
+		}
+		gap = last != 0 && msg.Seq > last+1
+		d.seqs[msg.Match] = msg.Seq
+	}
+	d.mu.Unlock()
+	if msg.Kind == bus.KindDelta {
+		d.s.m.busMessages.WithLabelValues("delta").Inc()
+	} else {
+		d.s.m.busMessages.WithLabelValues("event").Inc()
+	}
+	if mask == 0 {
+		return
+	}
+	if gap {
+		d.s.m.busLost.WithLabelValues(string(bus.ReasonGap)).Inc()
+		d.post(mask, func(sh *shard.Shard) { sh.PostLost(msg.Match, bus.ReasonGap) })
+	}
+	f := shard.NewBusFrame(msg)
+	d.post(mask, func(sh *shard.Shard) { sh.Post(f) })
+}
+
+// Lost implements bus.Sink.
+func (d *dispatcher) Lost(match string, reason bus.ResyncReason) {
+	d.mu.Lock()
+	mask := d.masks[match]
+	delete(d.seqs, match)
+	d.mu.Unlock()
+	d.s.m.busLost.WithLabelValues(string(reason)).Inc()
+	d.post(mask, func(sh *shard.Shard) { sh.PostLost(match, reason) })
+}
+
+func (d *dispatcher) post(mask uint64, fn func(*shard.Shard)) {
+	for mask != 0 {
+		i := bits.TrailingZeros64(mask)
+		mask &^= 1 << i
+		if sh := d.s.shards[i].Load(); sh != nil {
+			fn(sh)
+		}
+	}
+}
+
+// errClosed is returned by accept after Shutdown.
+var errClosed = errors.New("server: closed")

@@ -1,0 +1,88 @@
+package shard
+
+// CloseReason is why a connection ended. It maps to the WebSocket close code sent and is
+// the label of crease_disconnects_total.
+type CloseReason uint8
+
+// Close reasons. The zero value is ReasonPeer.
+const (
+	ReasonPeer             CloseReason = iota // the peer went away without a close frame (EOF, reset)
+	ReasonNormal                              // the peer closed normally; 1000 echoed
+	ReasonShutdown                            // gateway stopping without a drain: 1001
+	ReasonDrain                               // drain: reconnect was sent first, then 1012
+	ReasonProtocol                            // protocol error: 1002
+	ReasonBadUTF8                             // invalid UTF-8 in a text message: 1007
+	ReasonTooBig                              // message too large: 1009
+	ReasonPolicy                              // bad origin or token after the upgrade, or op abuse: 1008
+	ReasonSlow                                // could not keep up for too long: 4008
+	ReasonIdle                                // nothing arrived for 3 heartbeats: 1001
+	ReasonHandshakeTimeout                    // handshake not complete within the deadline (no frame)
+	ReasonHandshakeRefused                    // refused with an HTTP status before the upgrade (no frame)
+	numReasons
+)
+
+var reasonNames = [numReasons]string{
+	ReasonPeer:             "peer_gone",
+	ReasonNormal:           "normal",
+	ReasonShutdown:         "shutdown",
+	ReasonDrain:            "drain",
+	ReasonProtocol:         "protocol_error",
+	ReasonBadUTF8:          "invalid_utf8",
+	ReasonTooBig:           "message_too_big",
+	ReasonPolicy:           "policy",
+	ReasonSlow:             "slow_consumer",
+	ReasonIdle:             "idle_timeout",
+	ReasonHandshakeTimeout: "handshake_timeout",
+	ReasonHandshakeRefused: "handshake_refused",
+}
+
+var reasonCodes = [numReasons]uint16{
+	ReasonNormal:   1000,
+	ReasonShutdown: 1001,
+	ReasonDrain:    1012,
+	ReasonProtocol: 1002,
+	ReasonBadUTF8:  1007,
+	ReasonTooBig:   1009,
+	ReasonPolicy:   1008,
+	ReasonSlow:     4008,
+	ReasonIdle:     1001,
+}
+
+// String returns the metric label of r.
+func (r CloseReason) String() string {
+	if r < numReasons {
+		return reasonNames[r]
+	}
+	return "unknown"
+}
+
+// Code returns the WebSocket close code sent for r, or 0 when no close frame is sent.
+func (r CloseReason) Code() uint16 {
+	if r < numReasons {
+		return reasonCodes[r]
+	}
+	return 0
+}
+
+// CloseReasons lists every reason, for pre-creating metric labels.
+func CloseReasons() []CloseReason {
+	out := make([]CloseReason, numReasons)
+	for i := range out {
+		out[i] = CloseReason(i)
+	}
+	return out
+}
+
+// ReasonForCode maps a close code from a protocol violation to its reason.
+func ReasonForCode(code uint16) CloseReason {
+	switch code {
+	case 1007:
+		return ReasonBadUTF8
+	case 1009:
+		return ReasonTooBig
+	case 1008:
+		return ReasonPolicy
+	default:
+		return ReasonProtocol
+	}
+}

@@ -1,0 +1,912 @@
+package shard
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+
+	"crease/bus"
+	"crease/codec"
+)
+
+// Defaults of Options.
+const (
+	DefaultBudget           = 64 << 10
+	DefaultStallLimit       = 5 * time.Second
+	DefaultCutLimit         = 30 * time.Second
+	DefaultMaxSubscriptions = 16
+	DefaultShedLag          = 50 * time.Millisecond
+	DefaultInboxBytes       = 8 << 20
+	DefaultHeartbeat        = 20 * time.Second
+	DefaultHandshakeTimeout = 5 * time.Second
+	DefaultOpsPerSecond     = 20
+)
+
+// Sentinel errors of Options.Validate.
+var (
+	ErrBudget     = errors.New("shard: budget must be at least 4 KiB")
+	ErrLimits     = errors.New("shard: stall limit must be > 0 and below the cut limit")
+	ErrHeartbeat  = errors.New("shard: heartbeat must be at least 1s")
+	ErrMaxSubs    = errors.New("shard: max subscriptions must be at least 1")
+	ErrInboxBytes = errors.New("shard: inbox bytes must be at least 64 KiB")
+)
+
+// Options configures every shard of a gateway. Zero fields take the defaults.
+type Options struct {
+	Budget           int           // OutboundBudget: bytes queued per connection (ours + gnet's) before deltas are shed
+	SoftWatermark    int           // over it, queued events are dropped; default Budget/2
+	StallLimit       time.Duration // a socket full this long: deltas shed, resync queued
+	CutLimit         time.Duration // a socket full this long: closed with 4008
+	MaxSubscriptions int
+	ShedLag          time.Duration // loop lag over it: events dropped at dispatch
+	InboxBytes       int           // bytes of frames queued for one loop before they are refused
+	Heartbeat        time.Duration // ping interval; 3x without traffic closes
+	HandshakeTimeout time.Duration
+	OpsPerSecond     int // client ops allowed per second per connection
+}
+
+// WithDefaults fills zero fields and validates.
+func (o Options) WithDefaults() (Options, error) {
+	if o.Budget == 0 {
+		o.Budget = DefaultBudget
+	}
+	if o.SoftWatermark == 0 {
+		o.SoftWatermark = o.Budget / 2
+	}
+	if o.StallLimit == 0 {
+		o.StallLimit = DefaultStallLimit
+	}
+	if o.CutLimit == 0 {
+		o.CutLimit = DefaultCutLimit
+	}
+	if o.MaxSubscriptions == 0 {
+		o.MaxSubscriptions = DefaultMaxSubscriptions
+	}
+	if o.ShedLag == 0 {
+		o.ShedLag = DefaultShedLag
+	}
+	if o.InboxBytes == 0 {
+		o.InboxBytes = DefaultInboxBytes
+	}
+	if o.Heartbeat == 0 {
+		o.Heartbeat = DefaultHeartbeat
+	}
+	if o.HandshakeTimeout == 0 {
+		o.HandshakeTimeout = DefaultHandshakeTimeout
+	}
+	if o.OpsPerSecond == 0 {
+		o.OpsPerSecond = DefaultOpsPerSecond
+	}
+	switch {
+	case o.Budget < 4<<10 || o.SoftWatermark <= 0 || o.SoftWatermark > o.Budget:
+		return o, ErrBudget
+	case o.StallLimit <= 0 || o.CutLimit <= o.StallLimit:
+		return o, ErrLimits
+	case o.Heartbeat < time.Second:
+		return o, ErrHeartbeat
+	case o.MaxSubscriptions < 1:
+		return o, ErrMaxSubs
+	case o.InboxBytes < 64<<10:
+		return o, ErrInboxBytes
+	}
+	return o, nil
+}
+
+// Hooks are the shard's calls back into the gateway. They run on the loop and must not
+// block.
+type Hooks struct {
+	// Interest is called when this shard gets its first subscriber of match (on) or
+	// loses its last (off).
+	Interest func(shard int, match string, on bool)
+	// Closed is called once per upgraded connection when it ends.
+	Closed func(c *Conn, reason CloseReason)
+}
+
+// SubResult is the outcome of Subscribe.
+type SubResult uint8
+
+// Subscribe outcomes.
+const (
+	SubAdded SubResult = iota
+	SubAlready
+	SubTooMany
+)
+
+// Shard is the state of one event loop.
+type Shard struct {
+	idx   int
+	loop  gnet.EventLoop
+	opts  Options
+	hooks Hooks
+	m     *LoopMetrics
+	epoch time.Time
+
+	inbox     inbox
+	scheduled atomic.Bool
+	lag       atomic.Int64 // ns, the latest of probe lag and dispatch delay
+	pending   atomic.Int64 // bytes queued in our lanes, for the pending-bytes gauge
+	conns     atomic.Int64
+
+	index   map[string]*Subscribers
+	all     []*Conn
+	dirty   []*Conn
+	blocked []*Conn
+	free    []*outQueue
+	wbuf    []byte
+	batch   []*Frame
+	counts  [4]int64 // delivered by prio, flushed to metrics per drain
+	drain   *drainState
+	ticks   int64
+	drainFn gnet.RunnableFunc
+}
+
+// New returns the shard for one event loop. idx is its position among the gateway's
+// shards (0-based), used for metric labels and interest masks.
+func New(idx int, loop gnet.EventLoop, opts Options, hooks Hooks, m *LoopMetrics) *Shard {
+	s := &Shard{
+		idx:   idx,
+		loop:  loop,
+		opts:  opts,
+		hooks: hooks,
+		m:     m,
+		epoch: time.Now(),
+		index: make(map[string]*Subscribers),
+	}
+	s.inbox.limit = int64(opts.InboxBytes)
+	s.drainFn = func(context.Context) error { s.drainInbox(); return nil }
+	return s
+}
+
+// Index returns the shard's position among the gateway's shards.
+func (s *Shard) Index() int { return s.idx }
+
+// Loop returns the shard's event loop.
+func (s *Shard) Loop() gnet.EventLoop { return s.loop }
+
+// Conns returns the number of open connections (any goroutine).
+func (s *Shard) Conns() int64 { return s.conns.Load() }
+
+// Lag returns the latest measured loop delay (any goroutine).
+func (s *Shard) Lag() time.Duration { return time.Duration(s.lag.Load()) }
+
+// PendingBytes returns the bytes queued in this shard's lanes (any goroutine).
+func (s *Shard) PendingBytes() int64 { return s.pending.Load() }
+
+func (s *Shard) now() int64 { return int64(time.Since(s.epoch)) }
+func (s *Shard) sec() int32 { return int32(time.Since(s.epoch) / time.Second) }
+
+// ---- bus side: any goroutine ----
+
+// Post hands a bus frame to the loop. It never blocks; when the inbox is full the frame
+// is refused, counted, and its match gets `resync` (reason bus) before anything later.
+func (s *Shard) Post(f *Frame) {
+	if !s.inbox.push(&inboxItem{frame: f, at: s.now()}) {
+		s.m.dropped(f.Prio, "inbox_full")
+	}
+	s.wake()
+}
+
+// PostLost tells the loop that frames of match were lost before this point.
+func (s *Shard) PostLost(match string, reason bus.ResyncReason) {
+	s.inbox.push(&inboxItem{lost: match, reason: reason, at: s.now()})
+	s.wake()
+}
+
+func (s *Shard) wake() {
+	if s.scheduled.CompareAndSwap(false, true) {
+		if err := s.loop.Execute(context.Background(), s.drainFn); err != nil {
+			// The engine is shutting down; nothing will drain again.
+			s.scheduled.Store(false)
+		}
+	}
+}
+
+// ---- loop side ----
+
+// Open registers a new connection (OnOpen).
+func (s *Shard) Open(gc gnet.Conn) *Conn {
+	sec := s.sec()
+	c := &Conn{gc: gc, pos: int32(len(s.all)), seen: sec, born: sec, state: StateHandshake,
+		ops: int16(s.opts.OpsPerSecond), opsAt: sec}
+	s.all = append(s.all, c)
+	return c
+}
+
+// Upgraded marks c open after its 101 answer.
+func (s *Shard) Upgraded(c *Conn) {
+	c.state = StateOpen
+	s.conns.Add(1)
+	s.m.Connections.Inc()
+}
+
+// Touch records that bytes arrived from c.
+func (s *Shard) Touch(c *Conn) { c.seen = s.sec() }
+
+// OpResult is the outcome of AllowOp.
+type OpResult uint8
+
+// AllowOp outcomes.
+const (
+	OpOK      OpResult = iota
+	OpRefused          // over the rate: answer `error`
+	OpAbuse            // far over the rate: close with 1008
+)
+
+// AllowOp spends one client-op token of the current second. A connection that keeps
+// sending after being refused as many times again is abusive.
+func (s *Shard) AllowOp(c *Conn) OpResult {
+	sec := s.sec()
+	if c.opsAt != sec {
+		c.opsAt = sec
+		c.ops = int16(s.opts.OpsPerSecond)
+	}
+	c.ops--
+	switch {
+	case c.ops >= 0:
+		return OpOK
+	case int(c.ops) >= -s.opts.OpsPerSecond:
+		return OpRefused
+	}
+	return OpAbuse
+}
+
+// Refuse closes a connection whose handshake was refused with an HTTP status (already
+// written).
+func (s *Shard) Refuse(c *Conn) {
+	if c.state != StateHandshake {
+		return
+	}
+	c.reason = ReasonHandshakeRefused
+	c.state = StateClosing
+	_ = c.gc.Close()
+}
+
+// Subscribe adds c to match's subscribers.
+func (s *Shard) Subscribe(c *Conn, match string) SubResult {
+	if c.Subscribed(match) {
+		return SubAlready
+	}
+	if len(c.subs) >= s.opts.MaxSubscriptions {
+		return SubTooMany
+	}
+	subs := s.index[match]
+	if subs == nil {
+		subs = &Subscribers{match: match}
+		s.index[match] = subs
+		// Interest is declared before `subscribed` is queued, so every frame dispatched
+		// after the client sees `subscribed` reaches this shard.
+		if s.hooks.Interest != nil {
+			s.hooks.Interest(s.idx, match, true)
+		}
+	}
+	c.subs = append(c.subs, subRef{s: subs, pos: int32(len(subs.conns))})
+	subs.conns = append(subs.conns, c)
+	s.m.Subscriptions.Inc()
+	return SubAdded
+}
+
+// Unsubscribe removes c from match's subscribers; false if it was not subscribed.
+func (s *Shard) Unsubscribe(c *Conn, match string) bool {
+	for i, r := range c.subs {
+		if r.s.match == match {
+			s.detach(c, r)
+			last := len(c.subs) - 1
+			c.subs[i] = c.subs[last]
+			c.subs[last] = subRef{}
+			c.subs = c.subs[:last]
+			if len(c.subs) == 0 {
+				c.subs = nil
+			}
+			s.dropQueued(c, match)
+			return true
+		}
+	}
+	return false
+}
+
+// detach removes c from one Subscribers list in O(1).
+func (s *Shard) detach(c *Conn, r subRef) {
+	subs := r.s
+	last := len(subs.conns) - 1
+	moved := subs.conns[last]
+	subs.conns[r.pos] = moved
+	subs.conns[last] = nil
+	subs.conns = subs.conns[:last]
+	if moved != c {
+		for i := range moved.subs {
+			if moved.subs[i].s == subs {
+				moved.subs[i].pos = r.pos
+				break
+			}
+		}
+	}
+	s.m.Subscriptions.Dec()
+	if len(subs.conns) == 0 {
+		delete(s.index, subs.match)
+		if s.hooks.Interest != nil {
+			s.hooks.Interest(s.idx, subs.match, false)
+		}
+	}
+}
+
+// dropQueued removes queued frames of match after an unsubscribe.
+func (s *Shard) dropQueued(c *Conn, match string) {
+	q := c.out
+	if q == nil {
+		return
+	}
+	q.state = filterMatch(q, q.state, match)
+	q.low = filterMatch(q, q.low, match)
+}
+
+func filterMatch(q *outQueue, lane []*Frame, match string) []*Frame {
+	keep := lane[:0]
+	for _, f := range lane {
+		if f.Match == match && f.Kind != KindControl {
+			q.bytes -= len(f.Bytes)
+			continue
+		}
+		keep = append(keep, f)
+	}
+	clear(lane[len(keep):])
+	return keep
+}
+
+// Send queues a control frame for c and writes it now if the socket allows.
+func (s *Shard) Send(c *Conn, f *Frame) {
+	if c.state != StateOpen {
+		return
+	}
+	s.enqueue(c, f)
+	s.flush(c, s.now())
+}
+
+// Close ends c for reason: queued state frames are written (unless c is being cut as a
+// slow consumer), then the close frame, then gnet closes the socket. gnet writes what it
+// holds before closing, so no frame is cut in half by us.
+func (s *Shard) Close(c *Conn, reason CloseReason) {
+	if c.state >= StateClosing {
+		return
+	}
+	wasOpen := c.state == StateOpen
+	c.reason = reason
+	if wasOpen {
+		if q := c.out; q != nil {
+			if reason == ReasonSlow {
+				q.low = q.low[:0]
+				q.state = q.state[:0]
+				q.bytes = 0
+			} else {
+				q.low = q.low[:0]
+			}
+			s.writeQueued(c, q, true)
+		}
+		if code := reason.Code(); code != 0 && c.state == StateOpen {
+			_, _ = c.gc.Write(codec.CloseFrame(code, reason.String()))
+		}
+	}
+	if c.state == StateClosed {
+		return
+	}
+	c.state = StateClosing
+	_ = c.gc.Close()
+}
+
+// Closed is OnClose: it forgets c entirely. c must not be used afterwards.
+func (s *Shard) Closed(c *Conn) {
+	if c.state == StateClosed {
+		return
+	}
+	wasUpgraded := c.state == StateOpen || (c.state == StateClosing && c.reason != ReasonHandshakeTimeout && c.reason != ReasonHandshakeRefused)
+	if c.state == StateOpen {
+		c.reason = ReasonPeer
+	}
+	c.state = StateClosed
+	for _, r := range c.subs {
+		s.detach(c, r)
+	}
+	c.subs = nil
+	if q := c.out; q != nil {
+		s.pending.Add(-int64(q.bytes))
+		c.out = nil
+		// A queue still listed as dirty or blocked is reclaimed when those lists are
+		// walked; otherwise it can be reused now.
+		if !q.dirty && !q.listed {
+			s.release(q)
+		} else {
+			q.state = q.state[:0]
+			q.low = q.low[:0]
+			q.bytes = 0
+		}
+	}
+	last := int32(len(s.all) - 1)
+	moved := s.all[last]
+	s.all[c.pos] = moved
+	moved.pos = c.pos
+	s.all[last] = nil
+	s.all = s.all[:last]
+	if wasUpgraded {
+		s.conns.Add(-1)
+		s.m.Connections.Dec()
+		if s.hooks.Closed != nil {
+			s.hooks.Closed(c, c.reason)
+		}
+	}
+	c.gc = nil
+}
+
+// ---- queues ----
+
+func (s *Shard) queue(c *Conn) *outQueue {
+	if c.out == nil {
+		if n := len(s.free); n > 0 {
+			c.out = s.free[n-1]
+			s.free[n-1] = nil
+			s.free = s.free[:n-1]
+		} else {
+			c.out = &outQueue{}
+		}
+	}
+	return c.out
+}
+
+func (s *Shard) release(q *outQueue) {
+	q.reset()
+	if len(s.free) < 4096 && cap(q.state) <= 256 && cap(q.low) <= 256 {
+		s.free = append(s.free, q)
+	}
+}
+
+// enqueue puts f on c's lanes and marks c dirty; flushDirty writes it.
+func (s *Shard) enqueue(c *Conn, f *Frame) {
+	q := s.queue(c)
+	if f.Kind == KindEvent {
+		if q.bytes+c.gc.OutboundBuffered() > s.opts.SoftWatermark {
+			s.m.dropped(f.Prio, "budget")
+			return
+		}
+		q.low = append(q.low, f)
+	} else {
+		q.state = append(q.state, f)
+	}
+	q.bytes += len(f.Bytes)
+	s.pending.Add(int64(len(f.Bytes)))
+	if !q.dirty {
+		q.dirty = true
+		s.dirty = append(s.dirty, c)
+	}
+}
+
+// flush writes what c has queued, if the socket has taken everything gnet held;
+// otherwise it applies the OutboundBudget policy and leaves c on the blocked list.
+func (s *Shard) flush(c *Conn, now int64) {
+	q := c.out
+	if q == nil || c.state != StateOpen {
+		return
+	}
+	if ob := c.gc.OutboundBuffered(); ob > 0 {
+		if q.blockedSince == 0 {
+			q.blockedSince = now
+		}
+		if !s.police(c, q, ob, now) {
+			return
+		}
+		if len(q.state)+len(q.low) > 0 && !q.listed {
+			q.listed = true
+			s.blocked = append(s.blocked, c)
+		}
+		return
+	}
+	q.blockedSince = 0
+	s.writeQueued(c, q, false)
+}
+
+// writeQueued writes both lanes in one write (state lane first) and empties them.
+func (s *Shard) writeQueued(c *Conn, q *outQueue, closing bool) {
+	n := len(q.state) + len(q.low)
+	if n == 0 {
+		return
+	}
+	buf := s.wbuf[:0]
+	for _, f := range q.state {
+		buf = append(buf, f.Bytes...)
+		s.counts[countIndex(f)]++
+	}
+	for _, f := range q.low {
+		buf = append(buf, f.Bytes...)
+		s.counts[countIndex(f)]++
+	}
+	s.pending.Add(-int64(q.bytes))
+	clear(q.state)
+	clear(q.low)
+	q.state = q.state[:0]
+	q.low = q.low[:0]
+	q.bytes = 0
+	if !q.dirty && !q.listed && !closing {
+		c.out = nil
+		s.release(q)
+	}
+	// gnet copies what the socket does not take, so the scratch buffer is reused. A
+	// failed write closes c inside Write (OnClose runs), which the callers tolerate.
+	_, _ = c.gc.Write(buf)
+	if cap(buf) > 1<<20 {
+		buf = nil
+	}
+	s.wbuf = buf[:0]
+}
+
+// countIndex is the delivered-counter slot of f: its priority, or 0 for frames the
+// gateway made for one connection.
+func countIndex(f *Frame) int {
+	if f.Kind >= KindControl {
+		return 0
+	}
+	return int(f.Prio & 3)
+}
+
+// police applies the OutboundBudget to a connection whose socket is full. It returns
+// false if the connection was cut.
+func (s *Shard) police(c *Conn, q *outQueue, ob int, now int64) bool {
+	total := q.bytes + ob
+	if total > s.opts.SoftWatermark && len(q.low) > 0 {
+		for _, f := range q.low {
+			q.bytes -= len(f.Bytes)
+			s.pending.Add(-int64(len(f.Bytes)))
+			s.m.dropped(f.Prio, "budget")
+		}
+		clear(q.low)
+		q.low = q.low[:0]
+		total = q.bytes + ob
+	}
+	blocked := time.Duration(now - q.blockedSince)
+	if blocked >= s.opts.CutLimit {
+		s.m.Cuts.Inc()
+		s.Close(c, ReasonSlow)
+		return false
+	}
+	if total > s.opts.Budget || blocked >= s.opts.StallLimit {
+		s.shedDeltas(c, q, bus.ReasonSlow)
+	}
+	return true
+}
+
+// shedDeltas replaces every queued delta of c by one resync marker per match.
+func (s *Shard) shedDeltas(c *Conn, q *outQueue, reason bus.ResyncReason) {
+	var shed []string
+	keep := q.state[:0]
+	for _, f := range q.state {
+		if f.Kind != KindDelta {
+			keep = append(keep, f)
+			continue
+		}
+		q.bytes -= len(f.Bytes)
+		s.pending.Add(-int64(len(f.Bytes)))
+		s.m.dropped(f.Prio, string(reason))
+		if !contains(shed, f.Match) {
+			shed = append(shed, f.Match)
+		}
+	}
+	clear(q.state[len(keep):])
+	q.state = keep
+	for _, match := range shed {
+		if hasResync(q.state, match) {
+			continue
+		}
+		f := resyncFrame(match, reason)
+		q.state = append(q.state, f)
+		q.bytes += len(f.Bytes)
+		s.pending.Add(int64(len(f.Bytes)))
+		s.m.resync(reason)
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func hasResync(lane []*Frame, match string) bool {
+	for _, f := range lane {
+		if f.Kind == KindResync && f.Match == match {
+			return true
+		}
+	}
+	return false
+}
+
+// flushDirty writes every connection touched since the last flush: everything queued
+// for a connection goes out in one write, so batches grow by themselves under load.
+func (s *Shard) flushDirty() {
+	if len(s.dirty) == 0 {
+		return
+	}
+	now := s.now()
+	for i, c := range s.dirty {
+		s.dirty[i] = nil
+		q := c.out
+		if q == nil {
+			continue
+		}
+		q.dirty = false
+		if c.state != StateOpen {
+			if c.state == StateClosed && !q.listed {
+				s.release(q)
+			}
+			continue
+		}
+		s.flush(c, now)
+		if c.out == q && len(q.state)+len(q.low) == 0 && !q.listed && c.state == StateOpen {
+			c.out = nil
+			s.release(q)
+		}
+	}
+	s.dirty = s.dirty[:0]
+	s.flushCounts()
+}
+
+func (s *Shard) flushCounts() {
+	for p := range s.counts {
+		if n := s.counts[p]; n > 0 {
+			s.m.delivered(bus.Prio(p), n)
+			s.counts[p] = 0
+		}
+	}
+}
+
+// sweepBlocked retries connections waiting for their socket and polices them.
+func (s *Shard) sweepBlocked(now int64) {
+	if len(s.blocked) == 0 {
+		return
+	}
+	list := s.blocked
+	s.blocked = nil
+	var pending int64
+	for _, c := range list {
+		q := c.out
+		if q == nil {
+			continue
+		}
+		q.listed = false
+		if c.state != StateOpen {
+			if c.state == StateClosed && !q.dirty {
+				s.release(q)
+			}
+			continue
+		}
+		s.flush(c, now)
+		if c.out == q && len(q.state)+len(q.low) == 0 && !q.listed && !q.dirty {
+			c.out = nil
+			s.release(q)
+		}
+		if c.state == StateOpen {
+			pending += int64(c.gc.OutboundBuffered())
+		}
+	}
+	clear(list)
+	if s.blocked == nil {
+		s.blocked = list[:0]
+	}
+	s.flushCounts()
+	s.m.Pending.Set(float64(s.pending.Load() + pending))
+}
+
+// drainInbox runs on the loop when the bus has posted frames.
+func (s *Shard) drainInbox() {
+	s.scheduled.Store(false)
+	list, lost := s.inbox.take()
+	now := s.now()
+	for match := range lost {
+		s.lostMatch(match, bus.ReasonBus)
+	}
+	if list != nil {
+		if d := now - list.at; d > 0 {
+			s.m.DispatchDelay.Observe(float64(d) / 1e9)
+			s.noteLag(d)
+		}
+	}
+	shed := time.Duration(s.lag.Load()) > s.opts.ShedLag
+	batch := s.batch[:0]
+	for it := list; it != nil; it = it.next {
+		if it.lost != "" {
+			s.lostMatch(it.lost, it.reason)
+			continue
+		}
+		f := it.frame
+		s.inbox.bytes.Add(-int64(len(f.Bytes)))
+		subs := s.index[f.Match]
+		if subs == nil {
+			continue
+		}
+		if f.Kind == KindEvent && shed {
+			s.m.droppedN(f.Prio, "shed", len(subs.conns))
+			continue
+		}
+		for _, c := range subs.conns {
+			s.enqueue(c, f)
+		}
+		batch = append(batch, f)
+	}
+	s.flushDirty()
+	if len(batch) > 0 {
+		wall := time.Now().UnixMicro()
+		for i, f := range batch {
+			if f.TS > 0 && wall >= f.TS {
+				s.m.Fanout.Observe(float64(wall-f.TS) / 1e6)
+			}
+			batch[i] = nil
+		}
+	}
+	s.batch = batch[:0]
+}
+
+// lostMatch queues `resync` for every subscriber of match, dropping their queued deltas
+// of it (the resync covers them).
+func (s *Shard) lostMatch(match string, reason bus.ResyncReason) {
+	subs := s.index[match]
+	if subs == nil {
+		return
+	}
+	for _, c := range subs.conns {
+		if c.state != StateOpen {
+			continue
+		}
+		q := s.queue(c)
+		keep := q.state[:0]
+		for _, f := range q.state {
+			if f.Kind == KindDelta && f.Match == match {
+				q.bytes -= len(f.Bytes)
+				s.pending.Add(-int64(len(f.Bytes)))
+				s.m.dropped(f.Prio, string(reason))
+				continue
+			}
+			keep = append(keep, f)
+		}
+		clear(q.state[len(keep):])
+		q.state = keep
+		if !hasResync(q.state, match) {
+			s.enqueue(c, resyncFrame(match, reason))
+			s.m.resync(reason)
+		} else if !q.dirty {
+			q.dirty = true
+			s.dirty = append(s.dirty, c)
+		}
+	}
+}
+
+func (s *Shard) noteLag(d int64) { s.lag.Store(d) }
+
+// Probe records the delay of a probe task posted at postedAt (shard clock, ns).
+func (s *Shard) Probe(postedAt int64) {
+	d := s.now() - postedAt
+	if d < 0 {
+		d = 0
+	}
+	s.m.LoopLag.Observe(float64(d) / 1e9)
+	s.noteLag(d)
+}
+
+// Clock returns the shard clock in ns, for Probe.
+func (s *Shard) Clock() int64 { return s.now() }
+
+// Counts adds this shard's subscriber count per match to dst.
+func (s *Shard) Counts(dst map[string]int) {
+	for m, subs := range s.index {
+		dst[m] += len(subs.conns)
+	}
+}
+
+// Tick is the loop's periodic work (every ~50ms): retry blocked sockets, and once a
+// second send pings, enforce the heartbeat and handshake deadlines, and pace a drain.
+func (s *Shard) Tick(ping *Frame) {
+	now := s.now()
+	s.sweepBlocked(now)
+	s.tickDrain(now)
+	s.ticks++
+	if s.ticks%20 != 0 {
+		return
+	}
+	sec := s.sec()
+	hb := int32(s.opts.Heartbeat / time.Second)
+	hsDeadline := int32((s.opts.HandshakeTimeout + time.Second - 1) / time.Second)
+	slot := int32(sec % hb)
+	for i := len(s.all) - 1; i >= 0; i-- {
+		if i >= len(s.all) {
+			continue
+		}
+		c := s.all[i]
+		switch c.state {
+		case StateHandshake:
+			if sec-c.born >= hsDeadline {
+				c.reason = ReasonHandshakeTimeout
+				c.state = StateClosing
+				_ = c.gc.Close()
+			}
+		case StateOpen:
+			if sec-c.seen >= 3*hb {
+				s.Close(c, ReasonIdle)
+				continue
+			}
+			// Pings are spread over the heartbeat by position so they do not all
+			// go out in the same second.
+			if c.pos%hb == slot && ping != nil {
+				s.enqueue(c, ping)
+			}
+		}
+	}
+	s.flushDirty()
+}
+
+// ---- drain ----
+
+type drainState struct {
+	order    []*Conn
+	due      []int64 // shard clock ns when order[i] is closed
+	next     int
+	deadline int64
+}
+
+// StartDrain sends every open connection `reconnect` with after_ms spread evenly over
+// window and schedules each close (1012) at its after_ms.
+func (s *Shard) StartDrain(window time.Duration, reconnect func(afterMS int64) *Frame) {
+	if s.drain != nil {
+		return
+	}
+	now := s.now()
+	d := &drainState{}
+	for _, c := range s.all {
+		if c.state == StateOpen {
+			d.order = append(d.order, c)
+		}
+	}
+	n := len(d.order)
+	d.due = make([]int64, n)
+	for i, c := range d.order {
+		after := window * time.Duration(i+1) / time.Duration(n+1)
+		d.due[i] = now + int64(after)
+		s.enqueue(c, reconnect(after.Milliseconds()))
+	}
+	s.drain = d
+	s.flushDirty()
+}
+
+func (s *Shard) tickDrain(now int64) {
+	d := s.drain
+	if d == nil {
+		return
+	}
+	for d.next < len(d.order) && d.due[d.next] <= now {
+		c := d.order[d.next]
+		d.order[d.next] = nil
+		d.next++
+		if c.state == StateOpen {
+			s.Close(c, ReasonDrain)
+		}
+	}
+}
+
+// CloseAll closes every connection at once with reason (a second signal, or shutdown).
+func (s *Shard) CloseAll(reason CloseReason) {
+	for i := len(s.all) - 1; i >= 0; i-- {
+		if i < len(s.all) {
+			c := s.all[i]
+			if c.state == StateHandshake {
+				c.reason = ReasonHandshakeRefused
+				c.state = StateClosing
+				_ = c.gc.Close()
+				continue
+			}
+			s.Close(c, reason)
+		}
+	}
+}
+
+// String identifies the shard in logs.
+func (s *Shard) String() string { return fmt.Sprintf("loop-%d", s.idx) }
