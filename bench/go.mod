@@ -5,6 +5,7 @@ go 1.26.0
 replace crease => ../
 
 require (
+	crease v0.0.0-00010101000000-000000000000
 	github.com/HdrHistogram/hdrhistogram-go v1.4.0
 	github.com/centrifugal/centrifuge v0.40.1
 	github.com/gobwas/ws v1.5.0

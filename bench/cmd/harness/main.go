@@ -98,6 +98,7 @@ func main() {
 	scenariosF := flag.String("scenarios", "idle,steady10,steady2,burst,skew,slow,storm-fixed,storm-jitter", "scenarios to run")
 	creaseBin := flag.String("crease-bin", "", "crease binary to measure (default: build ./cmd/crease of the repo; skipped if that fails)")
 	loops := flag.Int("loops", 2, "crease --loops")
+	creasePub := flag.String("crease-publish", "crease-lua", "how deltas reach crease: crease-lua (crease/bus/redis, as ingest does) or crease (a bare PUBLISH, like the baselines)")
 	out := flag.String("out", "", "markdown report (default BENCHMARKS.md at the repo root, or bench/bin/BENCHMARKS-quick.md with -quick)")
 	plots := flag.String("plots", "", "plot directory (default bench/plots, or bench/bin/plots-quick with -quick)")
 	conns := flag.Int("conns", 15000, "connections for the delivery and storm scenarios")
@@ -140,7 +141,7 @@ func main() {
 	if err := h.build(); err != nil {
 		die("%v", err)
 	}
-	h.defineServers(*serversF, *creaseBin, *loops)
+	h.defineServers(*serversF, *creaseBin, *loops, *creasePub)
 	stopRedis, err := h.startRedis()
 	if err != nil {
 		die("redis: %v (install redis-server: apt-get install -y redis-server)", err)
@@ -150,7 +151,7 @@ func main() {
 	for _, sc := range h.scenarios {
 		for _, s := range h.servers {
 			if s.skip != "" {
-				continue
+				continue // skipped before, or could not start in an earlier scenario
 			}
 			if !s.fanout && sc.kind == "delivery" {
 				continue
@@ -161,7 +162,9 @@ func main() {
 			if r.Err != "" {
 				fmt.Fprintf(os.Stderr, "harness:   error: %s\n", r.Err)
 			}
-			h.check(s, sc, r)
+			if s.skip == "" {
+				h.check(s, sc, r)
+			}
 		}
 	}
 	stopRedis()
@@ -227,7 +230,7 @@ func firstLine(s string) string {
 	return s
 }
 
-func (h *harness) defineServers(list, creaseBin string, loops int) {
+func (h *harness) defineServers(list, creaseBin string, loops int, creasePub string) {
 	want := map[string]bool{}
 	for _, s := range strings.Split(list, ",") {
 		want[strings.TrimSpace(s)] = true
@@ -238,7 +241,7 @@ func (h *harness) defineServers(list, creaseBin string, loops int) {
 		}
 	}
 	all := []*serverSpec{
-		{name: "crease", proto: "crease", target: "crease", fanout: true, about: "the gateway under test (`crease serve --loops " + strconv.Itoa(loops) + " --redis`)",
+		{name: "crease", proto: "crease", target: creasePub, fanout: true, about: "the gateway under test (`crease serve --loops " + strconv.Itoa(loops) + " --redis`)",
 			args: func(ws, http, redis string) []string {
 				return []string{"serve", "--ws-addr", ws, "--http-addr", http, "--loops", strconv.Itoa(loops), "--redis", redis}
 			}},
@@ -396,6 +399,10 @@ func (h *harness) run(s *serverSpec, sc scenario) *result {
 	r := &result{Server: s.name, Scenario: sc.name}
 	sv, err := h.startServer(s, sc.name)
 	if err != nil {
+		// A server that cannot start is skipped from here on, with a note, instead of
+		// failing every scenario.
+		s.skip = "cannot start: " + err.Error()
+		h.notes = append(h.notes, fmt.Sprintf("**%s skipped** from %s on: %s", s.name, sc.name, s.skip))
 		r.Err = err.Error()
 		return r
 	}

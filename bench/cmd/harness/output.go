@@ -325,7 +325,7 @@ func (h *harness) plot(kind, path string) error {
 	} else if lines == 0 {
 		return fmt.Errorf("no data")
 	}
-	p.Legend.Top = kind == "latency-cdf.png"
+	p.Legend.Top = kind != "cpu-per-million.png"
 	p.Legend.Left = kind == "latency-cdf.png"
 	p.Add(plotter.NewGrid())
 	return p.Save(7*vg.Inch, 4.5*vg.Inch, path)

@@ -2,8 +2,8 @@
 // or as fast as possible, in crease's layout (PUBLISH crease:{ID} with the exact frame
 // text) or through centrifuge's Redis broker for the centrifuge baseline.
 //
-// TODO: when crease/bus/redis lands, add --target crease-lua to go through its atomic
-// snapshot+seq+publish instead of a bare PUBLISH.
+// --target crease-lua goes through crease/bus/redis instead: the atomic
+// snapshot+seq+publish script, as ingest does; it continues from the stored seq.
 package main
 
 import (
@@ -18,6 +18,9 @@ import (
 
 	"github.com/centrifugal/centrifuge"
 	"github.com/redis/rueidis"
+
+	"crease/bus"
+	busredis "crease/bus/redis"
 )
 
 func main() {
@@ -28,7 +31,7 @@ func main() {
 	count := flag.Int("count", 10, "deltas per match (0: until --duration)")
 	duration := flag.Duration("duration", 0, "stop after this long (with --rate)")
 	seqStart := flag.Uint64("seq-start", 1, "first seq")
-	target := flag.String("target", "crease", "crease (PUBLISH crease:{ID}) or centrifuge (its Redis broker, channel = match)")
+	target := flag.String("target", "crease", "crease (PUBLISH crease:{ID}), crease-lua (crease/bus/redis: snapshot+seq+publish) or centrifuge (its Redis broker, channel = match)")
 	prefix := flag.String("prefix", "crease", "key prefix for --target crease")
 	flag.Parse()
 
@@ -41,6 +44,10 @@ func main() {
 		}
 	}
 	pub, closeFn, err := newPublisher(*target, *redisAddr, *prefix)
+	var seqBase map[string]uint64
+	if err == nil && *target == "crease-lua" {
+		seqBase, err = storedSeqs(*redisAddr, *prefix, ms)
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "publisher:", err)
 		os.Exit(1)
@@ -70,11 +77,11 @@ func main() {
 			}
 			next = next.Add(interval)
 		}
-		seq := *seqStart + uint64(i)
 		batch = batch[:0]
 		for _, m := range ms {
+			seq := *seqStart + uint64(i) + seqBase[m]
 			buf = frame(buf[:0], m, seq, time.Now().UnixMicro())
-			batch = append(batch, msg{match: m, data: append([]byte(nil), buf...)})
+			batch = append(batch, msg{match: m, seq: seq, data: append([]byte(nil), buf...)})
 		}
 		n, e := pub(batch)
 		published += n
@@ -90,6 +97,7 @@ func main() {
 
 type msg struct {
 	match string
+	seq   uint64
 	data  []byte
 }
 
@@ -141,6 +149,26 @@ func newPublisher(target, addr, prefix string) (func([]msg) (int, int), func(), 
 			}
 			return ok, bad
 		}, cl.Close, nil
+	case "crease-lua":
+		b, err := busredis.New(busredis.Options{Addrs: []string{addr}, Prefix: prefix})
+		if err != nil {
+			return nil, nil, err
+		}
+		ctx := context.Background()
+		return func(batch []msg) (int, int) {
+			ok, bad := 0, 0
+			for _, m := range batch {
+				// The state is what a client would hold: here simply the last patch.
+				d := bus.Delta{Match: m.match, Title: m.match, Seq: m.seq, State: patchOf(m.data), Frame: m.data}
+				if err := b.PublishDelta(ctx, d); err != nil {
+					fmt.Fprintln(os.Stderr, "publisher:", err)
+					bad++
+				} else {
+					ok++
+				}
+			}
+			return ok, bad
+		}, func() { _ = b.Close() }, nil
 	case "centrifuge":
 		node, err := centrifuge.New(centrifuge.Config{LogLevel: centrifuge.LogLevelError})
 		if err != nil {
@@ -175,4 +203,31 @@ func newPublisher(target, addr, prefix string) (func([]msg) (int, int), func(), 
 			}, nil
 	}
 	return nil, nil, fmt.Errorf("unknown --target %q", target)
+}
+
+// storedSeqs returns the stored seq of each match (0 if none), so that a run against a
+// Redis that served an earlier run continues where it stopped instead of conflicting.
+func storedSeqs(addr, prefix string, ms []string) (map[string]uint64, error) {
+	b, err := busredis.New(busredis.Options{Addrs: []string{addr}, Prefix: prefix})
+	if err != nil {
+		return nil, err
+	}
+	defer b.Close()
+	out := map[string]uint64{}
+	for _, m := range ms {
+		s, err := b.Snapshot(context.Background(), m)
+		if err == nil {
+			out[m] = s.Seq
+		}
+	}
+	return out, nil
+}
+
+func patchOf(frame []byte) json.RawMessage {
+	i := strings.Index(string(frame), `"patch":`)
+	if i < 0 {
+		return json.RawMessage("{}")
+	}
+	p := frame[i+len(`"patch":`):]
+	return json.RawMessage(p[:len(p)-1])
 }
