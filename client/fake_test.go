@@ -30,6 +30,8 @@ type fakeGW struct {
 	refuse    int // answer the next n dials 503
 
 	heartbeat  float64
+	pingEvery  time.Duration // 0: the fake never pings
+	pongs      atomic.Int32
 	connCh     chan *fakeConn
 	snapGets   atomic.Int32
 	afterSnap  func(match string) // called after the snapshot is read, before it is sent
@@ -125,6 +127,25 @@ func (gw *fakeGW) serveWS(w http.ResponseWriter, r *http.Request) {
 	c.send(map[string]any{"type": "hello", "node": "fake", "heartbeat_s": gw.heartbeat})
 	gw.connCh <- c
 	defer close(c.closed)
+	if gw.pingEvery > 0 {
+		ws.SetPongHandler(func(string) error { gw.pongs.Add(1); return nil })
+		stop := make(chan struct{})
+		defer close(stop)
+		go func() {
+			t := time.NewTicker(gw.pingEvery)
+			defer t.Stop()
+			for {
+				select {
+				case <-stop:
+					return
+				case <-t.C:
+					c.wmu.Lock()
+					ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(time.Second))
+					c.wmu.Unlock()
+				}
+			}
+		}()
+	}
 	for {
 		_, data, err := ws.ReadMessage()
 		if err != nil {
@@ -178,17 +199,22 @@ func (c *fakeConn) closeWith(code int) {
 	c.ws.Close()
 }
 
-func (c *fakeConn) waitOp(t *testing.T, op, match string) {
+// waitOp waits until the client has sent op for every one of matches, in any order.
+func (c *fakeConn) waitOp(t *testing.T, op string, matches ...string) {
 	t.Helper()
+	missing := map[string]bool{}
+	for _, m := range matches {
+		missing[m] = true
+	}
 	timeout := time.After(5 * time.Second)
-	for {
+	for len(missing) > 0 {
 		select {
 		case o := <-c.ops:
-			if o["op"] == op && o["match"] == match {
-				return
+			if o["op"] == op {
+				delete(missing, o["match"])
 			}
 		case <-timeout:
-			t.Fatalf("no %s %s from the client", op, match)
+			t.Fatalf("no %s %v from the client", op, missing)
 		}
 	}
 }
@@ -255,7 +281,7 @@ type harness struct {
 
 func startClient(t *testing.T, gw *fakeGW, tweak func(*Options)) *harness {
 	t.Helper()
-	h := &harness{states: make(chan State, 256), status: make(chan Status, 256), done: make(chan error, 1)}
+	h := &harness{states: make(chan State, 4096), status: make(chan Status, 256), done: make(chan error, 1)}
 	opts := Options{
 		URL:      gw.wsURL(),
 		BaseHTTP: gw.srv.URL,
@@ -342,5 +368,23 @@ func (o *frameObserver) Frame(raw []byte) {
 	select {
 	case o.frames <- raw:
 	default:
+	}
+}
+
+// waitStateSeq waits for the state of want.Match at want.Seq, skipping others (even
+// later ones: a burst may be delivered as one snapshot), and checks it.
+func (h *harness) waitStateSeq(t *testing.T, want Snapshot) {
+	t.Helper()
+	timeout := time.After(5 * time.Second)
+	for {
+		select {
+		case s := <-h.states:
+			if s.Match == want.Match && s.Seq == want.Seq {
+				mustEqualJSON(t, string(s.JSON), string(want.State))
+				return
+			}
+		case <-timeout:
+			t.Fatalf("no state of %s at seq %d", want.Match, want.Seq)
+		}
 	}
 }

@@ -32,7 +32,7 @@ var (
 	ErrNoURL       = errors.New("client: Options.URL is required")
 	ErrBadURL      = errors.New("client: Options.URL is not a ws:// or wss:// URL")
 	ErrBadBaseHTTP = errors.New("client: Options.BaseHTTP is not an http:// or https:// URL")
-	ErrBadBackoff  = errors.New("client: backoff durations must be positive, Base ≤ Cap and InitialSpread ≤ Cap")
+	ErrBadBackoff  = errors.New("client: backoff durations must not be negative, and Base ≤ Cap")
 	ErrBadMatchID  = errors.New("client: bad match id")
 	ErrNilCallback = errors.New("client: nil callback")
 	ErrRunning     = errors.New("client: Run is already running")
@@ -41,7 +41,8 @@ var (
 // Backoff shapes the reconnect delays of PROTOCOL.md: attempt n waits a uniformly random
 // time in [0, Window(n)), where Window(n) = min(Cap, max(InitialSpread, Base·2^n)). The
 // window therefore starts as the 0 to InitialSpread spread (so a fleet cut off at once
-// does not come back at once) and grows to Cap once Base·2^n passes InitialSpread.
+// does not come back at once) and grows to Cap once Base·2^n passes InitialSpread. Cap
+// also bounds the spread. This is the formula of web/crease-client.js (reconnectDelay).
 type Backoff struct {
 	Base          time.Duration
 	Cap           time.Duration
@@ -125,7 +126,7 @@ func (o *Options) fill() error {
 	if o.Backoff.InitialSpread == 0 {
 		o.Backoff.InitialSpread = DefaultInitialSpread
 	}
-	if bo := o.Backoff; bo.Base < 0 || bo.Cap < 0 || bo.InitialSpread < 0 || bo.Base > bo.Cap || bo.InitialSpread > bo.Cap {
+	if bo := o.Backoff; bo.Base < 0 || bo.Cap < 0 || bo.InitialSpread < 0 || bo.Base > bo.Cap {
 		return fmt.Errorf("%w: %+v", ErrBadBackoff, bo)
 	}
 	if o.HTTPClient == nil {
