@@ -461,3 +461,20 @@ func TestNothingLostUnderFaults(t *testing.T) {
 		t.Fatalf("%d dials, want 2", gw.dials())
 	}
 }
+
+func TestSnapshotFetchIsRetried(t *testing.T) {
+	gw := newFakeGW(t)
+	gw.setSnap("m1", 2, `{"n":2}`)
+	gw.snapFail.Store(2)
+	h := startClient(t, gw, nil)
+	h.subscribe(t, "m1")
+	gw.waitConn(t)
+	gw.publish("m1", `{"n":3}`, true) // buffered while the fetches fail
+	h.waitState(t, gw.snap("m1"))
+	if n := gw.snapGets.Load(); n != 3 {
+		t.Fatalf("%d snapshot GETs, want 3 (two failures)", n)
+	}
+	if gw.dials() != 1 {
+		t.Fatalf("%d dials: a failing snapshot endpoint must not cost the connection", gw.dials())
+	}
+}

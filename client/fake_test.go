@@ -34,6 +34,7 @@ type fakeGW struct {
 	pongs      atomic.Int32
 	connCh     chan *fakeConn
 	snapGets   atomic.Int32
+	snapFail   atomic.Int32       // answer the next n snapshot GETs 500
 	afterSnap  func(match string) // called after the snapshot is read, before it is sent
 	afterSnapM sync.Mutex
 }
@@ -88,6 +89,10 @@ func (gw *fakeGW) setAfterSnap(f func(match string)) {
 
 func (gw *fakeGW) serveSnap(w http.ResponseWriter, r *http.Request) {
 	gw.snapGets.Add(1)
+	if gw.snapFail.Add(-1) >= 0 {
+		http.Error(w, "boom", http.StatusInternalServerError)
+		return
+	}
 	id := r.PathValue("id")
 	gw.mu.Lock()
 	s, ok := gw.snaps[id]
