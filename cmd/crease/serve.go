@@ -1,0 +1,187 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"crease/bus"
+	busredis "crease/bus/redis"
+	"crease/server"
+	"crease/shard"
+	"crease/web"
+)
+
+// gatewayFlags are the flags of a gateway, shared by serve and demo.
+type gatewayFlags struct {
+	wsAddr, httpAddr string
+	loops            int
+	origins          listFlag
+	jwtSecret        string
+	node             string
+	publicWSURL      string
+	budget           int
+	stallLimit       time.Duration
+	cutLimit         time.Duration
+	maxSubs          int
+	heartbeat        time.Duration
+	handshakeTimeout time.Duration
+	shedLag          time.Duration
+	maxConns         int
+	handshakeRate    float64
+	handshakeBurst   int
+	drainWindow      time.Duration
+	drainGrace       time.Duration
+	pprof            bool
+	log              logFlags
+}
+
+func (g *gatewayFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&g.wsAddr, "ws-addr", server.DefaultWSAddr, "WebSocket listen address (path "+server.DefaultWSPath+")")
+	fs.StringVar(&g.httpAddr, "http-addr", server.DefaultHTTPAddr, "HTTP listen address: snapshots, /metrics, /healthz, /readyz, the page")
+	fs.IntVar(&g.loops, "loops", 0, "event loops (shards); 0 means the number of cores")
+	fs.Var(&g.origins, "allowed-origins", "comma-separated allowed Origin values for browser handshakes; empty allows any")
+	fs.StringVar(&g.jwtSecret, "jwt-secret", "", "HS256 secret; when set every handshake needs ?token=JWT (exp required, optional matches claim)")
+	fs.StringVar(&g.node, "node", "", "gateway name sent in hello; default the host name")
+	fs.StringVar(&g.publicWSURL, "public-ws-url", "", "WebSocket URL the page is told (behind a load balancer); default same host, WebSocket port")
+	fs.IntVar(&g.budget, "budget", shard.DefaultBudget, "per-connection outbound budget in bytes (crease's queue + gnet's buffer)")
+	fs.DurationVar(&g.stallLimit, "stall-limit", shard.DefaultStallLimit, "a connection whose socket stays full this long has its deltas replaced by resync")
+	fs.DurationVar(&g.cutLimit, "cut-limit", shard.DefaultCutLimit, "a connection whose socket stays full this long is closed with 4008")
+	fs.IntVar(&g.maxSubs, "max-subscriptions", shard.DefaultMaxSubscriptions, "subscriptions per connection")
+	fs.DurationVar(&g.heartbeat, "heartbeat", shard.DefaultHeartbeat, "ping interval; 3 intervals without traffic close a connection")
+	fs.DurationVar(&g.handshakeTimeout, "handshake-timeout", shard.DefaultHandshakeTimeout, "a handshake not complete within this is closed (slowloris)")
+	fs.DurationVar(&g.shedLag, "shed-lag", shard.DefaultShedLag, "a loop lagging more than this drops low-priority events at dispatch")
+	fs.IntVar(&g.maxConns, "max-conns", 0, "maximum open connections; 0 means RLIMIT_NOFILE minus a reserve")
+	fs.Float64Var(&g.handshakeRate, "handshake-rate", server.DefaultHandshakeRate, "handshakes admitted per second (token bucket); the excess gets 503 + Retry-After")
+	fs.IntVar(&g.handshakeBurst, "handshake-burst", server.DefaultHandshakeBurst, "token bucket burst for handshakes")
+	fs.DurationVar(&g.drainWindow, "drain-window", server.DefaultDrainWindow, "on SIGTERM, reconnect hints and closes are spread over this window")
+	fs.DurationVar(&g.drainGrace, "drain-grace", server.DefaultDrainGrace, "after the drain window, the hard deadline to exit")
+	fs.BoolVar(&g.pprof, "pprof", false, "serve net/http/pprof under /debug/pprof/ on the HTTP listener")
+	g.log.register(fs)
+}
+
+func (g *gatewayFlags) options(log *slog.Logger, b bus.Bus, reg *prometheus.Registry) server.Options {
+	return server.Options{
+		WSAddr:         g.wsAddr,
+		HTTPAddr:       g.httpAddr,
+		Loops:          g.loops,
+		Bus:            b,
+		Registerer:     reg,
+		Gatherer:       reg,
+		Logger:         log,
+		Node:           g.node,
+		AllowedOrigins: g.origins,
+		JWTSecret:      []byte(g.jwtSecret),
+		MaxConns:       g.maxConns,
+		HandshakeRate:  g.handshakeRate,
+		HandshakeBurst: g.handshakeBurst,
+		DrainWindow:    g.drainWindow,
+		DrainGrace:     g.drainGrace,
+		PublicWSURL:    g.publicWSURL,
+		Page:           web.Handler(),
+		Pprof:          g.pprof,
+		Shard: shard.Options{
+			Budget:           g.budget,
+			StallLimit:       g.stallLimit,
+			CutLimit:         g.cutLimit,
+			MaxSubscriptions: g.maxSubs,
+			Heartbeat:        g.heartbeat,
+			HandshakeTimeout: g.handshakeTimeout,
+			ShedLag:          g.shedLag,
+		},
+	}
+}
+
+func newRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
+}
+
+// redisFlags select the Redis bus.
+type redisFlags struct {
+	addrs   listFlag
+	cluster bool
+	prefix  string
+}
+
+func (r *redisFlags) register(fs *flag.FlagSet) {
+	fs.Var(&r.addrs, "redis", "Redis address(es) host:port[,host:port]; empty uses the embedded in-process bus")
+	fs.BoolVar(&r.cluster, "redis-cluster", false, "Redis Cluster: sharded pub/sub (SSUBSCRIBE/SPUBLISH)")
+	fs.StringVar(&r.prefix, "redis-prefix", busredis.DefaultPrefix, "key and channel prefix")
+}
+
+func (r *redisFlags) open(log *slog.Logger, reg prometheus.Registerer, node string) (bus.Bus, error) {
+	if len(r.addrs) == 0 {
+		if r.cluster {
+			return nil, errors.New("--redis-cluster needs --redis ADDR")
+		}
+		return bus.NewEmbedded(), nil
+	}
+	return busredis.New(busredis.Options{Addrs: r.addrs, Cluster: r.cluster, Prefix: r.prefix,
+		Registerer: reg, Logger: log, NodeID: node})
+}
+
+const serveUsage = `Runs the gateway. Without --redis it uses the embedded in-process bus (publish with
+the Go API or run "crease demo"). SIGTERM or SIGINT drains: /readyz answers 503, new
+handshakes get 503, every connection gets reconnect{after_ms} spread over the drain
+window and is closed with 1012 at that time; a second signal closes everything at once
+(1001).`
+
+func runServe(ctx context.Context, args []string) error {
+	cmd := newCommand("serve", serveUsage)
+	var g gatewayFlags
+	var r redisFlags
+	g.register(cmd.fs)
+	r.register(cmd.fs)
+	if err := cmd.parse(args); err != nil {
+		return err
+	}
+	log, err := g.log.logger(os.Stderr)
+	if err != nil {
+		return err
+	}
+	reg := newRegistry()
+	b, err := r.open(log, reg, g.node)
+	if err != nil {
+		return fmt.Errorf("crease serve: %w", err)
+	}
+	srv, err := server.New(g.options(log, b, reg))
+	if err != nil {
+		return fmt.Errorf("crease serve: %w", err)
+	}
+	if err := srv.Start(ctx); err != nil {
+		return fmt.Errorf("crease serve: %w", err)
+	}
+	return runUntilSignal(ctx, srv, log)
+}
+
+// runUntilSignal drains on the first signal and shuts down at once on a second.
+func runUntilSignal(ctx context.Context, srv *server.Server, log *slog.Logger) error {
+	select {
+	case <-ctx.Done():
+	case <-srv.Done():
+		return nil
+	}
+	second := make(chan os.Signal, 1)
+	signal.Notify(second, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(second)
+	drained := make(chan struct{})
+	go func() { srv.Drain(context.Background()); close(drained) }()
+	select {
+	case <-drained:
+	case <-second:
+		log.Warn("second signal: closing every connection now")
+		srv.Shutdown()
+	}
+	return nil
+}
