@@ -2,7 +2,6 @@ package ingest
 
 import (
 	"encoding/json"
-	"maps"
 	"slices"
 )
 
@@ -162,9 +161,4 @@ func (s *State) marshal() []byte {
 		panic("ingest: marshal state: " + err.Error())
 	}
 	return b
-}
-
-// sortedKeys is for deterministic iteration in tests and text.
-func sortedKeys[V any](m map[string]V) []string {
-	return slices.Sorted(maps.Keys(m))
 }
