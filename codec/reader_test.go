@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -57,12 +59,18 @@ type result struct {
 	consumed int
 }
 
+func (r result) equal(o result) bool {
+	return r.errCode == o.errCode && r.consumed == o.consumed && slices.Equal(r.events, o.events)
+}
+
 func (r result) String() string {
 	return fmt.Sprintf("events %q err %d consumed %d", r.events, r.errCode, r.consumed)
 }
 
+// eventString identifies an event for comparison; fuzzing compares many large payloads,
+// so it is not quoted.
 func eventString(ev Event) string {
-	return fmt.Sprintf("%s/%d/%q", ev.Kind, ev.Code, ev.Payload)
+	return ev.Kind.String() + "/" + strconv.Itoa(int(ev.Code)) + "/" + string(ev.Payload)
 }
 
 // feed runs a fresh Reader over data delivered in the given chunks, the way gnet delivers
@@ -353,7 +361,7 @@ func TestReaderSplitAtEveryByte(t *testing.T) {
 	} {
 		whole := feed(t, bytes.Clone(stream))
 		for i := 0; i <= len(stream); i++ {
-			if got := feed(t, bytes.Clone(stream), i); got.String() != whole.String() {
+			if got := feed(t, bytes.Clone(stream), i); !got.equal(whole) {
 				t.Fatalf("split at %d: %v\nwhole: %v", i, got, whole)
 			}
 		}
@@ -361,7 +369,7 @@ func TestReaderSplitAtEveryByte(t *testing.T) {
 		for i := range cuts {
 			cuts[i] = i
 		}
-		if got := feed(t, bytes.Clone(stream), cuts...); got.String() != whole.String() {
+		if got := feed(t, bytes.Clone(stream), cuts...); !got.equal(whole) {
 			t.Fatalf("byte by byte: %v\nwhole: %v", got, whole)
 		}
 	}
