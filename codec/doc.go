@@ -19,6 +19,10 @@
 // idle connection costs nothing here. The handshake is parsed by github.com/gobwas/ws
 // over exactly the header bytes; it allocates a little, once per connection.
 //
+// In OnTraffic: Peek(-1) once, call Next on the unconsumed rest until it returns n == 0,
+// use each Payload as it comes, and Discard the total at the end, since the payloads of
+// unfragmented messages point into the peeked bytes (see Example).
+//
 // Bad input never panics: it yields an *HTTPError before the upgrade or a *CloseError
 // after it, and the caller answers and closes.
 package codec
