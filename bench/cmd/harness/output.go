@@ -220,7 +220,7 @@ func (h *harness) writeDelivery(b *strings.Builder, sc scenario) {
 }
 
 func (h *harness) writeStorm(b *strings.Builder, sc scenario) {
-	fmt.Fprintf(b, "%d connections; the server gets SIGTERM and is started again on the same port at once. Time is from the SIGTERM to the last connection back.\n\n", sc.conns)
+	fmt.Fprintf(b, "%d connections; the server gets SIGTERM and is started again on the same port at once. Time is from the SIGTERM to the last connection back, so it includes a draining server's drain (crease sends `reconnect` and closes with 1012). Fixed-mode clients ignore `after_ms` and Retry-After; jitter-mode clients wait `after_ms` first.\n\n", sc.conns)
 	fmt.Fprintf(b, "| server | all back | time to all back | × naive | peak handshakes/s | reconnects | failures (handshake + connect) | failure kinds | closes |\n|---|---|---|---|---|---|---|---|---|\n")
 	var naive float64
 	if r := h.find("naive", sc.name); r != nil && r.AllBack {
