@@ -414,7 +414,8 @@ func (h *harness) run(s *serverSpec, sc scenario) *result {
 		r.Err = err.Error()
 		return r
 	}
-	defer sv.stop(10 * time.Second)
+	// A closure: the storm scenario replaces sv.proc with the restarted process.
+	defer func() { sv.stop(10 * time.Second) }()
 	var g loadgens
 	defer g.kill()
 	switch sc.kind {
