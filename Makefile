@@ -25,3 +25,12 @@ build:
 
 demo:
 	$(GO) run ./cmd/crease demo
+
+# The benchmark harness lives in its own module (bench/). `make bench` regenerates
+# BENCHMARKS.md and bench/plots/; it wants the two cores to itself.
+bench: build
+	cd bench && go run ./cmd/harness --crease-bin ../bin/crease
+
+# A CI-sized smoke run of the harness: checks it works, asserts nothing about speed.
+bench-quick: build
+	cd bench && go run ./cmd/harness -quick --crease-bin ../bin/crease

@@ -249,7 +249,11 @@ func (h *harness) defineServers(list, creaseBin string, loops int, creasePub str
 	all := []*serverSpec{
 		{name: "crease", proto: "crease", target: creasePub, fanout: true, about: "the gateway under test (`crease serve --loops " + strconv.Itoa(loops) + " --redis`)",
 			args: func(ws, http, redis string) []string {
-				return []string{"serve", "--ws-addr", ws, "--http-addr", http, "--loops", strconv.Itoa(loops), "--redis", redis}
+				// Admission control is sized for the load generator's connect rate (the
+				// default 5,000/s would refuse part of a 15,000-connection ramp), and the
+				// drain window is short so the storm measures the restart, not the drain.
+				return []string{"serve", "--ws-addr", ws, "--http-addr", http, "--loops", strconv.Itoa(loops), "--redis", redis,
+					"--handshake-rate", "20000", "--handshake-burst", "20000", "--drain-window", "1s", "--log-level", "warn"}
 			}},
 		{name: "naive", bin: "naive", proto: "crease", target: "crease", fanout: true, args: plain(),
 			about: "gorilla/websocket, reader + writer goroutine per connection, channel of 64, one Redis subscription per match"},
