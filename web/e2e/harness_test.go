@@ -1,0 +1,445 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/page"
+	"github.com/chromedp/chromedp"
+
+	"crease/bus"
+	"crease/ingest"
+)
+
+// ---- the browser ----
+
+var (
+	browserOnce sync.Once
+	browserCtx  context.Context
+	browserStop func()
+	browserErr  error
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if browserStop != nil {
+		browserStop()
+	}
+	os.Exit(code)
+}
+
+// chromiumPath finds the browser, or skips the test (fails it when CI is set).
+func chromiumPath(t *testing.T) string {
+	t.Helper()
+	cands := []string{os.Getenv("CREASE_CHROMIUM"), "/usr/bin/chromium"}
+	if p, err := exec.LookPath("chromium"); err == nil {
+		cands = append(cands, p)
+	}
+	for _, p := range cands {
+		if p == "" {
+			continue
+		}
+		if fi, err := os.Stat(p); err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0 {
+			return p
+		}
+	}
+	const msg = "chromium not found (/usr/bin/chromium, CREASE_CHROMIUM or PATH): " +
+		"install it with `apt-get install -y chromium` (make test does, via scripts/ensure-deps.sh)"
+	if os.Getenv("CI") != "" {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
+	return ""
+}
+
+// startBrowser starts the one headless Chromium of the package, with a fresh profile.
+func startBrowser(path string) (context.Context, func(), error) {
+	dir, err := os.MkdirTemp("", "crease-e2e-chromium-")
+	if err != nil {
+		return nil, nil, err
+	}
+	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
+		chromedp.ExecPath(path),
+		chromedp.Flag("headless", true),
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.Flag("disable-quic", true),
+		chromedp.NoFirstRun,
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.UserDataDir(dir),
+		// Several tabs share the browser: none may be throttled as a background tab.
+		chromedp.Flag("disable-background-timer-throttling", true),
+		chromedp.Flag("disable-renderer-backgrounding", true),
+		chromedp.Flag("disable-backgrounding-occluded-windows", true),
+		chromedp.Flag("hide-scrollbars", true),
+		chromedp.WindowSize(1280, 900),
+	)
+	ctx, cancel := chromedp.NewContext(alloc)
+	stop := func() {
+		cancel()
+		cancelAlloc()
+		os.RemoveAll(dir)
+	}
+	if err := chromedp.Do(ctx); err != nil { // starts the browser, bound to no timeout
+		stop()
+		return nil, nil, fmt.Errorf("starting %s: %w", path, err)
+	}
+	return ctx, stop, nil
+}
+
+// statusRecorder runs in the page before its own scripts: it keeps every value that
+// body[data-status] took, for window.__creaseStatuses().
+const statusRecorder = `(() => {
+  const hist = [];
+  window.__creaseStatuses = () => hist.concat(document.body ? [document.body.dataset.status || ""] : []);
+  new MutationObserver((recs) => {
+    for (const r of recs) if (r.target === document.body) hist.push(r.oldValue || "");
+  }).observe(document, { subtree: true, attributes: true, attributeOldValue: true, attributeFilter: ["data-status"] });
+})();`
+
+// newTab opens a tab in the shared browser, closed when the test ends. Its context has
+// a deadline of limit.
+func newTab(t *testing.T, limit time.Duration) context.Context {
+	t.Helper()
+	path := chromiumPath(t)
+	browserOnce.Do(func() { browserCtx, browserStop, browserErr = startBrowser(path) })
+	if browserErr != nil {
+		t.Fatalf("browser: %v", browserErr)
+	}
+	tab, cancel := chromedp.NewContext(browserCtx)
+	t.Cleanup(cancel)
+	if err := chromedp.Do(tab); err != nil { // opens the tab with no deadline
+		t.Fatalf("opening a tab: %v", err)
+	}
+	if _, err := chromedp.Call(tab, page.AddScriptToEvaluateOnNewDocument,
+		page.AddScriptToEvaluateOnNewDocumentParams{Source: statusRecorder}); err != nil {
+		t.Fatalf("installing the status recorder: %v", err)
+	}
+	ctx, cancelT := context.WithTimeout(tab, limit)
+	t.Cleanup(cancelT)
+	return ctx
+}
+
+// navigate opens the page of match on gateway s.
+func navigate(t *testing.T, ctx context.Context, httpBase, match string) {
+	t.Helper()
+	if err := chromedp.Do(ctx, chromedp.Navigate(httpBase+"/?match="+match)); err != nil {
+		t.Fatalf("navigate: %v", err)
+	}
+}
+
+// view is what the page shows, read in one evaluation (so seq and score agree).
+type view struct {
+	Seq      uint64   `json:"seq"`
+	Match    string   `json:"match"`
+	Score    string   `json:"score"`
+	Overs    string   `json:"overs"`
+	Status   string   `json:"status"`
+	Badge    string   `json:"badge"`
+	Statuses []string `json:"statuses"`
+}
+
+const readView = `(() => {
+  const board = document.getElementById("board");
+  const text = (id) => (document.getElementById(id) || {}).textContent || "";
+  return {
+    seq: Number(board ? board.dataset.seq : 0) || 0,
+    match: board ? board.dataset.match || "" : "",
+    score: text("score"),
+    overs: text("overs"),
+    status: document.body ? document.body.dataset.status || "" : "",
+    badge: text("status"),
+    statuses: window.__creaseStatuses ? window.__creaseStatuses() : [],
+  };
+})()`
+
+func look(ctx context.Context) (view, error) {
+	return chromedp.Run(ctx, chromedp.Evaluate[view](readView))
+}
+
+// waitView polls the page until cond holds, failing the test after timeout.
+func waitView(t *testing.T, ctx context.Context, timeout time.Duration, what string, cond func(view) bool) view {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var last view
+	var err error
+	for {
+		last, err = look(ctx)
+		if err == nil && cond(last) {
+			return last
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			t.Fatalf("page: waited %v for %s; last view %+v (err %v)", timeout, what, last, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// ---- the bus ----
+
+// gatewayBus is an embedded bus that outlives the gateways using it, as Redis does: a
+// gateway's Shutdown closes its bus, which here only detaches that gateway, so a new
+// gateway can Start on the same bus while the replay goes on publishing. It also keeps
+// the gateway's sink, so that a test can say Lost as a real bus would.
+type gatewayBus struct {
+	*bus.Embedded
+	mu      sync.Mutex
+	sink    bus.Sink
+	started bool
+}
+
+func newGatewayBus() *gatewayBus { return &gatewayBus{Embedded: bus.NewEmbedded()} }
+
+// relay is the embedded bus's only sink: it forwards to the current gateway.
+type relay struct{ b *gatewayBus }
+
+func (r relay) Deliver(data []byte) {
+	if s := r.b.current(); s != nil {
+		s.Deliver(data)
+	}
+}
+
+func (r relay) Lost(match string, reason bus.ResyncReason) { r.b.Lost(match, reason) }
+
+func (b *gatewayBus) current() bus.Sink {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.sink
+}
+
+// Start implements bus.Subscriber: sink becomes the current gateway.
+func (b *gatewayBus) Start(ctx context.Context, sink bus.Sink) error {
+	b.mu.Lock()
+	b.sink = sink
+	first := !b.started
+	b.started = true
+	b.mu.Unlock()
+	if first {
+		return b.Embedded.Start(ctx, relay{b})
+	}
+	return nil
+}
+
+// Close implements bus.Subscriber: the gateway is gone, the bus stays.
+func (b *gatewayBus) Close() error {
+	b.mu.Lock()
+	b.sink = nil
+	b.mu.Unlock()
+	return nil
+}
+
+// Lost tells the current gateway that messages of match may have been lost.
+func (b *gatewayBus) Lost(match string, reason bus.ResyncReason) {
+	if s := b.current(); s != nil {
+		s.Lost(match, reason)
+	}
+}
+
+// recorder is a Publisher that remembers the score of the state published at each seq,
+// so that anything the page shows can be checked against the state at its seq.
+type recorder struct {
+	bus.Publisher
+	mu     sync.Mutex
+	scores map[uint64]string
+	last   uint64
+	after  func(seq uint64) // called after each delta published, if set
+}
+
+func newRecorder(p bus.Publisher) *recorder {
+	return &recorder{Publisher: p, scores: map[uint64]string{}}
+}
+
+func (r *recorder) PublishDelta(ctx context.Context, d bus.Delta) error {
+	var st struct {
+		Score struct {
+			Runs    int `json:"runs"`
+			Wickets int `json:"wickets"`
+		} `json:"score"`
+	}
+	if err := json.Unmarshal(d.State, &st); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	r.scores[d.Seq] = fmt.Sprintf("%d/%d", st.Score.Runs, st.Score.Wickets)
+	r.mu.Unlock()
+	if err := r.Publisher.PublishDelta(ctx, d); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	r.last = d.Seq
+	r.mu.Unlock()
+	if r.after != nil {
+		r.after(d.Seq)
+	}
+	return nil
+}
+
+// score returns the score published at seq.
+func (r *recorder) score(seq uint64) (string, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s, ok := r.scores[seq]
+	return s, ok
+}
+
+func (r *recorder) lastSeq() uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.last
+}
+
+// waitSeq waits until seq has been published.
+func (r *recorder) waitSeq(t *testing.T, seq uint64, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for r.lastSeq() < seq {
+		if time.Now().After(deadline) {
+			t.Fatalf("replay: seq %d not published within %v (at %d)", seq, timeout, r.lastSeq())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// ---- the match ----
+
+// firstMatch is the first embedded real match (1298150, Pakistan v India, T20 World Cup 2022).
+func firstMatch(t *testing.T) *ingest.Match {
+	t.Helper()
+	ms, err := ingest.Embedded()
+	if err != nil || len(ms) == 0 {
+		t.Fatalf("embedded matches: %v (%d)", err, len(ms))
+	}
+	return ms[0]
+}
+
+// replay is one ingest.Replay running in the background.
+type replay struct {
+	cancel context.CancelFunc
+	done   chan error
+	once   sync.Once
+	err    error
+}
+
+func startReplay(t *testing.T, pub bus.Publisher, m *ingest.Match, speed float64) *replay {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &replay{cancel: cancel, done: make(chan error, 1)}
+	go func() { r.done <- ingest.Replay(ctx, pub, m, ingest.ReplayOptions{Speed: speed}) }()
+	t.Cleanup(func() { r.stop(t) })
+	return r
+}
+
+// stop cancels the replay and waits for it; an error other than the cancel fails the test.
+func (r *replay) stop(t *testing.T) {
+	t.Helper()
+	r.once.Do(func() {
+		r.cancel()
+		r.err = <-r.done
+		if r.err != nil && !errors.Is(r.err, context.Canceled) {
+			t.Errorf("replay: %v", r.err)
+		}
+	})
+}
+
+// ---- the gateway from outside ----
+
+// restSnapshot is GET /v1/matches/{id}, with the score as the page writes it.
+type restSnapshot struct {
+	Seq   uint64
+	Score string
+}
+
+func getSnapshot(t *testing.T, httpBase, match string) restSnapshot {
+	t.Helper()
+	resp, err := http.Get(httpBase + "/v1/matches/" + match)
+	if err != nil {
+		t.Fatalf("GET snapshot: %v", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET snapshot: HTTP %d", resp.StatusCode)
+	}
+	var s struct {
+		Match string `json:"match"`
+		Seq   uint64 `json:"seq"`
+		State struct {
+			Score *struct {
+				Runs    int `json:"runs"`
+				Wickets int `json:"wickets"`
+			} `json:"score"`
+		} `json:"state"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&s); err != nil {
+		t.Fatalf("GET snapshot: %v", err)
+	}
+	if s.Match != match || s.State.Score == nil {
+		t.Fatalf("GET snapshot: match %q, score %v", s.Match, s.State.Score)
+	}
+	return restSnapshot{Seq: s.Seq, Score: fmt.Sprintf("%d/%d", s.State.Score.Runs, s.State.Score.Wickets)}
+}
+
+// metric reads one sample of the gateway's /metrics, such as
+// `crease_handshakes_total{result="ok"}`; 0 when absent.
+func metric(t *testing.T, httpBase, sample string) float64 {
+	t.Helper()
+	resp, err := http.Get(httpBase + "/metrics")
+	if err != nil {
+		t.Fatalf("GET /metrics: %v", err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), sample+" "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil {
+				t.Fatalf("metric %s: %v", sample, err)
+			}
+			return f
+		}
+	}
+	return 0
+}
+
+// freeAddr returns a loopback address that was free a moment ago.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+// waitBindable waits until addr can be bound again (a stopped gateway let it go).
+func waitBindable(t *testing.T, addr string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		ln, err := net.Listen("tcp", addr)
+		if err == nil {
+			ln.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s still bound: %v", addr, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
