@@ -19,9 +19,9 @@ type inboxItem struct {
 
 // inbox is a lock-free multi-producer, single-consumer queue bounded in bytes. Producers
 // push onto an atomic stack; the loop takes the whole stack at once and reverses it, so
-// a drain costs one atomic swap however much has queued. Frames refused for lack of room
+// a drain costs one atomic swap however much has queued. Deltas refused for lack of room
 // are remembered by match so that the loop sends `resync` (reason bus) before any later
-// frame of that match.
+// frame of that match; refused events are only counted.
 type inbox struct {
 	head     atomic.Pointer[inboxItem]
 	bytes    atomic.Int64
@@ -36,6 +36,11 @@ func (q *inbox) push(it *inboxItem) bool {
 		n := int64(len(it.frame.Bytes))
 		if q.bytes.Add(n) > q.limit {
 			q.bytes.Add(-n)
+			if it.frame.Kind != KindDelta {
+				// An event may vanish without notice (rule 3); only a lost delta
+				// needs a resync.
+				return false
+			}
 			q.mu.Lock()
 			if q.overflow == nil {
 				q.overflow = make(map[string]struct{})

@@ -182,7 +182,8 @@ func (s *Shard) sec() int32 { return int32(time.Since(s.epoch) / time.Second) }
 // ---- bus side: any goroutine ----
 
 // Post hands a bus frame to the loop. It never blocks; when the inbox is full the frame
-// is refused, counted, and its match gets `resync` (reason bus) before anything later.
+// is refused and counted, and if it is a delta its match gets `resync` (reason bus)
+// before anything later.
 func (s *Shard) Post(f *Frame) {
 	if !s.inbox.push(&inboxItem{frame: f, at: s.now()}) {
 		s.m.dropped(f.Prio, "inbox_full")
@@ -339,15 +340,16 @@ func (s *Shard) dropQueued(c *Conn, match string) {
 	if q == nil {
 		return
 	}
-	q.state = filterMatch(q, q.state, match)
-	q.low = filterMatch(q, q.low, match)
+	q.state = s.filterMatch(q, q.state, match)
+	q.low = s.filterMatch(q, q.low, match)
 }
 
-func filterMatch(q *outQueue, lane []*Frame, match string) []*Frame {
+func (s *Shard) filterMatch(q *outQueue, lane []*Frame, match string) []*Frame {
 	keep := lane[:0]
 	for _, f := range lane {
 		if f.Match == match && f.Kind != KindControl {
 			q.bytes -= len(f.Bytes)
+			s.pending.Add(-int64(len(f.Bytes)))
 			continue
 		}
 		keep = append(keep, f)
@@ -376,12 +378,14 @@ func (s *Shard) Close(c *Conn, reason CloseReason) {
 	c.reason = reason
 	if wasOpen {
 		if q := c.out; q != nil {
+			s.dropLow(q, "")
 			if reason == ReasonSlow {
-				q.low = q.low[:0]
+				// Nothing more is written to a socket that cannot take it; the queued
+				// frames are forgotten with the connection.
+				s.pending.Add(-int64(q.bytes))
+				clear(q.state)
 				q.state = q.state[:0]
 				q.bytes = 0
-			} else {
-				q.low = q.low[:0]
 			}
 			s.writeQueued(c, q, true)
 		}
@@ -482,61 +486,102 @@ func (s *Shard) enqueue(c *Conn, f *Frame) {
 }
 
 // flush writes what c has queued, if the socket has taken everything gnet held;
-// otherwise it applies the OutboundBudget policy and leaves c on the blocked list.
+// otherwise, or if the socket fills up while writing, it applies the OutboundBudget
+// policy and leaves c on the blocked list.
 func (s *Shard) flush(c *Conn, now int64) {
 	q := c.out
 	if q == nil || c.state != StateOpen {
 		return
 	}
-	if ob := c.gc.OutboundBuffered(); ob > 0 {
-		if q.blockedSince == 0 {
-			q.blockedSince = now
-		}
-		if !s.police(c, q, ob, now) {
+	ob := c.gc.OutboundBuffered()
+	if ob == 0 {
+		q.blockedSince = 0
+		if !s.writeQueued(c, q, false) {
 			return
 		}
-		if len(q.state)+len(q.low) > 0 && !q.listed {
-			q.listed = true
-			s.blocked = append(s.blocked, c)
-		}
+		ob = c.gc.OutboundBuffered()
+	}
+	if q.blockedSince == 0 {
+		q.blockedSince = now
+	}
+	if !s.police(c, q, ob, now) {
 		return
 	}
-	q.blockedSince = 0
-	s.writeQueued(c, q, false)
+	if len(q.state)+len(q.low) > 0 && !q.listed {
+		q.listed = true
+		s.blocked = append(s.blocked, c)
+	}
 }
 
-// writeQueued writes both lanes in one write (state lane first) and empties them.
-func (s *Shard) writeQueued(c *Conn, q *outQueue, closing bool) {
-	n := len(q.state) + len(q.low)
+// writeQueued writes both lanes (state lane first) and removes what it wrote. Unless
+// closing, it writes at most Budget bytes at a time and goes on only while the socket
+// takes everything: a burst larger than the budget never lands in gnet's unbounded
+// buffer, it stays in our lanes where the budget applies. It reports whether frames are
+// left queued (the socket filled up); false also when c was closed inside Write or q
+// was given back.
+func (s *Shard) writeQueued(c *Conn, q *outQueue, closing bool) bool {
+	limit := s.opts.Budget
+	if closing {
+		limit = int(^uint(0) >> 1)
+	}
+	for len(q.state)+len(q.low) > 0 {
+		buf := s.wbuf[:0]
+		ns := takeFrames(q.state, &buf, limit, s.counts[:])
+		nl := 0
+		if ns == len(q.state) {
+			nl = takeFrames(q.low, &buf, limit, s.counts[:])
+		}
+		q.state = shiftLane(q.state, ns)
+		q.low = shiftLane(q.low, nl)
+		q.bytes -= len(buf)
+		s.pending.Add(-int64(len(buf)))
+		empty := len(q.state)+len(q.low) == 0
+		if empty && !q.dirty && !q.listed && !closing {
+			c.out = nil
+			s.release(q)
+		}
+		// gnet copies what the socket does not take, so the scratch buffer is reused.
+		// A failed write closes c inside Write (OnClose runs), which the callers
+		// tolerate.
+		_, _ = c.gc.Write(buf)
+		if cap(buf) > 1<<20 {
+			buf = nil
+		}
+		s.wbuf = buf[:0]
+		if empty || c.state == StateClosed || c.out != q {
+			return false
+		}
+		if c.gc.OutboundBuffered() > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// takeFrames appends the leading frames of lane to buf while buf stays within limit
+// (always at least one frame when buf is empty), counts them as delivered and returns
+// how many it took.
+func takeFrames(lane []*Frame, buf *[]byte, limit int, counts []int64) int {
+	n := 0
+	for _, f := range lane {
+		if len(*buf) > 0 && len(*buf)+len(f.Bytes) > limit {
+			break
+		}
+		*buf = append(*buf, f.Bytes...)
+		counts[countIndex(f)]++
+		n++
+	}
+	return n
+}
+
+// shiftLane removes the first n frames of lane, keeping its array.
+func shiftLane(lane []*Frame, n int) []*Frame {
 	if n == 0 {
-		return
+		return lane
 	}
-	buf := s.wbuf[:0]
-	for _, f := range q.state {
-		buf = append(buf, f.Bytes...)
-		s.counts[countIndex(f)]++
-	}
-	for _, f := range q.low {
-		buf = append(buf, f.Bytes...)
-		s.counts[countIndex(f)]++
-	}
-	s.pending.Add(-int64(q.bytes))
-	clear(q.state)
-	clear(q.low)
-	q.state = q.state[:0]
-	q.low = q.low[:0]
-	q.bytes = 0
-	if !q.dirty && !q.listed && !closing {
-		c.out = nil
-		s.release(q)
-	}
-	// gnet copies what the socket does not take, so the scratch buffer is reused. A
-	// failed write closes c inside Write (OnClose runs), which the callers tolerate.
-	_, _ = c.gc.Write(buf)
-	if cap(buf) > 1<<20 {
-		buf = nil
-	}
-	s.wbuf = buf[:0]
+	k := copy(lane, lane[n:])
+	clear(lane[k:])
+	return lane[:k]
 }
 
 // countIndex is the delivered-counter slot of f: its priority, or 0 for frames the
@@ -553,13 +598,7 @@ func countIndex(f *Frame) int {
 func (s *Shard) police(c *Conn, q *outQueue, ob int, now int64) bool {
 	total := q.bytes + ob
 	if total > s.opts.SoftWatermark && len(q.low) > 0 {
-		for _, f := range q.low {
-			q.bytes -= len(f.Bytes)
-			s.pending.Add(-int64(len(f.Bytes)))
-			s.m.dropped(f.Prio, "budget")
-		}
-		clear(q.low)
-		q.low = q.low[:0]
+		s.dropLow(q, "budget")
 		total = q.bytes + ob
 	}
 	blocked := time.Duration(now - q.blockedSince)
@@ -572,6 +611,19 @@ func (s *Shard) police(c *Conn, q *outQueue, ob int, now int64) bool {
 		s.shedDeltas(c, q, bus.ReasonSlow)
 	}
 	return true
+}
+
+// dropLow drops every queued event, counted under reason unless it is "".
+func (s *Shard) dropLow(q *outQueue, reason string) {
+	for _, f := range q.low {
+		q.bytes -= len(f.Bytes)
+		s.pending.Add(-int64(len(f.Bytes)))
+		if reason != "" {
+			s.m.dropped(f.Prio, reason)
+		}
+	}
+	clear(q.low)
+	q.low = q.low[:0]
 }
 
 // shedDeltas replaces every queued delta of c by one resync marker per match.
