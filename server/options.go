@@ -25,6 +25,7 @@ const (
 	DefaultHandshakeRate  = 5000
 	DefaultHandshakeBurst = 5000
 	DefaultTickInterval   = 50 * time.Millisecond
+	DefaultViewerInterval = 5 * time.Second
 	// DefaultDescriptorReserve is how many descriptors below RLIMIT_NOFILE the
 	// connection cap stays, for the listener, Redis, HTTP, logs and in-flight accepts.
 	DefaultDescriptorReserve = 256
@@ -71,6 +72,9 @@ type Options struct {
 	Pprof bool         // net/http/pprof under /debug/pprof/
 
 	TickInterval time.Duration
+	// ViewerInterval is how often the per-match viewer counts are handed to a bus that
+	// aggregates them (SetViewers); default DefaultViewerInterval.
+	ViewerInterval time.Duration
 }
 
 func (o Options) withDefaults() (Options, error) {
@@ -128,6 +132,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.TickInterval == 0 {
 		o.TickInterval = DefaultTickInterval
+	}
+	if o.ViewerInterval <= 0 {
+		o.ViewerInterval = DefaultViewerInterval
 	}
 	return o, nil
 }

@@ -236,7 +236,7 @@ func (s *Server) connClosed(_ *shard.Conn, reason shard.CloseReason) {
 func (s *Server) tickLoop() {
 	t := time.NewTicker(s.opts.TickInterval)
 	defer t.Stop()
-	viewers := time.NewTicker(5 * time.Second)
+	viewers := time.NewTicker(s.opts.ViewerInterval)
 	defer viewers.Stop()
 	for {
 		select {

@@ -31,9 +31,13 @@
 //     callback only appends to the hand-off queue (the rueidis connection reader feeds it
 //     through a 16-slot channel: a slow callback would stall the connection). A full queue
 //     (HandoffMessages or HandoffBytes) drops the message and, after the batch in hand,
-//     reports Lost(match, bus). Every subscribe confirmation after the first (rueidis
-//     resubscribed after a disconnect, or we did after a slot migration's sunsubscribe)
-//     queues a Lost(match, bus) in order with the messages.
+//     reports Lost(match, bus). Every subscribe confirmation queues a Lost(match, bus) in
+//     order with the messages: the first one because the gateway sent `subscribed` as
+//     soon as its client asked, before Redis had the subscription, so deltas published
+//     in between never reached us (PROTOCOL.md rule 2: the `resync` covers them; a
+//     client that subscribes to a match the gateway already holds gets no resync, it
+//     needs none); a later one because rueidis resubscribed after a disconnect, or we
+//     did after a slot migration's sunsubscribe.
 //   - deliverer: the only caller of the Sink. It copies each message once to []byte,
 //     validates it with bus.Parse (and that it belongs to its channel's match; anything
 //     else counts in crease_bus_invalid_total and is dropped), drops a delta whose seq is
@@ -43,18 +47,53 @@
 //     a (re)subscribe is not gap-checked: the subscribe already reported the loss. The
 //     Sink must not block: everything queued behind it waits.
 //   - health: PINGs every node each HealthInterval; Ready is true while all answer.
-//   - viewers: writes the counts of SetViewers (which never blocks) with ViewerTTL.
+//   - viewers: writes the counts of SetViewers (which never blocks) with ViewerTTL, then
+//     reads the total over all nodes of each match with local viewers and, when it
+//     changed since last announced here, queues the event
+//     {"type":"event","match":ID,"prio":"low","ts":US,"kind":"viewers","viewers":N} for
+//     the local subscribers. Each gateway announces to its own clients what it reads,
+//     so no node is elected and nothing more is published; gateways agree within one
+//     viewer interval (server.Options.ViewerInterval, 5 s).
 //
 // Publisher and Snapshots methods run on the caller's goroutine and block on Redis.
 //
 // # Publishing
 //
-// PublishDelta is one Lua script (EVALSHA, rueidis.NewLuaScript; not retried, so a delta
-// is never applied twice) that refuses any seq but stored + 1 (bus.ErrSeqConflict),
-// then sets seq, snapshot and title and PUBLISHes (SPUBLISH) the frame: a snapshot at N
-// and the delta N+1 can never disagree, and two publishers of one match cannot
-// interleave. All its keys share the {ID} hash tag. The live-match index is a separate
-// ZADD (another slot in a cluster; it need not be atomic).
+// PublishDelta is one Lua script (EVALSHA, rueidis.NewLuaScript) that refuses any seq but
+// stored + 1 (bus.ErrSeqConflict), then sets seq, snapshot and title and PUBLISHes
+// (SPUBLISH) the frame: a snapshot at N and the delta N+1 can never disagree, and two
+// publishers of one match cannot interleave. All its keys share the {ID} hash tag. The
+// live-match index is a separate ZADD (another slot in a cluster; it need not be atomic).
+//
+// A publish that fails on the link (or on LOADING, CLUSTERDOWN, TRYAGAIN, READONLY ...)
+// is retried with backoff until the caller's context ends, so `crease ingest` pauses
+// through a Redis outage instead of stopping. The seq check makes retries safe: a retry
+// whose earlier attempt was applied finds its own seq and snapshot stored and succeeds
+// without publishing again.
+//
+// # When Redis loses its data (restart without persistence, keys deleted)
+//
+// The publisher is the source of truth of its matches; Redis only caches the last state.
+// If the store has no seq at all for a match, the script accepts the publisher's next
+// delta at its own seq N+1 and re-seeds the match there (crease_bus_reseeds_total), so
+// the match goes on from where the publisher is, never from 1: seqs only grow (rule 1).
+// What each party sees:
+//   - gateways: rueidis reconnects and resubscribes; the confirmation reports
+//     Lost(match, bus), so every subscriber gets `resync`. The deliverer keeps the last
+//     seq it delivered, so nothing older is ever forwarded.
+//   - clients refetch the snapshot. Until the publisher's next delta re-seeds the store,
+//     Redis has no snapshot (or, after a failover, an older one) of a match the gateway
+//     has delivered deltas of: Snapshot then returns ErrStoreBehind, served as 503 (the
+//     clients retry), rather than a 404 saying the match never started. After the
+//     re-seed the snapshot is N+1 and every client converges to it.
+//   - a gateway that never delivered a delta of the match answers 404 in that window
+//     (it cannot know better); clients keep the newer state they hold.
+//   - a store that holds an older seq (a failover to a lagging replica) is refused with
+//     bus.ErrSeqConflict like any stale seq: the publisher stops rather than guess.
+//   - a publisher restarted after the data was lost has no memory either: it starts at
+//     seq 1 and gateways drop its deltas as duplicates until they pass the seq they
+//     delivered (rule 1), while snapshot requests there answer 503. Run Redis with
+//     persistence (deploy/) to avoid this.
 //
 // # Snapshots
 //
@@ -92,6 +131,7 @@
 //
 // crease_bus_messages_total{kind}, crease_bus_invalid_total,
 // crease_bus_dropped_total{reason="overflow|duplicate"}, crease_bus_reconnects_total,
-// crease_bus_resubscribes_total, crease_bus_subscriptions,
-// crease_snapshot_requests_total{result="hit|coalesced|miss"}, crease_redis_gets_total.
+// crease_bus_resubscribes_total, crease_bus_subscriptions, crease_bus_reseeds_total,
+// crease_snapshot_requests_total{result="hit|coalesced|miss|behind"},
+// crease_redis_gets_total.
 package redis

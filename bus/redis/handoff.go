@@ -10,7 +10,7 @@ type itemKind uint8
 
 const (
 	itemMessage      itemKind = iota // data is a message from the match's channel
-	itemSubscribed                   // first subscribe confirmation of a subscription
+	itemSubscribed                   // first subscribe confirmation of a subscription: messages may be lost
 	itemResubscribed                 // a later confirmation: messages may be lost
 	itemStopped                      // the subscription ended: forget the match
 )
@@ -145,19 +145,21 @@ func (b *Bus) deliverLoop(sink bus.Sink) {
 
 func (b *Bus) process(sink bus.Sink, tracks map[string]*track, it *item) {
 	switch it.kind {
-	case itemSubscribed:
-		if tracks[it.match] == nil {
-			tracks[it.match] = &track{fresh: true}
-		}
-		b.snaps.track(it.match)
-		return
-	case itemResubscribed:
+	case itemSubscribed, itemResubscribed:
+		// Every confirmation is a possible loss: on the first one, the gateway told its
+		// clients `subscribed` before Redis had the subscription, so deltas published
+		// in between never reached us; on a later one, rueidis resubscribed after a
+		// disconnect (or we did after a slot migration). The seq of the last delivered
+		// delta is kept, so rule 1 holds across it.
 		tr := tracks[it.match]
 		if tr == nil {
 			tr = &track{}
 			tracks[it.match] = tr
 		}
 		tr.fresh = true
+		if it.kind == itemSubscribed {
+			b.snaps.track(it.match)
+		}
 		sink.Lost(it.match, bus.ReasonBus)
 		b.snaps.lost(it.match)
 		return

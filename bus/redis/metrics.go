@@ -13,6 +13,7 @@ type metrics struct {
 	subscriptions prometheus.Gauge
 	snapshots     *prometheus.CounterVec // result = hit | coalesced | miss
 	gets          prometheus.Counter
+	reseeds       prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -36,10 +37,13 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "crease_bus_subscriptions", Help: "Matches this gateway is subscribed to on Redis.",
 		}),
 		snapshots: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "crease_snapshot_requests_total", Help: "Snapshot requests by result: cache hit, coalesced with a running fetch, or miss (a Redis GET).",
+			Name: "crease_snapshot_requests_total", Help: "Snapshot requests by result: cache hit, coalesced with a running fetch, miss (a Redis GET), behind (the store lost deltas this gateway delivered: 503).",
 		}, []string{"result"}),
 		gets: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "crease_redis_gets_total", Help: "Snapshot GETs sent to Redis.",
+		}),
+		reseeds: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "crease_bus_reseeds_total", Help: "Deltas published onto a store that had lost the match (no seq stored), re-seeding it.",
 		}),
 	}
 	for _, k := range []string{"delta", "event"} {
@@ -48,11 +52,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	for _, r := range []string{"overflow", "duplicate"} {
 		m.dropped.WithLabelValues(r)
 	}
-	for _, r := range []string{"hit", "coalesced", "miss"} {
+	for _, r := range []string{"hit", "coalesced", "miss", "behind"} {
 		m.snapshots.WithLabelValues(r)
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.messages, m.invalid, m.dropped, m.reconnects, m.resubscribes, m.subscriptions, m.snapshots, m.gets} {
+		for _, c := range []prometheus.Collector{m.messages, m.invalid, m.dropped, m.reconnects, m.resubscribes, m.subscriptions, m.snapshots, m.gets, m.reseeds} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"os"
 	"strings"
 	"time"
@@ -31,6 +32,9 @@ var (
 	ErrNotConnected   = errors.New("redis bus: not connected to Redis")
 	ErrAlreadyStarted = errors.New("redis bus: Start called twice")
 	ErrBadFrame       = errors.New("redis bus: frame does not match the message it is published as")
+	// ErrStoreBehind: Redis holds an older snapshot (or none) than a delta this gateway
+	// has already delivered; the publisher has not re-seeded it yet. Retry later.
+	ErrStoreBehind = errors.New("redis bus: the stored snapshot is behind what was delivered")
 )
 
 // Options configures a Bus. The zero value of each field means its default.
@@ -54,7 +58,8 @@ type Options struct {
 	// matches reported Lost(bus).
 	HandoffMessages int
 	HandoffBytes    int
-	// NodeID names this gateway in the per-node viewer counts: hostname-pid by default.
+	// NodeID names this gateway in the per-node viewer counts: hostname-pid-random by
+	// default. Two gateways with one NodeID overwrite each other's counts.
 	NodeID string
 	// ViewerTTL is how long a node's viewer counts count after its last SetViewers.
 	ViewerTTL time.Duration
@@ -107,7 +112,8 @@ func (o Options) withDefaults() (Options, error) {
 		if host == "" {
 			host = "node"
 		}
-		o.NodeID = fmt.Sprintf("%s-%d", host, os.Getpid())
+		// The random part keeps two buses of one process (tests) apart.
+		o.NodeID = fmt.Sprintf("%s-%d-%04x", host, os.Getpid(), rand.Uint32N(1<<16))
 	}
 	if strings.ContainsAny(o.NodeID, ": \t\r\n") {
 		return o, fmt.Errorf("%w: %q", ErrBadNodeID, o.NodeID)

@@ -59,7 +59,8 @@ func TestHandoffOverflowReportsLost(t *testing.T) {
 	})
 	dropped := value(b.m.dropped.WithLabelValues("overflow"))
 	close(sink.gate)
-	eventually(t, 5*time.Second, "Lost(bus)", func() bool { return sink.losses("m1", bus.ReasonBus) == 1 })
+	// One at the subscribe confirmation, one for the overflow.
+	eventually(t, 5*time.Second, "Lost(bus)", func() bool { return sink.losses("m1", bus.ReasonBus) == 2 })
 	if err := b.PublishDelta(ctx, delta("m1", n+1, "")); err != nil {
 		t.Fatal(err)
 	}
@@ -67,8 +68,13 @@ func TestHandoffOverflowReportsLost(t *testing.T) {
 		d := sink.delivered()
 		return len(d) > 0 && d[len(d)-1] == deltaFrame("m1", n+1)
 	})
-	// In order: seq 1..k without a hole, then Lost(bus), then n+1, no gap reported.
+	// In order: Lost(bus) of the subscription, seq 1..k without a hole, then Lost(bus),
+	// then n+1, no gap reported.
 	calls := sink.snapshot()
+	if calls[0] != (call{lost: true, match: "m1", reason: bus.ReasonBus}) {
+		t.Fatalf("first call %+v", calls[0])
+	}
+	calls = calls[1:]
 	k := 0
 	for k < len(calls) && !calls[k].lost {
 		if calls[k].data != deltaFrame("m1", uint64(k+1)) {

@@ -2,6 +2,7 @@ package redis
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -130,7 +131,13 @@ func TestPublishDeliversExactBytesInOrder(t *testing.T) {
 	if got := sink.delivered(); !slices.Equal(got, want) {
 		t.Fatalf("delivered %d messages, not the published ones in order:\n got %q\nwant %q", len(got), got[:3], want[:3])
 	}
-	for _, c := range sink.snapshot() {
+	// One Lost(bus), at the subscribe confirmation and before any delivery: the gateway
+	// said `subscribed` before Redis had the subscription. No other loss.
+	calls := sink.snapshot()
+	if first := calls[0]; first != (call{lost: true, match: "m1", reason: bus.ReasonBus}) {
+		t.Fatalf("first call %+v, want Lost(m1, bus)", first)
+	}
+	for _, c := range calls[1:] {
 		if c.lost {
 			t.Fatalf("unexpected Lost: %+v", c)
 		}
@@ -205,6 +212,7 @@ func TestSeqGapAndDuplicate(t *testing.T) {
 	}
 	eventually(t, 5*time.Second, "seq 6", func() bool { return len(sink.delivered()) == 4 })
 	want := []call{
+		{lost: true, match: "m1", reason: bus.ReasonBus}, // the subscribe confirmation
 		{data: deltaFrame("m1", 1)},
 		{data: deltaFrame("m1", 2)},
 		{lost: true, match: "m1", reason: bus.ReasonGap},
@@ -298,12 +306,14 @@ func TestRedisKillAndRestart(t *testing.T) {
 		t.Fatalf("reconnects %v", got)
 	}
 
-	// The restarted Redis lost the data (no persistence): the publisher starts over at 1,
-	// which the gateway has delivered already and drops; 2 goes through.
-	for seq := uint64(1); seq <= 2; seq++ {
-		if err := b.PublishDelta(ctx, delta("m1", seq, "")); err != nil {
-			t.Fatal(err)
-		}
+	// The restarted Redis lost the data (no persistence). The publisher goes on with
+	// seq 2: the store has no seq for m1, so the script re-seeds it there, and the
+	// gateway delivers it without a gap (the resubscribe reported the loss already).
+	if err := b.PublishDelta(ctx, delta("m1", 2, "")); err != nil {
+		t.Fatalf("re-seeding publish: %v", err)
+	}
+	if got := value(b.m.reseeds); got != 1 {
+		t.Fatalf("reseeds %v", got)
 	}
 	eventually(t, 5*time.Second, "seq 2 after the restart", func() bool { return len(sink.delivered()) == 2 })
 	calls := sink.snapshot()
@@ -312,6 +322,95 @@ func TestRedisKillAndRestart(t *testing.T) {
 	}
 	if sink.losses("m1", bus.ReasonGap) != 0 {
 		t.Fatal("the first delta after a resubscribe must not be gap-checked")
+	}
+	snap, err := b.Snapshot(ctx, "m1")
+	if err != nil || snap.Seq != 2 {
+		t.Fatalf("snapshot after re-seeding: %+v %v", snap, err)
+	}
+	// Once seeded, the usual rule holds again: a stale seq is a conflict, and an older
+	// publisher starting over at 1 is refused, never heard again by the gateway.
+	if err := b.PublishDelta(ctx, delta("m1", 1, "")); !errors.Is(err, bus.ErrSeqConflict) {
+		t.Fatalf("seq 1 after re-seeding at 2: %v", err)
+	}
+}
+
+// TestSnapshotBehindDeliveredIs503 covers the window between a Redis restart without
+// persistence and the publisher's next delta: Redis has no snapshot of a match whose
+// deltas the gateway delivered, and answering "unknown match" (404) would tell clients
+// the match never started. Snapshot says ErrStoreBehind (503, retried) until re-seeded.
+func TestSnapshotBehindDeliveredIs503(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	b, sink := newTestBus(t, testOptions(srv.Addr()))
+	b.Subscribe("m1")
+	waitSubscribed(t, srv, "m1", false)
+	ctx := t.Context()
+	for seq := uint64(1); seq <= 3; seq++ {
+		if err := b.PublishDelta(ctx, delta("m1", seq, "")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, 5*time.Second, "seq 3", func() bool { return len(sink.delivered()) == 3 })
+	if _, err := srv.Cli("FLUSHALL"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Snapshot(ctx, "m1"); !errors.Is(err, ErrStoreBehind) {
+		t.Fatalf("snapshot of a flushed match: %v", err)
+	}
+	// A match this gateway never delivered is simply unknown.
+	if _, err := b.Snapshot(ctx, "m2"); !errors.Is(err, bus.ErrUnknownMatch) {
+		t.Fatalf("unknown match: %v", err)
+	}
+	if err := b.PublishDelta(ctx, delta("m1", 4, "")); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "the re-seeded snapshot", func() bool {
+		s, err := b.Snapshot(ctx, "m1")
+		return err == nil && s.Seq == 4
+	})
+}
+
+// TestPublishRetriesThroughOutage: a publish while Redis is down waits for it and goes
+// through once Redis is back (re-seeding the empty store), instead of failing the replay.
+func TestPublishRetriesThroughOutage(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	pub, err := New(testOptions(srv.Addr()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	ctx := t.Context()
+	if err := pub.PublishDelta(ctx, delta("m1", 1, "")); err != nil {
+		t.Fatal(err)
+	}
+	srv.Kill()
+	done := make(chan error, 1)
+	go func() { done <- pub.PublishDelta(ctx, delta("m1", 2, "")) }()
+	time.Sleep(300 * time.Millisecond)
+	select {
+	case err := <-done:
+		t.Fatalf("publish returned while Redis was down: %v", err)
+	default:
+	}
+	srv.Restart()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("publish after the restart: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("publish did not go through after the restart")
+	}
+	if out, _ := srv.Cli("GET", "crease:{m1}:seq"); out != "2" {
+		t.Fatalf("stored seq %q", out)
+	}
+	// A caller's deadline ends the wait with ErrNotConnected.
+	srv.Kill()
+	dctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel()
+	if err := pub.PublishDelta(dctx, delta("m1", 3, "")); !errors.Is(err, ErrNotConnected) {
+		t.Fatalf("publish with Redis down past the deadline: %v", err)
 	}
 }
 
@@ -457,4 +556,50 @@ func TestMatchesAndViewers(t *testing.T) {
 		got, _ = a.Matches(ctx)
 		return slices.Equal(got, want)
 	})
+}
+
+// TestViewersEvent: after each SetViewers the bus reads the total of every match it has
+// local viewers of and hands its sink a low-priority `viewers` event when the total
+// changed since it last announced it.
+func TestViewersEvent(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	oa := testOptions(srv.Addr())
+	oa.NodeID = "a"
+	a, sink := newTestBus(t, oa)
+	ob := testOptions(srv.Addr())
+	ob.NodeID = "b"
+	b, _ := newTestBus(t, ob)
+
+	viewers := func() []int64 {
+		var out []int64
+		for _, d := range sink.delivered() {
+			var ev struct {
+				Type, Match, Prio, Kind string
+				TS                      int64
+				Viewers                 int64
+			}
+			if err := json.Unmarshal([]byte(d), &ev); err != nil || ev.Kind != "viewers" {
+				continue
+			}
+			if ev.Type != "event" || ev.Match != "m1" || ev.Prio != "low" || ev.TS == 0 {
+				t.Errorf("bad viewers event %s", d)
+			}
+			out = append(out, ev.Viewers)
+		}
+		return out
+	}
+	b.SetViewers(map[string]int{"m1": 5})
+	time.Sleep(100 * time.Millisecond) // b's count is written before a reads
+	a.SetViewers(map[string]int{"m1": 2})
+	eventually(t, 5*time.Second, "the first announcement", func() bool { return slices.Equal(viewers(), []int64{7}) })
+	a.SetViewers(map[string]int{"m1": 2}) // unchanged: nothing
+	b.SetViewers(map[string]int{"m1": 6})
+	time.Sleep(100 * time.Millisecond)
+	a.SetViewers(map[string]int{"m1": 2})
+	eventually(t, 5*time.Second, "the changed total", func() bool { return slices.Equal(viewers(), []int64{7, 8}) })
+	time.Sleep(100 * time.Millisecond)
+	if got := viewers(); !slices.Equal(got, []int64{7, 8}) {
+		t.Fatalf("announcements %v", got)
+	}
 }

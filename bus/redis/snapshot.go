@@ -3,6 +3,7 @@ package redis
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"strconv"
@@ -27,6 +28,7 @@ type snapCache struct {
 type snapEntry struct {
 	tracked bool   // subscribed: seen is maintained
 	seen    uint64 // newest seq delivered; 0 = unknown (just subscribed, or after a loss)
+	high    uint64 // newest seq ever delivered while tracked; kept across losses
 	snap    *bus.Snapshot
 	call    *snapCall // running fetch
 }
@@ -53,7 +55,7 @@ func (c *snapCache) track(match string) {
 func (c *snapCache) untrack(match string) {
 	c.mu.Lock()
 	if e := c.entries[match]; e != nil {
-		e.tracked, e.seen, e.snap = false, 0, nil
+		e.tracked, e.seen, e.high, e.snap = false, 0, 0, nil
 		if e.call == nil {
 			delete(c.entries, match)
 		}
@@ -75,12 +77,19 @@ func (c *snapCache) noteSeq(match string, seq uint64) {
 	c.mu.Lock()
 	if e := c.entries[match]; e != nil && e.tracked {
 		e.seen = seq
+		e.high = max(e.high, seq)
 	}
 	c.mu.Unlock()
 }
 
 // Snapshot returns the stored snapshot of match or bus.ErrUnknownMatch, from the cache
 // when it is current, else from one GET shared by all concurrent callers.
+//
+// It returns ErrStoreBehind instead of a snapshot older than a delta this gateway has
+// already delivered (or instead of ErrUnknownMatch for such a match): Redis lost data
+// (a restart without persistence, a failover to a lagging replica) and the publisher has
+// not re-seeded it yet. The HTTP answer is then 503, which clients retry, rather than a
+// 404 or an old state that would claim deltas the clients have seen never happened.
 func (b *Bus) Snapshot(ctx context.Context, match string) (bus.Snapshot, error) {
 	if !bus.ValidMatchID(match) {
 		return bus.Snapshot{}, fmt.Errorf("%w: %q", bus.ErrUnknownMatch, match)
@@ -111,6 +120,9 @@ func (b *Bus) Snapshot(ctx context.Context, match string) (bus.Snapshot, error) 
 	}
 	call := &snapCall{done: make(chan struct{})}
 	e.call = call
+	// Every delta delivered so far had its snapshot stored before it was published
+	// (one script), so a GET sent now can only be older if Redis lost data.
+	high := e.high
 	sc.mu.Unlock()
 	b.m.snapshots.WithLabelValues("miss").Inc()
 
@@ -118,6 +130,10 @@ func (b *Bus) Snapshot(ctx context.Context, match string) (bus.Snapshot, error) 
 	fctx, cancel := context.WithTimeout(b.ctx, 5*time.Second)
 	call.snap, call.err = b.fetchSnapshot(fctx, match)
 	cancel()
+	if high > 0 && (errors.Is(call.err, bus.ErrUnknownMatch) || (call.err == nil && call.snap.Seq < high)) {
+		call.snap, call.err = bus.Snapshot{}, fmt.Errorf("%w: %s: stored snapshot is older than seq %d, already delivered", ErrStoreBehind, match, high)
+		b.m.snapshots.WithLabelValues("behind").Inc()
+	}
 
 	sc.mu.Lock()
 	e.call = nil
@@ -247,6 +263,7 @@ func (b *Bus) SetViewers(counts map[string]int) {
 func (b *Bus) viewersLoop() {
 	defer b.wg.Done()
 	written := map[string]bool{}
+	announced := map[string]int64{} // match -> total viewers last announced here
 	for {
 		select {
 		case <-b.ctx.Done():
@@ -289,12 +306,66 @@ func (b *Bus) viewersLoop() {
 				break
 			}
 		}
-		cancel()
 		if !failed {
 			clear(written)
 			for m := range counts {
 				written[m] = true
 			}
+			if b.started.Load() {
+				b.announceViewers(ctx, c, counts, announced)
+			}
+		}
+		cancel()
+	}
+}
+
+// announceViewers reads the total viewers (every node's unexpired count) of each match
+// this gateway has subscribers of, and queues a low-priority `viewers` event for the
+// local subscribers of each match whose total changed since it was last announced here:
+//
+//	{"type":"event","match":ID,"prio":"low","ts":US,"kind":"viewers","viewers":N}
+//
+// Each gateway announces to its own subscribers what it reads from Redis, so no node
+// is elected and nothing more is published; gateways agree within one viewer interval.
+// The event goes through the hand-off queue like a bus message (the deliverer is the
+// only caller of the Sink).
+func (b *Bus) announceViewers(ctx context.Context, c rueidis.Client, counts map[string]int, announced map[string]int64) {
+	for m := range announced {
+		if _, ok := counts[m]; !ok {
+			delete(announced, m) // no local subscribers left: announce afresh next time
+		}
+	}
+	if len(counts) == 0 {
+		return
+	}
+	ids := make([]string, 0, len(counts))
+	cmds := make(rueidis.Commands, 0, len(counts))
+	for m := range counts {
+		ids = append(ids, m)
+		cmds = append(cmds, c.B().Hgetall().Key(b.viewersKey(m)).Build())
+	}
+	now := time.Now()
+	for i, r := range c.DoMulti(ctx, cmds...) {
+		views, err := r.AsStrMap()
+		if err != nil {
+			b.log.Debug("reading viewer counts failed", "err", err)
+			return
+		}
+		var total int64
+		for _, v := range views {
+			if n, ok := parseViewers(v, now.UnixMilli()); ok {
+				total += n
+			}
+		}
+		m := ids[i]
+		if prev, ok := announced[m]; ok && prev == total {
+			continue
+		}
+		announced[m] = total
+		frame := `{"type":"event","match":"` + m + `","prio":"low","ts":` + strconv.FormatInt(now.UnixMicro(), 10) +
+			`,"kind":"viewers","viewers":` + strconv.FormatInt(total, 10) + `}`
+		if !b.q.pushMessage(m, frame) {
+			b.m.dropped.WithLabelValues("overflow").Inc()
 		}
 	}
 }
