@@ -458,9 +458,16 @@ func (s *Shard) queue(c *Conn) *outQueue {
 	return c.out
 }
 
+// release gives q back for reuse. A delivery to a hot match takes a queue for every
+// subscriber of the shard at once and gives them back after the write, so the free list
+// may hold one queue per connection; beyond the first 4096 only queues with small lanes
+// are kept, so that idle connections do not pin big arrays.
 func (s *Shard) release(q *outQueue) {
 	q.reset()
-	if len(s.free) < 4096 && cap(q.state) <= 256 && cap(q.low) <= 256 {
+	n := len(s.free)
+	switch {
+	case n < 4096 && cap(q.state) <= 256 && cap(q.low) <= 256,
+		n < len(s.all) && cap(q.state) <= 8 && cap(q.low) <= 8:
 		s.free = append(s.free, q)
 	}
 }
@@ -864,6 +871,11 @@ func (s *Shard) Tick(ping *Frame) {
 	s.ticks++
 	if s.ticks%20 != 0 {
 		return
+	}
+	if n := max(4096, len(s.all)); len(s.free) > n {
+		// After a wave of disconnects, give the spare queues back to the GC.
+		clear(s.free[n:])
+		s.free = s.free[:n]
 	}
 	sec := s.sec()
 	hb := int32(s.opts.Heartbeat / time.Second)
