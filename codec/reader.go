@@ -90,14 +90,21 @@ const maxControlPayload = 125
 // Reader parses client frames. Its zero value is ready. It holds state only while a
 // fragmented message is being assembled. After Next returns an error the stream cannot
 // be resynchronised: close the connection and drop the Reader.
+//
+// A Reader is one pointer: it lives in every connection's state, and only the rare
+// connection in the middle of a fragmented message pays for the assembly buffer.
 type Reader struct {
-	op    ws.OpCode // opcode of the open fragmented message; 0 (continuation) when none
-	frag  []byte    // payload assembled so far; nil when no message is open
-	valid int       // length of frag's prefix known to be complete, valid UTF-8 (text only)
+	m *fragmented // the open fragmented message; nil when none
+}
+
+type fragmented struct {
+	op    ws.OpCode // opcode of the message (text or binary)
+	buf   []byte    // payload assembled so far
+	valid int       // length of buf's prefix known to be complete, valid UTF-8 (text only)
 }
 
 // Fragmented reports whether a fragmented message is being assembled.
-func (r *Reader) Fragmented() bool { return r.op != 0 }
+func (r *Reader) Fragmented() bool { return r.m != nil }
 
 // Next parses at most one frame from b (the unconsumed bytes) and returns n, the bytes
 // consumed, which the caller Discards. n == 0 && err == nil: more bytes are needed. A
@@ -123,10 +130,10 @@ func (r *Reader) Next(b []byte) (ev Event, n int, err error) {
 	if op.IsControl() && !fin {
 		return r.fail(protocolError("fragmented control frame"))
 	}
-	if op == ws.OpContinuation && r.op == 0 {
+	if op == ws.OpContinuation && r.m == nil {
 		return r.fail(protocolError("continuation frame without a message to continue"))
 	}
-	if op.IsData() && op != ws.OpContinuation && r.op != 0 {
+	if op.IsData() && op != ws.OpContinuation && r.m != nil {
 		return r.fail(protocolError("new message while a fragmented message is open"))
 	}
 	if len(b) < 2 {
@@ -162,8 +169,8 @@ func (r *Reader) Next(b []byte) (ev Event, n int, err error) {
 		if op == ws.OpClose && length == 1 {
 			return r.fail(protocolError("close frame with a 1-byte payload"))
 		}
-	} else if length > uint64(MaxClientPayload-len(r.frag)) {
-		// len(r.frag) <= MaxClientPayload always, so the subtraction cannot wrap.
+	} else if length > uint64(MaxClientPayload-r.assembled()) {
+		// r.assembled() <= MaxClientPayload always, so the subtraction cannot wrap.
 		return r.fail(&CloseError{Code: CloseTooBig, Reason: "message over " + strconv.Itoa(MaxClientPayload) + " bytes"})
 	}
 	hdr += 4                   // the mask
@@ -204,34 +211,41 @@ func (r *Reader) Next(b []byte) (ev Event, n int, err error) {
 			}
 			return Event{Kind: kind, Payload: p}, total, nil
 		}
-		r.op = op
-		r.frag = append(make([]byte, 0, max(len(p), 256)), p...)
-		r.valid = 0
-	default: // continuation; the checks above guarantee r.op != 0
-		r.frag = append(r.frag, p...)
+		r.m = &fragmented{op: op, buf: append(make([]byte, 0, max(len(p), 256)), p...)}
+	default: // continuation; the checks above guarantee r.m != nil
+		r.m.buf = append(r.m.buf, p...)
 	}
-	if r.op == ws.OpText {
-		v, ok := validUTF8Prefix(r.frag, r.valid)
-		if !ok || fin && v != len(r.frag) {
+	m := r.m
+	if m.op == ws.OpText {
+		v, ok := validUTF8Prefix(m.buf, m.valid)
+		if !ok || fin && v != len(m.buf) {
 			return r.fail(&CloseError{Code: CloseInvalidData, Reason: "text message is not valid UTF-8"})
 		}
-		r.valid = v
+		m.valid = v
 	}
 	if !fin {
 		return Event{}, total, nil
 	}
 	kind := EventText
-	if r.op == ws.OpBinary {
+	if m.op == ws.OpBinary {
 		kind = EventBinary
 	}
-	ev = Event{Kind: kind, Payload: r.frag}
+	ev = Event{Kind: kind, Payload: m.buf}
 	r.reset()
 	return ev, total, nil
 }
 
+// assembled is the payload length of the open fragmented message.
+func (r *Reader) assembled() int {
+	if r.m == nil {
+		return 0
+	}
+	return len(r.m.buf)
+}
+
 // Reset drops a partly assembled message and its buffer.
 func (r *Reader) reset() {
-	r.op, r.frag, r.valid = 0, nil, 0
+	r.m = nil
 }
 
 func (r *Reader) fail(e *CloseError) (Event, int, error) {

@@ -155,7 +155,7 @@ func TestReaderMaskedText(t *testing.T) {
 		if size > 0 && &ev.Payload[0] != &b[n-size] {
 			t.Fatalf("size %d: payload was copied, want a sub-slice of the input", size)
 		}
-		if r.Fragmented() || r.frag != nil {
+		if r.Fragmented() || r.m != nil {
 			t.Fatal("reader holds state after an unfragmented message")
 		}
 	}
@@ -315,15 +315,15 @@ func TestReaderReleasesFragmentBuffer(t *testing.T) {
 	var r Reader
 	b := join(clientFrame(t, false, ws.OpText, []byte("ab")), clientFrame(t, true, ws.OpContinuation, []byte("cd")))
 	_, n, err := r.Next(b)
-	if err != nil || !r.Fragmented() || r.frag == nil {
+	if err != nil || !r.Fragmented() || r.m == nil || r.m.buf == nil {
 		t.Fatalf("after the first fragment: err %v fragmented %v", err, r.Fragmented())
 	}
 	ev, _, err := r.Next(b[n:])
 	if err != nil || string(ev.Payload) != "abcd" {
 		t.Fatalf("ev %+v err %v", ev, err)
 	}
-	if r.Fragmented() || r.frag != nil || r.valid != 0 {
-		t.Fatalf("reader still holds %d bytes after the message completed", cap(r.frag))
+	if r.Fragmented() || r.m != nil {
+		t.Fatalf("reader still holds a fragment buffer after the message completed")
 	}
 	// The assembled payload belongs to the caller now: a new message must not reuse it.
 	b2 := join(clientFrame(t, false, ws.OpText, []byte("xy")), clientFrame(t, true, ws.OpContinuation, []byte("z")))
@@ -334,8 +334,8 @@ func TestReaderReleasesFragmentBuffer(t *testing.T) {
 	}
 	// An error drops an open message too.
 	_, n, _ = r.Next(clientFrame(t, false, ws.OpText, []byte("ab")))
-	if _, _, err := r.Next(clientFrame(t, true, ws.OpText, nil)); err == nil || r.frag != nil {
-		t.Fatalf("err %v, frag %v", err, r.frag)
+	if _, _, err := r.Next(clientFrame(t, true, ws.OpText, nil)); err == nil || r.m != nil {
+		t.Fatalf("err %v, fragment state %v", err, r.m)
 	}
 }
 
