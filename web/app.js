@@ -126,6 +126,7 @@ async function refreshList() {
   try {
     const list = await getJSON("/v1/matches");
     matches = Array.isArray(list) ? list : [];
+    listLoaded = true;
     renderList();
     if (!selected && matches.length) select(matches[0].match);
     else if (!selected) showEmpty("No live matches right now.");
@@ -181,12 +182,21 @@ const ballClass = (b) => {
   return "run";
 };
 
+// A match that went live after the list was loaded would stay out of it until the next
+// poll (30 s), beside a board showing it: its first state refreshes the list once.
+let listedOnce = null;
+let listLoaded = false;
+
 function render(state, info) {
   const board = $("board");
   board.dataset.seq = String(info.seq);
   if (!state) {
     $("match-status").textContent = "Not started yet.";
     return;
+  }
+  if (listLoaded && listedOnce !== selected && !matches.some((m) => m.match === selected)) {
+    listedOnce = selected;
+    refreshList();
   }
   $("title").textContent = state.title || `Match ${selected}`;
   $("meta").textContent = [state.event, state.venue, state.date].filter(Boolean).join(" · ");
