@@ -1,0 +1,374 @@
+package faults_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"runtime/metrics"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/Shopify/toxiproxy/v2"
+	"github.com/gorilla/websocket"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"crease/bus"
+	"crease/client"
+	"crease/ingest"
+	"crease/server"
+	"crease/server/servertest"
+)
+
+func TestMain(m *testing.M) {
+	// Some toxics log through zerolog's global logger.
+	zerolog.SetGlobalLevel(zerolog.Disabled)
+	os.Exit(m.Run())
+}
+
+// soak reports whether the long versions run (make soak).
+func soak() bool { return os.Getenv("CREASE_SOAK") != "" }
+
+// pick returns short normally and long under CREASE_SOAK.
+func pick[T any](short, long T) T {
+	if soak() {
+		return long
+	}
+	return short
+}
+
+// ---- toxiproxy as a library ----
+
+// proxy is one in-process toxiproxy listening on a free loopback port.
+type proxy struct {
+	t *testing.T
+	p *toxiproxy.Proxy
+}
+
+func newProxy(t *testing.T, name, upstream string) *proxy {
+	t.Helper()
+	srv := toxiproxy.NewServer(toxiproxy.NewMetricsContainer(prometheus.NewRegistry()), zerolog.Nop())
+	p := toxiproxy.NewProxy(srv, name, "127.0.0.1:0", upstream)
+	if err := p.Start(); err != nil {
+		t.Fatalf("toxiproxy %s: %v", name, err)
+	}
+	t.Cleanup(p.Stop)
+	return &proxy{t: t, p: p}
+}
+
+// Addr is the proxy's listening address.
+func (p *proxy) Addr() string { return p.p.Listen }
+
+// add adds a toxic; stream is "upstream" (towards the server) or "downstream".
+func (p *proxy) add(name, typ, stream string, attrs map[string]any) {
+	p.t.Helper()
+	body, _ := json.Marshal(map[string]any{"name": name, "type": typ, "stream": stream, "toxicity": 1.0, "attributes": attrs})
+	if _, err := p.p.Toxics.AddToxicJson(bytes.NewReader(body)); err != nil {
+		p.t.Fatalf("toxic %s on %s: %v", name, p.p.Name, err)
+	}
+}
+
+// both adds the same toxic on both streams (names suffixed _up and _down).
+func (p *proxy) both(name, typ string, attrs map[string]any) {
+	p.add(name+"_up", typ, "upstream", attrs)
+	p.add(name+"_down", typ, "downstream", attrs)
+}
+
+func (p *proxy) remove(names ...string) {
+	for _, n := range names {
+		if err := p.p.Toxics.RemoveToxic(context.Background(), n); err != nil {
+			p.t.Errorf("removing toxic %s: %v", n, err)
+		}
+	}
+}
+
+func (p *proxy) removeBoth(name string) { p.remove(name+"_up", name+"_down") }
+
+// clientNet is the path between clients and a gateway: one proxy for the WebSocket
+// port and one for the HTTP port (snapshots go over the same bad network).
+type clientNet struct {
+	ws, http *proxy
+}
+
+func newClientNet(t *testing.T, gw *server.Server) *clientNet {
+	return &clientNet{
+		ws:   newProxy(t, "ws", gw.WSAddr().String()),
+		http: newProxy(t, "http", gw.HTTPAddr().String()),
+	}
+}
+
+func (n *clientNet) both(name, typ string, attrs map[string]any) {
+	n.ws.both(name, typ, attrs)
+	n.http.both(name, typ, attrs)
+}
+
+func (n *clientNet) removeBoth(name string) {
+	n.ws.removeBoth(name)
+	n.http.removeBoth(name)
+}
+
+func (n *clientNet) wsURL() string   { return "ws://" + n.ws.Addr() + server.DefaultWSPath }
+func (n *clientNet) httpURL() string { return "http://" + n.http.Addr() }
+
+// ---- the match ----
+
+// realMatch returns the shortest embedded real match (a T20), under id.
+func realMatch(t *testing.T) *ingest.Match {
+	t.Helper()
+	ms, err := ingest.Embedded()
+	if err != nil {
+		t.Fatal(err)
+	}
+	best := ms[0]
+	for _, m := range ms[1:] {
+		if m.Steps() < best.Steps() {
+			best = m
+		}
+	}
+	return best
+}
+
+// replay publishes m onto pub at speed deltas per second, looping, until stop is called;
+// stop returns after the publisher has stopped.
+func replay(t *testing.T, pub bus.Publisher, m *ingest.Match, speed float64) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- ingest.Replay(ctx, pub, m, ingest.ReplayOptions{Speed: speed, Loop: true, LoopPause: time.Second})
+	}()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+				t.Errorf("replay: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+// snapshot fetches the final snapshot straight from the gateway.
+func snapshot(t *testing.T, gw *server.Server, match string) client.Snapshot {
+	t.Helper()
+	resp, err := http.Get(servertest.HTTPURL(gw) + "/v1/matches/" + match)
+	if err != nil {
+		t.Fatalf("snapshot: %v", err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		t.Fatalf("snapshot of %s: HTTP %d %s", match, resp.StatusCode, body)
+	}
+	var s client.Snapshot
+	if err := json.Unmarshal(body, &s); err != nil {
+		t.Fatalf("snapshot: %v", err)
+	}
+	return s
+}
+
+// ---- clients ----
+
+// watched is one Go client with its Checker and the seq of the state it holds.
+type watched struct {
+	name   string
+	chk    *client.Checker
+	seq    atomic.Uint64
+	states atomic.Int64
+	conns  atomic.Int64 // Connecting phases seen
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// startClient runs a client of match against wsURL/httpBase until the test ends.
+func startClient(t *testing.T, name, wsURL, httpBase, match string) *watched {
+	t.Helper()
+	w := &watched{name: name, chk: client.NewChecker(), done: make(chan struct{})}
+	d := *websocket.DefaultDialer
+	d.HandshakeTimeout = 3 * time.Second
+	c, err := client.New(client.Options{
+		URL:        wsURL,
+		BaseHTTP:   httpBase,
+		Dialer:     &d,
+		HTTPClient: &http.Client{Timeout: 5 * time.Second},
+		Backoff:    client.Backoff{Base: 100 * time.Millisecond, Cap: time.Second, InitialSpread: 300 * time.Millisecond},
+		Observer:   w.chk,
+		OnStatus: func(s client.Status) {
+			if s.Phase == client.Connecting {
+				w.conns.Add(1)
+			}
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Subscribe(match, func(s client.State) { w.seq.Store(s.Seq); w.states.Add(1) }); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	w.cancel = cancel
+	go func() { defer close(w.done); _ = c.Run(ctx) }()
+	t.Cleanup(w.stop)
+	return w
+}
+
+func (w *watched) stop() {
+	w.cancel()
+	<-w.done
+}
+
+func startClients(t *testing.T, n int, prefix, wsURL, httpBase, match string) []*watched {
+	out := make([]*watched, n)
+	for i := range out {
+		out[i] = startClient(t, fmt.Sprintf("%s%d", prefix, i), wsURL, httpBase, match)
+	}
+	return out
+}
+
+// converge waits until every client holds final.Seq, then checks that nothing was lost:
+// no violation, and the rebuilt state equals final.
+func converge(t *testing.T, final client.Snapshot, within time.Duration, ws ...*watched) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for _, w := range ws {
+		for w.seq.Load() != final.Seq && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		if got := w.seq.Load(); got != final.Seq {
+			t.Errorf("%s: holds seq %d after %v, final snapshot is at %d", w.name, got, within, final.Seq)
+		}
+	}
+	// The state callback runs before the Checker sees the next frame; give Run's
+	// goroutine a moment so the Checker has caught up with the same seq.
+	time.Sleep(100 * time.Millisecond)
+	for _, w := range ws {
+		if v := w.chk.Violations(); len(v) > 0 {
+			t.Errorf("%s: %d delivery violations, first: %v", w.name, len(v), v[0])
+		}
+		if err := w.chk.Verify(final); err != nil {
+			t.Errorf("%s: %v", w.name, err)
+		}
+	}
+}
+
+// ---- memory ----
+
+// heapWatch samples the live heap of the process (runtime/metrics) every 50 ms.
+type heapWatch struct {
+	max  atomic.Uint64
+	stop chan struct{}
+	done chan struct{}
+}
+
+const heapMetric = "/memory/classes/heap/objects:bytes"
+
+func watchHeap(t *testing.T) *heapWatch {
+	h := &heapWatch{stop: make(chan struct{}), done: make(chan struct{})}
+	sample := []metrics.Sample{{Name: heapMetric}}
+	go func() {
+		defer close(h.done)
+		tk := time.NewTicker(50 * time.Millisecond)
+		defer tk.Stop()
+		for {
+			metrics.Read(sample)
+			if v := sample[0].Value.Uint64(); v > h.max.Load() {
+				h.max.Store(v)
+			}
+			select {
+			case <-h.stop:
+				return
+			case <-tk.C:
+			}
+		}
+	}()
+	t.Cleanup(h.end)
+	return h
+}
+
+func (h *heapWatch) end() {
+	select {
+	case <-h.stop:
+	default:
+		close(h.stop)
+	}
+	<-h.done
+}
+
+// check stops sampling and fails the test if the peak was over bound.
+func (h *heapWatch) check(t *testing.T, bound uint64) {
+	t.Helper()
+	h.end()
+	peak := h.max.Load()
+	t.Logf("peak live heap (gateway, proxies and clients in this process): %.1f MiB, bound %d MiB", float64(peak)/(1<<20), bound>>20)
+	if peak > bound {
+		t.Errorf("live heap peaked at %.1f MiB, over the %d MiB bound", float64(peak)/(1<<20), bound>>20)
+	}
+}
+
+// ---- metrics ----
+
+// metric sums the samples of one family on the gateway's /metrics whose labels contain
+// every one of want.
+func metric(t *testing.T, gw *server.Server, name string, want ...string) float64 {
+	t.Helper()
+	resp, err := http.Get(servertest.HTTPURL(gw) + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	var sum float64
+	for _, line := range strings.Split(string(body), "\n") {
+		if !strings.HasPrefix(line, name) {
+			continue
+		}
+		rest := line[len(name):]
+		labels := ""
+		if strings.HasPrefix(rest, "{") {
+			end := strings.Index(rest, "}")
+			labels, rest = rest[1:end], rest[end+1:]
+		} else if !strings.HasPrefix(rest, " ") {
+			continue
+		}
+		ok := true
+		for _, w := range want {
+			ok = ok && strings.Contains(labels, w)
+		}
+		if !ok {
+			continue
+		}
+		var v float64
+		fmt.Sscan(strings.TrimSpace(rest), &v)
+		sum += v
+	}
+	return sum
+}
+
+func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", within, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// freshClient proves the gateway still serves: a new client straight to the gateway
+// converges to final.
+func freshClient(t *testing.T, gw *server.Server, final client.Snapshot) {
+	t.Helper()
+	w := startClient(t, "fresh", servertest.WSURL(gw, ""), servertest.HTTPURL(gw), final.Match)
+	converge(t, final, 10*time.Second, w)
+}
