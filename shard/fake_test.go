@@ -120,6 +120,10 @@ func (l *fakeLoop) Execute(context.Context, gnet.Runnable) error { l.executes++;
 
 func newTestShard(t testing.TB, o Options) *Shard {
 	t.Helper()
+	if o.FlushSlice == 0 {
+		// Tests drive the loop by hand: no flush continuations unless a test asks.
+		o.FlushSlice = time.Hour
+	}
 	o, err := o.WithDefaults()
 	if err != nil {
 		t.Fatal(err)

@@ -24,6 +24,7 @@ const (
 	DefaultHeartbeat        = 20 * time.Second
 	DefaultHandshakeTimeout = 5 * time.Second
 	DefaultOpsPerSecond     = 20
+	DefaultFlushSlice       = time.Millisecond
 )
 
 // Sentinel errors of Options.Validate.
@@ -47,6 +48,10 @@ type Options struct {
 	Heartbeat        time.Duration // ping interval; 3x without traffic closes
 	HandshakeTimeout time.Duration
 	OpsPerSecond     int // client ops allowed per second per connection
+	// FlushSlice bounds one stretch of socket writes on the loop. A fan-out to thousands
+	// of sockets is cut into slices, each continued by a task queued behind whatever
+	// else waits (reads, probes, ticks), so the loop's lag stays near one slice.
+	FlushSlice time.Duration
 }
 
 // WithDefaults fills zero fields and validates.
@@ -80,6 +85,9 @@ func (o Options) WithDefaults() (Options, error) {
 	}
 	if o.OpsPerSecond == 0 {
 		o.OpsPerSecond = DefaultOpsPerSecond
+	}
+	if o.FlushSlice == 0 {
+		o.FlushSlice = DefaultFlushSlice
 	}
 	switch {
 	case o.Budget < 4<<10 || o.SoftWatermark <= 0 || o.SoftWatermark > o.Budget:
@@ -142,6 +150,10 @@ type Shard struct {
 	drain   *drainState
 	ticks   int64
 	drainFn gnet.RunnableFunc
+
+	dirtyNext    int  // s.dirty[:dirtyNext] are flushed
+	flushPending bool // a continuation of flushDirty is queued on the loop
+	flushFn      gnet.RunnableFunc
 }
 
 // New returns the shard for one event loop. idx is its position among the gateway's
@@ -158,6 +170,7 @@ func New(idx int, loop gnet.EventLoop, opts Options, hooks Hooks, m *LoopMetrics
 	}
 	s.inbox.limit = int64(opts.InboxBytes)
 	s.drainFn = func(context.Context) error { s.drainInbox(); return nil }
+	s.flushFn = func(context.Context) error { s.flushPending = false; s.flushDirty(); return nil }
 	return s
 }
 
@@ -683,12 +696,24 @@ func hasResync(lane []*Frame, match string) bool {
 
 // flushDirty writes every connection touched since the last flush: everything queued
 // for a connection goes out in one write, so batches grow by themselves under load.
+//
+// It writes for at most FlushSlice, then queues its own continuation on the loop, so
+// that a pass over thousands of sockets never holds the loop for longer than a slice.
+// Frames of one connection stay in order: a connection flushed later simply has more
+// queued by then.
 func (s *Shard) flushDirty() {
 	if len(s.dirty) == 0 {
+		s.observeFanout()
 		return
 	}
 	now := s.now()
-	for i, c := range s.dirty {
+	start := time.Now()
+	i := s.dirtyNext
+	for ; i < len(s.dirty); i++ {
+		if i > s.dirtyNext && (i-s.dirtyNext)&31 == 0 && time.Since(start) > s.opts.FlushSlice {
+			break
+		}
+		c := s.dirty[i]
 		s.dirty[i] = nil
 		q := c.out
 		if q == nil {
@@ -707,8 +732,39 @@ func (s *Shard) flushDirty() {
 			s.release(q)
 		}
 	}
-	s.dirty = s.dirty[:0]
 	s.flushCounts()
+	if i < len(s.dirty) {
+		s.dirtyNext = i
+		if !s.flushPending {
+			s.flushPending = true
+			if err := s.loop.Execute(context.Background(), s.flushFn); err != nil {
+				// The engine is stopping: finish here rather than never.
+				s.flushPending = false
+				s.opts.FlushSlice = time.Hour
+				s.flushDirty()
+			}
+		}
+		return
+	}
+	s.dirty = s.dirty[:0]
+	s.dirtyNext = 0
+	s.observeFanout()
+}
+
+// observeFanout records, once every connection touched by a batch has been written,
+// the time from each frame's publication to that moment.
+func (s *Shard) observeFanout() {
+	if len(s.batch) == 0 {
+		return
+	}
+	wall := time.Now().UnixMicro()
+	for i, f := range s.batch {
+		if f.TS > 0 && wall >= f.TS {
+			s.m.Fanout.Observe(float64(wall-f.TS) / 1e6)
+		}
+		s.batch[i] = nil
+	}
+	s.batch = s.batch[:0]
 }
 
 func (s *Shard) flushCounts() {
@@ -723,6 +779,9 @@ func (s *Shard) flushCounts() {
 // sweepBlocked retries connections waiting for their socket and polices them.
 func (s *Shard) sweepBlocked(now int64) {
 	if len(s.blocked) == 0 {
+		// Nothing waits on a socket: the gauge is our lanes alone (it must not keep the
+		// figure of the last sweep that had blocked connections).
+		s.m.Pending.Set(float64(s.pending.Load()))
 		return
 	}
 	list := s.blocked
@@ -772,7 +831,7 @@ func (s *Shard) drainInbox() {
 		}
 	}
 	shed := time.Duration(s.lag.Load()) > s.opts.ShedLag
-	batch := s.batch[:0]
+	batch := s.batch
 	for it := list; it != nil; it = it.next {
 		if it.lost != "" {
 			s.lostMatch(it.lost, it.reason)
@@ -793,17 +852,8 @@ func (s *Shard) drainInbox() {
 		}
 		batch = append(batch, f)
 	}
+	s.batch = batch
 	s.flushDirty()
-	if len(batch) > 0 {
-		wall := time.Now().UnixMicro()
-		for i, f := range batch {
-			if f.TS > 0 && wall >= f.TS {
-				s.m.Fanout.Observe(float64(wall-f.TS) / 1e6)
-			}
-			batch[i] = nil
-		}
-	}
-	s.batch = batch[:0]
 }
 
 // lostMatch queues `resync` for every subscriber of match, dropping their queued deltas
