@@ -139,6 +139,13 @@ func (h *harness) write(out, plotDir string, started time.Time) error {
 		}
 		w("- %s: ![%s](%s)\n", p.what, p.what, rel(path))
 	}
+	// The analysis (where the time and memory go, with the profiles that show it) is
+	// written by hand in bench/analysis.md and carried into every regenerated report.
+	if !h.quick {
+		if a, err := os.ReadFile(filepath.Join(h.root, "bench", "analysis.md")); err == nil {
+			w("\n%s", a)
+		}
+	}
 	return os.WriteFile(out, []byte(b.String()), 0o644)
 }
 
