@@ -49,7 +49,8 @@
 //   - health: PINGs every node each HealthInterval; Ready is true while all answer.
 //   - viewers: writes the counts of SetViewers (which never blocks) with ViewerTTL, then
 //     reads the total over all nodes of each match with local viewers and, when it
-//     changed since last announced here, queues the event
+//     changed since last announced here (or every 6th report, 30 s by default, for
+//     newcomers and for clients whose event was dropped), queues the event
 //     {"type":"event","match":ID,"prio":"low","ts":US,"kind":"viewers","viewers":N} for
 //     the local subscribers. Each gateway announces to its own clients what it reads,
 //     so no node is elected and nothing more is published; gateways agree within one

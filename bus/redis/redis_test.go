@@ -502,6 +502,21 @@ func TestSnapshotCoalescing(t *testing.T) {
 		t.Fatalf("%v GETs for 1000 concurrent requests: no coalescing", unsubscribed)
 	}
 
+	// A quiet match subscribed now: the subscription's Lost(bus) leaves the seq unknown
+	// and no delta comes to tell it, but a GET answered with nothing delivered or lost
+	// meanwhile is current, so the cache serves from then on.
+	b.Subscribe("other")
+	waitSubscribed(t, srv, "other", false)
+	eventually(t, 5*time.Second, "the cache of a quiet match revalidated", func() bool {
+		_, _ = b.Snapshot(ctx, "other")
+		before := value(b.m.gets)
+		_, _ = b.Snapshot(ctx, "other")
+		return value(b.m.gets) == before
+	})
+	if again := burst("other"); again != 0 {
+		t.Fatalf("%v GETs for a revalidated quiet match", again)
+	}
+
 	// A new delta makes the cache stale: the next request fetches it.
 	if err := b.PublishDelta(ctx, delta("m1", 4, "")); err != nil {
 		t.Fatal(err)
@@ -602,4 +617,10 @@ func TestViewersEvent(t *testing.T) {
 	if got := viewers(); !slices.Equal(got, []int64{7, 8}) {
 		t.Fatalf("announcements %v", got)
 	}
+	// Unchanged, it is repeated every viewerRepeat reports.
+	for range viewerRepeat - 1 {
+		a.SetViewers(map[string]int{"m1": 2})
+		time.Sleep(20 * time.Millisecond)
+	}
+	eventually(t, 5*time.Second, "the repeated total", func() bool { return slices.Equal(viewers(), []int64{7, 8, 8}) })
 }

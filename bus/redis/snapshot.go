@@ -29,6 +29,7 @@ type snapEntry struct {
 	tracked bool   // subscribed: seen is maintained
 	seen    uint64 // newest seq delivered; 0 = unknown (just subscribed, or after a loss)
 	high    uint64 // newest seq ever delivered while tracked; kept across losses
+	gen     uint64 // bumped by every delivered delta and every loss
 	snap    *bus.Snapshot
 	call    *snapCall // running fetch
 }
@@ -69,6 +70,7 @@ func (c *snapCache) lost(match string) {
 	c.mu.Lock()
 	if e := c.entries[match]; e != nil {
 		e.seen, e.snap = 0, nil
+		e.gen++
 	}
 	c.mu.Unlock()
 }
@@ -78,6 +80,7 @@ func (c *snapCache) noteSeq(match string, seq uint64) {
 	if e := c.entries[match]; e != nil && e.tracked {
 		e.seen = seq
 		e.high = max(e.high, seq)
+		e.gen++
 	}
 	c.mu.Unlock()
 }
@@ -122,7 +125,7 @@ func (b *Bus) Snapshot(ctx context.Context, match string) (bus.Snapshot, error) 
 	e.call = call
 	// Every delta delivered so far had its snapshot stored before it was published
 	// (one script), so a GET sent now can only be older if Redis lost data.
-	high := e.high
+	high, gen := e.high, e.gen
 	sc.mu.Unlock()
 	b.m.snapshots.WithLabelValues("miss").Inc()
 
@@ -140,6 +143,12 @@ func (b *Bus) Snapshot(ctx context.Context, match string) (bus.Snapshot, error) 
 	if call.err == nil && e.tracked {
 		s := call.snap
 		e.snap = &s
+		if e.gen == gen {
+			// Nothing was delivered or lost while the GET was out: no newer snapshot
+			// exists but one whose delta is still to come (and will invalidate this),
+			// so the answer is current. This revalidates a quiet match after a loss.
+			e.seen = s.Seq
+		}
 	}
 	if !e.tracked {
 		delete(sc.entries, match)
@@ -263,7 +272,7 @@ func (b *Bus) SetViewers(counts map[string]int) {
 func (b *Bus) viewersLoop() {
 	defer b.wg.Done()
 	written := map[string]bool{}
-	announced := map[string]int64{} // match -> total viewers last announced here
+	announced := map[string]*announcement{}
 	for {
 		select {
 		case <-b.ctx.Done():
@@ -319,9 +328,20 @@ func (b *Bus) viewersLoop() {
 	}
 }
 
+// viewerRepeat: an unchanged total is announced again every viewerRepeat reports (30 s
+// at the gateway's default 5 s), for clients that subscribed since and for those whose
+// event was dropped (events may be dropped under load).
+const viewerRepeat = 6
+
+type announcement struct {
+	total int64 // last announced here; -1 none
+	quiet int   // reports since, with the total unchanged
+}
+
 // announceViewers reads the total viewers (every node's unexpired count) of each match
 // this gateway has subscribers of, and queues a low-priority `viewers` event for the
-// local subscribers of each match whose total changed since it was last announced here:
+// local subscribers of each match whose total changed since it was last announced here
+// (or was announced viewerRepeat reports ago):
 //
 //	{"type":"event","match":ID,"prio":"low","ts":US,"kind":"viewers","viewers":N}
 //
@@ -329,7 +349,7 @@ func (b *Bus) viewersLoop() {
 // is elected and nothing more is published; gateways agree within one viewer interval.
 // The event goes through the hand-off queue like a bus message (the deliverer is the
 // only caller of the Sink).
-func (b *Bus) announceViewers(ctx context.Context, c rueidis.Client, counts map[string]int, announced map[string]int64) {
+func (b *Bus) announceViewers(ctx context.Context, c rueidis.Client, counts map[string]int, announced map[string]*announcement) {
 	for m := range announced {
 		if _, ok := counts[m]; !ok {
 			delete(announced, m) // no local subscribers left: announce afresh next time
@@ -358,10 +378,16 @@ func (b *Bus) announceViewers(ctx context.Context, c rueidis.Client, counts map[
 			}
 		}
 		m := ids[i]
-		if prev, ok := announced[m]; ok && prev == total {
+		a := announced[m]
+		if a == nil {
+			a = &announcement{total: -1}
+			announced[m] = a
+		}
+		if a.total == total && a.quiet < viewerRepeat-1 {
+			a.quiet++
 			continue
 		}
-		announced[m] = total
+		a.total, a.quiet = total, 0
 		frame := `{"type":"event","match":"` + m + `","prio":"low","ts":` + strconv.FormatInt(now.UnixMicro(), 10) +
 			`,"kind":"viewers","viewers":` + strconv.FormatInt(total, 10) + `}`
 		if !b.q.pushMessage(m, frame) {

@@ -1,0 +1,271 @@
+package redisgw_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"crease/bus"
+	busredis "crease/bus/redis"
+	"crease/client"
+	"crease/ingest"
+	"crease/server"
+	"crease/server/servertest"
+)
+
+var quiet = slog.New(slog.DiscardHandler)
+
+// gateway is a running gateway on a Redis bus.
+type gateway struct {
+	s   *server.Server
+	bus *busredis.Bus
+}
+
+func (g *gateway) ws() string   { return servertest.WSURL(g.s, "") }
+func (g *gateway) http() string { return servertest.HTTPURL(g.s) }
+
+type gwOpts struct {
+	cluster        bool
+	node           string
+	viewerInterval time.Duration
+}
+
+// newBus makes a Redis bus for a gateway or a publisher.
+func newBus(t testing.TB, addrs []string, cluster bool, node string, reg prometheus.Registerer) *busredis.Bus {
+	t.Helper()
+	b, err := busredis.New(busredis.Options{
+		Addrs: addrs, Cluster: cluster, Registerer: reg, Logger: quiet, NodeID: node,
+		UnsubscribeDebounce: 300 * time.Millisecond,
+		HealthInterval:      100 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatalf("redis bus: %v", err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	return b
+}
+
+// startGateway runs a gateway whose /metrics shows the bus's metrics too.
+func startGateway(t testing.TB, addrs []string, o gwOpts) *gateway {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	if o.node == "" {
+		o.node = "gw"
+	}
+	b := newBus(t, addrs, o.cluster, o.node, reg)
+	s := servertest.Run(t, server.Options{Bus: b, Registerer: reg, Gatherer: reg, Loops: 2,
+		Node: o.node, ViewerInterval: o.viewerInterval})
+	return &gateway{s: s, bus: b}
+}
+
+// watcher is a Go client with its own Checker.
+type watcher struct {
+	c       *client.Client
+	check   *client.Checker
+	mu      sync.Mutex
+	events  [][]byte
+	done    chan struct{}
+	unsub   func()
+	cancel  context.CancelFunc
+	gateway *gateway
+}
+
+// watch connects a client to g, subscribes to match and runs it until the test ends.
+func watch(t testing.TB, g *gateway, match string) *watcher {
+	t.Helper()
+	w := &watcher{check: client.NewChecker(), done: make(chan struct{}), gateway: g}
+	c, err := client.New(client.Options{
+		URL: g.ws(), BaseHTTP: g.http(), Observer: w.check,
+		Backoff: client.Backoff{Base: 50 * time.Millisecond, Cap: 500 * time.Millisecond, InitialSpread: 100 * time.Millisecond},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.c = c
+	c.OnEvent(func(_ string, raw []byte) {
+		w.mu.Lock()
+		w.events = append(w.events, raw)
+		w.mu.Unlock()
+	})
+	if w.unsub, err = c.Subscribe(match, func(client.State) {}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	w.cancel = cancel
+	go func() { defer close(w.done); _ = c.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-w.done })
+	return w
+}
+
+// viewerEvents returns the viewers counts of the `viewers` events received.
+func (w *watcher) viewerEvents() []int64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var out []int64
+	for _, raw := range w.events {
+		var ev struct {
+			Kind    string `json:"kind"`
+			Viewers int64  `json:"viewers"`
+		}
+		if json.Unmarshal(raw, &ev) == nil && ev.Kind == "viewers" {
+			out = append(out, ev.Viewers)
+		}
+	}
+	return out
+}
+
+// snapshot fetches the snapshot of match from a gateway.
+func snapshot(t testing.TB, g *gateway, match string) client.Snapshot {
+	t.Helper()
+	var s client.Snapshot
+	body, code := get(t, g.http()+"/v1/matches/"+match)
+	if code != http.StatusOK {
+		t.Fatalf("snapshot of %s: HTTP %d: %s", match, code, body)
+	}
+	if err := json.Unmarshal(body, &s); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func get(t testing.TB, url string) ([]byte, int) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return b, resp.StatusCode
+}
+
+// metric reads the sum of a metric's samples (all label values) from a gateway's /metrics.
+func metric(t testing.TB, g *gateway, name string) float64 {
+	t.Helper()
+	body, code := get(t, g.http()+"/metrics")
+	if code != http.StatusOK {
+		t.Fatalf("/metrics: HTTP %d", code)
+	}
+	var sum float64
+	found := false
+	for _, line := range strings.Split(string(body), "\n") {
+		if !strings.HasPrefix(line, name) {
+			continue
+		}
+		rest := line[len(name):]
+		if rest == "" || (rest[0] != ' ' && rest[0] != '{') {
+			continue
+		}
+		f := strings.Fields(line)
+		v, err := strconv.ParseFloat(f[len(f)-1], 64)
+		if err == nil {
+			sum += v
+			found = true
+		}
+	}
+	if !found {
+		t.Fatalf("metric %s not in /metrics", name)
+	}
+	return sum
+}
+
+// eventually polls cond every 20 ms until it holds or timeout passes.
+func eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// realMatch returns the first embedded real match.
+func realMatch(t testing.TB) *ingest.Match {
+	t.Helper()
+	ms, err := ingest.Embedded()
+	if err != nil || len(ms) == 0 {
+		t.Fatalf("embedded matches: %v", err)
+	}
+	return ms[0]
+}
+
+// replay publishes m through pub at speed deltas/s in the background; stop ends it and
+// returns the replay's error (nil when stopped by stop).
+func replay(t testing.TB, pub bus.Publisher, m *ingest.Match, speed float64) (stop func() error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() {
+		errc <- ingest.Replay(ctx, pub, m, ingest.ReplayOptions{Speed: speed, Loop: true, LoopPause: time.Second})
+	}()
+	var once sync.Once
+	var err error
+	stop = func() error {
+		once.Do(func() {
+			cancel()
+			err = <-errc
+			if errors.Is(err, context.Canceled) {
+				err = nil
+			}
+		})
+		return err
+	}
+	t.Cleanup(func() { _ = stop() })
+	return stop
+}
+
+// verifyAll waits until every watcher's rebuilt state is the final snapshot of match
+// (read from gateways[0]) and fails with the violations otherwise.
+func verifyAll(t testing.TB, match string, gws []*gateway, ws []*watcher) {
+	t.Helper()
+	final := snapshot(t, gws[0], match)
+	for _, g := range gws[1:] {
+		if s := snapshot(t, g, match); s.Seq != final.Seq {
+			t.Fatalf("gateways disagree on the snapshot: seq %d and %d", final.Seq, s.Seq)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for i, w := range ws {
+		for {
+			err := w.check.Verify(final)
+			if err == nil {
+				break
+			}
+			if len(w.check.Violations()) > 0 || time.Now().After(deadline) {
+				t.Fatalf("client %d: %v", i, err)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	t.Logf("%d clients verified at seq %d", len(ws), final.Seq)
+}
+
+func pubsub(t testing.TB, cli func(...string) (string, error), sub string) []string {
+	t.Helper()
+	out, err := cli("PUBSUB", sub)
+	if err != nil {
+		t.Fatalf("PUBSUB %s: %v %s", sub, err, out)
+	}
+	var chs []string
+	for _, l := range strings.Split(out, "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			chs = append(chs, l)
+		}
+	}
+	return chs
+}
+
+func channel(match string) string { return fmt.Sprintf("crease:{%s}", match) }
