@@ -93,6 +93,11 @@ func (s *Server) acceptLoop() {
 			}
 			continue
 		}
+		if sb := s.opts.Shard.SendBuffer; sb > 0 {
+			if tc, ok := nc.(*net.TCPConn); ok {
+				_ = tc.SetWriteBuffer(sb)
+			}
+		}
 		s.open.Add(1)
 		if _, err := s.engine.Register(gnet.NewNetConnContext(context.Background(), nc)); err != nil {
 			s.open.Add(-1)

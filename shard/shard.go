@@ -34,6 +34,7 @@ var (
 	ErrHeartbeat  = errors.New("shard: heartbeat must be at least 1s")
 	ErrMaxSubs    = errors.New("shard: max subscriptions must be at least 1")
 	ErrInboxBytes = errors.New("shard: inbox bytes must be at least 64 KiB")
+	ErrSendBuffer = errors.New("shard: send buffer must be >= 0")
 )
 
 // Options configures every shard of a gateway. Zero fields take the defaults.
@@ -52,6 +53,11 @@ type Options struct {
 	// of sockets is cut into slices, each continued by a task queued behind whatever
 	// else waits (reads, probes, ticks), so the loop's lag stays near one slice.
 	FlushSlice time.Duration
+	// SendBuffer is the kernel send buffer (SO_SNDBUF) the server sets on each accepted
+	// socket; 0 leaves the kernel's autotuning. The Budget bounds only what the gateway
+	// holds: with autotuning (tcp_wmem up to 4 MiB here) a socket whose peer stopped
+	// reading takes ~2.8 MB of kernel memory before the gateway sees it blocked at all.
+	SendBuffer int
 }
 
 // WithDefaults fills zero fields and validates.
@@ -100,6 +106,8 @@ func (o Options) WithDefaults() (Options, error) {
 		return o, ErrMaxSubs
 	case o.InboxBytes < 64<<10:
 		return o, ErrInboxBytes
+	case o.SendBuffer < 0:
+		return o, ErrSendBuffer
 	}
 	return o, nil
 }
@@ -664,6 +672,12 @@ func (s *Shard) shedDeltas(c *Conn, q *outQueue, reason bus.ResyncReason) {
 	}
 	clear(q.state[len(keep):])
 	q.state = keep
+	if cap(keep) > 64 && len(keep) < cap(keep)/8 {
+		// A drain enqueues its whole batch before writing: a blocked connection's lane
+		// must not keep that high-water array (8 B per frame of every batch) while it
+		// holds a resync and a ping.
+		q.state = append(make([]*Frame, 0, len(keep)+len(shed)+4), keep...)
+	}
 	for _, match := range shed {
 		if hasResync(q.state, match) {
 			continue

@@ -1,0 +1,176 @@
+package backpressure_test
+
+import (
+	"errors"
+	"io"
+	"net"
+	"os"
+	"runtime"
+	"syscall"
+	"testing"
+	"time"
+
+	"crease/server"
+	"crease/shard"
+)
+
+func TestStalledClientsBoundedMemory(t *testing.T) {
+	const (
+		stalled = 500
+		fast    = 20
+		resumed = 20 // of the stalled, resume reading before the cut limit
+		deltas  = 2000
+		budget  = 64 << 10
+		rcvbuf  = 4 << 10
+		sndbuf  = 16 << 10 // SO_SNDBUF on the gateway side: without it the kernel takes ~2.8 MB per stalled socket first
+		stall   = 500 * time.Millisecond
+		cut     = 2 * time.Second
+	)
+	g := startGateway(t, server.Options{Loops: 2, Shard: shard.Options{Budget: budget, StallLimit: stall, CutLimit: cut, SendBuffer: sndbuf}})
+	g.delta(t, "high") // seq 1: every client starts from this snapshot
+	fastR := make([]*reader, fast)
+	for i := range fastR {
+		fastR[i] = dialFast(t, g)
+	}
+	stalledR := make([]*reader, stalled)
+	stalledC := make([]*rawClient, stalled)
+	for i := range stalledC {
+		stalledR[i] = newReader(t, g)
+		stalledC[i] = dialRaw(t, g, rcvbuf, stalledR[i])
+	}
+	waitFor(t, 5*time.Second, "every connection open", func() bool { return g.s.Conns() == stalled+fast })
+
+	runtime.GC()
+	base := heapNow()
+	heap := sampleHeap()
+	start := time.Now()
+	resumedDone := make(chan error, resumed)
+	for i := range resumed {
+		go func() {
+			time.Sleep(time.Until(start.Add(stall + 200*time.Millisecond)))
+			resumedDone <- stalledR[i].runRaw(stalledC[i])
+		}()
+	}
+	// Bursts of 20 deltas (~6.6 KB) and 5 events every 10 ms: ~1,500 deltas a second,
+	// ~500 KB/s to every subscriber, far above any real match yet within what a client
+	// that keeps reading takes through a 32 KiB socket and the 64 KiB budget.
+	// BP_FULLSPEED=1 publishes without pauses (~30,000 deltas a second): the memory
+	// bounds still hold, but then no client on this machine keeps up and the fast
+	// clients get resyncs too (justly: the burst exceeds socket plus budget).
+	for i := range deltas {
+		prio := "normal"
+		if i%10 == 0 {
+			prio = "high"
+		}
+		g.delta(t, prio)
+		if i%4 == 3 {
+			g.event(t, i/4)
+		}
+		if i%20 == 19 && os.Getenv("BP_FULLSPEED") == "" {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	published := time.Since(start)
+	final := g.snapshot(t)
+	// What the gateway retains while every stalled client is blocked (before the cut):
+	// the live heap after a collection.
+	runtime.GC()
+	plateau := heapNow()
+
+	for i, r := range fastR {
+		waitFor(t, 20*time.Second, "fast client at the final seq", func() bool { return r.seq() == final.Seq })
+		if err := r.checker.Verify(final); err != nil {
+			t.Errorf("fast client %d: %v", i, err)
+		}
+		if n := r.resyncCount(); n > 0 {
+			t.Errorf("fast client %d got %d resyncs %v", i, n, r.resyncs)
+		}
+		if r.deltas != deltas {
+			t.Errorf("fast client %d: %d deltas, want %d", i, r.deltas, deltas)
+		}
+	}
+	for i := range resumed {
+		r := stalledR[i]
+		waitFor(t, 20*time.Second, "resumed client at the final seq", func() bool { return r.seq() == final.Seq })
+		if err := r.checker.Verify(final); err != nil {
+			t.Errorf("resumed client %d: %v", i, err)
+		}
+		if r.resyncs["slow"] == 0 {
+			t.Errorf("resumed client %d: no resync (slow); resyncs %v, %d deltas", i, r.resyncs, r.deltas)
+		}
+	}
+	cutWant := float64(stalled - resumed)
+	waitFor(t, cut+5*time.Second, "stalled clients cut", func() bool {
+		return g.metric(t, "crease_disconnects_total", "reason=slow_consumer") >= cutWant
+	})
+	cutAfter := time.Since(start)
+	peak := heap.Stop()
+
+	if got := g.metric(t, "crease_disconnects_total", "reason=slow_consumer"); got != cutWant {
+		t.Errorf("slow_consumer disconnects %v, want %v (the resumed clients must stay)", got, cutWant)
+	}
+	if got := g.metric(t, "crease_slow_consumer_cuts_total"); got != cutWant {
+		t.Errorf("cuts %v, want %v", got, cutWant)
+	}
+	waitFor(t, 2*time.Second, "cut connections gone", func() bool { return g.s.Conns() == fast+resumed })
+
+	// The bound on what is retained: Budget per connection (our lanes plus gnet's
+	// buffer, which the budget covers) on top of the heap of the idle setup (the test
+	// process, both ends of 520 idle connections, their readers and Checkers), plus a
+	// fixed 4 MiB (scratch buffers, frames in flight, metrics). The sampled peak also
+	// counts garbage not yet swept: with GOGC=100 the collector lets the heap grow to
+	// twice what it found live, so the peak's bound is twice that.
+	retained := base + uint64(budget*(stalled+fast)) + 4<<20
+	bound := 2 * retained
+	lowDrops := g.metric(t, "crease_dropped_total", "prio=low")
+	deltaDrops := g.metric(t, "crease_dropped_total", "prio=high") + g.metric(t, "crease_dropped_total", "prio=normal")
+	t.Logf("published %d deltas + %d events in %v; last cut at %v", deltas, deltas/4, published.Round(time.Millisecond), cutAfter.Round(time.Millisecond))
+	t.Logf("heap: idle setup %.1f MiB; live while blocked %.1f MiB (+%.1f KiB per stalled connection), bound %.1f MiB; sampled peak %.1f MiB, bound %.1f MiB; unbounded buffering would hold ~%.0f MiB",
+		mib(base), mib(plateau), float64(plateau-base)/stalled/1024, mib(retained), mib(peak), mib(bound), mib(uint64(stalled*deltas*330)))
+	if plateau > retained {
+		t.Errorf("live heap %.1f MiB while blocked, over the bound %.1f MiB", mib(plateau), mib(retained))
+	}
+	t.Logf("dropped: low %v, deltas %v; resyncs slow %v", lowDrops, deltaDrops, g.metric(t, "crease_resyncs_total", "reason=slow"))
+	if peak > bound {
+		t.Errorf("heap peak %.1f MiB over the bound %.1f MiB", mib(peak), mib(bound))
+	}
+
+	// Client side of the cut: the connection is closed (EOF or reset, never a read
+	// that waits). gnet writes what it holds once at close and drops the rest, so a full
+	// socket usually gets no close frame, and the last frame may be cut short; whatever
+	// complete frames arrived obey rules 1 and 2, and a close frame, if any, is 4008.
+	var eof, reset, partial, with4008 int
+	for i := resumed; i < stalled; i++ {
+		c, r := stalledC[i], stalledR[i]
+		_ = c.nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+		err := r.runRaw(c)
+		switch {
+		case r.closeCode == 4008:
+			with4008++
+		case r.closeCode != 0:
+			t.Errorf("cut client %d: close code %d, want 4008", i, r.closeCode)
+		case errors.Is(err, io.ErrUnexpectedEOF):
+			partial++
+		case errors.Is(err, io.EOF):
+			eof++
+		case errors.Is(err, syscall.ECONNRESET):
+			reset++
+		default:
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				t.Errorf("cut client %d: still open after the cut (%v)", i, err)
+			} else {
+				t.Errorf("cut client %d: %v", i, err)
+			}
+		}
+		for _, v := range r.checker.Violations() {
+			t.Errorf("cut client %d: %v", i, v)
+		}
+	}
+	t.Logf("cut clients: %d saw close 4008, %d EOF after whole frames, %d EOF inside a frame, %d reset", with4008, eof, partial, reset)
+	waitFor(t, 2*time.Second, "pending bytes back to zero", func() bool {
+		return g.metric(t, "crease_pending_bytes") == 0
+	})
+}
+
+func mib(b uint64) float64 { return float64(b) / (1 << 20) }
