@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"crease/bus"
 	"crease/ingest"
@@ -16,7 +17,9 @@ import (
 const ingestUsage = `Replays match files (Cricsheet JSON) onto the Redis bus: for each delivery it stores the
 snapshot, advances the seq and publishes the delta in one atomic step, plus a commentary
 event. Without --match it replays the real matches shipped in the binary. A match whose
-snapshot already exists resumes after the stored seq.`
+snapshot already exists resumes after the stored seq. While Redis is unreachable it waits
+(at start) or pauses (mid-match) and goes on when Redis is back; a Redis that lost its
+data is re-seeded with each match's next delta.`
 
 func runIngest(ctx context.Context, args []string) error {
 	cmd := newCommand("ingest", ingestUsage)
@@ -73,12 +76,25 @@ func runIngest(ctx context.Context, args []string) error {
 		opts := ingest.ReplayOptions{Speed: *speed, Loop: *loop}
 		// Resume after what is stored, so a restarted publisher neither conflicts
 		// with its own earlier deltas nor sends an older seq.
-		if snap, err := b.Snapshot(ctx, id); err == nil {
-			opts.StartSeq = snap.Seq + 1
-			opts.Base = stateOf(snap.Raw)
-			log.Info("resuming match", "match", id, "after_seq", snap.Seq)
-		} else if !errors.Is(err, bus.ErrUnknownMatch) {
-			log.Warn("could not read the stored snapshot; starting at seq 1", "match", id, "err", err)
+		// Redis may not be up yet: starting at seq 1 over a stored match would only be
+		// refused, so wait until the store answers.
+		for wait := 100 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
+			snap, err := b.Snapshot(ctx, id)
+			if err == nil {
+				opts.StartSeq = snap.Seq + 1
+				opts.Base = stateOf(snap.Raw)
+				log.Info("resuming match", "match", id, "after_seq", snap.Seq)
+				break
+			}
+			if errors.Is(err, bus.ErrUnknownMatch) {
+				break
+			}
+			log.Warn("cannot read the stored snapshot yet; retrying", "match", id, "in", wait, "err", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(wait):
+			}
 		}
 		if err := run(opts); err != nil && ctx.Err() == nil {
 			errs <- fmt.Errorf("match %s: %w", id, err)
@@ -118,4 +134,3 @@ func stateOf(raw []byte) []byte {
 	}
 	return s.State
 }
-
