@@ -186,6 +186,12 @@ type rawClient struct {
 // returns the client with `hello` and `subscribed` already read (they go to obs).
 func dialRaw(t testing.TB, g *gateway, rcvbuf int, obs *reader) *rawClient {
 	t.Helper()
+	return dialRawTo(t, g, match, rcvbuf, obs)
+}
+
+// dialRawTo is dialRaw subscribed to m.
+func dialRawTo(t testing.TB, g *gateway, m string, rcvbuf int, obs *reader) *rawClient {
+	t.Helper()
 	d := net.Dialer{Timeout: 5 * time.Second, Control: func(_, _ string, rc syscall.RawConn) error {
 		var serr error
 		if err := rc.Control(func(fd uintptr) {
@@ -202,7 +208,7 @@ func dialRaw(t testing.TB, g *gateway, rcvbuf int, obs *reader) *rawClient {
 	t.Cleanup(func() { nc.Close() })
 	pc := &pacer{c: nc}
 	c := &rawClient{nc: nc, br: bufio.NewReaderSize(pc, 1024), pacer: pc}
-	fmt.Fprintf(nc, handshake, match)
+	fmt.Fprintf(nc, handshake, m)
 	_ = nc.SetReadDeadline(time.Now().Add(5 * time.Second))
 	resp, err := http.ReadResponse(c.br, nil)
 	if err != nil || resp.StatusCode != 101 {
@@ -252,6 +258,7 @@ type reader struct {
 	firstSeq  uint64 // first delta seq received
 	closeCode int    // close frame code, 0 if none
 	frames    int
+	err       error // what ended runRaw
 }
 
 func newReader(t testing.TB, g *gateway) *reader {
@@ -327,6 +334,10 @@ func (r *reader) seq() uint64 {
 func (r *reader) resyncCount() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	return r.resyncCountLocked()
+}
+
+func (r *reader) resyncCountLocked() int {
 	n := 0
 	for _, v := range r.resyncs {
 		n += v
@@ -339,6 +350,9 @@ func (r *reader) runRaw(c *rawClient) error {
 	for {
 		op, p, err := c.next()
 		if err != nil {
+			r.mu.Lock()
+			r.err = err
+			r.mu.Unlock()
 			return err
 		}
 		switch op {

@@ -19,13 +19,19 @@ func TestStalledClientsBoundedMemory(t *testing.T) {
 		stalled = 500
 		fast    = 20
 		resumed = 20 // of the stalled, resume reading before the cut limit
-		deltas  = 2000
 		budget  = 64 << 10
 		rcvbuf  = 4 << 10
 		sndbuf  = 16 << 10 // SO_SNDBUF on the gateway side: without it the kernel takes ~2.8 MB per stalled socket first
 		stall   = 500 * time.Millisecond
-		cut     = 2 * time.Second
 	)
+	// Under the race detector every loop and reader is several times slower (publishing
+	// alone runs at ~100 deltas a second): a quarter of the deltas in smaller bursts tell
+	// the same story within what it can do.
+	deltas, burst, cut := 2000, 20, 2*time.Second
+	if raceEnabled {
+		// and the resumed clients get more time to drain before the cut limit.
+		deltas, burst, cut = 500, 5, 4*time.Second
+	}
 	g := startGateway(t, server.Options{Loops: 2, Shard: shard.Options{Budget: budget, StallLimit: stall, CutLimit: cut, SendBuffer: sndbuf}})
 	g.delta(t, "high") // seq 1: every client starts from this snapshot
 	fastR := make([]*reader, fast)
@@ -44,13 +50,24 @@ func TestStalledClientsBoundedMemory(t *testing.T) {
 	base := heapNow()
 	heap := sampleHeap()
 	start := time.Now()
-	resumedDone := make(chan error, resumed)
-	for i := range resumed {
-		go func() {
-			time.Sleep(time.Until(start.Add(stall + 200*time.Millisecond)))
-			resumedDone <- stalledR[i].runRaw(stalledC[i])
-		}()
-	}
+	// Once every stalled client has a resync queued (each is blocked, by the budget or
+	// the stall limit, and none is cut yet): measure what the gateway retains, then
+	// resume the first 20.
+	var plateau uint64
+	var resumedAt time.Duration
+	plateauDone := make(chan struct{})
+	go func() {
+		defer close(plateauDone)
+		for g.metric(t, "crease_resyncs_total", "reason=slow") < stalled && time.Since(start) < 20*time.Second {
+			time.Sleep(5 * time.Millisecond)
+		}
+		resumedAt = time.Since(start)
+		for i := range resumed {
+			go func() { _ = stalledR[i].runRaw(stalledC[i]) }()
+		}
+		runtime.GC()
+		plateau = heapNow()
+	}()
 	// Bursts of 20 deltas (~6.6 KB) and 5 events every 10 ms: ~1,500 deltas a second,
 	// ~500 KB/s to every subscriber, far above any real match yet within what a client
 	// that keeps reading takes through a 32 KiB socket and the 64 KiB budget.
@@ -66,38 +83,47 @@ func TestStalledClientsBoundedMemory(t *testing.T) {
 		if i%4 == 3 {
 			g.event(t, i/4)
 		}
-		if i%20 == 19 && os.Getenv("BP_FULLSPEED") == "" {
+		if i%burst == burst-1 && os.Getenv("BP_FULLSPEED") == "" {
 			time.Sleep(10 * time.Millisecond)
 		}
 	}
 	published := time.Since(start)
 	final := g.snapshot(t)
-	// What the gateway retains while every stalled client is blocked (before the cut):
-	// the live heap after a collection.
-	runtime.GC()
-	plateau := heapNow()
+	<-plateauDone
 
 	for i, r := range fastR {
 		waitFor(t, 20*time.Second, "fast client at the final seq", func() bool { return r.seq() == final.Seq })
 		if err := r.checker.Verify(final); err != nil {
 			t.Errorf("fast client %d: %v", i, err)
 		}
-		if n := r.resyncCount(); n > 0 {
+		r.mu.Lock()
+		if n := r.resyncCountLocked(); n > 0 {
 			t.Errorf("fast client %d got %d resyncs %v", i, n, r.resyncs)
 		}
 		if r.deltas != deltas {
 			t.Errorf("fast client %d: %d deltas, want %d", i, r.deltas, deltas)
 		}
+		r.mu.Unlock()
 	}
 	for i := range resumed {
 		r := stalledR[i]
-		waitFor(t, 20*time.Second, "resumed client at the final seq", func() bool { return r.seq() == final.Seq })
+		deadline := time.Now().Add(20 * time.Second)
+		for r.seq() != final.Seq && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if r.seq() != final.Seq {
+			r.mu.Lock()
+			t.Fatalf("resumed client %d: state at seq %d (waiting %v), final %d; %d deltas from %d, resyncs %v, close %d, %d frames, read error %v; conns %d",
+				i, r.stream.Seq(), r.stream.Waiting(), final.Seq, r.deltas, r.firstSeq, r.resyncs, r.closeCode, r.frames, r.err, g.s.Conns())
+		}
 		if err := r.checker.Verify(final); err != nil {
 			t.Errorf("resumed client %d: %v", i, err)
 		}
+		r.mu.Lock()
 		if r.resyncs["slow"] == 0 {
 			t.Errorf("resumed client %d: no resync (slow); resyncs %v, %d deltas", i, r.resyncs, r.deltas)
 		}
+		r.mu.Unlock()
 	}
 	cutWant := float64(stalled - resumed)
 	waitFor(t, cut+5*time.Second, "stalled clients cut", func() bool {
@@ -124,7 +150,8 @@ func TestStalledClientsBoundedMemory(t *testing.T) {
 	bound := 2 * retained
 	lowDrops := g.metric(t, "crease_dropped_total", "prio=low")
 	deltaDrops := g.metric(t, "crease_dropped_total", "prio=high") + g.metric(t, "crease_dropped_total", "prio=normal")
-	t.Logf("published %d deltas + %d events in %v; last cut at %v", deltas, deltas/4, published.Round(time.Millisecond), cutAfter.Round(time.Millisecond))
+	t.Logf("published %d deltas + %d events in %v; every stalled client had a resync at %v; last cut at %v",
+		deltas, deltas/4, published.Round(time.Millisecond), resumedAt.Round(time.Millisecond), cutAfter.Round(time.Millisecond))
 	t.Logf("heap: idle setup %.1f MiB; live while blocked %.1f MiB (+%.1f KiB per stalled connection), bound %.1f MiB; sampled peak %.1f MiB, bound %.1f MiB; unbounded buffering would hold ~%.0f MiB",
 		mib(base), mib(plateau), float64(plateau-base)/stalled/1024, mib(retained), mib(peak), mib(bound), mib(uint64(stalled*deltas*330)))
 	if plateau > retained {
