@@ -100,7 +100,7 @@ func (s *Server) handshake(sh *shard.Shard, c *shard.Conn) bool {
 	s.m.handshakes.WithLabelValues("ok").Inc()
 	sh.Upgraded(c)
 	if allowed, ok := s.tokenMatches(req); ok {
-		c.Allow = allowed
+		c.SetAllowed(allowed)
 	}
 	sh.Send(c, shard.ControlText(s.helloJSON()))
 	for _, m := range req.Matches {
@@ -224,7 +224,7 @@ func (s *Server) handleOp(sh *shard.Shard, c *shard.Conn, payload []byte) {
 }
 
 func (s *Server) subscribe(sh *shard.Shard, c *shard.Conn, match string) {
-	if c.Allow != nil && !contains(c.Allow, match) {
+	if !c.Allowed(match) {
 		s.log.Debug("subscription outside the token's matches", "match", match)
 		sh.Close(c, shard.ReasonPolicy)
 		return

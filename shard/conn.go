@@ -14,23 +14,31 @@ const (
 	StateClosed                 // gnet closed it; the value is dead
 )
 
-// Conn is the gateway's state for one connection. It is kept small on purpose: at tens of
-// thousands of connections per loop every word counts, and an idle connection holds no
-// buffers (its outbound queue exists only while something is queued, and the frame
-// reader holds a buffer only while a fragmented message is being assembled).
+// Conn is the gateway's state for one connection. It is kept to 64 bytes on purpose: at
+// tens of thousands of connections per loop every word counts. An idle connection holds
+// no buffers (its outbound queue exists only while something is queued, and the frame
+// reader holds a buffer only while a fragmented message is being assembled), its first
+// subscription is inline, and what few connections need (more subscriptions, a token's
+// match list) lives behind ext.
 type Conn struct {
 	gc     gnet.Conn
 	out    *outQueue
-	subs   []subRef
+	sub0   *Subscribers // first subscription, nil if none
+	ext    *connExt     // rare state, nil if none
 	Reader codec.Reader // client frame parser, used by the server on this loop
-	Allow  []string     // matches a token allows; nil: any
-	pos    int32        // index in Shard.conns
-	seen   int32        // shard clock, seconds, of the last bytes received
-	born   int32        // shard clock, seconds, at open (handshake deadline)
-	ops    int16        // client-op tokens left in the current second
-	opsAt  int32        // shard clock second the op tokens belong to
+	pos    int32        // index in Shard.all
+	pos0   int32        // index of c in sub0.conns
+	seen   uint16       // shard clock seconds (mod 2^16) of the last bytes received; open time during the handshake
+	opsAt  uint16       // shard clock second (mod 2^16) the op tokens belong to
+	ops    int16        // client-op tokens left in that second
 	state  uint8
 	reason CloseReason
+}
+
+// connExt is the state only some connections need.
+type connExt struct {
+	more  []subRef // subscriptions beyond the first
+	allow []string // matches a token allows; nil: any
 }
 
 // State returns the connection state.
@@ -39,17 +47,131 @@ func (c *Conn) State() uint8 { return c.state }
 // Net returns the gnet connection. It must not be used once State is StateClosed.
 func (c *Conn) Net() gnet.Conn { return c.gc }
 
-// Subscriptions returns how many matches c is subscribed to.
-func (c *Conn) Subscriptions() int { return len(c.subs) }
+// SetAllowed restricts c to the matches a token allows.
+func (c *Conn) SetAllowed(matches []string) {
+	if c.ext == nil {
+		c.ext = &connExt{}
+	}
+	c.ext.allow = matches
+}
 
-// Subscribed reports whether c is subscribed to match.
-func (c *Conn) Subscribed(match string) bool {
-	for _, r := range c.subs {
-		if r.s.match == match {
+// Allowed reports whether c may subscribe to match.
+func (c *Conn) Allowed(match string) bool {
+	if c.ext == nil || c.ext.allow == nil {
+		return true
+	}
+	for _, m := range c.ext.allow {
+		if m == match {
 			return true
 		}
 	}
 	return false
+}
+
+// Subscriptions returns how many matches c is subscribed to.
+func (c *Conn) Subscriptions() int {
+	n := 0
+	if c.sub0 != nil {
+		n = 1
+	}
+	if c.ext != nil {
+		n += len(c.ext.more)
+	}
+	return n
+}
+
+// Subscribed reports whether c is subscribed to match.
+func (c *Conn) Subscribed(match string) bool {
+	return c.findSub(match) >= 0
+}
+
+// findSub returns the position of match among c's subscriptions (0 is sub0, i+1 is
+// ext.more[i]), or -1.
+func (c *Conn) findSub(match string) int {
+	if c.sub0 != nil && c.sub0.match == match {
+		return 0
+	}
+	if c.ext != nil {
+		for i, r := range c.ext.more {
+			if r.s.match == match {
+				return i + 1
+			}
+		}
+	}
+	return -1
+}
+
+// sub returns subscription i (see findSub).
+func (c *Conn) sub(i int) subRef {
+	if i == 0 {
+		return subRef{s: c.sub0, pos: c.pos0}
+	}
+	return c.ext.more[i-1]
+}
+
+// addSub records a subscription.
+func (c *Conn) addSub(r subRef) {
+	if c.sub0 == nil {
+		c.sub0, c.pos0 = r.s, r.pos
+		return
+	}
+	if c.ext == nil {
+		c.ext = &connExt{}
+	}
+	c.ext.more = append(c.ext.more, r)
+}
+
+// removeSub forgets subscription i, moving the last one into its place.
+func (c *Conn) removeSub(i int) {
+	var more []subRef
+	if c.ext != nil {
+		more = c.ext.more
+	}
+	last := len(more)
+	if last == 0 {
+		c.sub0, c.pos0 = nil, 0
+		return
+	}
+	r := more[last-1]
+	if i == 0 {
+		c.sub0, c.pos0 = r.s, r.pos
+	} else {
+		more[i-1] = r
+	}
+	more[last-1] = subRef{}
+	c.ext.more = more[:last-1]
+	if len(c.ext.more) == 0 {
+		c.ext.more = nil
+		if c.ext.allow == nil {
+			c.ext = nil
+		}
+	}
+}
+
+// setSubPos updates where c sits in subs' list.
+func (c *Conn) setSubPos(subs *Subscribers, pos int32) {
+	if c.sub0 == subs {
+		c.pos0 = pos
+		return
+	}
+	for i := range c.ext.more {
+		if c.ext.more[i].s == subs {
+			c.ext.more[i].pos = pos
+			return
+		}
+	}
+}
+
+// eachSub calls fn for every subscription of c.
+func (c *Conn) eachSub(fn func(subRef)) {
+	if c.sub0 != nil {
+		fn(subRef{s: c.sub0, pos: c.pos0})
+	}
+	if c.ext != nil {
+		for _, r := range c.ext.more {
+			fn(r)
+		}
+	}
 }
 
 // outQueue is what is queued for one connection beyond what gnet holds: references to

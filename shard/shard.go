@@ -25,13 +25,15 @@ const (
 	DefaultHandshakeTimeout = 5 * time.Second
 	DefaultOpsPerSecond     = 20
 	DefaultFlushSlice       = time.Millisecond
+
+	minFreeQueues = 64
 )
 
 // Sentinel errors of Options.Validate.
 var (
 	ErrBudget     = errors.New("shard: budget must be at least 4 KiB")
 	ErrLimits     = errors.New("shard: stall limit must be > 0 and below the cut limit")
-	ErrHeartbeat  = errors.New("shard: heartbeat must be at least 1s")
+	ErrHeartbeat  = errors.New("shard: heartbeat must be between 1s and 3h")
 	ErrMaxSubs    = errors.New("shard: max subscriptions must be at least 1")
 	ErrInboxBytes = errors.New("shard: inbox bytes must be at least 64 KiB")
 	ErrSendBuffer = errors.New("shard: send buffer must be >= 0")
@@ -100,7 +102,7 @@ func (o Options) WithDefaults() (Options, error) {
 		return o, ErrBudget
 	case o.StallLimit <= 0 || o.CutLimit <= o.StallLimit:
 		return o, ErrLimits
-	case o.Heartbeat < time.Second:
+	case o.Heartbeat < time.Second || o.Heartbeat > 3*time.Hour:
 		return o, ErrHeartbeat
 	case o.MaxSubscriptions < 1:
 		return o, ErrMaxSubs
@@ -159,6 +161,7 @@ type Shard struct {
 	ticks   int64
 	drainFn gnet.RunnableFunc
 
+	freeLow      int  // fewest queues on s.free during the current second
 	dirtyNext    int  // s.dirty[:dirtyNext] are flushed
 	flushPending bool // a continuation of flushDirty is queued on the loop
 	flushFn      gnet.RunnableFunc
@@ -232,8 +235,8 @@ func (s *Shard) wake() {
 // Open registers a new connection (OnOpen).
 func (s *Shard) Open(gc gnet.Conn) *Conn {
 	sec := s.sec()
-	c := &Conn{gc: gc, pos: int32(len(s.all)), seen: sec, born: sec, state: StateHandshake,
-		ops: int16(s.opts.OpsPerSecond), opsAt: sec}
+	c := &Conn{gc: gc, pos: int32(len(s.all)), seen: uint16(sec), state: StateHandshake,
+		ops: int16(s.opts.OpsPerSecond), opsAt: uint16(sec)}
 	s.all = append(s.all, c)
 	return c
 }
@@ -246,7 +249,7 @@ func (s *Shard) Upgraded(c *Conn) {
 }
 
 // Touch records that bytes arrived from c.
-func (s *Shard) Touch(c *Conn) { c.seen = s.sec() }
+func (s *Shard) Touch(c *Conn) { c.seen = uint16(s.sec()) }
 
 // OpResult is the outcome of AllowOp.
 type OpResult uint8
@@ -262,8 +265,8 @@ const (
 // sending after being refused as many times again is abusive.
 func (s *Shard) AllowOp(c *Conn) OpResult {
 	sec := s.sec()
-	if c.opsAt != sec {
-		c.opsAt = sec
+	if c.opsAt != uint16(sec) {
+		c.opsAt = uint16(sec)
 		c.ops = int16(s.opts.OpsPerSecond)
 	}
 	c.ops--
@@ -292,7 +295,7 @@ func (s *Shard) Subscribe(c *Conn, match string) SubResult {
 	if c.Subscribed(match) {
 		return SubAlready
 	}
-	if len(c.subs) >= s.opts.MaxSubscriptions {
+	if c.Subscriptions() >= s.opts.MaxSubscriptions {
 		return SubTooMany
 	}
 	subs := s.index[match]
@@ -305,7 +308,7 @@ func (s *Shard) Subscribe(c *Conn, match string) SubResult {
 			s.hooks.Interest(s.idx, match, true)
 		}
 	}
-	c.subs = append(c.subs, subRef{s: subs, pos: int32(len(subs.conns))})
+	c.addSub(subRef{s: subs, pos: int32(len(subs.conns))})
 	subs.conns = append(subs.conns, c)
 	s.m.Subscriptions.Inc()
 	return SubAdded
@@ -313,21 +316,14 @@ func (s *Shard) Subscribe(c *Conn, match string) SubResult {
 
 // Unsubscribe removes c from match's subscribers; false if it was not subscribed.
 func (s *Shard) Unsubscribe(c *Conn, match string) bool {
-	for i, r := range c.subs {
-		if r.s.match == match {
-			s.detach(c, r)
-			last := len(c.subs) - 1
-			c.subs[i] = c.subs[last]
-			c.subs[last] = subRef{}
-			c.subs = c.subs[:last]
-			if len(c.subs) == 0 {
-				c.subs = nil
-			}
-			s.dropQueued(c, match)
-			return true
-		}
+	i := c.findSub(match)
+	if i < 0 {
+		return false
 	}
-	return false
+	s.detach(c, c.sub(i))
+	c.removeSub(i)
+	s.dropQueued(c, match)
+	return true
 }
 
 // detach removes c from one Subscribers list in O(1).
@@ -339,12 +335,7 @@ func (s *Shard) detach(c *Conn, r subRef) {
 	subs.conns[last] = nil
 	subs.conns = subs.conns[:last]
 	if moved != c {
-		for i := range moved.subs {
-			if moved.subs[i].s == subs {
-				moved.subs[i].pos = r.pos
-				break
-			}
-		}
+		moved.setSubPos(subs, r.pos)
 	}
 	s.m.Subscriptions.Dec()
 	if len(subs.conns) == 0 {
@@ -384,8 +375,20 @@ func (s *Shard) Send(c *Conn, f *Frame) {
 	if c.state != StateOpen {
 		return
 	}
+	// An idle connection whose socket took everything so far gets the frame written at
+	// once, without taking a queue: idle connections never hold one.
+	if c.out == nil && c.gc.OutboundBuffered() == 0 {
+		s.writeNow(c, f)
+		return
+	}
 	s.enqueue(c, f)
 	s.flush(c, s.now())
+}
+
+// writeNow writes one frame to an idle connection. A failed write closes c inside Write.
+func (s *Shard) writeNow(c *Conn, f *Frame) {
+	s.counts[countIndex(f)]++
+	_, _ = c.gc.Write(f.Bytes)
 }
 
 // Close ends c for reason: queued state frames are written (unless c is being cut as a
@@ -431,10 +434,8 @@ func (s *Shard) Closed(c *Conn) {
 		c.reason = ReasonPeer
 	}
 	c.state = StateClosed
-	for _, r := range c.subs {
-		s.detach(c, r)
-	}
-	c.subs = nil
+	c.eachSub(func(r subRef) { s.detach(c, r) })
+	c.sub0, c.ext = nil, nil
 	if q := c.out; q != nil {
 		s.pending.Add(-int64(q.bytes))
 		c.out = nil
@@ -472,6 +473,7 @@ func (s *Shard) queue(c *Conn) *outQueue {
 			c.out = s.free[n-1]
 			s.free[n-1] = nil
 			s.free = s.free[:n-1]
+			s.freeLow = min(s.freeLow, n-1)
 		} else {
 			c.out = &outQueue{}
 		}
@@ -932,15 +934,20 @@ func (s *Shard) Tick(ping *Frame) {
 	now := s.now()
 	s.sweepBlocked(now)
 	s.tickDrain(now)
+	s.flushCounts() // frames written directly (writeNow) since the last tick
 	s.ticks++
 	if s.ticks%20 != 0 {
 		return
 	}
-	if n := max(4096, len(s.all)); len(s.free) > n {
-		// After a wave of disconnects, give the spare queues back to the GC.
+	// Queues nobody took during the last second are spare: give them back to the GC
+	// (keeping a few), so idle connections cost no queue while a shard that fans out
+	// every second keeps one per subscriber and allocates nothing per delivery.
+	if spare := s.freeLow - minFreeQueues; spare > 0 {
+		n := len(s.free) - spare
 		clear(s.free[n:])
 		s.free = s.free[:n]
 	}
+	s.freeLow = len(s.free)
 	sec := s.sec()
 	hb := int32(s.opts.Heartbeat / time.Second)
 	hsDeadline := int32((s.opts.HandshakeTimeout + time.Second - 1) / time.Second)
@@ -952,20 +959,24 @@ func (s *Shard) Tick(ping *Frame) {
 		c := s.all[i]
 		switch c.state {
 		case StateHandshake:
-			if sec-c.born >= hsDeadline {
+			if int32(uint16(sec)-c.seen) >= hsDeadline {
 				c.reason = ReasonHandshakeTimeout
 				c.state = StateClosing
 				_ = c.gc.Close()
 			}
 		case StateOpen:
-			if sec-c.seen >= 3*hb {
+			if int32(uint16(sec)-c.seen) >= 3*hb {
 				s.Close(c, ReasonIdle)
 				continue
 			}
 			// Pings are spread over the heartbeat by position so they do not all
 			// go out in the same second.
 			if c.pos%hb == slot && ping != nil {
-				s.enqueue(c, ping)
+				if c.out == nil && c.gc.OutboundBuffered() == 0 {
+					s.writeNow(c, ping)
+				} else {
+					s.enqueue(c, ping)
+				}
 			}
 		}
 	}
