@@ -27,6 +27,9 @@ const refusalWorkers = 64
 // acceptLoop runs on its own goroutine until the listener is closed.
 func (s *Server) acceptLoop() {
 	reserve := openReserve()
+	registering := make(chan (<-chan gnet.RegisteredResult), maxRegistering)
+	go s.awaitRegistrations(registering)
+	defer close(registering)
 	var (
 		backoff   time.Duration
 		lastLog   time.Time
@@ -99,9 +102,33 @@ func (s *Server) acceptLoop() {
 			}
 		}
 		s.open.Add(1)
-		if _, err := s.engine.Register(gnet.NewNetConnContext(context.Background(), nc)); err != nil {
+		res, err := s.engine.Register(gnet.NewNetConnContext(context.Background(), nc))
+		if err != nil {
 			s.open.Add(-1)
 			nc.Close()
+			continue
+		}
+		// Each registration holds a goroutine of gnet's pool until its loop takes the
+		// connection; bounding them bounds the goroutines a storm creates (the runtime
+		// never frees a goroutine's descriptor, so a peak of thousands would stay).
+		select {
+		case registering <- res:
+		case <-s.stop:
+			return
+		}
+	}
+}
+
+// maxRegistering bounds connections handed to gnet and not yet taken by a loop.
+const maxRegistering = 64
+
+// awaitRegistrations drains registration results in order, so that at most
+// maxRegistering are in flight.
+func (s *Server) awaitRegistrations(registering <-chan (<-chan gnet.RegisteredResult)) {
+	for res := range registering {
+		if r, ok := <-res; ok && r.Err != nil {
+			s.open.Add(-1)
+			s.m.acceptErrors.WithLabelValues("register").Inc()
 		}
 	}
 }
