@@ -24,7 +24,7 @@ const (
 	DefaultHeartbeat        = 20 * time.Second
 	DefaultHandshakeTimeout = 5 * time.Second
 	DefaultOpsPerSecond     = 20
-	DefaultFlushSlice       = time.Millisecond
+	DefaultFlushSlice       = 500 * time.Microsecond
 
 	minFreeQueues = 64
 )
