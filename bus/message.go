@@ -64,14 +64,39 @@ type wireHeader struct {
 	Patch json.RawMessage `json:"patch"`
 }
 
+// decodeHeader reads the header fields under their exact keys, the last of duplicates
+// winning: the way every client (JSON.parse, a Go map) reads the frame the gateway
+// forwards verbatim. Decoding straight into wireHeader would not do: encoding/json
+// matches struct fields case-insensitively, so {"match":"a","Match":"b"} would be routed
+// to the subscribers of b while each of them reads match a (FuzzParse found it).
+func decodeHeader(data []byte) (wireHeader, error) {
+	var h wireHeader
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(data, &top); err != nil {
+		return h, err
+	}
+	for _, f := range [...]struct {
+		key string
+		dst any
+	}{{"type", &h.Type}, {"match", &h.Match}, {"seq", &h.Seq}, {"prio", &h.Prio}, {"ts", &h.TS}} {
+		if raw, ok := top[f.key]; ok {
+			if err := json.Unmarshal(raw, f.dst); err != nil {
+				return h, fmt.Errorf("field %q: %v", f.key, err)
+			}
+		}
+	}
+	h.Patch = top["patch"]
+	return h, nil
+}
+
 // Parse validates data as a `delta` or `event` frame of PROTOCOL.md and returns its
 // header fields. It never retains data beyond the returned Message.
 func Parse(data []byte) (Message, error) {
 	if len(data) > MaxMessageBytes {
 		return Message{}, fmt.Errorf("%w: %d bytes over the %d-byte limit", ErrInvalidMessage, len(data), MaxMessageBytes)
 	}
-	var h wireHeader
-	if err := json.Unmarshal(data, &h); err != nil {
+	h, err := decodeHeader(data)
+	if err != nil {
 		return Message{}, fmt.Errorf("%w: %v", ErrInvalidMessage, err)
 	}
 	if !ValidMatchID(h.Match) {
