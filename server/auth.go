@@ -91,12 +91,17 @@ func (s *Server) parseToken(tok string) (*tokenClaims, error) {
 }
 
 // tokenMatches returns the matches the handshake's token allows (nil, false: any).
+// The token was checked by checkHandshake an instant before, but this second parse can
+// still fail (the token expired in between): then no match is allowed, never any.
 func (s *Server) tokenMatches(r codec.Request) ([]string, bool) {
 	if len(s.opts.JWTSecret) == 0 || r.Token == "" {
 		return nil, false
 	}
 	c, err := s.parseToken(r.Token)
-	if err != nil || c.Matches == nil {
+	if err != nil {
+		return []string{}, true
+	}
+	if c.Matches == nil {
 		return nil, false
 	}
 	return c.Matches, true

@@ -187,6 +187,27 @@ type clientOp struct {
 	Match json.RawMessage `json:"match"`
 }
 
+// parseOp decodes one client message (PROTOCOL.md "Messages, client to server"). It
+// returns the op ("subscribe" or "unsubscribe") and a valid match id, or the `error`
+// code and message to answer with. It is pure, for FuzzClientOp.
+func parseOp(payload []byte) (op, match, code, message string) {
+	var o clientOp
+	if err := json.Unmarshal(payload, &o); err != nil {
+		return "", "", "bad_request", "message is not a JSON object"
+	}
+	switch o.Op {
+	case "subscribe", "unsubscribe":
+	case "":
+		return "", "", "bad_request", `missing "op"`
+	default:
+		return "", "", "unknown_op", fmt.Sprintf("unknown op %.40q", o.Op)
+	}
+	if len(o.Match) == 0 || json.Unmarshal(o.Match, &match) != nil || !bus.ValidMatchID(match) {
+		return "", "", "bad_request", `"match" must be 1 to 64 characters of A-Z a-z 0-9 _ -`
+	}
+	return o.Op, match, "", ""
+}
+
 // handleOp answers one client message.
 func (s *Server) handleOp(sh *shard.Shard, c *shard.Conn, payload []byte) {
 	switch sh.AllowOp(c) {
@@ -197,26 +218,12 @@ func (s *Server) handleOp(sh *shard.Shard, c *shard.Conn, payload []byte) {
 		sh.Close(c, shard.ReasonPolicy)
 		return
 	}
-	var op clientOp
-	if err := json.Unmarshal(payload, &op); err != nil {
-		s.sendError(sh, c, "bad_request", "message is not a JSON object")
+	op, match, code, message := parseOp(payload)
+	if code != "" {
+		s.sendError(sh, c, code, message)
 		return
 	}
-	switch op.Op {
-	case "subscribe", "unsubscribe":
-	case "":
-		s.sendError(sh, c, "bad_request", `missing "op"`)
-		return
-	default:
-		s.sendError(sh, c, "unknown_op", fmt.Sprintf("unknown op %.40q", op.Op))
-		return
-	}
-	var match string
-	if len(op.Match) == 0 || json.Unmarshal(op.Match, &match) != nil || !bus.ValidMatchID(match) {
-		s.sendError(sh, c, "bad_request", `"match" must be 1 to 64 characters of A-Z a-z 0-9 _ -`)
-		return
-	}
-	if op.Op == "unsubscribe" {
+	if op == "unsubscribe" {
 		sh.Unsubscribe(c, match)
 		return
 	}
