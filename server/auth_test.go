@@ -1,0 +1,347 @@
+package server_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gobwas/ws"
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/gorilla/websocket"
+
+	"crease/server"
+	"crease/server/servertest"
+	"crease/shard"
+)
+
+// The security suite: origin allowlist, JWT on the handshake and on subscribe ops, the
+// per-connection op rate limit, and the size limits (subscriptions, frames, headers).
+
+var authSecret = []byte("crease-test-secret")
+
+func authToken(t testing.TB, secret any, method jwt.SigningMethod, claims jwt.MapClaims) string {
+	t.Helper()
+	s, err := jwt.NewWithClaims(method, claims).SignedString(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// authDial dials with gorilla and returns the connection (nil on refusal) and the HTTP
+// status of the handshake answer.
+func authDial(t testing.TB, url string, h http.Header, protocols ...string) (*websocket.Conn, int, *http.Response) {
+	t.Helper()
+	d := *websocket.DefaultDialer
+	d.Subprotocols = protocols
+	d.HandshakeTimeout = 5 * time.Second
+	c, resp, err := d.Dial(url, h)
+	if err != nil {
+		if resp == nil {
+			t.Fatalf("dial %s: %v (no HTTP answer)", url, err)
+		}
+		return nil, resp.StatusCode, resp
+	}
+	t.Cleanup(func() { c.Close() })
+	return c, resp.StatusCode, resp
+}
+
+// authCloseCode reads until the server's close frame and returns its code.
+func authCloseCode(t testing.TB, c *websocket.Conn) (int, []msg) {
+	t.Helper()
+	var seen []msg
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for {
+		_, data, err := c.ReadMessage()
+		if err != nil {
+			if ce, ok := err.(*websocket.CloseError); ok {
+				return ce.Code, seen
+			}
+			t.Fatalf("read: %v (want a close frame)", err)
+		}
+		var m msg
+		_ = json.Unmarshal(data, &m)
+		seen = append(seen, m)
+	}
+}
+
+func TestOriginAllowlist(t *testing.T) {
+	s := servertest.Run(t, server.Options{AllowedOrigins: []string{"https://good.example", "fans.example"}})
+	url := servertest.WSURL(s, "")
+	cases := []struct {
+		origin string // "" sends no Origin header
+		status int
+	}{
+		{"https://good.example", 101},
+		{"HTTPS://GOOD.EXAMPLE", 101},         // origins compare case-insensitively
+		{"https://fans.example:8443", 101},    // a listed bare host allows any scheme and port
+		{"http://fans.example", 101},          //
+		{"", 101},                             // not a browser: allowed
+		{"https://evil.example", 403},         // foreign
+		{"https://good.example.evil.io", 403}, // look-alike suffix
+		{"https://evil.io/good.example", 403}, // look-alike path
+		{"null", 403},                         // sandboxed iframe, file://
+		{"http://good.example", 403},          // listed with a scheme: the scheme counts
+	}
+	for _, tc := range cases {
+		h := http.Header{}
+		if tc.origin != "" {
+			h.Set("Origin", tc.origin)
+		}
+		c, status, _ := authDial(t, url, h)
+		if status != tc.status {
+			t.Errorf("Origin %q: status %d, want %d", tc.origin, status, tc.status)
+			continue
+		}
+		if c != nil {
+			expect(t, c, "hello")
+		}
+	}
+	if got := metricValues(t, s, "crease_handshakes_total")[`result="forbidden_origin"`]; got != 5 {
+		t.Errorf("crease_handshakes_total{result=forbidden_origin} = %v, want 5", got)
+	}
+}
+
+func TestJWTHandshake(t *testing.T) {
+	s := servertest.Run(t, server.Options{JWTSecret: authSecret})
+	hour := time.Now().Add(time.Hour).Unix()
+	valid := authToken(t, authSecret, jwt.SigningMethodHS256, jwt.MapClaims{"exp": hour, "sub": "fan"})
+	cases := []struct {
+		name  string
+		token string
+	}{
+		{"missing", ""},
+		{"bad signature", authToken(t, []byte("another-secret"), jwt.SigningMethodHS256, jwt.MapClaims{"exp": hour})},
+		{"expired", authToken(t, authSecret, jwt.SigningMethodHS256, jwt.MapClaims{"exp": time.Now().Add(-time.Minute).Unix()})},
+		{"no exp", authToken(t, authSecret, jwt.SigningMethodHS256, jwt.MapClaims{"sub": "fan"})},
+		{"not before in the future", authToken(t, authSecret, jwt.SigningMethodHS256, jwt.MapClaims{"exp": hour, "nbf": time.Now().Add(time.Hour).Unix()})},
+		{"HS512 (only HS256 is accepted)", authToken(t, authSecret, jwt.SigningMethodHS512, jwt.MapClaims{"exp": hour})},
+		{"alg none", authToken(t, jwt.UnsafeAllowNoneSignatureType, jwt.SigningMethodNone, jwt.MapClaims{"exp": hour})},
+		{"tampered payload", valid[:strings.Index(valid, ".")+1] + "eyJleHAiOjQxMDI0NDQ4MDAsInN1YiI6ImFkbWluIn0" + valid[strings.LastIndex(valid, "."):]},
+		{"garbage", "not.a.jwt"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			q := ""
+			if tc.token != "" {
+				q = "token=" + tc.token
+			}
+			if _, status, _ := authDial(t, servertest.WSURL(s, q), nil); status != 401 {
+				t.Fatalf("?token: status %d, want 401", status)
+			}
+			if tc.token != "" {
+				if _, status, _ := authDial(t, servertest.WSURL(s, ""), nil, "bearer."+tc.token); status != 401 {
+					t.Fatalf("subprotocol: status %d, want 401", status)
+				}
+			}
+		})
+	}
+	t.Run("valid in ?token", func(t *testing.T) {
+		c, status, _ := authDial(t, servertest.WSURL(s, "token="+valid), nil)
+		if status != 101 {
+			t.Fatalf("status %d", status)
+		}
+		expect(t, c, "hello")
+		send(t, c, `{"op":"subscribe","match":"any"}`)
+		expect(t, c, "subscribed") // no matches claim: any match
+	})
+	t.Run("valid as subprotocol, echoed", func(t *testing.T) {
+		c, status, resp := authDial(t, servertest.WSURL(s, ""), nil, "crease.v1", "bearer."+valid)
+		if status != 101 {
+			t.Fatalf("status %d", status)
+		}
+		if got := resp.Header.Get("Sec-WebSocket-Protocol"); got != "bearer."+valid || c.Subprotocol() != "bearer."+valid {
+			t.Fatalf("selected protocol %q, want the bearer one", got)
+		}
+		expect(t, c, "hello")
+	})
+	if got := metricValues(t, s, "crease_handshakes_total")[`result="unauthorized"`]; got < float64(2*len(cases)-1) {
+		t.Errorf("crease_handshakes_total{result=unauthorized} = %v, want %d", got, 2*len(cases)-1)
+	}
+}
+
+func TestJWTMatchesClaim(t *testing.T) {
+	s := servertest.Run(t, server.Options{JWTSecret: authSecret})
+	tok := authToken(t, authSecret, jwt.SigningMethodHS256, jwt.MapClaims{
+		"exp": time.Now().Add(time.Hour).Unix(), "matches": []string{"m1", "m2"}})
+
+	// ?match outside the claim: refused before the upgrade.
+	for _, q := range []string{"match=m3", "match=m1,m3"} {
+		if _, status, _ := authDial(t, servertest.WSURL(s, q+"&token="+tok), nil); status != 401 {
+			t.Errorf("%s: status %d, want 401", q, status)
+		}
+	}
+	// Inside it: subscribed at connect time and by op.
+	c, status, _ := authDial(t, servertest.WSURL(s, "match=m1&token="+tok), nil)
+	if status != 101 {
+		t.Fatalf("status %d", status)
+	}
+	expect(t, c, "hello")
+	if m := expect(t, c, "subscribed"); m.Match != "m1" {
+		t.Fatalf("subscribed %+v", m)
+	}
+	send(t, c, `{"op":"subscribe","match":"m2"}`)
+	if m := expect(t, c, "subscribed"); m.Match != "m2" {
+		t.Fatalf("subscribed %+v", m)
+	}
+	// A subscribe op outside the claim closes with 1008.
+	send(t, c, `{"op":"subscribe","match":"m3"}`)
+	if code, seen := authCloseCode(t, c); code != 1008 {
+		t.Fatalf("close %d after %+v, want 1008", code, seen)
+	}
+
+	// The same through the subprotocol token.
+	c, status, _ = authDial(t, servertest.WSURL(s, ""), nil, "bearer."+tok)
+	if status != 101 {
+		t.Fatalf("status %d", status)
+	}
+	expect(t, c, "hello")
+	send(t, c, `{"op":"subscribe","match":"nope"}`)
+	if code, _ := authCloseCode(t, c); code != 1008 {
+		t.Fatalf("subprotocol token: close %d, want 1008", code)
+	}
+
+	// An empty matches claim allows no match at all.
+	none := authToken(t, authSecret, jwt.SigningMethodHS256, jwt.MapClaims{"exp": time.Now().Add(time.Hour).Unix(), "matches": []string{}})
+	c, _, _ = authDial(t, servertest.WSURL(s, "token="+none), nil)
+	expect(t, c, "hello")
+	send(t, c, `{"op":"subscribe","match":"m1"}`)
+	if code, _ := authCloseCode(t, c); code != 1008 {
+		t.Fatalf("empty claim: close %d, want 1008", code)
+	}
+}
+
+func TestOpRateLimit(t *testing.T) {
+	const rate = 5
+	s := servertest.Run(t, server.Options{Shard: shard.Options{OpsPerSecond: rate}})
+
+	// Slightly over the rate: refused with `error` rate_limited, the connection stays.
+	c := dial(t, s, "")
+	expect(t, c, "hello")
+	waitSecondStart()
+	for range rate + 2 {
+		send(t, c, `{"op":"subscribe","match":"m1"}`)
+	}
+	var ok, limited int
+	for range rate + 2 {
+		m, data := read(t, c)
+		switch {
+		case m.Type == "subscribed":
+			ok++
+		case m.Type == "error" && m.Code == "rate_limited":
+			limited++
+		default:
+			t.Fatalf("unexpected %s", data)
+		}
+	}
+	if ok != rate || limited != 2 {
+		t.Fatalf("%d subscribed, %d rate_limited; want %d and 2", ok, limited, rate)
+	}
+	time.Sleep(1100 * time.Millisecond) // a new second: the budget is back
+	send(t, c, `{"op":"subscribe","match":"m1"}`)
+	expect(t, c, "subscribed")
+
+	// Far over the rate (a flood): rate_limited first, then closed with 1008.
+	f := dial(t, s, "")
+	expect(t, f, "hello")
+	for range 8 * rate {
+		if err := f.WriteMessage(websocket.TextMessage, []byte(`{"op":"unsubscribe","match":"x"}`)); err != nil {
+			break // closed under us: fine, the close code is read below
+		}
+	}
+	code, seen := authCloseCode(t, f)
+	if code != 1008 {
+		t.Fatalf("flood: close %d, want 1008", code)
+	}
+	limited = 0
+	for _, m := range seen {
+		if m.Type == "error" && m.Code == "rate_limited" {
+			limited++
+		}
+	}
+	if limited == 0 {
+		t.Fatalf("flood: no rate_limited error before the close: %+v", seen)
+	}
+	if got := metricValues(t, s, "crease_disconnects_total")[`reason="policy"`]; got != 1 {
+		t.Errorf("disconnects{policy} = %v, want 1", got)
+	}
+}
+
+// waitSecondStart sleeps to just after a wall-clock second starts, so that a burst of a
+// few ops falls in one rate-limit window.
+func waitSecondStart() {
+	now := time.Now()
+	time.Sleep(now.Truncate(time.Second).Add(time.Second + 20*time.Millisecond).Sub(now))
+}
+
+func TestSizeLimits(t *testing.T) {
+	s := servertest.Run(t, server.Options{Shard: shard.Options{MaxSubscriptions: 3}})
+
+	t.Run("subscriptions via ?match", func(t *testing.T) {
+		c := dial(t, s, "match=a,b,c,d")
+		expect(t, c, "hello")
+		var subs, refused int
+		for range 4 {
+			m, data := read(t, c)
+			switch {
+			case m.Type == "subscribed":
+				subs++
+			case m.Type == "error" && m.Code == "too_many_subscriptions":
+				refused++
+			default:
+				t.Fatalf("unexpected %s", data)
+			}
+		}
+		if subs != 3 || refused != 1 {
+			t.Fatalf("%d subscribed, %d refused; want 3 and 1", subs, refused)
+		}
+		send(t, c, `{"op":"subscribe","match":"a"}`) // still usable; a repeat counts once
+		expect(t, c, "subscribed")
+	})
+	t.Run("frame of exactly 4 KiB is read, 4 KiB + 1 closes 1009", func(t *testing.T) {
+		c := rawUpgrade(t, s, "/ws")
+		payload := []byte(`{"op":"subscribe","match":"m1","pad":"` + strings.Repeat("p", 4096-len(`{"op":"subscribe","match":"m1","pad":""}`)) + `"}`)
+		if len(payload) != 4096 {
+			t.Fatalf("payload %d bytes", len(payload))
+		}
+		writeClientFrame(t, c, true, ws.OpText, payload, true, 0)
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		for {
+			f, err := ws.ReadFrame(c.br)
+			if err != nil {
+				t.Fatalf("4 KiB frame: %v", err)
+			}
+			if f.Header.OpCode == ws.OpText && strings.Contains(string(f.Payload), `"subscribed"`) {
+				break
+			}
+		}
+		writeClientFrame(t, c, true, ws.OpText, append(payload, ' '), true, 0)
+		if code := readUntilClose(t, c, 5*time.Second); code != 1009 {
+			t.Fatalf("4 KiB + 1: close %d, want 1009", code)
+		}
+	})
+	t.Run("header block over 8 KiB is 431, under it upgrades", func(t *testing.T) {
+		for _, tc := range []struct {
+			cookie int
+			status int
+		}{{7 << 10, 101}, {9 << 10, 431}, {64 << 10, 431}} {
+			c := rawDial(t, s)
+			req := fmt.Sprintf("GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+				"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nCookie: c=%s\r\n\r\n",
+				strings.Repeat("a", tc.cookie))
+			go func() { _, _ = io.WriteString(c, req) }()
+			_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			resp, err := http.ReadResponse(c.br, nil)
+			if err != nil {
+				t.Fatalf("cookie %d: no answer: %v", tc.cookie, err)
+			}
+			if resp.StatusCode != tc.status {
+				t.Fatalf("cookie of %d bytes: status %d, want %d", tc.cookie, resp.StatusCode, tc.status)
+			}
+		}
+	})
+}
