@@ -34,3 +34,19 @@ bench: build
 # A CI-sized smoke run of the harness: checks it works, asserts nothing about speed.
 bench-quick: build
 	cd bench && go run ./cmd/harness -quick --crease-bin ../bin/crease
+
+# Every fuzz target of the root module (bench/ is its own module), each for FUZZTIME.
+# Seed corpora live in each package's testdata/fuzz/; a crasher found here is written
+# there by go test and becomes a regression test of the next plain `go test`.
+fuzz:
+	@set -e; for f in $$(grep -rl --include='*_test.go' '^func Fuzz' . | grep -v '^\./bench/' | sort); do \
+		dir=$$(dirname $$f); \
+		for name in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' $$f); do \
+			echo "== $$dir $$name for $(FUZZTIME)"; \
+			$(GO) test -run='^$$' -fuzz="^$$name$$" -fuzztime=$(FUZZTIME) -fuzzminimizetime=2s $$dir; \
+		done; \
+	done
+
+# The long versions of the fault tests of server/faults (more clients, longer replays).
+soak:
+	CREASE_SOAK=1 $(GO) test -race -count=1 -timeout 60m -v -run . ./server/faults/
