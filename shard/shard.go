@@ -25,6 +25,10 @@ const (
 	DefaultHandshakeTimeout = 5 * time.Second
 	DefaultOpsPerSecond     = 20
 	DefaultFlushSlice       = 500 * time.Microsecond
+	// DefaultSendBuffer is SO_SNDBUF for accepted sockets (the kernel doubles it for
+	// its bookkeeping): room for a burst of small frames, small enough that a stalled
+	// peer shows up as blocked to the OutboundBudget quickly.
+	DefaultSendBuffer = 64 << 10
 
 	minFreeQueues = 64
 )
@@ -36,7 +40,7 @@ var (
 	ErrHeartbeat  = errors.New("shard: heartbeat must be between 1s and 3h")
 	ErrMaxSubs    = errors.New("shard: max subscriptions must be at least 1")
 	ErrInboxBytes = errors.New("shard: inbox bytes must be at least 64 KiB")
-	ErrSendBuffer = errors.New("shard: send buffer must be >= 0")
+	ErrSendBuffer = errors.New("shard: send buffer must be > 0, or -1 for the kernel's autotuning")
 )
 
 // Options configures every shard of a gateway. Zero fields take the defaults.
@@ -56,9 +60,10 @@ type Options struct {
 	// else waits (reads, probes, ticks), so the loop's lag stays near one slice.
 	FlushSlice time.Duration
 	// SendBuffer is the kernel send buffer (SO_SNDBUF) the server sets on each accepted
-	// socket; 0 leaves the kernel's autotuning. The Budget bounds only what the gateway
-	// holds: with autotuning (tcp_wmem up to 4 MiB here) a socket whose peer stopped
-	// reading takes ~2.8 MB of kernel memory before the gateway sees it blocked at all.
+	// socket (0: DefaultSendBuffer; -1 leaves the kernel's autotuning). The Budget
+	// bounds only what the gateway holds: with autotuning (tcp_wmem up to 4 MiB here) a
+	// socket whose peer stopped reading takes ~2.8 MB of kernel memory before the
+	// gateway sees it blocked at all, so 15,000 stalled clients could pin 40 GB.
 	SendBuffer int
 }
 
@@ -94,6 +99,9 @@ func (o Options) WithDefaults() (Options, error) {
 	if o.OpsPerSecond == 0 {
 		o.OpsPerSecond = DefaultOpsPerSecond
 	}
+	if o.SendBuffer == 0 {
+		o.SendBuffer = DefaultSendBuffer
+	}
 	if o.FlushSlice == 0 {
 		o.FlushSlice = DefaultFlushSlice
 	}
@@ -108,7 +116,7 @@ func (o Options) WithDefaults() (Options, error) {
 		return o, ErrMaxSubs
 	case o.InboxBytes < 64<<10:
 		return o, ErrInboxBytes
-	case o.SendBuffer < 0:
+	case o.SendBuffer < -1:
 		return o, ErrSendBuffer
 	}
 	return o, nil

@@ -30,6 +30,7 @@ type gatewayFlags struct {
 	node             string
 	publicWSURL      string
 	budget           int
+	sendBuffer       int
 	stallLimit       time.Duration
 	cutLimit         time.Duration
 	maxSubs          int
@@ -54,6 +55,7 @@ func (g *gatewayFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&g.node, "node", "", "gateway name sent in hello; default the host name")
 	fs.StringVar(&g.publicWSURL, "public-ws-url", "", "WebSocket URL the page is told (behind a load balancer); default same host, WebSocket port")
 	fs.IntVar(&g.budget, "budget", shard.DefaultBudget, "per-connection outbound budget in bytes (crease's queue + gnet's buffer)")
+	fs.IntVar(&g.sendBuffer, "send-buffer", shard.DefaultSendBuffer, "SO_SNDBUF of each connection in bytes; -1 keeps the kernel's autotuning (up to tcp_wmem max, MBs per stalled peer)")
 	fs.DurationVar(&g.stallLimit, "stall-limit", shard.DefaultStallLimit, "a connection whose socket stays full this long has its deltas replaced by resync")
 	fs.DurationVar(&g.cutLimit, "cut-limit", shard.DefaultCutLimit, "a connection whose socket stays full this long is closed with 4008")
 	fs.IntVar(&g.maxSubs, "max-subscriptions", shard.DefaultMaxSubscriptions, "subscriptions per connection")
@@ -91,6 +93,7 @@ func (g *gatewayFlags) options(log *slog.Logger, b bus.Bus, reg *prometheus.Regi
 		Pprof:          g.pprof,
 		Shard: shard.Options{
 			Budget:           g.budget,
+			SendBuffer:       g.sendBuffer,
 			StallLimit:       g.stallLimit,
 			CutLimit:         g.cutLimit,
 			MaxSubscriptions: g.maxSubs,
