@@ -99,9 +99,9 @@ func TestFlappingLinks(t *testing.T) {
 	freshClient(t, gw, final)
 }
 
-// Airplane mode: with a 1 s heartbeat, every client link goes silent (the timeout toxic
-// with no timeout: bytes vanish both ways, nothing is closed) for 5 s, longer than the 3
-// heartbeats after which each side gives up; then the network comes back. The gateway
+// Airplane mode: with a 1 s heartbeat, every client link goes silent (the blackhole
+// toxic: bytes and closes vanish both ways) for 5 s, longer than the 3 heartbeats after
+// which each side gives up; then the network comes back. The gateway
 // must close the silent connections by itself (idle_timeout), the clients must notice
 // the dead link by the missing pings, reconnect once the network is back and rebuild the
 // state without loss.
@@ -127,7 +127,7 @@ func TestAirplaneMode(t *testing.T) {
 		})
 		idleBefore := metric(t, gw, "crease_disconnects_total", `reason="idle_timeout"`)
 		time.Sleep(time.Second)
-		n.both("air", "timeout", map[string]any{"timeout": 0})
+		n.both("air", "blackhole", nil)
 		time.Sleep(5 * time.Second)
 		// By now the gateway heard nothing for over 3 heartbeats from each of them.
 		if got := metric(t, gw, "crease_disconnects_total", `reason="idle_timeout"`) - idleBefore; got < float64(len(clients)) {

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/Shopify/toxiproxy/v2"
+	"github.com/Shopify/toxiproxy/v2/toxics"
 	"github.com/gorilla/websocket"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
@@ -31,6 +32,7 @@ import (
 func TestMain(m *testing.M) {
 	// Some toxics log through zerolog's global logger.
 	zerolog.SetGlobalLevel(zerolog.Disabled)
+	toxics.Register("blackhole", new(blackhole))
 	os.Exit(m.Run())
 }
 
@@ -46,6 +48,42 @@ func pick[T any](short, long T) T {
 }
 
 // ---- toxiproxy as a library ----
+
+// blackhole is a toxic for a network that is gone (airplane mode, a tunnel): bytes vanish
+// and so does a close. toxiproxy's own timeout toxic drops bytes but passes the close
+// on at once, so one side's giving up reached the other as a FIN, which no real outage
+// does. When the blackhole is removed (the network is back) a swallowed close is passed
+// on, as the RST the peer would answer the next packet with.
+type blackhole struct{}
+
+type blackholeState struct{ eof bool }
+
+func (*blackhole) NewState() any { return new(blackholeState) }
+
+func (*blackhole) Pipe(stub *toxics.ToxicStub) {
+	st := stub.State.(*blackholeState)
+	in := stub.Input
+	if st.eof {
+		in = nil
+	}
+	for {
+		select {
+		case <-stub.Interrupt:
+			return
+		case c := <-in:
+			if c == nil {
+				st.eof = true
+				in = nil // swallowed: block on nothing until removed
+			}
+		}
+	}
+}
+
+func (*blackhole) Cleanup(stub *toxics.ToxicStub) {
+	if stub.State.(*blackholeState).eof {
+		stub.Close()
+	}
+}
 
 // proxy is one in-process toxiproxy listening on a free loopback port.
 type proxy struct {
