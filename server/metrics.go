@@ -5,6 +5,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"crease/bus"
 	"crease/shard"
 )
 
@@ -87,6 +88,25 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	for _, k := range []string{"delta", "event"} {
 		m.busMessages.WithLabelValues(k)
+	}
+	// Series a dashboard or an alert rates over exist from the start at 0: a counter
+	// vector without children exports nothing, and rate() of an absent series is no
+	// data rather than 0.
+	for _, r := range []string{"ok", "overloaded", "over_capacity", "draining"} {
+		m.handshakes.WithLabelValues(r)
+	}
+	for _, r := range []bus.ResyncReason{bus.ReasonSlow, bus.ReasonGap, bus.ReasonShed, bus.ReasonBus} {
+		m.resyncs.WithLabelValues(string(r))
+		m.busLost.WithLabelValues(string(r))
+	}
+	m.busLost.WithLabelValues("duplicate")
+	for _, p := range []bus.Prio{bus.PrioHigh, bus.PrioNormal, bus.PrioLow} {
+		for _, r := range []string{"budget", "shed", "inbox_full"} {
+			m.dropped.WithLabelValues(p.String(), r)
+		}
+	}
+	for _, e := range []string{"EMFILE", "ENFILE"} {
+		m.acceptErrors.WithLabelValues(e)
 	}
 	return m, nil
 }
