@@ -92,7 +92,10 @@ func (s *Server) acceptLoop() {
 			case refusals <- struct{}{}:
 				go func() { defer func() { <-refusals }(); refuseHTTP(nc) }()
 			default:
-				nc.Close()
+				// Every worker is busy (a storm): answer here, without waiting for
+				// the request. A bare close would reset a connection whose request
+				// already arrived, and the client would see no 503 at all.
+				refuseNow(nc)
 			}
 			continue
 		}
@@ -196,12 +199,39 @@ func refuseHTTP(nc net.Conn) {
 	}
 }
 
-// refuseNow answers 503 without reading: used when descriptors are exhausted and no
-// goroutine should wait on the connection.
+// refuseNow answers 503 without waiting for the request: used on the accept loop when
+// descriptors are exhausted or every refusal worker is busy. What already arrived of
+// the request is read first (without blocking), so that the close sends a FIN behind
+// the answer instead of a reset, which makes the client's kernel drop the answer
+// unread.
 func refuseNow(nc net.Conn) {
+	discardArrived(nc)
 	_ = nc.SetDeadline(time.Now().Add(50 * time.Millisecond))
 	_, _ = nc.Write(busyResponse())
+	discardArrived(nc)
 	nc.Close()
+}
+
+// discardArrived reads and drops whatever the peer has sent so far, never waiting.
+func discardArrived(nc net.Conn) {
+	sc, ok := nc.(syscall.Conn)
+	if !ok {
+		return
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return
+	}
+	var buf [2048]byte
+	_ = rc.Read(func(fd uintptr) bool {
+		for range 4 {
+			n, _, err := syscall.Recvfrom(int(fd), buf[:], syscall.MSG_DONTWAIT)
+			if err != nil || n < len(buf) {
+				break
+			}
+		}
+		return true // done, whether or not anything was there
+	})
 }
 
 func containsCRLFCRLF(b []byte) bool {

@@ -1,0 +1,211 @@
+package ops_test
+
+import (
+	"fmt"
+	"net/http"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"crease/bus"
+	"crease/server"
+	"crease/server/servertest"
+)
+
+// TestAdmissionStorm fires 3,000 simultaneous handshakes at a gateway admitting 500/s
+// (burst 500) while 20 subscribed clients receive deltas published at 20/s. The excess
+// is refused with 503 and Retry-After 1-5 (and counted as overloaded), about burst +
+// rate × duration are admitted, and the subscribers get every delta in order without a
+// stall.
+func TestAdmissionStorm(t *testing.T) {
+	const (
+		storm       = 3000
+		subscribers = 20
+		rate, burst = 500, 500
+	)
+	b := bus.NewEmbedded()
+	s := servertest.Run(t, server.Options{Bus: b, Loops: 2, HandshakeRate: rate, HandshakeBurst: burst})
+	addr := s.WSAddr().String()
+
+	subs := make([]*wsConn, subscribers)
+	for i := range subs {
+		c, resp, err := dialWS(addr, "/ws?match=live", nil, "")
+		if err != nil || c == nil {
+			t.Fatalf("subscriber %d: %v %v", i, resp, err)
+		}
+		t.Cleanup(func() { c.Close() })
+		c.expect(t, "hello")
+		c.expect(t, "subscribed")
+		subs[i] = c
+	}
+	time.Sleep(100 * time.Millisecond) // the bucket refills the 20 tokens
+
+	// Subscribers: every delta in order, and the longest silence between two.
+	p := newPublisher(b)
+	stop := make(chan struct{})
+	var pubWG, subWG sync.WaitGroup
+	pubWG.Add(1)
+	go func() {
+		defer pubWG.Done()
+		tk := time.NewTicker(50 * time.Millisecond)
+		defer tk.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tk.C:
+				if err := p.delta("live", "normal"); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}
+	}()
+	type subResult struct {
+		last    uint64
+		longest time.Duration
+		err     error
+	}
+	subRes := make([]subResult, subscribers)
+	for i, c := range subs {
+		subWG.Add(1)
+		go func() {
+			defer subWG.Done()
+			r := &subRes[i]
+			prev := time.Now()
+			for {
+				f, err := c.next(time.Now().Add(3 * time.Second))
+				if err != nil {
+					select {
+					case <-stop:
+					default:
+						r.err = err
+					}
+					return
+				}
+				if f.Type != "delta" {
+					r.err = fmt.Errorf("unexpected %s", f.Raw)
+					return
+				}
+				if r.last != 0 && f.Seq != r.last+1 {
+					r.err = fmt.Errorf("seq %d after %d", f.Seq, r.last)
+					return
+				}
+				now := time.Now()
+				if r.last != 0 {
+					r.longest = max(r.longest, now.Sub(prev))
+				}
+				r.last, prev = f.Seq, now
+			}
+		}()
+	}
+	time.Sleep(300 * time.Millisecond)
+
+	// The storm.
+	type outcome struct {
+		upgraded   bool
+		status     int
+		retryAfter string
+		err        error
+	}
+	outs := make([]outcome, storm)
+	var ready, done sync.WaitGroup
+	gate := make(chan struct{})
+	ready.Add(storm)
+	done.Add(storm)
+	var upgradedMu sync.Mutex
+	var upgraded []*wsConn
+	for i := range storm {
+		go func() {
+			defer done.Done()
+			ready.Done()
+			<-gate
+			c, resp, err := dialWS(addr, "/ws", nil, "")
+			o := &outs[i]
+			switch {
+			case err != nil:
+				o.err = err
+			case c != nil:
+				o.upgraded = true
+				upgradedMu.Lock()
+				upgraded = append(upgraded, c)
+				upgradedMu.Unlock()
+			default:
+				o.status, o.retryAfter = resp.StatusCode, resp.Header.Get("Retry-After")
+			}
+		}()
+	}
+	ready.Wait()
+	begin := time.Now()
+	close(gate)
+	done.Wait()
+	elapsed := time.Since(begin)
+	t.Cleanup(func() {
+		for _, c := range upgraded {
+			c.Close()
+		}
+	})
+	time.Sleep(300 * time.Millisecond) // deltas keep flowing after the storm
+	close(stop)
+	pubWG.Wait()
+	subWG.Wait()
+
+	var ok, refused, closed int
+	retry := map[string]int{}
+	var firstErr error
+	for _, o := range outs {
+		switch {
+		case o.upgraded:
+			ok++
+		case o.err != nil:
+			closed++
+			if firstErr == nil {
+				firstErr = o.err
+			}
+		case o.status == http.StatusServiceUnavailable:
+			refused++
+			retry[o.retryAfter]++
+			if ra, err := strconv.Atoi(o.retryAfter); err != nil || ra < 1 || ra > 5 {
+				t.Errorf("503 with Retry-After %q", o.retryAfter)
+			}
+		default:
+			t.Errorf("storm handshake answered %d", o.status)
+		}
+	}
+	m := scrape(t, s)
+	overloaded := m[`crease_handshakes_total{result="overloaded"}`]
+	t.Logf("storm of %d in %v: %d upgraded, %d refused 503 (Retry-After %v), %d cut without an answer (%v); overloaded counter %v",
+		storm, elapsed.Round(time.Millisecond), ok, refused, retry, closed, firstErr, overloaded)
+	maxOK := burst + int(rate*elapsed.Seconds()) + 20
+	if ok < burst || ok > maxOK {
+		t.Errorf("%d upgraded, want %d..%d (burst + rate × %v)", ok, burst, maxOK, elapsed)
+	}
+	if closed > 0 {
+		t.Errorf("%d refused handshakes got no 503 (first: %v)", closed, firstErr)
+	}
+	if int(overloaded) != storm-ok {
+		t.Errorf("crease_handshakes_total{result=\"overloaded\"} = %v, want %d", overloaded, storm-ok)
+	}
+	if len(retry) < 3 {
+		t.Errorf("Retry-After not spread: %v", retry)
+	}
+	for i, r := range subRes {
+		if r.err != nil {
+			t.Errorf("subscriber %d: %v", i, r.err)
+		}
+		if r.last < p.seq["live"]-2 {
+			t.Errorf("subscriber %d: last seq %d of %d", i, r.last, p.seq["live"])
+		}
+		// The storm's clients run in this process: on a loaded machine the whole
+		// process can be starved for about as long as the storm lasts.
+		if r.longest > max(time.Second, elapsed) {
+			t.Errorf("subscriber %d: %v without a delta during a %v storm (published every 50 ms)", i, r.longest, elapsed)
+		}
+	}
+	var longest time.Duration
+	for _, r := range subRes {
+		longest = max(longest, r.longest)
+	}
+	t.Logf("subscribers: %d deltas each, longest silence %v", p.seq["live"], longest)
+}
