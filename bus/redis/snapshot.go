@@ -19,7 +19,11 @@ import (
 // snapCache serves GET /v1/matches/{id} without a Redis GET per request. An entry is
 // kept only for a match this gateway is subscribed to, where the deliverer knows the
 // newest seq (seen): the cached snapshot is served while its seq equals seen. Any other
-// request joins the running fetch of its match, or starts one.
+// request joins the running fetch of its match, or starts one. A match this gateway is
+// not subscribed to (its clients' WebSockets are elsewhere, or a page lists it) is cached
+// for untrackedTTL: nobody here can tell whether it is current, and a client given a
+// snapshot that old recovers by the client algorithm (buffered deltas newer than it are
+// applied; a hole is a resync), while a burst of readers costs one GET per TTL.
 type snapCache struct {
 	mu      sync.Mutex
 	entries map[string]*snapEntry
@@ -32,7 +36,11 @@ type snapEntry struct {
 	gen     uint64 // bumped by every delivered delta and every loss
 	snap    *bus.Snapshot
 	call    *snapCall // running fetch
+	fetched time.Time // when snap was read (untracked entries)
 }
+
+// untrackedTTL is how long a snapshot of a match nobody here subscribes to is reused.
+const untrackedTTL = 250 * time.Millisecond
 
 type snapCall struct {
 	done chan struct{}
@@ -100,7 +108,7 @@ func (b *Bus) Snapshot(ctx context.Context, match string) (bus.Snapshot, error) 
 	sc := b.snaps
 	sc.mu.Lock()
 	e := sc.entries[match]
-	if e != nil && e.snap != nil && e.seen == e.snap.Seq {
+	if e != nil && e.snap != nil && (e.tracked && e.seen == e.snap.Seq || !e.tracked && time.Since(e.fetched) < untrackedTTL) {
 		s := *e.snap
 		sc.mu.Unlock()
 		b.m.snapshots.WithLabelValues("hit").Inc()
@@ -151,7 +159,12 @@ func (b *Bus) Snapshot(ctx context.Context, match string) (bus.Snapshot, error) 
 		}
 	}
 	if !e.tracked {
-		delete(sc.entries, match)
+		if call.err == nil {
+			s := call.snap
+			e.snap, e.fetched = &s, time.Now()
+		} else {
+			delete(sc.entries, match)
+		}
 	}
 	sc.mu.Unlock()
 	close(call.done)
