@@ -37,6 +37,7 @@ var (
 	ErrNoBus        = errors.New("server: Options.Bus is required")
 	ErrLoops        = errors.New("server: loops must be between 1 and 64")
 	ErrDrainWindow  = errors.New("server: drain window must be > 0")
+	ErrDrainGrace   = errors.New("server: drain grace must not be negative")
 	ErrHandshakeCap = errors.New("server: handshake rate and burst must be > 0")
 	ErrMaxConns     = errors.New("server: max connections must be > 0")
 )
@@ -129,6 +130,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.DrainGrace == 0 {
 		o.DrainGrace = DefaultDrainGrace
+	}
+	if o.DrainGrace < 0 {
+		return o, ErrDrainGrace
 	}
 	if o.TickInterval == 0 {
 		o.TickInterval = DefaultTickInterval

@@ -33,6 +33,9 @@ func runDemo(ctx context.Context, args []string) error {
 	if *sims < 0 {
 		return errors.New("crease demo: --sim must be ≥ 0")
 	}
+	if err := g.validate(); err != nil {
+		return fmt.Errorf("crease demo: %w", err)
+	}
 	log, err := g.log.logger(os.Stderr)
 	if err != nil {
 		return err

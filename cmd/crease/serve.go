@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -104,6 +105,20 @@ func (g *gatewayFlags) options(log *slog.Logger, b bus.Bus, reg *prometheus.Regi
 	}
 }
 
+// validate refuses the negative durations that the server and shard options would
+// otherwise take silently (zero means the default there, a negative value is a typo).
+func (g *gatewayFlags) validate() error {
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"handshake-timeout", g.handshakeTimeout}, {"shed-lag", g.shedLag}, {"drain-grace", g.drainGrace}} {
+		if d.v < 0 {
+			return fmt.Errorf("--%s must not be negative (got %v)", d.name, d.v)
+		}
+	}
+	return nil
+}
+
 func newRegistry() *prometheus.Registry {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -140,14 +155,24 @@ handshakes get 503, every connection gets reconnect{after_ms} spread over the dr
 window and is closed with 1012 at that time; a second signal closes everything at once
 (1001).`
 
-func runServe(ctx context.Context, args []string) error {
+func runServe(ctx context.Context, args []string) error { return runServeWith(ctx, args, nil) }
+
+// runServeWith is runServe with the usage and flag errors written to usageOut (nil:
+// stderr).
+func runServeWith(ctx context.Context, args []string, usageOut io.Writer) error {
 	cmd := newCommand("serve", serveUsage)
+	if usageOut != nil {
+		cmd.fs.SetOutput(usageOut)
+	}
 	var g gatewayFlags
 	var r redisFlags
 	g.register(cmd.fs)
 	r.register(cmd.fs)
 	if err := cmd.parse(args); err != nil {
 		return err
+	}
+	if err := g.validate(); err != nil {
+		return fmt.Errorf("crease serve: %w", err)
 	}
 	log, err := g.log.logger(os.Stderr)
 	if err != nil {

@@ -1,0 +1,311 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gobwas/ws"
+)
+
+var (
+	buildOnce sync.Once
+	builtBin  string
+	buildErr  error
+	buildDir  string
+)
+
+// TestMain removes the binary built for the subprocess tests.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if buildDir != "" {
+		os.RemoveAll(buildDir)
+	}
+	os.Exit(code)
+}
+
+// creaseBin builds the crease binary once per test run (go build to a temp dir).
+func creaseBin(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		buildDir, buildErr = os.MkdirTemp("", "crease-bin-")
+		if buildErr != nil {
+			return
+		}
+		builtBin = filepath.Join(buildDir, "crease")
+		out, err := exec.Command("go", "build", "-o", builtBin, ".").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return builtBin
+}
+
+func freeAddr(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// proc is a crease child process.
+type proc struct {
+	cmd      *exec.Cmd
+	ws, http string
+	out      *syncBuffer
+	exited   chan struct{}
+	exitErr  error
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// startCrease runs `[prefix...] crease args... --ws-addr --http-addr` and waits until its
+// HTTP listener answers /healthz.
+func startCrease(t *testing.T, prefix []string, args ...string) *proc {
+	t.Helper()
+	p := &proc{ws: freeAddr(t), http: freeAddr(t), out: &syncBuffer{}, exited: make(chan struct{})}
+	argv := append(append(append([]string{}, prefix...), creaseBin(t)), args...)
+	argv = append(argv, "--ws-addr", p.ws, "--http-addr", p.http)
+	p.cmd = exec.Command(argv[0], argv[1:]...)
+	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	p.cmd.Env = os.Environ()
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.exitErr = p.cmd.Wait(); close(p.exited) }()
+	t.Cleanup(func() {
+		select {
+		case <-p.exited:
+		default:
+			_ = p.cmd.Process.Kill()
+			<-p.exited
+		}
+		if t.Failed() {
+			out := p.out.String()
+			if len(out) > 4000 {
+				out = "..." + out[len(out)-4000:]
+			}
+			t.Logf("crease output:\n%s", out)
+		}
+	})
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		resp, err := http.Get("http://" + p.http + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			return p
+		}
+		select {
+		case <-p.exited:
+			t.Fatalf("crease exited at start: %v\n%s", p.exitErr, p.out.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("crease not answering: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func (p *proc) signal(t testing.TB, sig syscall.Signal) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitExit waits for the process to exit and returns how long that took.
+func (p *proc) waitExit(t testing.TB, within time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	select {
+	case <-p.exited:
+	case <-time.After(within):
+		t.Fatalf("crease did not exit within %v", within)
+	}
+	if p.exitErr != nil {
+		t.Errorf("crease exited with %v", p.exitErr)
+	}
+	return time.Since(start)
+}
+
+// cpuTicks is utime + stime of pid in clock ticks (1/100 s).
+func cpuTicks(t testing.TB, pid int) int {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	u, _ := strconv.Atoi(f[11])
+	k, _ := strconv.Atoi(f[12])
+	return u + k
+}
+
+func openFDs(pid int) int {
+	ents, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	return len(ents)
+}
+
+// ---- a raw WebSocket client that checks every frame ----
+
+const upgradeReq = "GET %s HTTP/1.1\r\nHost: crease\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+	"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+
+type wsConn struct {
+	net.Conn
+	br *bufio.Reader
+}
+
+// dialWS upgrades; a non-101 answer comes back as resp with a nil conn.
+func dialWS(addr, path string) (*wsConn, *http.Response, error) {
+	nc, err := net.DialTimeout("tcp", addr, 10*time.Second)
+	if err != nil {
+		return nil, nil, err
+	}
+	_ = nc.SetDeadline(time.Now().Add(15 * time.Second))
+	if _, err := fmt.Fprintf(nc, upgradeReq, path); err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	br := bufio.NewReader(nc)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		nc.Close()
+		return nil, resp, nil
+	}
+	_ = nc.SetDeadline(time.Time{})
+	return &wsConn{Conn: nc, br: br}, resp, nil
+}
+
+type frame struct {
+	Close   int
+	Type    string
+	Seq     uint64
+	Node    string
+	AfterMS int64 `json:"after_ms"`
+	Raw     []byte
+}
+
+// next reads one frame; a truncated, masked or fragmented frame, or a text frame that
+// is not a protocol message, is an error.
+func (c *wsConn) next(deadline time.Time) (frame, error) {
+	for {
+		_ = c.SetReadDeadline(deadline)
+		h, err := ws.ReadHeader(c.br)
+		if err != nil {
+			return frame{}, err
+		}
+		if h.Masked || !h.Fin || h.Length > 1<<20 {
+			return frame{}, fmt.Errorf("bad server frame header %+v", h)
+		}
+		p := make([]byte, h.Length)
+		if _, err := io.ReadFull(c.br, p); err != nil {
+			return frame{}, fmt.Errorf("partial frame: %w", err)
+		}
+		switch h.OpCode {
+		case ws.OpPing:
+			continue
+		case ws.OpClose:
+			if len(p) < 2 {
+				return frame{Close: 1005}, nil
+			}
+			return frame{Close: int(p[0])<<8 | int(p[1])}, nil
+		case ws.OpText:
+			f := frame{Raw: p}
+			if err := json.Unmarshal(p, &f); err != nil || f.Type == "" {
+				return frame{}, fmt.Errorf("not a protocol message: %q", p)
+			}
+			return f, nil
+		}
+		return frame{}, fmt.Errorf("unexpected opcode %v", h.OpCode)
+	}
+}
+
+// connectMany opens n clients on path, each past hello (and subscribed, if sub).
+func connectMany(t testing.TB, addr, path string, n int, sub bool) []*wsConn {
+	t.Helper()
+	var out []*wsConn
+	for i := range n {
+		c, resp, err := dialWS(addr, path)
+		if err != nil || c == nil {
+			t.Fatalf("client %d: %v %v", i, resp, err)
+		}
+		t.Cleanup(func() { c.Close() })
+		want := []string{"hello"}
+		if sub {
+			want = append(want, "subscribed")
+		}
+		for _, typ := range want {
+			f, err := c.next(time.Now().Add(10 * time.Second))
+			if err != nil || f.Type != typ {
+				t.Fatalf("client %d: %s %v, want %s", i, f.Raw, err, typ)
+			}
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
+// metricsOf scrapes url with client (which may hold a kept-alive connection) and
+// returns series text → value.
+func metricsOf(t testing.TB, hc *http.Client, url string) map[string]float64 {
+	t.Helper()
+	resp, err := hc.Get(url)
+	if err != nil {
+		t.Fatalf("scrape: %v", err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	out := map[string]float64{}
+	for _, line := range strings.Split(string(body), "\n") {
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		v, _ := strconv.ParseFloat(line[i+1:], 64)
+		out[line[:i]] = v
+	}
+	return out
+}
