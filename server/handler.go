@@ -42,6 +42,9 @@ func (h *handler) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 
 // OnClose runs on the connection's loop after gnet closed it.
 func (h *handler) OnClose(gc gnet.Conn, _ error) gnet.Action {
+	if gc.LocalAddr() != nil && gc.LocalAddr().Network() == "unix" {
+		return gnet.None // the start-up probe: never counted in open
+	}
 	h.s.open.Add(-1)
 	if c, ok := gc.Context().(*shard.Conn); ok {
 		h.s.shardFor(gc.EventLoop()).Closed(c)

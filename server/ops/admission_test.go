@@ -209,3 +209,36 @@ func TestAdmissionStorm(t *testing.T) {
 	}
 	t.Logf("subscribers: %d deltas each, longest silence %v", p.seq["live"], longest)
 }
+
+// TestMaxConnsExact: MaxConns 5 admits exactly five connections; the sixth handshake
+// gets 503 + Retry-After (over_capacity), and a closed connection frees its place.
+func TestMaxConnsExact(t *testing.T) {
+	s := servertest.Run(t, server.Options{Loops: 2, MaxConns: 5})
+	addr := s.WSAddr().String()
+	var conns []*wsConn
+	for i := range 5 {
+		c, resp, err := dialWS(addr, "/ws", nil, "")
+		if err != nil || c == nil {
+			t.Fatalf("connection %d: %v %v", i+1, resp, err)
+		}
+		t.Cleanup(func() { c.Close() })
+		c.expect(t, "hello")
+		conns = append(conns, c)
+	}
+	c, resp, err := dialWS(addr, "/ws", nil, "")
+	if err != nil || c != nil || resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("sixth connection: upgraded=%v %v %v", c != nil, resp, err)
+	}
+	if v := scrape(t, s)[`crease_handshakes_total{result="over_capacity"}`]; v != 1 {
+		t.Fatalf("over_capacity %v, want 1", v)
+	}
+	conns[0].Close()
+	eventually(t, 5*time.Second, "a place freed by a close", func() bool {
+		c, _, err := dialWS(addr, "/ws", nil, "")
+		if err != nil || c == nil {
+			return false
+		}
+		c.Close()
+		return true
+	})
+}
