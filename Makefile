@@ -3,9 +3,9 @@ GO      ?= go
 PKGS    ?= ./...
 FUZZTIME ?= 20s
 
-.PHONY: test deps vet unit jstest build demo bench bench-quick fuzz soak
+.PHONY: test deps vet unit jstest deploycheck build demo bench bench-quick fuzz soak
 
-test: deps vet unit jstest
+test: deps vet unit jstest deploycheck
 
 deps:
 	@bash scripts/ensure-deps.sh
@@ -19,6 +19,11 @@ unit:
 
 jstest:
 	@if [ -d web ] && ls web/*.test.mjs >/dev/null 2>&1; then node --test web/; fi
+
+# The operators' files with the real tools (haproxy -c and a real HAProxy run,
+# systemd-analyze, sysctl keys, dashboard PromQL): loopback only, ~15 s.
+deploycheck:
+	@bash deploy/check.sh
 
 build:
 	$(GO) build -o bin/crease ./cmd/crease
