@@ -13,12 +13,11 @@ import (
 	"crease/ingest"
 )
 
-func needPrlimit(t *testing.T) []string {
+func needPrlimit(t *testing.T) {
 	t.Helper()
 	if _, err := exec.LookPath("prlimit"); err != nil {
 		t.Skip("prlimit (util-linux) not installed")
 	}
-	return nil
 }
 
 // TestEMFILEDoesNotKillTheGateway runs `crease demo` (real matches replaying) under a
