@@ -5,7 +5,7 @@ FUZZTIME ?= 20s
 
 .PHONY: test deps vet unit jstest deploycheck build demo bench bench-quick fuzz soak
 
-test: deps vet unit jstest deploycheck
+test: deps vet unit jstest deploycheck bench-quick
 
 deps:
 	@bash scripts/ensure-deps.sh
