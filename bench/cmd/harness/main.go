@@ -67,6 +67,7 @@ type result struct {
 	hist             *hdrhistogram.Histogram
 	RSSBefore        int64
 	RSSAfter         int64
+	PeakRSS          int64
 	Idle             []idlePoint
 	AllBack          bool
 	AllBackS         float64
@@ -342,6 +343,7 @@ func pickScenarios(list string, conns int, levels []int, quick bool) []scenario 
 		{name: "steady2", title: "Steady, 2 deltas/s to everyone", kind: "delivery", conns: conns, matches: 10, rate: 2, count: max(steadyCount/5, 3)},
 		{name: "burst", title: "Burst: deltas as fast as possible, all on one match", kind: "delivery", conns: conns, matches: 1, count: burst},
 		{name: "skew", title: "Hot-match skew: 80% on one match, the rest over 50 cold ones, 10 deltas/s each", kind: "delivery", conns: conns, matches: 51, hot: 0.8, rate: 10, count: steadyCount / 2},
+		{name: "slow0", title: "Slow-client mix, baseline: nobody stalled, 40 deltas/s", kind: "delivery", conns: conns, matches: 10, rate: 40, count: slowCount},
 		{name: "slow", title: "Slow-client mix: 10% stop reading, 40 deltas/s", kind: "delivery", conns: conns, matches: 10, stall: 0.1, rate: 40, count: slowCount},
 		{name: "storm-fixed", title: "Reconnect storm (server restarted), clients retry after a fixed 100 ms, no jitter", kind: "storm", conns: conns, reconnect: "fixed"},
 		{name: "storm-jitter", title: fmt.Sprintf("Reconnect storm (server restarted), clients spread over %v then back off with full jitter", spread), kind: "storm", conns: conns, reconnect: "jitter", spread: spread},
@@ -549,6 +551,7 @@ func (h *harness) runDelivery(s *serverSpec, sv *server, sc scenario, g *loadgen
 		time.Sleep(poll)
 	}
 	cpu1, rss1 := procStat(sv.pid())
+	r.PeakRSS = peakRSS(sv.pid())
 	r.LoadgenCPU = g.cpu() - lcpu0
 	r.RSSAfter = rss1
 	r.CPU = cpu1 - cpu0

@@ -190,8 +190,8 @@ func (h *harness) writeDelivery(b *strings.Builder, sc scenario) {
 		fmt.Fprintf(b, ", %.0f%% of them stalled (stop reading, tiny SO_RCVBUF; excluded from expected and latency)", sc.stall*100)
 	}
 	fmt.Fprintf(b, "; %d deltas per match, %s. Latency is publish (`ts`) to receive, ms.\n\n", sc.count, rate)
-	fmt.Fprintf(b, "| server | delivered / expected | p50 | p90 | p99 | p99.9 | max | CPU-s | CPU-s per M | × naive | × floor1 | × floor10 | delivered/s | loadgen CPU-s | gaps | dups | resyncs | closes |\n")
-	fmt.Fprintf(b, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(b, "| server | delivered / expected | p50 | p90 | p99 | p99.9 | max | CPU-s | CPU-s per M | × naive | × floor1 | × floor10 | delivered/s | loadgen CPU-s | gaps | dups | resyncs | closes | peak RSS |\n")
+	fmt.Fprintf(b, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	ref := func(name string) float64 {
 		if r := h.find(name, sc.name); r != nil && r.Err == "" {
 			return r.CPUPerM
@@ -204,7 +204,7 @@ func (h *harness) writeDelivery(b *strings.Builder, sc scenario) {
 			continue
 		}
 		if r.Err != "" && r.Delivered == 0 {
-			fmt.Fprintf(b, "| %s | failed: %s |||||||||||||||||\n", s.name, errRow(r))
+			fmt.Fprintf(b, "| %s | failed: %s ||||||||||||||||||\n", s.name, errRow(r))
 			continue
 		}
 		lat := r.Lat
@@ -219,10 +219,10 @@ func (h *harness) writeDelivery(b *strings.Builder, sc scenario) {
 		if r.Wall > 0 {
 			rate = float64(r.Delivered) / r.Wall
 		}
-		fmt.Fprintf(b, "| %s | %d / %d%s | %s | %s | %s | %s | %s | %.2f | %.2f | %s | %s | %s | %.0f | %.2f | %d | %d | %s | %s |\n",
+		fmt.Fprintf(b, "| %s | %d / %d%s | %s | %s | %s | %s | %s | %.2f | %.2f | %s | %s | %s | %.0f | %.2f | %d | %d | %s | %s | %.0f MB |\n",
 			s.name, r.Delivered, r.Expected, note, ms(lat.P50), ms(lat.P90), ms(lat.P99), ms(lat.P999), ms(lat.Max),
 			r.CPU, r.CPUPerM, ratio(r.CPUPerM, ref("naive")), ratio(r.CPUPerM, ref("floor1")), ratio(r.CPUPerM, ref("floor10")),
-			rate, r.LoadgenCPU, r.Gaps, r.Dups, report.FormatCounts(r.Resyncs), report.FormatCounts(r.Closes))
+			rate, r.LoadgenCPU, r.Gaps, r.Dups, report.FormatCounts(r.Resyncs), report.FormatCounts(r.Closes), float64(r.PeakRSS)/(1<<20))
 	}
 }
 

@@ -134,6 +134,21 @@ func procStat(pid int) (cpu float64, rss int64) {
 	return cpu, rss
 }
 
+// peakRSS is the process's high-water resident set (VmHWM), in bytes.
+func peakRSS(pid int) int64 {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return 0
+	}
+	for _, ln := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(ln); len(f) >= 2 && f[0] == "VmHWM:" {
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			return kb * 1024
+		}
+	}
+	return 0
+}
+
 // lgProc is one loadgen process and its parsed stdout lines.
 type lgProc struct {
 	*proc
