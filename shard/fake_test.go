@@ -25,6 +25,7 @@ type fakeConn struct {
 	buffered []byte // gnet's outbound buffer
 	writes   int
 	closes   int
+	linger   *int // SetLinger's argument, if it was called
 	discard  bool // drop wire bytes (benchmarks)
 	onWrite  func()
 }
@@ -52,8 +53,9 @@ func (f *fakeConn) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func (f *fakeConn) OutboundBuffered() int { return len(f.buffered) }
-func (f *fakeConn) Close() error          { f.closes++; return nil }
+func (f *fakeConn) OutboundBuffered() int   { return len(f.buffered) }
+func (f *fakeConn) Close() error            { f.closes++; return nil }
+func (f *fakeConn) SetLinger(sec int) error { f.linger = &sec; return nil }
 
 // read lets the peer read n more bytes: the socket gains room and gnet's buffer moves
 // into it, as gnet does when the socket turns writable.

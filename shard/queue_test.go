@@ -279,6 +279,9 @@ func TestStallThenCut(t *testing.T) {
 	if c.State() != StateClosing || fc.closes != 1 {
 		t.Fatalf("state %d, closes %d: not cut after the cut limit", c.State(), fc.closes)
 	}
+	if fc.linger == nil || *fc.linger != 0 {
+		t.Errorf("a cut slow consumer must be reset (SetLinger(0)), linger %v", fc.linger)
+	}
 	// The close frame went behind what gnet holds; nothing queued stays counted.
 	if p := s.PendingBytes(); p != 0 {
 		t.Fatalf("pending bytes %d after the cut", p)

@@ -11,8 +11,8 @@
 //     fixed overhead; every fast client gets every delta in order (rules 1, 2) and
 //     converges to the snapshot; stalled clients that resume get `resync` (reason slow)
 //     and converge to the snapshot with the client algorithm; the others are cut after
-//     CutLimit (crease_disconnects_total{reason="slow_consumer"}, connection closed; a
-//     close frame, when the client can read one, is 4008).
+//     CutLimit (crease_disconnects_total{reason="slow_consumer"}, connection reset, never
+//     left waiting; a close frame, when the socket had room for one, is 4008).
 //   - TestShedsEventsBeforeDeltas: a client reading 1 KB every 10 ms under interleaved
 //     events and high deltas: events are dropped first (rule 3), every delta is received
 //     in order or covered by a preceding `resync` (rules 1, 2), and it converges.

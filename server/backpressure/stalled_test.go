@@ -162,10 +162,11 @@ func TestStalledClientsBoundedMemory(t *testing.T) {
 		t.Errorf("heap peak %.1f MiB over the bound %.1f MiB", mib(peak), mib(bound))
 	}
 
-	// Client side of the cut: the connection is closed (EOF or reset, never a read
-	// that waits). gnet writes what it holds once at close and drops the rest, so a full
-	// socket usually gets no close frame, and the last frame may be cut short; whatever
-	// complete frames arrived obey rules 1 and 2, and a close frame, if any, is 4008.
+	// Client side of the cut: the connection is reset (never a read that waits, which a
+	// graceful close of a full socket allowed: the orphan's zero-window probes back off
+	// for tens of seconds). A full socket usually gets no close frame, and the last frame
+	// may be cut short; whatever complete frames arrived obey rules 1 and 2, and a close
+	// frame, if any, is 4008.
 	var eof, reset, partial, with4008 int
 	for i := resumed; i < stalled; i++ {
 		c, r := stalledC[i], stalledR[i]
