@@ -40,6 +40,7 @@ var (
 	ErrDrainGrace   = errors.New("server: drain grace must not be negative")
 	ErrHandshakeCap = errors.New("server: handshake rate and burst must be > 0")
 	ErrMaxConns     = errors.New("server: max connections must be > 0")
+	ErrReusePort    = errors.New("server: reuse-port needs SO_REUSEPORT (a Unix system)")
 )
 
 // Options configures a Server. Zero fields take the defaults.
@@ -66,6 +67,12 @@ type Options struct {
 
 	DrainWindow time.Duration // reconnect after_ms spread over it; closes paced over it
 	DrainGrace  time.Duration // after the window, the hard deadline
+
+	// ReusePort binds both listeners with SO_REUSEPORT, so that a new crease process
+	// can bind the same ports while this one runs: a restart on one host without
+	// refusing anyone. With it, Drain closes the listeners at once, so that the kernel
+	// hands every new connection to the successor (without one, they are refused).
+	ReusePort bool
 
 	PublicWSURL string // WebSocket URL the page is told (behind a load balancer); "": same host, WS port
 
@@ -121,6 +128,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.MaxConns < 0 {
 		return o, ErrMaxConns
+	}
+	if o.ReusePort && !reusePortSupported {
+		return o, ErrReusePort
 	}
 	if o.DrainWindow == 0 {
 		o.DrainWindow = DefaultDrainWindow

@@ -98,11 +98,11 @@ func New(opts Options) (*Server, error) {
 // Start binds both listeners, starts the event loops, the accept loop, the bus and the
 // HTTP server, and returns. It fails if a listener cannot be bound.
 func (s *Server) Start(ctx context.Context) error {
-	ln, err := net.Listen("tcp", s.opts.WSAddr)
+	ln, err := listen(s.opts.WSAddr, s.opts.ReusePort)
 	if err != nil {
 		return fmt.Errorf("server: listening for WebSocket on %s: %w", s.opts.WSAddr, err)
 	}
-	httpLn, err := net.Listen("tcp", s.opts.HTTPAddr)
+	httpLn, err := listen(s.opts.HTTPAddr, s.opts.ReusePort)
 	if err != nil {
 		ln.Close()
 		return fmt.Errorf("server: listening for HTTP on %s: %w", s.opts.HTTPAddr, err)
@@ -286,7 +286,8 @@ func (s *Server) reportViewers() {
 }
 
 // Drain starts a graceful drain: /readyz answers 503, new handshakes get 503 with
-// Retry-After, every connection gets `reconnect` with after_ms spread over the drain
+// Retry-After (with ReusePort the listeners are closed instead, handing new connections
+// to a successor on the same ports), every connection gets `reconnect` with after_ms spread over the drain
 // window and is closed with 1012 at that time. The server stops when all are closed or
 // at the hard deadline (window + grace), or when ctx is done.
 func (s *Server) Drain(ctx context.Context) {
@@ -295,7 +296,14 @@ func (s *Server) Drain(ctx context.Context) {
 	}
 	s.m.draining.Set(1)
 	window := s.opts.DrainWindow
-	s.log.Info("draining", "window", window, "connections", s.Conns())
+	s.log.Info("draining", "window", window, "connections", s.Conns(), "handover", s.opts.ReusePort)
+	if s.opts.ReusePort {
+		// A successor may have bound the same ports: closing ours makes the kernel
+		// send every new connection and request to it, instead of to a gateway that
+		// would only answer 503. Connections already accepted are served to the end.
+		s.ln.Close()
+		s.httpLn.Close()
+	}
 	s.eachShard(func(sh *shard.Shard) {
 		onLoop(sh, func() { sh.StartDrain(window, reconnectFrame) })
 	})

@@ -43,6 +43,7 @@ type gatewayFlags struct {
 	handshakeBurst   int
 	drainWindow      time.Duration
 	drainGrace       time.Duration
+	reusePort        bool
 	pprof            bool
 	log              logFlags
 }
@@ -68,6 +69,7 @@ func (g *gatewayFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&g.handshakeBurst, "handshake-burst", server.DefaultHandshakeBurst, "token bucket burst for handshakes")
 	fs.DurationVar(&g.drainWindow, "drain-window", server.DefaultDrainWindow, "on SIGTERM, reconnect hints and closes are spread over this window")
 	fs.DurationVar(&g.drainGrace, "drain-grace", server.DefaultDrainGrace, "after the drain window, the hard deadline to exit")
+	fs.BoolVar(&g.reusePort, "reuse-port", false, "bind with SO_REUSEPORT so that a new crease can start on the same ports before this one drains (restart without refusals); a draining gateway then closes its listeners at once")
 	fs.BoolVar(&g.pprof, "pprof", false, "serve net/http/pprof under /debug/pprof/ on the HTTP listener")
 	g.log.register(fs)
 }
@@ -89,6 +91,7 @@ func (g *gatewayFlags) options(log *slog.Logger, b bus.Bus, reg *prometheus.Regi
 		HandshakeBurst: g.handshakeBurst,
 		DrainWindow:    g.drainWindow,
 		DrainGrace:     g.drainGrace,
+		ReusePort:      g.reusePort,
 		PublicWSURL:    g.publicWSURL,
 		Page:           web.Handler(),
 		Pprof:          g.pprof,

@@ -6,6 +6,7 @@ package main
 import (
 	"flag"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -41,6 +42,9 @@ type scenario struct {
 	spread      time.Duration
 	levels      []int
 	only        string // run this scenario for one server only (a baseline of its own)
+	// handover: the storm restarts the server by starting a successor on the same ports
+	// (--reuse-port) before the SIGTERM, and the drain window equals spread.
+	handover bool
 }
 
 type idlePoint struct {
@@ -97,7 +101,7 @@ func (h *harness) bin(name string) string { return filepath.Join(h.binDir, name)
 func main() {
 	quick := flag.Bool("quick", false, "tiny sizes: a smoke run under a minute that checks the harness works (not speed)")
 	serversF := flag.String("servers", "crease,naive,centrifuge,floor1,floor10,bare", "servers to measure")
-	scenariosF := flag.String("scenarios", "idle,steady10,steady2,burst,skew,slow0,slow,storm-fixed,storm-jitter", "scenarios to run")
+	scenariosF := flag.String("scenarios", "idle,steady10,steady2,burst,skew,slow0,slow,storm-fixed,storm-jitter,storm-handover", "scenarios to run")
 	creaseBin := flag.String("crease-bin", "", "crease binary to measure (default: build ./cmd/crease of the repo; skipped if that fails)")
 	loops := flag.Int("loops", 2, "crease --loops")
 	creasePub := flag.String("crease-publish", "crease-lua", "how deltas reach crease: crease-lua (crease/bus/redis, as ingest does) or crease (a bare PUBLISH, like the baselines)")
@@ -348,6 +352,8 @@ func pickScenarios(list string, conns int, levels []int, quick bool) []scenario 
 		{name: "slow", title: "Slow-client mix: 10% stop reading, 40 deltas/s", kind: "delivery", conns: conns, matches: 10, stall: 0.1, rate: 40, count: slowCount},
 		{name: "storm-fixed", title: "Reconnect storm (server restarted), clients retry after a fixed 100 ms, no jitter", kind: "storm", conns: conns, reconnect: "fixed"},
 		{name: "storm-jitter", title: fmt.Sprintf("Reconnect storm (server restarted), clients spread over %v then back off with full jitter", spread), kind: "storm", conns: conns, reconnect: "jitter", spread: spread},
+		{name: "storm-handover", title: fmt.Sprintf("Reconnect storm, restart by handover (crease only): a successor binds the same ports with --reuse-port, then the old gateway drains over %v", spread),
+			kind: "storm", conns: conns, reconnect: "jitter", spread: spread, handover: true, only: "crease"},
 	}
 	want := map[string]bool{}
 	for _, s := range strings.Split(list, ",") {
@@ -371,11 +377,32 @@ type server struct {
 	restarted int
 }
 
-func (h *harness) startServer(s *serverSpec, tag string) (*server, error) {
+func (h *harness) startServer(s *serverSpec, tag string, extra ...string) (*server, error) {
 	ws := "127.0.0.1:" + strconv.Itoa(freePort())
 	hp := "127.0.0.1:" + strconv.Itoa(freePort())
-	sv := &server{spec: s, args: s.args(ws, hp, h.redisAddr), log: filepath.Join(h.logDir, s.name+"-"+tag), wsAddr: ws}
+	sv := &server{spec: s, args: append(s.args(ws, hp, h.redisAddr), extra...), log: filepath.Join(h.logDir, s.name+"-"+tag), wsAddr: ws}
 	return sv, sv.launch()
+}
+
+// launchSuccessor starts a second process of sv's command on the same ports (it must
+// bind them with SO_REUSEPORT) and waits until the kernel lists both listeners.
+func (sv *server) launchSuccessor() (*proc, error) {
+	p, _, err := start(sv.spec.bin, sv.args, fmt.Sprintf("%s-%d.log", sv.log, sv.restarted+1))
+	if err != nil {
+		return nil, err
+	}
+	_, port, _ := net.SplitHostPort(sv.wsAddr)
+	end := time.Now().Add(15 * time.Second)
+	for listeners(port) < 2 {
+		if !p.alive() || time.Now().After(end) {
+			p.stop(time.Second)
+			return nil, fmt.Errorf("successor did not bind %s (log %s-%d.log)", sv.wsAddr, sv.log, sv.restarted+1)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// Bound is not yet accepting: give its event loops and bus the moment they take.
+	time.Sleep(500 * time.Millisecond)
+	return p, nil
 }
 
 func (sv *server) launch() error {
@@ -412,7 +439,11 @@ func (h *harness) loadArgs(s *serverSpec, sv *server, sc scenario, matches int) 
 
 func (h *harness) run(s *serverSpec, sc scenario) *result {
 	r := &result{Server: s.name, Scenario: sc.name}
-	sv, err := h.startServer(s, sc.name)
+	var extra []string
+	if sc.handover {
+		extra = []string{"--reuse-port", "--drain-window", sc.spread.String()}
+	}
+	sv, err := h.startServer(s, sc.name, extra...)
 	if err != nil {
 		// A server that cannot start is skipped from here on, with a note, instead of
 		// failing every scenario.
@@ -584,13 +615,28 @@ func (h *harness) runStorm(s *serverSpec, sv *server, sc scenario, g *loadgens, 
 	}
 	r.Target, r.Connected = int64(sc.conns), ready.Open
 	time.Sleep(h.settle)
-	// Restart: SIGTERM (crease drains), then the same command on the same ports.
-	t0 := time.Now()
-	sv.stop(30 * time.Second)
-	sv.restarted++
-	if err := sv.launch(); err != nil {
-		r.Err = "restart: " + err.Error()
-		return
+	var t0 time.Time
+	if sc.handover {
+		// Handover: the successor binds the same ports first, then the old one gets
+		// SIGTERM, closes its listeners and drains into it.
+		next, err := sv.launchSuccessor()
+		if err != nil {
+			r.Err = "handover: " + err.Error()
+			return
+		}
+		t0 = time.Now()
+		sv.stop(sc.spread + 30*time.Second)
+		sv.restarted++
+		sv.proc = next
+	} else {
+		// Restart: SIGTERM (crease drains), then the same command on the same ports.
+		t0 = time.Now()
+		sv.stop(30 * time.Second)
+		sv.restarted++
+		if err := sv.launch(); err != nil {
+			r.Err = "restart: " + err.Error()
+			return
+		}
 	}
 	deadline := 2 * time.Minute
 	if h.quick {

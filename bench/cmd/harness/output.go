@@ -227,7 +227,12 @@ func (h *harness) writeDelivery(b *strings.Builder, sc scenario) {
 }
 
 func (h *harness) writeStorm(b *strings.Builder, sc scenario) {
-	fmt.Fprintf(b, "%d connections; the server gets SIGTERM and is started again on the same port at once. Time is from the SIGTERM to the last connection back, so it includes a draining server's drain (crease sends `reconnect` and closes with 1012). Fixed-mode clients ignore `after_ms` and Retry-After; jitter-mode clients wait `after_ms` first.\n\n", sc.conns)
+	clients := "Fixed-mode clients ignore `after_ms` and Retry-After, and wait for the server's close; jitter-mode clients follow PROTOCOL.md as the shipped clients do: on `reconnect` they close and come back after `after_ms`, otherwise they spread their first attempt over the spread, then back off with full jitter."
+	if sc.handover {
+		fmt.Fprintf(b, "%d connections; a successor process starts on the same ports (`--reuse-port`), then the old one gets SIGTERM: it closes its listeners, so the kernel sends every new connection to the successor, and drains (`reconnect` with `after_ms` spread over `--drain-window %v`). Time is from the SIGTERM to the last connection back. %s\n\n", sc.conns, sc.spread, clients)
+	} else {
+		fmt.Fprintf(b, "%d connections; the server gets SIGTERM and is started again on the same port at once. Time is from the SIGTERM to the last connection back, so it includes a draining server's drain (crease sends `reconnect` and answers new handshakes 503 until it exits). %s\n\n", sc.conns, clients)
+	}
 	fmt.Fprintf(b, "| server | all back | time to all back | × naive | peak handshakes/s | reconnects | failures (handshake + connect) | failure kinds | closes |\n|---|---|---|---|---|---|---|---|---|\n")
 	var naive float64
 	if r := h.find("naive", sc.name); r != nil && r.AllBack {

@@ -360,3 +360,28 @@ func addMap(dst, src map[string]int64) map[string]int64 {
 	}
 	return dst
 }
+
+// listeners counts the TCP sockets listening on port (decimal), from /proc/net/tcp and
+// tcp6.
+func listeners(port string) int {
+	want, err := strconv.Atoi(port)
+	if err != nil {
+		return 0
+	}
+	hex := fmt.Sprintf(":%04X", want)
+	n := 0
+	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			fs := strings.Fields(line)
+			// sl local_address rem_address st ...: 0A is LISTEN.
+			if len(fs) > 3 && strings.HasSuffix(fs[1], hex) && fs[3] == "0A" {
+				n++
+			}
+		}
+	}
+	return n
+}

@@ -174,6 +174,8 @@ type conn struct {
 	subs     []sub
 	gotClose bool
 	attempt  int
+	opened   bool  // was open at least once
+	drained  bool  // a reconnect frame came: wait afterMs, nothing else
 	afterMs  int64 // from a reconnect frame
 	key      string
 	started  time.Time
@@ -474,16 +476,29 @@ func errName(err error) string {
 	return err.Error()
 }
 
+// rampRetries bounds the attempts of a connection that never opened when reconnecting
+// is off.
+const rampRetries = 5
+
 // retry schedules a new attempt for c, or gives it up when reconnecting is off.
 func (lg *loadgen) retry(c *conn) {
-	if lg.cfg.reconnect == "off" || lg.stopping.Load() {
+	if lg.stopping.Load() || (lg.cfg.reconnect == "off" && (c.opened || c.attempt >= rampRetries)) {
 		lg.pending.Add(-1)
 		return
 	}
 	var d time.Duration
-	switch lg.cfg.reconnect {
-	case "fixed":
+	switch {
+	case lg.cfg.reconnect == "off":
+		// A connection of the initial ramp that failed (a full accept queue, a 503) is
+		// tried again a few times, as any client would; the failure stays counted.
+		d = time.Duration(mrand.Int64N(int64(50*time.Millisecond<<c.attempt) + 1))
+	case lg.cfg.reconnect == "fixed":
 		d = lg.cfg.delay
+	case c.drained:
+		// The gateway spread after_ms over its clients already (PROTOCOL.md: close,
+		// wait after_ms, reconnect), as the shipped clients do.
+		d = time.Duration(c.afterMs) * time.Millisecond
+		c.drained, c.afterMs = false, 0
 	default:
 		if c.attempt == 0 {
 			d = time.Duration(mrand.Int64N(int64(lg.cfg.spread) + 1))
@@ -646,6 +661,7 @@ func (w *worker) consume(c *conn, data []byte, now int64) {
 		}
 		rest := c.buf[end+4:]
 		c.state = stOpen
+		c.opened = true
 		c.attempt = 0
 		<-lg.inflight
 		lg.open.Add(1)
@@ -840,6 +856,13 @@ func (w *worker) message(c *conn, p []byte, now int64) {
 	case "reconnect":
 		w.st.recv[rReconnect].Add(1)
 		c.afterMs = int64(numField(p, `"after_ms":`))
+		if w.lg.cfg.reconnect == "jitter" {
+			// Protocol clients close at once and come back after after_ms.
+			c.drained = true
+			c.gotClose = true
+			w.st.bump(&w.st.closes, "reconnect")
+			w.closeOpen(c, 1000)
+		}
 	case "error":
 		w.st.recv[rError].Add(1)
 	default:
