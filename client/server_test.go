@@ -32,64 +32,10 @@ var testBackoff = client.Backoff{Base: 20 * time.Millisecond, Cap: 400 * time.Mi
 
 // ---- the bus ----
 
-// gatewayBus is an embedded bus that outlives the gateways using it, as Redis does: a
-// gateway's Shutdown closes its bus, which here only detaches that gateway, so that a
-// new gateway can Start on it while the replay goes on. It keeps the gateway's sink, so
-// that a test can say Lost as a real bus does after losing messages.
-type gatewayBus struct {
-	*bus.Embedded
-	mu      sync.Mutex
-	sink    bus.Sink
-	started bool
-}
-
-func newGatewayBus() *gatewayBus { return &gatewayBus{Embedded: bus.NewEmbedded()} }
-
-type relay struct{ b *gatewayBus }
-
-func (r relay) Deliver(data []byte) {
-	if s := r.b.current(); s != nil {
-		s.Deliver(data)
-	}
-}
-
-func (r relay) Lost(match string, reason bus.ResyncReason) { r.b.Lost(match, reason) }
-
-func (b *gatewayBus) current() bus.Sink {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.sink
-}
-
-func (b *gatewayBus) Start(ctx context.Context, sink bus.Sink) error {
-	b.mu.Lock()
-	b.sink = sink
-	first := !b.started
-	b.started = true
-	b.mu.Unlock()
-	if first {
-		return b.Embedded.Start(ctx, relay{b})
-	}
-	return nil
-}
-
-func (b *gatewayBus) Close() error {
-	b.mu.Lock()
-	b.sink = nil
-	b.mu.Unlock()
-	return nil
-}
-
-func (b *gatewayBus) Lost(match string, reason bus.ResyncReason) {
-	if s := b.current(); s != nil {
-		s.Lost(match, reason)
-	}
-}
-
 // ---- the replay ----
 
 type replay struct {
-	b      *gatewayBus
+	b      *servertest.Bus
 	match  string
 	cancel context.CancelFunc
 	done   chan error
@@ -97,7 +43,7 @@ type replay struct {
 	err    error
 }
 
-func startReplay(t *testing.T, b *gatewayBus, m *ingest.Match) *replay {
+func startReplay(t *testing.T, b *servertest.Bus, m *ingest.Match) *replay {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &replay{b: b, match: m.ID(), cancel: cancel, done: make(chan error, 1)}
@@ -382,7 +328,7 @@ func waitBindable(t *testing.T, addr string) {
 
 func TestClientsJoiningMidMatchEndWithTheSnapshot(t *testing.T) {
 	m := firstMatch(t)
-	b := newGatewayBus()
+	b := servertest.NewBus()
 	s := servertest.Run(t, server.Options{Bus: b, Loops: 2})
 	rp := startReplay(t, b, m)
 
@@ -409,7 +355,7 @@ func TestClientsJoiningMidMatchEndWithTheSnapshot(t *testing.T) {
 
 func TestClientsRefetchOnAGatewayResyncWithoutReconnecting(t *testing.T) {
 	m := firstMatch(t)
-	b := newGatewayBus()
+	b := servertest.NewBus()
 	s := servertest.Run(t, server.Options{Bus: b, Loops: 2})
 	rp := startReplay(t, b, m)
 	rp.waitSeq(t, 5)
@@ -445,7 +391,7 @@ func TestClientsRefetchOnAGatewayResyncWithoutReconnecting(t *testing.T) {
 
 func TestClientsReconnectToAGatewayRestartedOnTheSamePorts(t *testing.T) {
 	m := firstMatch(t)
-	b := newGatewayBus()
+	b := servertest.NewBus()
 	opts := server.Options{WSAddr: freeAddr(t), HTTPAddr: freeAddr(t), Bus: b, Loops: 2}
 	s1 := servertest.Run(t, opts)
 	rp := startReplay(t, b, m)

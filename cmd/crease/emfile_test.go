@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os/exec"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"crease/ingest"
+	"crease/server/servertest"
 )
 
 func needPrlimit(t *testing.T) {
@@ -57,7 +59,7 @@ func TestEMFILEDoesNotKillTheGateway(t *testing.T) {
 		go func() {
 			defer readers.Done()
 			for {
-				f, err := c.next(time.Now().Add(30 * time.Second))
+				f, err := c.Next(time.Now().Add(30 * time.Second))
 				if err != nil {
 					select {
 					case <-stop:
@@ -80,7 +82,7 @@ func TestEMFILEDoesNotKillTheGateway(t *testing.T) {
 		if err != nil {
 			continue
 		}
-		fmt.Fprintf(nc, upgradeReq, "/ws")
+		_, _ = io.WriteString(nc, servertest.UpgradeRequest("/ws"))
 		extras = append(extras, nc)
 	}
 	time.Sleep(500 * time.Millisecond)
@@ -122,7 +124,7 @@ func TestEMFILEDoesNotKillTheGateway(t *testing.T) {
 	for {
 		c, resp, err := dialWS(p.ws, "/ws?match="+match)
 		if c != nil {
-			f, err := c.next(time.Now().Add(5 * time.Second))
+			f, err := c.Next(time.Now().Add(5 * time.Second))
 			c.Close()
 			if err != nil || f.Type != "hello" {
 				t.Fatalf("after recovery: %s %v", f.Raw, err)

@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -18,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gobwas/ws"
+	"crease/server/servertest"
 )
 
 var (
@@ -184,83 +182,14 @@ func openFDs(pid int) int {
 
 // ---- a raw WebSocket client that checks every frame ----
 
-const upgradeReq = "GET %s HTTP/1.1\r\nHost: crease\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
-	"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-
-type wsConn struct {
-	net.Conn
-	br *bufio.Reader
-}
+type (
+	wsConn = servertest.WSConn
+	frame  = servertest.Frame
+)
 
 // dialWS upgrades; a non-101 answer comes back as resp with a nil conn.
 func dialWS(addr, path string) (*wsConn, *http.Response, error) {
-	nc, err := net.DialTimeout("tcp", addr, 10*time.Second)
-	if err != nil {
-		return nil, nil, err
-	}
-	_ = nc.SetDeadline(time.Now().Add(15 * time.Second))
-	if _, err := fmt.Fprintf(nc, upgradeReq, path); err != nil {
-		nc.Close()
-		return nil, nil, err
-	}
-	br := bufio.NewReader(nc)
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil {
-		nc.Close()
-		return nil, nil, err
-	}
-	if resp.StatusCode != http.StatusSwitchingProtocols {
-		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		nc.Close()
-		return nil, resp, nil
-	}
-	_ = nc.SetDeadline(time.Time{})
-	return &wsConn{Conn: nc, br: br}, resp, nil
-}
-
-type frame struct {
-	Close   int
-	Type    string
-	Seq     uint64
-	Node    string
-	AfterMS int64 `json:"after_ms"`
-	Raw     []byte
-}
-
-// next reads one frame; a truncated, masked or fragmented frame, or a text frame that
-// is not a protocol message, is an error.
-func (c *wsConn) next(deadline time.Time) (frame, error) {
-	for {
-		_ = c.SetReadDeadline(deadline)
-		h, err := ws.ReadHeader(c.br)
-		if err != nil {
-			return frame{}, err
-		}
-		if h.Masked || !h.Fin || h.Length > 1<<20 {
-			return frame{}, fmt.Errorf("bad server frame header %+v", h)
-		}
-		p := make([]byte, h.Length)
-		if _, err := io.ReadFull(c.br, p); err != nil {
-			return frame{}, fmt.Errorf("partial frame: %w", err)
-		}
-		switch h.OpCode {
-		case ws.OpPing:
-			continue
-		case ws.OpClose:
-			if len(p) < 2 {
-				return frame{Close: 1005}, nil
-			}
-			return frame{Close: int(p[0])<<8 | int(p[1])}, nil
-		case ws.OpText:
-			f := frame{Raw: p}
-			if err := json.Unmarshal(p, &f); err != nil || f.Type == "" {
-				return frame{}, fmt.Errorf("not a protocol message: %q", p)
-			}
-			return f, nil
-		}
-		return frame{}, fmt.Errorf("unexpected opcode %v", h.OpCode)
-	}
+	return servertest.DialWS(addr, path, nil, "")
 }
 
 // connectMany opens n clients on path, each past hello (and subscribed, if sub).
@@ -278,7 +207,7 @@ func connectMany(t testing.TB, addr, path string, n int, sub bool) []*wsConn {
 			want = append(want, "subscribed")
 		}
 		for _, typ := range want {
-			f, err := c.next(time.Now().Add(10 * time.Second))
+			f, err := c.Next(time.Now().Add(10 * time.Second))
 			if err != nil || f.Type != typ {
 				t.Fatalf("client %d: %s %v, want %s", i, f.Raw, err, typ)
 			}

@@ -128,7 +128,7 @@ func TestServeSIGTERMDrains(t *testing.T) {
 			r := &res[i]
 			r.afterMS = -1
 			for {
-				f, err := c.next(time.Now().Add(window + grace))
+				f, err := c.Next(time.Now().Add(window + grace))
 				if err != nil {
 					r.err = err
 					return
@@ -199,7 +199,7 @@ func TestServeSecondSignalClosesAtOnce(t *testing.T) {
 	conns := connectMany(t, p.ws, "/ws", n, false)
 	p.signal(t, syscall.SIGTERM)
 	for i, c := range conns {
-		f, err := c.next(time.Now().Add(5 * time.Second))
+		f, err := c.Next(time.Now().Add(5 * time.Second))
 		if err != nil || f.Type != "reconnect" {
 			t.Fatalf("client %d: %s %v, want reconnect", i, f.Raw, err)
 		}
@@ -210,7 +210,7 @@ func TestServeSecondSignalClosesAtOnce(t *testing.T) {
 	codes := map[int]int{}
 	var slowest time.Duration
 	for i, c := range conns {
-		f, err := c.next(time.Now().Add(5 * time.Second))
+		f, err := c.Next(time.Now().Add(5 * time.Second))
 		if err != nil || f.Close == 0 {
 			t.Fatalf("client %d: %s %v, want a close", i, f.Raw, err)
 		}

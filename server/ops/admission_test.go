@@ -35,8 +35,8 @@ func TestAdmissionStorm(t *testing.T) {
 			t.Fatalf("subscriber %d: %v %v", i, resp, err)
 		}
 		t.Cleanup(func() { c.Close() })
-		c.expect(t, "hello")
-		c.expect(t, "subscribed")
+		c.Expect(t, "hello")
+		c.Expect(t, "subscribed")
 		subs[i] = c
 	}
 	time.Sleep(100 * time.Millisecond) // the bucket refills the 20 tokens
@@ -75,7 +75,7 @@ func TestAdmissionStorm(t *testing.T) {
 			r := &subRes[i]
 			prev := time.Now()
 			for {
-				f, err := c.next(time.Now().Add(3 * time.Second))
+				f, err := c.Next(time.Now().Add(3 * time.Second))
 				if err != nil {
 					select {
 					case <-stop:
@@ -222,7 +222,7 @@ func TestMaxConnsExact(t *testing.T) {
 			t.Fatalf("connection %d: %v %v", i+1, resp, err)
 		}
 		t.Cleanup(func() { c.Close() })
-		c.expect(t, "hello")
+		c.Expect(t, "hello")
 		conns = append(conns, c)
 	}
 	c, resp, err := dialWS(addr, "/ws", nil, "")

@@ -58,7 +58,7 @@ func TestDrain2000(t *testing.T) {
 				if err == nil {
 					for _, typ := range []string{"hello", "subscribed"} {
 						var f frame
-						if f, err = c.next(time.Now().Add(10 * time.Second)); err == nil && f.Type != typ {
+						if f, err = c.Next(time.Now().Add(10 * time.Second)); err == nil && f.Type != typ {
 							err = fmt.Errorf("got %s, want %s", f.Raw, typ)
 						}
 						if err != nil {
@@ -122,7 +122,7 @@ func TestDrain2000(t *testing.T) {
 			r.afterMS = -1
 			deadline := time.Now().Add(window + grace + 5*time.Second)
 			for {
-				f, err := c.next(deadline)
+				f, err := c.Next(deadline)
 				if err != nil {
 					r.err = err
 					return

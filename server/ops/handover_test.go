@@ -37,10 +37,10 @@ func TestHandoverWithReusePort(t *testing.T) {
 		if err != nil || c == nil {
 			t.Fatalf("client %d: %v %v", i, err, resp)
 		}
-		if h := c.expect(t, "hello"); h.Node != "old" {
+		if h := c.Expect(t, "hello"); h.Node != "old" {
 			t.Fatalf("client %d: hello from %q before the successor started", i, h.Node)
 		}
-		c.expect(t, "subscribed")
+		c.Expect(t, "subscribed")
 		conns[i] = c
 	}
 
@@ -64,7 +64,7 @@ func TestHandoverWithReusePort(t *testing.T) {
 				refused = append(refused, fmt.Sprintf("client %d: ", i)+fmt.Sprintf(f, a...))
 				mu.Unlock()
 			}
-			f, err := c.next(time.Now().Add(5 * time.Second))
+			f, err := c.Next(time.Now().Add(5 * time.Second))
 			c.Close()
 			if err != nil || f.Type != "reconnect" {
 				fail("got %q (close %d, %v), want reconnect", f.Raw, f.Close, err)
@@ -81,7 +81,7 @@ func TestHandoverWithReusePort(t *testing.T) {
 				return
 			}
 			defer nc.Close()
-			h, err := nc.next(time.Now().Add(5 * time.Second))
+			h, err := nc.Next(time.Now().Add(5 * time.Second))
 			if err != nil {
 				fail("hello after reconnect: %v", err)
 				return
@@ -118,7 +118,7 @@ func TestHandoverWithReusePort(t *testing.T) {
 		t.Fatalf("dial after the handover: %v", err)
 	}
 	defer c.Close()
-	if h := c.expect(t, "hello"); h.Node != "new" {
+	if h := c.Expect(t, "hello"); h.Node != "new" {
 		t.Errorf("hello from %q after the handover", h.Node)
 	}
 	eventually(t, 5*time.Second, "reconnected clients' connections closed", func() bool { return successor.Conns() == 1 })

@@ -185,7 +185,7 @@ func TestHAProxyStickinessAndDrain(t *testing.T) {
 			if err != nil || c == nil {
 				t.Fatalf("upgrade through haproxy: %v %v", resp, err)
 			}
-			if h := c.expect(t, "hello"); h.Node != node {
+			if h := c.Expect(t, "hello"); h.Node != node {
 				t.Fatalf("cookie %s landed on %s", cookies[node], h.Node)
 			}
 			c.Close()

@@ -1,9 +1,7 @@
 package ops_test
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -13,8 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gobwas/ws"
-
 	"crease/bus"
 	"crease/server"
 	"crease/server/servertest"
@@ -22,114 +18,14 @@ import (
 
 // ---- a raw WebSocket client: every server frame is read and checked strictly ----
 
-const upgradeReq = "GET %s HTTP/1.1\r\nHost: crease\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
-	"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n%s\r\n"
+type (
+	wsConn = servertest.WSConn
+	frame  = servertest.Frame
+)
 
-type wsConn struct {
-	net.Conn
-	br *bufio.Reader
-}
-
-// dialWS connects (from local, if set), sends the upgrade for path and reads the answer.
-// A non-101 answer is returned with a nil conn (the connection is closed).
+// dialWS upgrades; a non-101 answer comes back as resp with a nil conn.
 func dialWS(addr, path string, local net.IP, header string) (*wsConn, *http.Response, error) {
-	d := net.Dialer{Timeout: 10 * time.Second}
-	if local != nil {
-		d.LocalAddr = &net.TCPAddr{IP: local}
-	}
-	nc, err := d.Dial("tcp", addr)
-	if err != nil {
-		return nil, nil, err
-	}
-	_ = nc.SetDeadline(time.Now().Add(15 * time.Second))
-	if _, err := fmt.Fprintf(nc, upgradeReq, path, header); err != nil {
-		nc.Close()
-		return nil, nil, err
-	}
-	br := bufio.NewReader(nc)
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil {
-		nc.Close()
-		return nil, nil, err
-	}
-	if resp.StatusCode != http.StatusSwitchingProtocols {
-		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		nc.Close()
-		return nil, resp, nil
-	}
-	_ = nc.SetDeadline(time.Time{})
-	return &wsConn{Conn: nc, br: br}, resp, nil
-}
-
-// frame is one server frame: a text frame's JSON, or a close frame's code.
-type frame struct {
-	Close   int // close code for a close frame, else 0
-	Type    string
-	Match   string
-	Seq     uint64
-	Node    string
-	AfterMS int64 `json:"after_ms"`
-	Raw     []byte
-}
-
-// next reads one server frame. It fails on anything a correct server never sends: a
-// masked or fragmented frame, a text frame that is not one JSON object, a truncated
-// frame (io.ErrUnexpectedEOF).
-func (c *wsConn) next(deadline time.Time) (frame, error) {
-	_ = c.SetReadDeadline(deadline)
-	h, err := ws.ReadHeader(c.br)
-	if err != nil {
-		return frame{}, err
-	}
-	if h.Masked || !h.Fin || h.Length > 1<<20 {
-		return frame{}, fmt.Errorf("bad server frame header %+v", h)
-	}
-	p := make([]byte, h.Length)
-	if _, err := io.ReadFull(c.br, p); err != nil {
-		return frame{}, fmt.Errorf("partial frame (%d bytes announced): %w", h.Length, err)
-	}
-	switch h.OpCode {
-	case ws.OpClose:
-		if len(p) < 2 {
-			return frame{Close: 1005}, nil
-		}
-		return frame{Close: int(p[0])<<8 | int(p[1])}, nil
-	case ws.OpPing:
-		return c.next(deadline) // pongs are not needed within these tests' lifetimes
-	case ws.OpText:
-		f := frame{Raw: p}
-		if err := json.Unmarshal(p, &f); err != nil || f.Type == "" {
-			return frame{}, fmt.Errorf("text frame is not a protocol message: %q", p)
-		}
-		return f, nil
-	}
-	return frame{}, fmt.Errorf("unexpected opcode %v", h.OpCode)
-}
-
-// expect reads the next frame and checks its type.
-func (c *wsConn) expect(t testing.TB, typ string) frame {
-	t.Helper()
-	f, err := c.next(time.Now().Add(10 * time.Second))
-	if err != nil {
-		t.Fatalf("reading %s: %v", typ, err)
-	}
-	if f.Type != typ {
-		t.Fatalf("got %s (close %d), want %s", f.Raw, f.Close, typ)
-	}
-	return f
-}
-
-// send writes one masked client text frame.
-func (c *wsConn) send(s string) error {
-	p := []byte(s)
-	h := ws.Header{Fin: true, OpCode: ws.OpText, Length: int64(len(p)), Masked: true, Mask: ws.NewMask()}
-	ws.Cipher(p, h.Mask, 0)
-	if err := ws.WriteHeader(c, h); err != nil {
-		return err
-	}
-	_, err := c.Write(p)
-	return err
+	return servertest.DialWS(addr, path, local, header)
 }
 
 // ---- publishing ----

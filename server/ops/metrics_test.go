@@ -38,8 +38,8 @@ func TestMetricsAfterTraffic(t *testing.T) {
 			t.Fatalf("dial: %v %v", resp, err)
 		}
 		t.Cleanup(func() { c.Close() })
-		c.expect(t, "hello")
-		c.expect(t, "subscribed")
+		c.Expect(t, "hello")
+		c.Expect(t, "subscribed")
 		conns = append(conns, c)
 	}
 	// Two refused handshakes: another WebSocket version (426) and no key (400).
@@ -84,7 +84,7 @@ func TestMetricsAfterTraffic(t *testing.T) {
 	for i, c := range conns {
 		var seq uint64
 		for seq < deltas {
-			f, err := c.next(time.Now().Add(10 * time.Second))
+			f, err := c.Next(time.Now().Add(10 * time.Second))
 			if err != nil {
 				t.Fatalf("client %d after seq %d: %v", i, seq, err)
 			}
@@ -104,7 +104,7 @@ func TestMetricsAfterTraffic(t *testing.T) {
 		t.Fatal(err)
 	}
 	for {
-		f, err := conns[0].next(time.Now().Add(5 * time.Second))
+		f, err := conns[0].Next(time.Now().Add(5 * time.Second))
 		if err != nil {
 			t.Fatalf("waiting for the close echo: %v", err)
 		}

@@ -191,64 +191,6 @@ func waitView(t *testing.T, ctx context.Context, timeout time.Duration, what str
 
 // ---- the bus ----
 
-// gatewayBus is an embedded bus that outlives the gateways using it, as Redis does: a
-// gateway's Shutdown closes its bus, which here only detaches that gateway, so a new
-// gateway can Start on the same bus while the replay goes on publishing. It also keeps
-// the gateway's sink, so that a test can say Lost as a real bus would.
-type gatewayBus struct {
-	*bus.Embedded
-	mu      sync.Mutex
-	sink    bus.Sink
-	started bool
-}
-
-func newGatewayBus() *gatewayBus { return &gatewayBus{Embedded: bus.NewEmbedded()} }
-
-// relay is the embedded bus's only sink: it forwards to the current gateway.
-type relay struct{ b *gatewayBus }
-
-func (r relay) Deliver(data []byte) {
-	if s := r.b.current(); s != nil {
-		s.Deliver(data)
-	}
-}
-
-func (r relay) Lost(match string, reason bus.ResyncReason) { r.b.Lost(match, reason) }
-
-func (b *gatewayBus) current() bus.Sink {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.sink
-}
-
-// Start implements bus.Subscriber: sink becomes the current gateway.
-func (b *gatewayBus) Start(ctx context.Context, sink bus.Sink) error {
-	b.mu.Lock()
-	b.sink = sink
-	first := !b.started
-	b.started = true
-	b.mu.Unlock()
-	if first {
-		return b.Embedded.Start(ctx, relay{b})
-	}
-	return nil
-}
-
-// Close implements bus.Subscriber: the gateway is gone, the bus stays.
-func (b *gatewayBus) Close() error {
-	b.mu.Lock()
-	b.sink = nil
-	b.mu.Unlock()
-	return nil
-}
-
-// Lost tells the current gateway that messages of match may have been lost.
-func (b *gatewayBus) Lost(match string, reason bus.ResyncReason) {
-	if s := b.current(); s != nil {
-		s.Lost(match, reason)
-	}
-}
-
 // recorder is a Publisher that remembers the score of the state published at each seq,
 // so that anything the page shows can be checked against the state at its seq.
 type recorder struct {

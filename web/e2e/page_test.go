@@ -54,7 +54,7 @@ func converge(t *testing.T, ctx context.Context, rp *replay, base, match string)
 func TestPageShowsTheSnapshotScoreWhileAMatchReplays(t *testing.T) {
 	ctx := newTab(t, 60*time.Second)
 	m := firstMatch(t)
-	b := newGatewayBus()
+	b := servertest.NewBus()
 	rec := newRecorder(b)
 	s := servertest.Run(t, server.Options{Bus: b, Page: web.Handler(), Loops: 1})
 	base := servertest.HTTPURL(s)
@@ -92,7 +92,7 @@ func TestPageShowsTheSnapshotScoreWhileAMatchReplays(t *testing.T) {
 func TestPageReconnectsToARestartedGatewayAndConverges(t *testing.T) {
 	ctx := newTab(t, 90*time.Second)
 	m := firstMatch(t)
-	b := newGatewayBus()
+	b := servertest.NewBus()
 	rec := newRecorder(b)
 	// Fixed ports, so that the page (which learnt the WebSocket URL from /config.json
 	// once) finds the new gateway where the old one was.
@@ -140,7 +140,7 @@ func TestPageReconnectsToARestartedGatewayAndConverges(t *testing.T) {
 func TestResyncFrameRefetchesTheSnapshotOnTheSameConnection(t *testing.T) {
 	ctx := newTab(t, 60*time.Second)
 	m := firstMatch(t)
-	b := newGatewayBus()
+	b := servertest.NewBus()
 	rec := newRecorder(b)
 	s := servertest.Run(t, server.Options{Bus: b, Page: web.Handler(), Loops: 1})
 	base := servertest.HTTPURL(s)

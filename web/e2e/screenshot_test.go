@@ -23,7 +23,7 @@ import (
 func TestScreenshots(t *testing.T) {
 	ctx := newTab(t, 60*time.Second)
 	m := firstMatch(t)
-	b := newGatewayBus()
+	b := servertest.NewBus()
 	rec := newRecorder(b)
 	s := servertest.Run(t, server.Options{Bus: b, Page: web.Handler(), Loops: 1})
 	base := servertest.HTTPURL(s)
