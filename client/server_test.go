@@ -5,14 +5,11 @@ package client_test
 // sent by the gateway, and a gateway restarted on the same ports.
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"net"
-	"net/http"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -283,33 +280,7 @@ func eventually(t *testing.T, timeout time.Duration, cond func() bool, what func
 
 func metric(t *testing.T, s *server.Server, sample string) float64 {
 	t.Helper()
-	resp, err := http.Get(servertest.HTTPURL(s) + "/metrics")
-	if err != nil {
-		t.Fatalf("GET /metrics: %v", err)
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), sample+" "); ok {
-			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-			if err != nil {
-				t.Fatalf("metric %s: %v", sample, err)
-			}
-			return f
-		}
-	}
-	return 0
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return servertest.Metric(t, servertest.HTTPURL(s), sample)
 }
 
 func waitBindable(t *testing.T, addr string) {
@@ -392,7 +363,7 @@ func TestClientsRefetchOnAGatewayResyncWithoutReconnecting(t *testing.T) {
 func TestClientsReconnectToAGatewayRestartedOnTheSamePorts(t *testing.T) {
 	m := firstMatch(t)
 	b := servertest.NewBus()
-	opts := server.Options{WSAddr: freeAddr(t), HTTPAddr: freeAddr(t), Bus: b, Loops: 2}
+	opts := server.Options{WSAddr: servertest.FreeAddr(t), HTTPAddr: servertest.FreeAddr(t), Bus: b, Loops: 2}
 	s1 := servertest.Run(t, opts)
 	rp := startReplay(t, b, m)
 	rp.waitSeq(t, 5)

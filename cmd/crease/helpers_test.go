@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -55,16 +54,6 @@ func creaseBin(t testing.TB) string {
 	return builtBin
 }
 
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 // proc is a crease child process.
 type proc struct {
 	cmd      *exec.Cmd
@@ -95,7 +84,7 @@ func (s *syncBuffer) String() string {
 // HTTP listener answers /healthz.
 func startCrease(t *testing.T, prefix []string, args ...string) *proc {
 	t.Helper()
-	p := &proc{ws: freeAddr(t), http: freeAddr(t), out: &syncBuffer{}, exited: make(chan struct{})}
+	p := &proc{ws: servertest.FreeAddr(t), http: servertest.FreeAddr(t), out: &syncBuffer{}, exited: make(chan struct{})}
 	argv := append(append(append([]string{}, prefix...), creaseBin(t)), args...)
 	argv = append(argv, "--ws-addr", p.ws, "--http-addr", p.http)
 	p.cmd = exec.Command(argv[0], argv[1:]...)

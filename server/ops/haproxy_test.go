@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -70,16 +69,6 @@ func (v *busView) Close() error {
 	return nil
 }
 
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 // startHAProxy runs deploy/haproxy.cfg in the foreground in front of gws (gw1, gw2) and
 // returns its public address.
 func startHAProxy(t *testing.T, gws ...*server.Server) string {
@@ -91,9 +80,9 @@ func startHAProxy(t *testing.T, gws ...*server.Server) string {
 		}
 		t.Skip("haproxy not installed; set CI=1 to make this a failure")
 	}
-	front := freeAddr(t)
+	front := servertest.FreeAddr(t)
 	env := append(os.Environ(),
-		"FRONT_HTTP="+front, "FRONT_WS="+freeAddr(t), "STATS_ADDR="+freeAddr(t),
+		"FRONT_HTTP="+front, "FRONT_WS="+servertest.FreeAddr(t), "STATS_ADDR="+servertest.FreeAddr(t),
 		"GW1_WS="+gws[0].WSAddr().String(), "GW1_HTTP="+gws[0].HTTPAddr().String(),
 		"GW2_WS="+gws[1].WSAddr().String(), "GW2_HTTP="+gws[1].HTTPAddr().String(),
 		"HAPROXY_MAXCONN=2000", "HAPROXY_SOCKET="+filepath.Join(t.TempDir(), "admin.sock"))

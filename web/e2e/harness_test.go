@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,8 +9,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -332,41 +329,6 @@ func getSnapshot(t *testing.T, httpBase, match string) restSnapshot {
 		t.Fatalf("GET snapshot: match %q, score %v", s.Match, s.State.Score)
 	}
 	return restSnapshot{Seq: s.Seq, Score: fmt.Sprintf("%d/%d", s.State.Score.Runs, s.State.Score.Wickets)}
-}
-
-// metric reads one sample of the gateway's /metrics, such as
-// `crease_handshakes_total{result="ok"}`; 0 when absent.
-func metric(t *testing.T, httpBase, sample string) float64 {
-	t.Helper()
-	resp, err := http.Get(httpBase + "/metrics")
-	if err != nil {
-		t.Fatalf("GET /metrics: %v", err)
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), sample+" "); ok {
-			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-			if err != nil {
-				t.Fatalf("metric %s: %v", sample, err)
-			}
-			return f
-		}
-	}
-	return 0
-}
-
-// freeAddr returns a loopback address that was free a moment ago.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
 }
 
 // waitBindable waits until addr can be bound again (a stopped gateway let it go).

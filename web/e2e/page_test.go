@@ -96,7 +96,7 @@ func TestPageReconnectsToARestartedGatewayAndConverges(t *testing.T) {
 	rec := newRecorder(b)
 	// Fixed ports, so that the page (which learnt the WebSocket URL from /config.json
 	// once) finds the new gateway where the old one was.
-	opts := server.Options{WSAddr: freeAddr(t), HTTPAddr: freeAddr(t), Bus: b, Page: web.Handler(), Loops: 1}
+	opts := server.Options{WSAddr: servertest.FreeAddr(t), HTTPAddr: servertest.FreeAddr(t), Bus: b, Page: web.Handler(), Loops: 1}
 	s1 := servertest.Run(t, opts)
 	base := servertest.HTTPURL(s1)
 
@@ -131,7 +131,7 @@ func TestPageReconnectsToARestartedGatewayAndConverges(t *testing.T) {
 	if !slices.Contains(v.Statuses, "reconnecting") {
 		t.Errorf("statuses %v never reconnecting", v.Statuses)
 	}
-	if n := metric(t, base, `crease_handshakes_total{result="ok"}`); n < 1 {
+	if n := servertest.Metric(t, base, `crease_handshakes_total{result="ok"}`); n < 1 {
 		t.Errorf("the new gateway saw %v handshakes", n)
 	}
 	t.Logf("page left seq %d, reconnected, shows %s at seq %d; statuses %v", before.Seq, v.Score, v.Seq, compact(v.Statuses))
@@ -180,7 +180,7 @@ func TestResyncFrameRefetchesTheSnapshotOnTheSameConnection(t *testing.T) {
 	navigate(t, ctx, base, m.ID())
 	waitView(t, ctx, 15*time.Second, "live with a state", func(v view) bool { return v.Status == "live" && v.Seq > 0 })
 	gets0, sockets0, resyncs0 := counts()
-	hs0 := metric(t, base, `crease_handshakes_total{result="ok"}`)
+	hs0 := servertest.Metric(t, base, `crease_handshakes_total{result="ok"}`)
 	if gets0 != 1 || sockets0 != 1 || len(resyncs0) != 0 || hs0 != 1 {
 		t.Fatalf("before the resync: %d snapshot GETs, %d WebSockets, resyncs %v, %v handshakes; want 1, 1, none, 1", gets0, sockets0, resyncs0, hs0)
 	}
@@ -209,7 +209,7 @@ func TestResyncFrameRefetchesTheSnapshotOnTheSameConnection(t *testing.T) {
 	if sockets != sockets0 {
 		t.Errorf("%d WebSockets after the resync, want %d (no reconnect)", sockets, sockets0)
 	}
-	if hs := metric(t, base, `crease_handshakes_total{result="ok"}`); hs != hs0 {
+	if hs := servertest.Metric(t, base, `crease_handshakes_total{result="ok"}`); hs != hs0 {
 		t.Errorf("gateway handshakes went from %v to %v", hs0, hs)
 	}
 	// Statuses: connecting until the first live, then only live and resyncing.
