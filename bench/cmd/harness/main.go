@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -26,6 +27,7 @@ type serverSpec struct {
 	proto  string // loadgen --proto
 	target string // publisher --target
 	fanout bool   // false: only idle and storm make sense (bare)
+	lag    bool   // serves crease_loop_lag_seconds on its HTTP address
 	about  string
 	skip   string // why it is skipped, if it is
 }
@@ -45,6 +47,9 @@ type scenario struct {
 	// handover: the storm restarts the server by starting a successor on the same ports
 	// (--reuse-port) before the SIGTERM, and the drain window equals spread.
 	handover bool
+	// pin: the server runs with one loop on CPU 0, everything else (load generator,
+	// publisher, Redis) on the other CPUs.
+	pin bool
 }
 
 type idlePoint struct {
@@ -81,6 +86,10 @@ type result struct {
 	Reconnects       int64
 	Stalled          int64
 	Extra            string
+	// RunQueueMS is how long the server's threads waited, runnable, for a CPU: ms per
+	// second of the delivery run (schedstat run_delay, summed over threads).
+	RunQueueMS float64
+	Lag        *lagStats
 }
 
 type harness struct {
@@ -89,6 +98,7 @@ type harness struct {
 	perProc                        int
 	settle                         time.Duration
 	redisAddr                      string
+	redisPid                       int
 	servers                        []*serverSpec
 	scenarios                      []scenario
 	results                        []*result
@@ -253,7 +263,7 @@ func (h *harness) defineServers(list, creaseBin string, loops int, creasePub str
 		}
 	}
 	all := []*serverSpec{
-		{name: "crease", proto: "crease", target: creasePub, fanout: true, about: "the gateway under test (`crease serve --loops " + strconv.Itoa(loops) + " --redis`)",
+		{name: "crease", proto: "crease", target: creasePub, fanout: true, lag: true, about: "the gateway under test (`crease serve --loops " + strconv.Itoa(loops) + " --redis`)",
 			args: func(ws, http, redis string) []string {
 				// Admission control is sized for the load generator's connect rate (the
 				// default 5,000/s would refuse part of a 15,000-connection ramp), and the
@@ -324,6 +334,7 @@ func (h *harness) startRedis() (func(), error) {
 		p.stop(time.Second)
 		return func() {}, err
 	}
+	h.redisPid = p.cmd.Process.Pid
 	stopped := false
 	return func() {
 		if !stopped {
@@ -348,6 +359,8 @@ func pickScenarios(list string, conns int, levels []int, quick bool) []scenario 
 		{name: "steady2", title: "Steady, 2 deltas/s to everyone", kind: "delivery", conns: conns, matches: 10, rate: 2, count: max(steadyCount/5, 3)},
 		{name: "burst", title: "Burst: deltas as fast as possible, all on one match", kind: "delivery", conns: conns, matches: 1, count: burst},
 		{name: "skew", title: "Hot-match skew: 80% on one match, the rest over 50 cold ones, 10 deltas/s each", kind: "delivery", conns: conns, matches: 51, hot: 0.8, rate: 10, count: steadyCount / 2},
+		{name: "lag-pinned", title: "Steady, 2 deltas/s, the gateway on a core of its own: crease --loops 1 on CPU 0, load generator, publisher and Redis on the others (crease only: its loop lag without CPU contention)",
+			kind: "delivery", conns: conns, matches: 10, rate: 2, count: max(steadyCount/5, 3), only: "crease", pin: true},
 		{name: "slow0", title: "Slow-client mix, baseline: nobody stalled, 40 deltas/s (crease only: the reference for its own 10% stalled row)", kind: "delivery", conns: conns, matches: 10, rate: 40, count: slowCount, only: "crease"},
 		{name: "slow", title: "Slow-client mix: 10% stop reading, 40 deltas/s", kind: "delivery", conns: conns, matches: 10, stall: 0.1, rate: 40, count: slowCount},
 		{name: "storm-fixed", title: "Reconnect storm (server restarted), clients retry after a fixed 100 ms, no jitter", kind: "storm", conns: conns, reconnect: "fixed"},
@@ -374,20 +387,32 @@ type server struct {
 	args      []string
 	log       string
 	wsAddr    string
+	httpAddr  string
+	cpus      string // taskset CPU list, "" for any
 	restarted int
 }
 
-func (h *harness) startServer(s *serverSpec, tag string, extra ...string) (*server, error) {
+func (h *harness) startServer(s *serverSpec, tag, cpus string, extra ...string) (*server, error) {
 	ws := "127.0.0.1:" + strconv.Itoa(freePort())
 	hp := "127.0.0.1:" + strconv.Itoa(freePort())
-	sv := &server{spec: s, args: append(s.args(ws, hp, h.redisAddr), extra...), log: filepath.Join(h.logDir, s.name+"-"+tag), wsAddr: ws}
+	sv := &server{spec: s, args: append(s.args(ws, hp, h.redisAddr), extra...), log: filepath.Join(h.logDir, s.name+"-"+tag), wsAddr: ws, httpAddr: hp, cpus: cpus}
 	return sv, sv.launch()
+}
+
+// command returns the binary and arguments that run bin with args, on cpus if set
+// (taskset execs the command, so the pid is the command's).
+func command(cpus, bin string, args []string) (string, []string) {
+	if cpus == "" {
+		return bin, args
+	}
+	return "taskset", append([]string{"-c", cpus, bin}, args...)
 }
 
 // launchSuccessor starts a second process of sv's command on the same ports (it must
 // bind them with SO_REUSEPORT) and waits until the kernel lists both listeners.
 func (sv *server) launchSuccessor() (*proc, error) {
-	p, _, err := start(sv.spec.bin, sv.args, fmt.Sprintf("%s-%d.log", sv.log, sv.restarted+1))
+	bin, args := command(sv.cpus, sv.spec.bin, sv.args)
+	p, _, err := start(bin, args, fmt.Sprintf("%s-%d.log", sv.log, sv.restarted+1))
 	if err != nil {
 		return nil, err
 	}
@@ -406,7 +431,8 @@ func (sv *server) launchSuccessor() (*proc, error) {
 }
 
 func (sv *server) launch() error {
-	p, _, err := start(sv.spec.bin, sv.args, fmt.Sprintf("%s-%d.log", sv.log, sv.restarted))
+	bin, args := command(sv.cpus, sv.spec.bin, sv.args)
+	p, _, err := start(bin, args, fmt.Sprintf("%s-%d.log", sv.log, sv.restarted))
 	if err != nil {
 		return err
 	}
@@ -443,7 +469,23 @@ func (h *harness) run(s *serverSpec, sc scenario) *result {
 	if sc.handover {
 		extra = []string{"--reuse-port", "--drain-window", sc.spread.String()}
 	}
-	sv, err := h.startServer(s, sc.name, extra...)
+	var g loadgens
+	cpus := ""
+	if sc.pin {
+		n := runtime.NumCPU()
+		if n < 2 {
+			r.Err = "needs 2 CPUs"
+			return r
+		}
+		cpus = "0"
+		extra = append(extra, "--loops", "1")
+		g.cpus = fmt.Sprintf("1-%d", n-1)
+		if h.redisPid > 0 {
+			_ = exec.Command("taskset", "-a", "-p", "-c", g.cpus, strconv.Itoa(h.redisPid)).Run()
+			defer exec.Command("taskset", "-a", "-p", "-c", fmt.Sprintf("0-%d", n-1), strconv.Itoa(h.redisPid)).Run()
+		}
+	}
+	sv, err := h.startServer(s, sc.name, cpus, extra...)
 	if err != nil {
 		// A server that cannot start is skipped from here on, with a note, instead of
 		// failing every scenario.
@@ -454,7 +496,6 @@ func (h *harness) run(s *serverSpec, sc scenario) *result {
 	}
 	// A closure: the storm scenario replaces sv.proc with the restarted process.
 	defer func() { sv.stop(10 * time.Second) }()
-	var g loadgens
 	defer g.kill()
 	switch sc.kind {
 	case "idle":
@@ -524,13 +565,19 @@ func (h *harness) runDelivery(s *serverSpec, sv *server, sc scenario, g *loadgen
 	time.Sleep(h.settle)
 	cpu0, rss0 := procStat(sv.pid())
 	lcpu0 := g.cpu()
+	wait0 := runDelay(sv.pid())
+	var lag0 map[float64]float64
+	if s.lag {
+		lag0 = scrapeLag(sv.httpAddr)
+	}
 	r.RSSBefore = rss0
 	pubArgs := []string{"--redis", h.redisAddr, "--match-count", strconv.Itoa(sc.matches), "--count", strconv.Itoa(sc.count),
 		"--rate", fmt.Sprint(sc.rate), "--target", s.target}
 	pubDone := make(chan string, 1)
 	t0 := time.Now()
 	go func() {
-		out, err := exec.Command(h.bin("publisher"), pubArgs...).CombinedOutput()
+		bin, args := command(g.cpus, h.bin("publisher"), pubArgs)
+		out, err := exec.Command(bin, args...).CombinedOutput()
 		if err != nil {
 			pubDone <- "publisher: " + err.Error() + ": " + firstLine(string(out))
 			return
@@ -583,6 +630,12 @@ func (h *harness) runDelivery(s *serverSpec, sv *server, sc scenario, g *loadgen
 		time.Sleep(poll)
 	}
 	cpu1, rss1 := procStat(sv.pid())
+	if wall := time.Since(t0).Seconds(); wall > 0 {
+		r.RunQueueMS = (runDelay(sv.pid()) - wait0) * 1000 / wall
+	}
+	if s.lag && lag0 != nil {
+		r.Lag = lagBetween(lag0, scrapeLag(sv.httpAddr))
+	}
 	r.PeakRSS = peakRSS(sv.pid())
 	r.LoadgenCPU = g.cpu() - lcpu0
 	r.RSSAfter = rss1

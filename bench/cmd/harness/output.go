@@ -224,6 +224,37 @@ func (h *harness) writeDelivery(b *strings.Builder, sc scenario) {
 			r.CPU, r.CPUPerM, ratio(r.CPUPerM, ref("naive")), ratio(r.CPUPerM, ref("floor1")), ratio(r.CPUPerM, ref("floor10")),
 			rate, r.LoadgenCPU, r.Gaps, r.Dups, report.FormatCounts(r.Resyncs), report.FormatCounts(r.Closes), float64(r.PeakRSS)/(1<<20))
 	}
+	h.writeScheduling(b, sc)
+}
+
+// writeScheduling tells how long each server's threads waited for a CPU during the
+// run and, for crease, what its loop-lag probes saw (crease_loop_lag_seconds, scraped
+// before and after).
+func (h *harness) writeScheduling(b *strings.Builder, sc scenario) {
+	var rows []string
+	for _, s := range h.servers {
+		r := h.find(s.name, sc.name)
+		if r == nil || r.Err != "" && r.Delivered == 0 {
+			continue
+		}
+		lag := "| – | – | – | – | – | – |"
+		if l := r.Lag; l != nil {
+			p99 := fmt.Sprintf("≤ %g ms", l.P99MS)
+			if l.P99Above {
+				p99 = "> 2.5 s"
+			}
+			lag = fmt.Sprintf("| %d | %.1f%% | %.1f%% | %.1f%% | %.1f%% | %s |", l.Probes, l.LE05*100, l.LE1*100, l.LE2*100, l.LE5*100, p99)
+		}
+		rows = append(rows, fmt.Sprintf("| %s | %.1f %s", s.name, r.RunQueueMS, lag))
+	}
+	if len(rows) == 0 {
+		return
+	}
+	fmt.Fprintf(b, "\nScheduling during the run: how long the server's threads waited, runnable, for a CPU (schedstat run_delay summed over threads, ms per second of the run), and crease's loop-lag probes (one per loop per tick; p99 is the bucket bound that holds it).\n\n")
+	fmt.Fprintf(b, "| server | waiting for a CPU, ms/s | lag probes | ≤ 0.5 ms | ≤ 1 ms | ≤ 2 ms | ≤ 5 ms | lag p99 |\n|---|---|---|---|---|---|---|---|\n")
+	for _, r := range rows {
+		b.WriteString(r + "\n")
+	}
 }
 
 func (h *harness) writeStorm(b *strings.Builder, sc scenario) {

@@ -158,6 +158,7 @@ type lgProc struct {
 
 type loadgens struct {
 	procs []*lgProc
+	cpus  string // taskset CPU list for new processes, "" for any
 }
 
 // add starts processes for n more connections, each at most perProc, each on its own
@@ -171,7 +172,8 @@ func (g *loadgens) add(h *harness, n int, args []string, logPrefix string) error
 		lo := 2 + (idx%4)*12
 		src := fmt.Sprintf("127.0.0.%d-127.0.0.%d", lo, lo+11)
 		a := append([]string{"--conns", strconv.Itoa(k), "--src", src}, args...)
-		cmd := exec.Command(h.bin("loadgen"), a...)
+		bin, a := command(g.cpus, h.bin("loadgen"), a)
+		cmd := exec.Command(bin, a...)
 		lf, _ := os.Create(fmt.Sprintf("%s-lg%d.log", logPrefix, idx))
 		cmd.Stderr = lf
 		out, err := cmd.StdoutPipe()
@@ -384,4 +386,27 @@ func listeners(port string) int {
 		}
 	}
 	return n
+}
+
+// runDelay sums the time pid's threads spent runnable but waiting for a CPU
+// (/proc/PID/task/*/schedstat, second field, ns), in seconds. Threads that exited are
+// not counted, which only makes it an underestimate.
+func runDelay(pid int) float64 {
+	dir := "/proc/" + strconv.Itoa(pid) + "/task"
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return 0
+	}
+	var ns float64
+	for _, e := range ents {
+		b, err := os.ReadFile(dir + "/" + e.Name() + "/schedstat")
+		if err != nil {
+			continue
+		}
+		if f := strings.Fields(string(b)); len(f) >= 2 {
+			v, _ := strconv.ParseFloat(f[1], 64)
+			ns += v
+		}
+	}
+	return ns / 1e9
 }
