@@ -56,6 +56,7 @@ func (f *fakeConn) Write(p []byte) (int, error) {
 func (f *fakeConn) OutboundBuffered() int   { return len(f.buffered) }
 func (f *fakeConn) Close() error            { f.closes++; return nil }
 func (f *fakeConn) SetLinger(sec int) error { f.linger = &sec; return nil }
+func (f *fakeConn) Fd() int                 { return -1 }
 
 // read lets the peer read n more bytes: the socket gains room and gnet's buffer moves
 // into it, as gnet does when the socket turns writable.

@@ -275,16 +275,23 @@ func TestStallThenCut(t *testing.T) {
 		t.Fatal("no resync after the stall limit")
 	}
 	checkAccounting(t, s, c)
-	s.sweepBlocked(start + int64(2100*time.Millisecond))
-	if c.State() != StateClosing || fc.closes != 1 {
-		t.Fatalf("state %d, closes %d: not cut after the cut limit", c.State(), fc.closes)
-	}
-	if fc.linger == nil || *fc.linger != 0 {
-		t.Errorf("a cut slow consumer must be reset (SetLinger(0)), linger %v", fc.linger)
+	cutAt := start + int64(2100*time.Millisecond)
+	s.sweepBlocked(cutAt)
+	if c.State() != StateClosing || fc.closes != 0 || len(s.linger) != 1 {
+		t.Fatalf("state %d, closes %d, lingering %d: not cut (closing, socket kept) after the cut limit", c.State(), fc.closes, len(s.linger))
 	}
 	// The close frame went behind what gnet holds; nothing queued stays counted.
 	if p := s.PendingBytes(); p != 0 {
 		t.Fatalf("pending bytes %d after the cut", p)
+	}
+	// The peer reads nothing: the socket is kept until the linger ends, then reset.
+	s.sweepLinger(cutAt+int64(time.Second), false)
+	if fc.closes != 0 {
+		t.Fatal("closed before the linger ended although the peer read nothing")
+	}
+	s.sweepLinger(cutAt+int64(DefaultCloseLinger+time.Second), false)
+	if fc.closes != 1 || fc.linger == nil || *fc.linger != 0 || len(s.linger) != 0 {
+		t.Fatalf("after the linger: closes %d, linger %v, lingering %d; want one reset (SetLinger(0))", fc.closes, fc.linger, len(s.linger))
 	}
 	s.Closed(c)
 	if len(closed) != 1 || closed[0] != ReasonSlow || closed[0].Code() != 4008 {
@@ -299,6 +306,42 @@ func TestStallThenCut(t *testing.T) {
 	got := fc.frames(t, false)
 	if last := got[len(got)-1]; last.Code != 4008 {
 		t.Fatalf("last frame %+v, want close 4008", last)
+	}
+}
+
+// A cut slow consumer that reads again within the linger gets the close frame and a
+// graceful close (no reset) as soon as everything it was sent is read.
+func TestCutConsumerThatReadsAgainClosesGracefully(t *testing.T) {
+	s := newTestShard(t, Options{Budget: 1 << 20, StallLimit: 500 * time.Millisecond, CutLimit: 2 * time.Second})
+	c, fc := blockedConn(t, s, "m")
+	postAll(s, deltaFrame(t, "m", 1, "high"))
+	cutAt := c.out.blockedSince + int64(2100*time.Millisecond)
+	s.sweepBlocked(cutAt)
+	if c.State() != StateClosing || fc.closes != 0 {
+		t.Fatalf("state %d, closes %d: want closing with the socket kept", c.State(), fc.closes)
+	}
+	if subs := s.index["m"]; subs != nil && len(subs.conns) != 0 {
+		t.Fatalf("a lingering connection is still among the subscribers (%d)", len(subs.conns))
+	}
+	s.sweepLinger(cutAt+int64(100*time.Millisecond), false)
+	if fc.closes != 0 {
+		t.Fatal("closed while gnet still held the close frame")
+	}
+	fc.read(1 << 20)
+	s.sweepLinger(cutAt+int64(200*time.Millisecond), false)
+	if fc.closes != 1 || fc.linger != nil {
+		t.Fatalf("after the peer read everything: closes %d, linger %v; want one graceful close", fc.closes, fc.linger)
+	}
+	got := fc.frames(t, false)
+	if last := got[len(got)-1]; last.Code != 4008 {
+		t.Fatalf("last frame %+v, want close 4008", last)
+	}
+	// CloseAll (shutdown) resets whatever still lingers.
+	c2, fc2 := blockedConn(t, s, "m")
+	s.Close(c2, ReasonSlow)
+	s.CloseAll(ReasonShutdown)
+	if fc2.closes != 1 || fc2.linger == nil || *fc2.linger != 0 {
+		t.Fatalf("shutdown with a lingering connection: closes %d, linger %v; want a reset", fc2.closes, fc2.linger)
 	}
 }
 

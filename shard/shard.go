@@ -25,6 +25,7 @@ const (
 	DefaultHandshakeTimeout = 5 * time.Second
 	DefaultOpsPerSecond     = 20
 	DefaultFlushSlice       = 500 * time.Microsecond
+	DefaultCloseLinger      = 5 * time.Second
 	// DefaultSendBuffer is SO_SNDBUF for accepted sockets (the kernel doubles it for
 	// its bookkeeping): room for a burst of small frames, small enough that a stalled
 	// peer shows up as blocked to the OutboundBudget quickly.
@@ -41,6 +42,7 @@ var (
 	ErrMaxSubs    = errors.New("shard: max subscriptions must be at least 1")
 	ErrInboxBytes = errors.New("shard: inbox bytes must be at least 64 KiB")
 	ErrSendBuffer = errors.New("shard: send buffer must be > 0, or -1 for the kernel's autotuning")
+	ErrLinger     = errors.New("shard: close linger must not be negative")
 )
 
 // Options configures every shard of a gateway. Zero fields take the defaults.
@@ -65,6 +67,13 @@ type Options struct {
 	// socket whose peer stopped reading takes ~2.8 MB of kernel memory before the
 	// gateway sees it blocked at all, so 15,000 stalled clients could pin 40 GB.
 	SendBuffer int
+	// CloseLinger is how long a connection cut as a slow consumer keeps its socket so
+	// that the client, if it reads again, gets what the socket holds and the 4008 close
+	// frame. It is closed gracefully once the peer has acknowledged everything, or reset
+	// when CloseLinger passes: a graceful close of a full socket would leave an orphan
+	// probing a zero window for minutes, holding its buffer, while a client that resumes
+	// reading could wait tens of seconds for the kernel's next probe.
+	CloseLinger time.Duration
 }
 
 // WithDefaults fills zero fields and validates.
@@ -105,6 +114,9 @@ func (o Options) WithDefaults() (Options, error) {
 	if o.FlushSlice == 0 {
 		o.FlushSlice = DefaultFlushSlice
 	}
+	if o.CloseLinger == 0 {
+		o.CloseLinger = DefaultCloseLinger
+	}
 	switch {
 	case o.Budget < 4<<10 || o.SoftWatermark <= 0 || o.SoftWatermark > o.Budget:
 		return o, ErrBudget
@@ -118,6 +130,8 @@ func (o Options) WithDefaults() (Options, error) {
 		return o, ErrInboxBytes
 	case o.SendBuffer < -1:
 		return o, ErrSendBuffer
+	case o.CloseLinger < 0:
+		return o, ErrLinger
 	}
 	return o, nil
 }
@@ -166,6 +180,7 @@ type Shard struct {
 	batch   []*Frame
 	counts  [4]int64 // delivered by prio, flushed to metrics per drain
 	drain   *drainState
+	linger  []lingering // slow consumers cut, waiting for their close frame to be read
 	ticks   int64
 	drainFn gnet.RunnableFunc
 
@@ -400,8 +415,9 @@ func (s *Shard) writeNow(c *Conn, f *Frame) {
 }
 
 // Close ends c for reason: queued state frames are written (unless c is being cut as a
-// slow consumer), then the close frame, then gnet closes the socket (a slow consumer's is
-// reset). gnet writes what it holds before closing, so no frame is cut in half by us.
+// slow consumer), then the close frame, then gnet closes the socket; a slow consumer's
+// socket lingers first (Options.CloseLinger, sweepLinger). gnet writes what it holds
+// before closing, so no frame is cut in half by us.
 func (s *Shard) Close(c *Conn, reason CloseReason) {
 	if c.state >= StateClosing {
 		return
@@ -429,17 +445,51 @@ func (s *Shard) Close(c *Conn, reason CloseReason) {
 		return
 	}
 	c.state = StateClosing
-	if reason == ReasonSlow {
-		// A slow consumer's socket is full. Closed gracefully, it would linger as an
-		// orphan in FIN-WAIT-1 holding its unsent bytes while the kernel probes the zero
-		// window with exponential backoff (measured here: 28 KB each, next probe 25 s
-		// away), and a client that resumes reading may wait that long to learn the
-		// connection is gone. A reset frees the kernel memory at once and tells the
-		// client now; frames it already received, the 4008 close frame if there was room
-		// for it, stay readable on its side.
-		_ = c.gc.SetLinger(0)
+	if reason == ReasonSlow && wasOpen {
+		// The socket is full: keep it for CloseLinger so that the close frame can still
+		// reach a client that reads again (see Options.CloseLinger). It leaves its
+		// matches now, so that no fan-out reaches it meanwhile.
+		c.eachSub(func(r subRef) { s.detach(c, r) })
+		c.sub0 = nil
+		if c.ext != nil {
+			c.ext.more = nil
+		}
+		s.linger = append(s.linger, lingering{c: c, until: s.now() + int64(s.opts.CloseLinger)})
+		return
 	}
 	_ = c.gc.Close()
+}
+
+// lingering is a connection cut as a slow consumer whose socket is kept until its peer
+// has read everything, or until the deadline.
+type lingering struct {
+	c     *Conn
+	until int64 // shard clock ns
+}
+
+// sweepLinger closes the lingering connections whose peer has acknowledged every byte
+// (gracefully: nothing is left for an orphan to send) and resets those past their
+// deadline, which frees their kernel buffers at once and tells the client now; the
+// frames it already received stay readable on its side. force resets every one.
+func (s *Shard) sweepLinger(now int64, force bool) {
+	keep := s.linger[:0]
+	for _, l := range s.linger {
+		c := l.c
+		if c.state != StateClosing {
+			continue // gnet closed it meanwhile (the peer went away, or a write failed)
+		}
+		switch {
+		case !force && c.gc.OutboundBuffered() == 0 && unacked(c.gc) == 0:
+			_ = c.gc.Close()
+		case force || now >= l.until:
+			_ = c.gc.SetLinger(0)
+			_ = c.gc.Close()
+		default:
+			keep = append(keep, l)
+		}
+	}
+	clear(s.linger[len(keep):])
+	s.linger = keep
 }
 
 // Closed is OnClose: it forgets c entirely. c must not be used afterwards.
@@ -951,6 +1001,9 @@ func (s *Shard) Counts(dst map[string]int) {
 func (s *Shard) Tick(ping *Frame) {
 	now := s.now()
 	s.sweepBlocked(now)
+	if len(s.linger) > 0 {
+		s.sweepLinger(now, false)
+	}
 	s.tickDrain(now)
 	s.flushCounts() // frames written directly (writeNow) since the last tick
 	s.ticks++
@@ -1051,6 +1104,7 @@ func (s *Shard) tickDrain(now int64) {
 
 // CloseAll closes every connection at once with reason (a second signal, or shutdown).
 func (s *Shard) CloseAll(reason CloseReason) {
+	s.sweepLinger(0, true)
 	for i := len(s.all) - 1; i >= 0; i-- {
 		if i < len(s.all) {
 			c := s.all[i]

@@ -34,6 +34,7 @@ type gatewayFlags struct {
 	sendBuffer       int
 	stallLimit       time.Duration
 	cutLimit         time.Duration
+	closeLinger      time.Duration
 	maxSubs          int
 	heartbeat        time.Duration
 	handshakeTimeout time.Duration
@@ -60,6 +61,7 @@ func (g *gatewayFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&g.sendBuffer, "send-buffer", shard.DefaultSendBuffer, "SO_SNDBUF of each connection in bytes; -1 keeps the kernel's autotuning (up to tcp_wmem max, MBs per stalled peer)")
 	fs.DurationVar(&g.stallLimit, "stall-limit", shard.DefaultStallLimit, "a connection whose socket stays full this long has its deltas replaced by resync")
 	fs.DurationVar(&g.cutLimit, "cut-limit", shard.DefaultCutLimit, "a connection whose socket stays full this long is closed with 4008")
+	fs.DurationVar(&g.closeLinger, "close-linger", shard.DefaultCloseLinger, "a connection cut as a slow consumer keeps its socket this long for the client to read the 4008 close frame, then is reset")
 	fs.IntVar(&g.maxSubs, "max-subscriptions", shard.DefaultMaxSubscriptions, "subscriptions per connection")
 	fs.DurationVar(&g.heartbeat, "heartbeat", shard.DefaultHeartbeat, "ping interval; 3 intervals without traffic close a connection")
 	fs.DurationVar(&g.handshakeTimeout, "handshake-timeout", shard.DefaultHandshakeTimeout, "a handshake not complete within this is closed (slowloris)")
@@ -100,6 +102,7 @@ func (g *gatewayFlags) options(log *slog.Logger, b bus.Bus, reg *prometheus.Regi
 			SendBuffer:       g.sendBuffer,
 			StallLimit:       g.stallLimit,
 			CutLimit:         g.cutLimit,
+			CloseLinger:      g.closeLinger,
 			MaxSubscriptions: g.maxSubs,
 			Heartbeat:        g.heartbeat,
 			HandshakeTimeout: g.handshakeTimeout,
@@ -114,7 +117,7 @@ func (g *gatewayFlags) validate() error {
 	for _, d := range []struct {
 		name string
 		v    time.Duration
-	}{{"handshake-timeout", g.handshakeTimeout}, {"shed-lag", g.shedLag}, {"drain-grace", g.drainGrace}} {
+	}{{"handshake-timeout", g.handshakeTimeout}, {"shed-lag", g.shedLag}, {"drain-grace", g.drainGrace}, {"close-linger", g.closeLinger}} {
 		if d.v < 0 {
 			return fmt.Errorf("--%s must not be negative (got %v)", d.name, d.v)
 		}

@@ -11,8 +11,9 @@
 //     fixed overhead; every fast client gets every delta in order (rules 1, 2) and
 //     converges to the snapshot; stalled clients that resume get `resync` (reason slow)
 //     and converge to the snapshot with the client algorithm; the others are cut after
-//     CutLimit (crease_disconnects_total{reason="slow_consumer"}, connection reset, never
-//     left waiting; a close frame, when the socket had room for one, is 4008).
+//     CutLimit (crease_slow_consumer_cuts_total); read right after the cut, they get
+//     their frames up to a 4008 close frame and then EOF, or a reset once the close
+//     linger has passed, never a read that waits.
 //   - TestShedsEventsBeforeDeltas: a client reading 1 KB every 10 ms under interleaved
 //     events and high deltas: events are dropped first (rule 3), every delta is received
 //     in order or covered by a preceding `resync` (rules 1, 2), and it converges.

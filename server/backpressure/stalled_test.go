@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -23,6 +24,9 @@ func TestStalledClientsBoundedMemory(t *testing.T) {
 		rcvbuf  = 4 << 10
 		sndbuf  = 16 << 10 // SO_SNDBUF on the gateway side: without it the kernel takes ~2.8 MB per stalled socket first
 		stall   = 500 * time.Millisecond
+		// The cut clients are read only once the last one is cut: a linger longer than
+		// that wait lets each read its close frame even on a slow, loaded machine.
+		linger = 15 * time.Second
 	)
 	// Under the race detector every loop and reader is several times slower (publishing
 	// alone runs at ~100 deltas a second): a quarter of the deltas in smaller bursts tell
@@ -32,7 +36,7 @@ func TestStalledClientsBoundedMemory(t *testing.T) {
 		// and the resumed clients get more time to drain before the cut limit.
 		deltas, burst, cut = 500, 5, 4*time.Second
 	}
-	g := startGateway(t, server.Options{Loops: 2, Shard: shard.Options{Budget: budget, StallLimit: stall, CutLimit: cut, SendBuffer: sndbuf}})
+	g := startGateway(t, server.Options{Loops: 2, Shard: shard.Options{Budget: budget, StallLimit: stall, CutLimit: cut, SendBuffer: sndbuf, CloseLinger: linger}})
 	g.delta(t, "high") // seq 1: every client starts from this snapshot
 	fastR := make([]*reader, fast)
 	for i := range fastR {
@@ -127,18 +131,35 @@ func TestStalledClientsBoundedMemory(t *testing.T) {
 	}
 	cutWant := float64(stalled - resumed)
 	waitFor(t, cut+5*time.Second, "stalled clients cut", func() bool {
-		return g.metric(t, "crease_disconnects_total", "reason=slow_consumer") >= cutWant
+		return g.metric(t, "crease_slow_consumer_cuts_total") >= cutWant
 	})
 	cutAfter := time.Since(start)
 	peak := heap.Stop()
 
-	if got := g.metric(t, "crease_disconnects_total", "reason=slow_consumer"); got != cutWant {
-		t.Errorf("slow_consumer disconnects %v, want %v (the resumed clients must stay)", got, cutWant)
+	// Client side of the cut, read by every cut client at once right after it: each
+	// gets what its socket held, then the 4008 close frame and EOF (a graceful close once
+	// it has read everything), or a reset if it was not done within the close linger;
+	// never a read that waits. The last data frame may be cut short by a reset; whatever
+	// complete frames arrived obey rules 1 and 2.
+	var wg sync.WaitGroup
+	errs := make([]error, stalled)
+	for i := resumed; i < stalled; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = stalledC[i].nc.SetReadDeadline(time.Now().Add(linger + 10*time.Second))
+			errs[i] = stalledR[i].runRaw(stalledC[i])
+		}()
 	}
+	wg.Wait()
+
 	if got := g.metric(t, "crease_slow_consumer_cuts_total"); got != cutWant {
-		t.Errorf("cuts %v, want %v", got, cutWant)
+		t.Errorf("cuts %v, want %v (the resumed clients must stay)", got, cutWant)
 	}
-	waitFor(t, 2*time.Second, "cut connections gone", func() bool { return g.s.Conns() == fast+resumed })
+	waitFor(t, linger+5*time.Second, "cut connections gone", func() bool { return g.s.Conns() == fast+resumed })
+	if got := g.metric(t, "crease_disconnects_total", "reason=slow_consumer"); got != cutWant {
+		t.Errorf("slow_consumer disconnects %v, want %v", got, cutWant)
+	}
 
 	// The bound on what is retained: Budget per connection (our lanes plus gnet's
 	// buffer, which the budget covers) on top of the heap of the idle setup (the test
@@ -162,16 +183,9 @@ func TestStalledClientsBoundedMemory(t *testing.T) {
 		t.Errorf("heap peak %.1f MiB over the bound %.1f MiB", mib(peak), mib(bound))
 	}
 
-	// Client side of the cut: the connection is reset (never a read that waits, which a
-	// graceful close of a full socket allowed: the orphan's zero-window probes back off
-	// for tens of seconds). A full socket usually gets no close frame, and the last frame
-	// may be cut short; whatever complete frames arrived obey rules 1 and 2, and a close
-	// frame, if any, is 4008.
 	var eof, reset, partial, with4008 int
 	for i := resumed; i < stalled; i++ {
-		c, r := stalledC[i], stalledR[i]
-		_ = c.nc.SetReadDeadline(time.Now().Add(5 * time.Second))
-		err := r.runRaw(c)
+		r, err := stalledR[i], errs[i]
 		switch {
 		case r.closeCode == 4008:
 			with4008++
@@ -196,6 +210,9 @@ func TestStalledClientsBoundedMemory(t *testing.T) {
 		}
 	}
 	t.Logf("cut clients: %d saw close 4008, %d EOF after whole frames, %d EOF inside a frame, %d reset", with4008, eof, partial, reset)
+	if with4008 == 0 {
+		t.Error("no cut client that read right after the cut got the 4008 close frame")
+	}
 	waitFor(t, 2*time.Second, "pending bytes back to zero", func() bool {
 		return g.metric(t, "crease_pending_bytes") == 0
 	})

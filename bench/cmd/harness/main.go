@@ -111,7 +111,7 @@ func (h *harness) bin(name string) string { return filepath.Join(h.binDir, name)
 func main() {
 	quick := flag.Bool("quick", false, "tiny sizes: a smoke run under a minute that checks the harness works (not speed)")
 	serversF := flag.String("servers", "crease,naive,centrifuge,floor1,floor10,bare", "servers to measure")
-	scenariosF := flag.String("scenarios", "idle,steady10,steady2,burst,skew,slow0,slow,storm-fixed,storm-jitter,storm-handover", "scenarios to run")
+	scenariosF := flag.String("scenarios", "idle,steady10,steady2,lag-pinned,burst,skew,slow0,slow,storm-fixed,storm-jitter,storm-handover", "scenarios to run")
 	creaseBin := flag.String("crease-bin", "", "crease binary to measure (default: build ./cmd/crease of the repo; skipped if that fails)")
 	loops := flag.Int("loops", 2, "crease --loops")
 	creasePub := flag.String("crease-publish", "crease-lua", "how deltas reach crease: crease-lua (crease/bus/redis, as ingest does) or crease (a bare PUBLISH, like the baselines)")
@@ -475,6 +475,10 @@ func (h *harness) run(s *serverSpec, sc scenario) *result {
 		n := runtime.NumCPU()
 		if n < 2 {
 			r.Err = "needs 2 CPUs"
+			return r
+		}
+		if _, err := exec.LookPath("taskset"); err != nil {
+			r.Err = "taskset (util-linux) not found"
 			return r
 		}
 		cpus = "0"
