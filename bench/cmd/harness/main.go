@@ -566,7 +566,9 @@ func (h *harness) runDelivery(s *serverSpec, sv *server, sc scenario, g *loadgen
 		return
 	}
 	r.Target, r.Connected, r.FailedHS = int64(sc.conns), ready.Open, ready.FailedHandshakes
-	time.Sleep(h.settle)
+	// The ramp leaves work behind (garbage to collect, memory to scavenge): three settle
+	// periods keep it out of the publish phase's CPU, for every server alike.
+	time.Sleep(3 * h.settle)
 	cpu0, rss0 := procStat(sv.pid())
 	lcpu0 := g.cpu()
 	wait0 := runDelay(sv.pid())

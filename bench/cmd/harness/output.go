@@ -88,7 +88,7 @@ func (h *harness) write(out, plotDir string, started time.Time) error {
 	w("- Commit: %s\n", gitHead(h.root))
 	w("- Command: `%s`\n", strings.Join(os.Args, " "))
 	w("- Load: loadgen processes of at most %d connections each, bound to 127.0.0.2–50; Redis %s on loopback; all on the same cores as the server.\n", h.perProc, h.redisAddr)
-	w("- CPU is the server process's utime+stime from /proc/PID/stat over the publish phase; memory is its VmRSS over the idle baseline after a %v settle.\n\n", h.settle)
+	w("- CPU is the server process's utime+stime from /proc/PID/stat over the publish phase, which starts %v after the last connection is up; memory is its VmRSS over the idle baseline after a %v settle.\n\n", 3*h.settle, h.settle)
 	w("## Servers\n\n| server | what |\n|---|---|\n")
 	for _, s := range h.servers {
 		about := s.about
