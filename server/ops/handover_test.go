@@ -53,6 +53,12 @@ func TestHandoverWithReusePort(t *testing.T) {
 		mu      sync.Mutex
 		refused []string
 		nodes   = map[string]int{}
+		// reconnecting is closed when the first reconnect frame arrives: the old
+		// gateway has closed its listeners by then. A connection still in the old
+		// listener's accept queue when it closes is reset by the kernel (unless
+		// net.ipv4.tcp_migrate_req is set), so the checks below start after it.
+		reconnecting = make(chan struct{})
+		once         sync.Once
 	)
 	start := time.Now()
 	for i, c := range conns {
@@ -70,6 +76,7 @@ func TestHandoverWithReusePort(t *testing.T) {
 				fail("got %q (close %d, %v), want reconnect", f.Raw, f.Close, err)
 				return
 			}
+			once.Do(func() { close(reconnecting) })
 			time.Sleep(time.Duration(f.AfterMS) * time.Millisecond)
 			nc, resp, err := dialWS(wsAddr, "/ws?match=m1", nil, "")
 			if err != nil {
@@ -92,6 +99,11 @@ func TestHandoverWithReusePort(t *testing.T) {
 		}()
 	}
 	// While the old gateway drains, the shared HTTP port is the successor's.
+	select {
+	case <-reconnecting:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no client got reconnect")
+	}
 	for range 20 {
 		if code, _, body := get(t, "http://"+httpAddr+"/readyz"); code != http.StatusOK {
 			t.Errorf("/readyz on the shared port during the handover: %d %q", code, body)
