@@ -105,7 +105,7 @@ func (s *Server) handshake(sh *shard.Shard, c *shard.Conn) bool {
 	if allowed, ok := s.tokenMatches(req); ok {
 		c.SetAllowed(allowed)
 	}
-	sh.Send(c, shard.ControlText(s.helloJSON()))
+	sh.Send(c, s.hello)
 	for _, m := range req.Matches {
 		s.subscribe(sh, c, m)
 	}
@@ -244,7 +244,7 @@ func (s *Server) subscribe(sh *shard.Shard, c *shard.Conn, match string) {
 		s.sendError(sh, c, "too_many_subscriptions",
 			"at most "+strconv.Itoa(s.opts.Shard.MaxSubscriptions)+" subscriptions per connection")
 	default:
-		sh.Send(c, shard.ControlText(shard.SubscribedJSON(match)))
+		sh.Send(c, sh.Subscribed(match))
 	}
 }
 

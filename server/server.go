@@ -31,6 +31,7 @@ type Server struct {
 
 	upgrader codec.Upgrader
 	ping     *shard.Frame
+	hello    *shard.Frame // the same for every connection: encoded once
 
 	engine   gnet.Engine
 	engineUp chan struct{}
@@ -90,6 +91,7 @@ func New(opts Options) (*Server, error) {
 	}
 	s.upgrader = codec.Upgrader{Path: DefaultWSPath, Check: s.checkHandshake,
 		PlainBody: "crease: WebSocket endpoint is " + DefaultWSPath + "; snapshots, metrics and the page are on the HTTP listener\n"}
+	s.hello = shard.ControlText(s.helloJSON())
 	s.dispatch = newDispatcher(s)
 	s.admit = newAdmission(o.HandshakeRate, o.HandshakeBurst)
 	return s, nil

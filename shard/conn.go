@@ -201,8 +201,9 @@ func (q *outQueue) reset() {
 // Subscribers is the set of a shard's connections subscribed to one match. Removal is
 // O(1): each connection remembers its position here.
 type Subscribers struct {
-	match string
-	conns []*Conn
+	match      string
+	conns      []*Conn
+	subscribed *Frame // the match's `subscribed` answer, built on first use
 }
 
 type subRef struct {

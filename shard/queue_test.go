@@ -444,3 +444,20 @@ func TestQueueReuseAfterCloseCarriesNothing(t *testing.T) {
 	}
 	checkAccounting(t, s, d)
 }
+
+// The `subscribed` answer is encoded once per match and shared, like bus frames.
+func TestSubscribedFrameIsShared(t *testing.T) {
+	s := newTestShard(t, Options{})
+	openConn(s, -1, "m1")
+	openConn(s, -1, "m1")
+	a, b := s.Subscribed("m1"), s.Subscribed("m1")
+	if a != b {
+		t.Fatal("two subscribers of m1 got two encodings of `subscribed`")
+	}
+	if want := string(codec.TextFrame(SubscribedJSON("m1"))); string(a.Bytes) != want {
+		t.Fatalf("subscribed frame %q, want %q", a.Bytes, want)
+	}
+	if s.Subscribed("m2") == s.Subscribed("m2") {
+		t.Fatal("a match without subscribers must not keep a cached frame")
+	}
+}

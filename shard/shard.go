@@ -337,6 +337,19 @@ func (s *Shard) Subscribe(c *Conn, match string) SubResult {
 	return SubAdded
 }
 
+// Subscribed returns the `subscribed` answer for match. While the shard has subscribers
+// of match it is built once and shared by all of them, like every other frame.
+func (s *Shard) Subscribed(match string) *Frame {
+	subs := s.index[match]
+	if subs == nil {
+		return ControlText(SubscribedJSON(match))
+	}
+	if subs.subscribed == nil {
+		subs.subscribed = ControlText(SubscribedJSON(match))
+	}
+	return subs.subscribed
+}
+
 // Unsubscribe removes c from match's subscribers; false if it was not subscribed.
 func (s *Shard) Unsubscribe(c *Conn, match string) bool {
 	i := c.findSub(match)
