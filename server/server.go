@@ -289,9 +289,9 @@ func (s *Server) reportViewers() {
 
 // Drain starts a graceful drain: /readyz answers 503, new handshakes get 503 with
 // Retry-After (with ReusePort the listeners are closed instead, handing new connections
-// to a successor on the same ports), every connection gets `reconnect` with after_ms spread over the drain
-// window and is closed with 1012 at that time. The server stops when all are closed or
-// at the hard deadline (window + grace), or when ctx is done.
+// to a successor on the same ports), every connection gets `reconnect` with after_ms
+// spread over the drain window and is closed with 1012 at that time. The server stops
+// when all are closed or at the hard deadline (window + grace), or when ctx is done.
 func (s *Server) Drain(ctx context.Context) {
 	if !s.draining.CompareAndSwap(false, true) {
 		return

@@ -362,6 +362,12 @@ func (s *Shard) Unsubscribe(c *Conn, match string) bool {
 	return true
 }
 
+// leaveAll removes c from every match it is subscribed to, for a connection that ends.
+func (s *Shard) leaveAll(c *Conn) {
+	c.eachSub(func(r subRef) { s.detach(c, r) })
+	c.sub0, c.ext = nil, nil
+}
+
 // detach removes c from one Subscribers list in O(1).
 func (s *Shard) detach(c *Conn, r subRef) {
 	subs := r.s
@@ -462,11 +468,7 @@ func (s *Shard) Close(c *Conn, reason CloseReason) {
 		// The socket is full: keep it for CloseLinger so that the close frame can still
 		// reach a client that reads again (see Options.CloseLinger). It leaves its
 		// matches now, so that no fan-out reaches it meanwhile.
-		c.eachSub(func(r subRef) { s.detach(c, r) })
-		c.sub0 = nil
-		if c.ext != nil {
-			c.ext.more = nil
-		}
+		s.leaveAll(c)
 		s.linger = append(s.linger, lingering{c: c, until: s.now() + int64(s.opts.CloseLinger)})
 		return
 	}
@@ -515,8 +517,7 @@ func (s *Shard) Closed(c *Conn) {
 		c.reason = ReasonPeer
 	}
 	c.state = StateClosed
-	c.eachSub(func(r subRef) { s.detach(c, r) })
-	c.sub0, c.ext = nil, nil
+	s.leaveAll(c)
 	if q := c.out; q != nil {
 		s.pending.Add(-int64(q.bytes))
 		c.out = nil

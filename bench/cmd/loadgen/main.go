@@ -509,10 +509,6 @@ func (lg *loadgen) retry(c *conn) {
 			}
 			d = time.Duration(mrand.Int64N(int64(ceil) + 1))
 		}
-		if c.afterMs > 0 {
-			d += time.Duration(c.afterMs) * time.Millisecond
-			c.afterMs = 0
-		}
 	}
 	c.attempt++
 	// A timer is not a goroutine until it fires; the dialer does the work.
@@ -855,9 +851,10 @@ func (w *worker) message(c *conn, p []byte, now int64) {
 		}
 	case "reconnect":
 		w.st.recv[rReconnect].Add(1)
-		c.afterMs = int64(numField(p, `"after_ms":`))
 		if w.lg.cfg.reconnect == "jitter" {
-			// Protocol clients close at once and come back after after_ms.
+			// Protocol clients close at once and come back after after_ms; fixed-mode
+			// clients ignore it and wait for the server's close.
+			c.afterMs = int64(numField(p, `"after_ms":`))
 			c.drained = true
 			c.gotClose = true
 			w.st.bump(&w.st.closes, "reconnect")
