@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -21,6 +22,9 @@ type subscriber struct {
 // each match's state (see the package documentation).
 type Client struct {
 	opts    Options
+	dialURL string // URL, with catchup=1 if asked
+	tokens  *tokenSource
+	clock   clock
 	running atomic.Bool
 	wake    chan struct{} // capacity 1: "the subscriptions changed"
 
@@ -36,7 +40,17 @@ func New(opts Options) (*Client, error) {
 	if err := opts.fill(); err != nil {
 		return nil, err
 	}
-	return &Client{opts: opts, wake: make(chan struct{}, 1), subs: map[string]map[uint64]*subscriber{}}, nil
+	dialURL := opts.URL
+	if opts.CatchUp {
+		u, _ := url.Parse(opts.URL) // fill checked it
+		q := u.Query()
+		q.Set("catchup", "1")
+		u.RawQuery = q.Encode()
+		dialURL = u.String()
+	}
+	c := &Client{opts: opts, dialURL: dialURL, clock: realClock{}, wake: make(chan struct{}, 1), subs: map[string]map[uint64]*subscriber{}}
+	c.tokens = &tokenSource{provide: opts.Token, clock: c.clock}
+	return c, nil
 }
 
 // Options returns the options with the defaults filled in.
@@ -103,6 +117,10 @@ func (c *Client) jitter(d time.Duration) time.Duration {
 	return time.Duration(c.opts.Rand() * float64(d))
 }
 
+// stableAfter is how long a connection must stay open, when it delivers no delta, for
+// the reconnect attempts to count from zero again (PROTOCOL.md, client algorithm step 5).
+const stableAfter = 30 * time.Second
+
 // Run connects and keeps the subscriptions alive, reconnecting as PROTOCOL.md says, until
 // ctx is cancelled; then it closes the connection (code 1000) and returns nil. Only one
 // Run may be active at a time (ErrRunning).
@@ -116,23 +134,21 @@ func (c *Client) Run(ctx context.Context) error {
 	attempt := 0
 	for {
 		l.setStatus(Status{Phase: Connecting})
-		conn, resp, err := c.opts.Dialer.DialContext(ctx, c.opts.URL, c.opts.Header)
-		var after time.Duration
-		drained := false
-		if err == nil {
-			var helloed bool
-			after, drained, helloed, err = l.serve(ctx, conn)
-			if helloed {
-				attempt = 0 // the gateway took us: a later failure is a new incident
-			}
-		}
+		var end connEnd
+		resp, err := l.connect(ctx, &end)
 		if ctx.Err() != nil {
 			return nil
 		}
+		if end.healthy {
+			// A connection that delivered a delta or lasted stableAfter: the gateway works,
+			// so a later failure is a new incident. A `hello` alone proves nothing: a
+			// gateway that closes right after it must not drive the client into a loop.
+			attempt = 0
+		}
 		var delay time.Duration
-		if drained {
+		if end.drained {
 			// The gateway spread after_ms over its clients already.
-			delay = after
+			delay = end.after
 		} else {
 			delay = c.opts.Backoff.Delay(attempt, c.opts.Rand())
 			attempt++
@@ -150,6 +166,27 @@ func (c *Client) Run(ctx context.Context) error {
 		case <-t.C:
 		}
 	}
+}
+
+// connect takes a fresh token, dials and serves one connection until it ends.
+func (l *loop) connect(ctx context.Context, end *connEnd) (*http.Response, error) {
+	c := l.c
+	tok, exp, err := c.tokens.fresh(ctx)
+	if err != nil {
+		return nil, err
+	}
+	d := c.opts.Dialer
+	if tok != "" {
+		dd := *d
+		dd.Subprotocols = append([]string{"bearer." + tok}, d.Subprotocols...)
+		d = &dd
+	}
+	conn, resp, err := d.DialContext(ctx, c.dialURL, c.opts.Header)
+	if err != nil {
+		return resp, err
+	}
+	*end = l.serve(ctx, conn, exp)
+	return resp, end.err
 }
 
 // retryAfter reads the Retry-After seconds of a refused handshake (503).

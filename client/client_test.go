@@ -241,7 +241,8 @@ func TestReconnectsWithJitteredBackoffAndResubscribes(t *testing.T) {
 	if err := chk.Verify(gw.snap("m1")); err != nil {
 		t.Fatal(err)
 	}
-	// A successful hello resets the attempts: the next loss starts from the spread again.
+	// A connection that delivered a delta resets the attempts: the next loss starts from
+	// the spread again.
 	conn.closeWith(websocket.CloseGoingAway)
 	if s := h.waitStatus(t, Reconnecting); s.In != 50*time.Millisecond {
 		t.Fatalf("after a good connection: %+v", s)
@@ -397,9 +398,23 @@ func TestPingsKeepTheLinkAlive(t *testing.T) {
 	h.subscribe(t, "m1")
 	gw.waitConn(t)
 	h.waitState(t, gw.snap("m1"))
-	time.Sleep(400 * time.Millisecond) // ...but pings keep arriving, and are answered
-	if gw.dials() != 1 || gw.pongs.Load() < 5 {
-		t.Fatalf("%d dials, %d pongs; want 1 dial and pongs", gw.dials(), gw.pongs.Load())
+	// ...but pings keep arriving, and are answered: 20 pongs take at least 400 ms, over
+	// twice the silence that would end the link.
+	start := time.Now()
+	for gw.pongs.Load() < 20 {
+		if time.Since(start) > 10*time.Second {
+			t.Fatalf("%d pongs after 10 s", gw.pongs.Load())
+		}
+		select {
+		case s := <-h.status:
+			if s.Phase == Reconnecting {
+				t.Fatalf("the link was given up although pings arrived: %+v", s)
+			}
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	if gw.dials() != 1 {
+		t.Fatalf("%d dials; want 1", gw.dials())
 	}
 	gw.publish("m1", `{"n":2}`, true)
 	h.waitState(t, gw.snap("m1"))

@@ -17,8 +17,11 @@ import (
 type frame struct {
 	Type       string          `json:"type"`
 	Match      string          `json:"match"`
+	Epoch      string          `json:"epoch"`
 	Seq        uint64          `json:"seq"`
+	From       *uint64         `json:"from"`
 	Patch      json.RawMessage `json:"patch"`
+	Recovered  bool            `json:"recovered"`
 	Reason     string          `json:"reason"`
 	AfterMS    int64           `json:"after_ms"`
 	Code       string          `json:"code"`
@@ -27,15 +30,29 @@ type frame struct {
 	HeartbeatS float64         `json:"heartbeat_s"`
 }
 
+// delta returns the stream fields of a `delta` frame.
+func (f *frame) delta() Delta {
+	d := Delta{Epoch: f.Epoch, Seq: f.Seq, Patch: f.Patch}
+	if f.From != nil {
+		d.CatchUp, d.From = true, *f.From
+	}
+	return d
+}
+
 // matchRun is the loop's record of one subscribed match.
 type matchRun struct {
 	match     string
 	stream    *Stream
-	sent      bool // subscribe sent on the current connection
-	fetching  bool // a fetch goroutine is out
-	refetch   bool // a resync or gap arrived while fetching: fetch again
-	retries   int  // snapshots in a row that left the stream waiting
-	delivered bool // a State has been delivered (the next snapshot is CauseResync)
+	sent      bool         // subscribe sent on the current connection
+	since     bool         // ... with `since`: `subscribed` says whether it recovered
+	confirmed bool         // `subscribed` received on the current connection
+	refused   *ServerError // the gateway refused the subscription on this connection
+	fetching  bool         // a fetch goroutine is out
+	refetch   bool         // a resync or gap arrived while fetching: fetch again
+	retries   int          // snapshots in a row that left the stream waiting
+	limited   int          // subscribes in a row refused with rate_limited
+	sentAt    int          // loop.unsubs when the subscribe was sent
+	delivered bool         // a State has been delivered (the next snapshot is CauseResync)
 }
 
 type fetchResult struct {
@@ -48,17 +65,38 @@ type readItem struct {
 	err  error
 }
 
+type tokenResult struct {
+	tok string
+	exp time.Time
+	err error
+}
+
+// connEnd is how a connection ended.
+type connEnd struct {
+	err     error
+	after   time.Duration // drained: the after_ms of the `reconnect` frame
+	drained bool
+	healthy bool // it delivered a delta or stayed open stableAfter
+}
+
 // loop is the state owned by Run's goroutine.
 type loop struct {
 	c      *Client
 	runs   map[string]*matchRun
 	status Status
 	// per connection
-	conn    *websocket.Conn
-	ready   bool // `hello` received
-	connCtx context.Context
-	fetched chan fetchResult
-	wg      *sync.WaitGroup
+	conn      *websocket.Conn
+	ready     bool // `hello` received
+	gotDelta  bool // a delta of a subscribed match arrived
+	connCtx   context.Context
+	fetched   chan fetchResult
+	resub     chan *matchRun // a rate-limited subscribe is due again
+	wg        *sync.WaitGroup
+	unsubs    int              // unsubscribes sent on this connection
+	refresh   timer            // the token refresh, nil when none is due
+	refreshed chan tokenResult // the provider's answer to a refresh
+	refreshN  int              // refreshes in a row that failed
+	tokenExp  time.Time        // exp of the connection's token (zero: unknown)
 }
 
 func (l *loop) setStatus(s Status) {
@@ -71,14 +109,16 @@ func (l *loop) setStatus(s Status) {
 	}
 }
 
-// connStatus recomputes the status of a connected loop.
+// connStatus recomputes the status of a connected loop. A match whose subscription the
+// gateway refused waits for nothing on this connection, so it does not hold the status
+// at Resyncing.
 func (l *loop) connStatus() {
 	switch {
 	case !l.ready:
 		l.setStatus(Status{Phase: Connecting})
 	default:
 		for _, r := range l.runs {
-			if r.stream.Waiting() {
+			if r.refused == nil && r.stream.Waiting() {
 				l.setStatus(Status{Phase: Resyncing})
 				return
 			}
@@ -87,21 +127,26 @@ func (l *loop) connStatus() {
 	}
 }
 
-// serve runs one connection until it ends. after and drained report a `reconnect`
-// frame; helloed whether the gateway said hello.
-func (l *loop) serve(ctx context.Context, conn *websocket.Conn) (after time.Duration, drained, helloed bool, err error) {
+// serve runs one connection until it ends. exp is the expiry of the token it was
+// opened with (zero: none or unknown).
+func (l *loop) serve(ctx context.Context, conn *websocket.Conn, exp time.Time) (end connEnd) {
 	opts := &l.c.opts
+	opened := l.c.clock.Now()
 	connCtx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	in := make(chan readItem, 16)
 	var readTimeout atomic.Int64
 	readTimeout.Store(int64(DefaultHelloTimeout))
-	l.conn, l.ready, l.connCtx, l.fetched, l.wg = conn, false, connCtx, make(chan fetchResult), &wg
+	l.conn, l.ready, l.gotDelta, l.connCtx, l.wg, l.unsubs = conn, false, false, connCtx, &wg, 0
+	l.fetched, l.resub, l.refreshed = make(chan fetchResult), make(chan *matchRun), make(chan tokenResult)
+	l.tokenExp, l.refreshN = exp, 0
 	defer func() {
+		l.stopRefresh()
 		cancel()
 		conn.Close() // unblocks the reader
 		wg.Wait()
 		l.conn, l.ready = nil, false
+		end.healthy = l.gotDelta || l.c.clock.Now().Sub(opened) >= stableAfter
 	}()
 
 	conn.SetReadLimit(DefaultMaxFrameBytes)
@@ -155,23 +200,32 @@ func (l *loop) serve(ctx context.Context, conn *websocket.Conn) (after time.Dura
 		}
 	}()
 
-	// A new connection continues nothing: every match needs a fresh snapshot.
+	// A new connection continues nothing by itself: every match waits until the gateway
+	// says it recovered (`since`) or a fresh snapshot arrives.
 	for _, r := range l.runs {
 		r.stream.Resync()
-		r.sent, r.fetching, r.refetch, r.retries = false, false, false, 0
+		r.sent, r.since, r.confirmed, r.refused = false, false, false, nil
+		r.fetching, r.refetch, r.retries = false, false, 0
 	}
 	if o := opts.Observer; o != nil {
 		o.Connected()
 	}
+	l.armRefresh()
 	l.connStatus()
 	for {
+		var refreshC <-chan time.Time
+		if l.refresh != nil {
+			refreshC = l.refresh.C()
+		}
 		select {
 		case <-ctx.Done():
 			conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
-			return 0, false, l.ready, ctx.Err()
+			end.err = ctx.Err()
+			return end
 		case it := <-in:
 			if it.err != nil {
-				return after, drained, l.ready, it.err
+				end.err = it.err
+				return end
 			}
 			if o := opts.Observer; o != nil {
 				o.Frame(it.data)
@@ -179,10 +233,21 @@ func (l *loop) serve(ctx context.Context, conn *websocket.Conn) (after time.Dura
 			if d, ok := l.handle(it.data); ok {
 				// Drain: close now; Run waits after_ms before dialing again.
 				conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
-				return d, true, true, errors.New("client: gateway draining (reconnect frame)")
+				end.after, end.drained = d, true
+				end.err = errors.New("client: gateway draining (reconnect frame)")
+				return end
 			}
 		case r := <-l.fetched:
 			l.snapshot(r)
+		case r := <-l.resub:
+			if l.runs[r.match] == r && r.refused != nil && r.refused.Code == CodeRateLimited {
+				l.subscribe(r)
+			}
+		case <-refreshC:
+			l.refresh = nil
+			l.startRefresh()
+		case res := <-l.refreshed:
+			l.refreshDone(res)
 		case <-l.c.wake:
 			l.reconcile()
 		}
@@ -203,17 +268,14 @@ func (l *loop) handle(raw []byte) (time.Duration, bool) {
 		l.ready = true
 		l.reconcile()
 	case "subscribed":
-		if r := l.runs[f.Match]; r != nil && r.stream.Waiting() && !r.fetching {
-			// Only now: deltas published after `subscribed` are sure to arrive, so a
-			// snapshot taken after it leaves no hole.
-			l.fetch(r)
-		}
+		l.subscribed(&f)
 	case "delta":
 		r := l.runs[f.Match]
 		if r == nil {
 			return 0, false
 		}
-		act, err := r.stream.Delta(f.Seq, f.Patch)
+		l.gotDelta = true
+		act, err := r.stream.ApplyDelta(f.delta())
 		if err != nil {
 			log.Warn("crease client: delta", "match", f.Match, "err", err)
 		}
@@ -221,13 +283,17 @@ func (l *loop) handle(raw []byte) (time.Duration, bool) {
 		case Applied:
 			l.deliver(r, CauseDelta)
 		case Gap:
-			log.Info("crease client: gap, refetching", "match", f.Match, "seq", f.Seq, "have", r.stream.Seq())
-			l.fetch(r)
+			log.Info("crease client: gap or new epoch, refetching", "match", f.Match, "epoch", f.Epoch, "seq", f.Seq, "have", r.stream.Position())
+			if r.confirmed {
+				l.fetch(r) // otherwise `subscribed` will
+			}
 		}
 	case "resync":
 		if r := l.runs[f.Match]; r != nil {
 			r.stream.Resync()
-			l.fetch(r)
+			if r.confirmed {
+				l.fetch(r)
+			}
 		}
 	case "event":
 		if l.runs[f.Match] == nil {
@@ -240,13 +306,7 @@ func (l *loop) handle(raw []byte) (time.Duration, bool) {
 			fn(f.Match, raw)
 		}
 	case "error":
-		log.Warn("crease client: server error", "code", f.Code, "message", f.Message)
-		l.c.mu.Lock()
-		fn := l.c.onError
-		l.c.mu.Unlock()
-		if fn != nil {
-			fn(&ServerError{Code: f.Code, Message: f.Message})
-		}
+		l.serverError(&f)
 	case "reconnect":
 		return time.Duration(max(f.AfterMS, 0)) * time.Millisecond, true
 	default:
@@ -255,12 +315,95 @@ func (l *loop) handle(raw []byte) (time.Duration, bool) {
 	return 0, false
 }
 
-// fetch starts a snapshot fetch of r unless one is out (then it is repeated after).
+// subscribed handles the gateway's acceptance of a subscription.
+func (l *loop) subscribed(f *frame) {
+	r := l.runs[f.Match]
+	if r == nil {
+		return
+	}
+	r.confirmed, r.refused, r.limited = true, nil, 0
+	since := r.since
+	r.since = false
+	if !r.stream.Waiting() || r.fetching {
+		return // a repeated subscribe, or a fetch is out already
+	}
+	if since && f.Recovered {
+		// The gateway replays every delta after the position held: no snapshot.
+		before := r.stream.Position()
+		if err := r.stream.Resume(); err != nil {
+			l.c.opts.Logger.Warn("crease client: resume", "match", r.match, "err", err)
+		}
+		if r.stream.Position() != before {
+			l.deliver(r, CauseDelta)
+		}
+		if !r.stream.Waiting() {
+			return
+		}
+	}
+	// Only now: deltas published after `subscribed` are sure to arrive, so a snapshot
+	// taken after it leaves no hole.
+	l.fetch(r)
+}
+
+// serverError handles an `error` frame: a refused subscription stops counting as one
+// being synchronised, the others go on.
+func (l *loop) serverError(f *frame) {
+	se := &ServerError{Code: f.Code, Message: f.Message, Match: f.Match}
+	l.c.opts.Logger.Warn("crease client: server error", "code", f.Code, "match", f.Match, "message", f.Message)
+	if r := l.runs[f.Match]; r != nil {
+		switch f.Code {
+		case CodeForbidden, CodeBadRequest, CodeTooManySubscriptions, CodeRateLimited:
+			// Whatever it held is no longer followed: a later subscribe starts over
+			// (with `since`, so the gateway may still recover it).
+			r.refused, r.confirmed, r.since = se, false, false
+			r.stream.Resync()
+			switch {
+			case f.Code == CodeRateLimited:
+				l.resubscribeLater(r)
+			case f.Code == CodeTooManySubscriptions && l.unsubs > r.sentAt:
+				// A slot was freed after this subscribe went out, before its refusal came.
+				l.subscribe(r)
+			}
+		}
+	}
+	l.c.mu.Lock()
+	fn := l.c.onError
+	l.c.mu.Unlock()
+	if fn != nil {
+		fn(se)
+	}
+}
+
+// resubscribeLater sends the subscribe of a rate-limited match again after a backoff.
+func (l *loop) resubscribeLater(r *matchRun) {
+	r.limited++
+	delay := l.c.jitter(min(l.c.opts.Backoff.Cap, max(time.Second, l.c.opts.Backoff.Base<<min(r.limited-1, 10))))
+	ctx, out := l.connCtx, l.resub
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		if sleepCtx(ctx, delay) {
+			select {
+			case out <- r:
+			case <-ctx.Done():
+			}
+		}
+	}()
+}
+
+// retryRefused sends again the subscribes refused with one of codes.
+func (l *loop) retryRefused(codes ...string) {
+	for _, m := range slices.Sorted(maps.Keys(l.runs)) {
+		if r := l.runs[m]; r.refused != nil && slices.Contains(codes, r.refused.Code) {
+			l.subscribe(r)
+		}
+	}
+}
 
 // deliver hands r's state to its subscribers.
 func (l *loop) deliver(r *matchRun, cause Cause) {
 	r.delivered = true
-	st := State{Match: r.match, Seq: r.stream.Seq(), JSON: r.stream.State(), Cause: cause}
+	st := State{Match: r.match, Epoch: r.stream.Epoch(), Seq: r.stream.Seq(), JSON: r.stream.State(), Cause: cause}
 	for _, fn := range l.c.callbacks(r.match, false) {
 		fn(st)
 	}
@@ -296,35 +439,66 @@ func (l *loop) reconcile() {
 			l.runs[m] = &matchRun{match: m, stream: NewStream()}
 		}
 	}
+	freed := false
 	for _, m := range slices.Sorted(maps.Keys(l.runs)) {
 		r := l.runs[m]
 		if !wanted[m] {
 			if l.ready && r.sent {
-				l.send("unsubscribe", m)
+				l.send(clientOp{Op: "unsubscribe", Match: m})
+				l.unsubs++
+				freed = freed || r.refused == nil
 			}
 			delete(l.runs, m)
 			continue
 		}
 		if l.ready && !r.sent {
-			r.sent = true
-			l.send("subscribe", m)
+			l.subscribe(r)
 		}
 		if r.delivered && r.stream.Seq() > 0 {
-			st := State{Match: m, Seq: r.stream.Seq(), JSON: r.stream.State(), Cause: CauseSnapshot}
+			st := State{Match: m, Epoch: r.stream.Epoch(), Seq: r.stream.Seq(), JSON: r.stream.State(), Cause: CauseSnapshot}
 			for _, fn := range l.c.callbacks(m, true) {
 				fn(st)
 			}
 		}
 	}
+	if freed {
+		l.retryRefused(CodeTooManySubscriptions) // a subscription slot is free again
+	}
+}
+
+// clientOp is a client message of PROTOCOL.md.
+type clientOp struct {
+	Op    string    `json:"op"`
+	Match string    `json:"match,omitempty"`
+	Since *sincePos `json:"since,omitempty"`
+	Token string    `json:"token,omitempty"`
+}
+
+type sincePos struct {
+	Epoch string `json:"epoch"`
+	Seq   uint64 `json:"seq"`
+}
+
+// subscribe sends r's subscribe, with the position held as `since` when there is one
+// the gateway can recover from (a state of a known epoch).
+func (l *loop) subscribe(r *matchRun) {
+	r.sent, r.since, r.confirmed, r.refused, r.sentAt = true, false, false, nil, l.unsubs
+	op := clientOp{Op: "subscribe", Match: r.match}
+	if r.stream.HasState() && r.stream.Epoch() != "" {
+		p := r.stream.Position()
+		op.Since = &sincePos{p.Epoch, p.Seq}
+		r.since = true
+	}
+	l.send(op)
 }
 
 // send writes a client message; a failed write closes the connection, which the reader
 // then reports.
-func (l *loop) send(op, match string) {
+func (l *loop) send(op clientOp) {
 	if l.conn == nil {
 		return
 	}
-	msg, _ := json.Marshal(map[string]string{"op": op, "match": match})
+	msg, _ := json.Marshal(op)
 	l.conn.SetWriteDeadline(time.Now().Add(DefaultWriteTimeout))
 	if err := l.conn.WriteMessage(websocket.TextMessage, msg); err != nil {
 		l.c.opts.Logger.Warn("crease client: write", "err", err)

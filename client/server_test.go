@@ -11,6 +11,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,6 +20,8 @@ import (
 	"crease/ingest"
 	"crease/server"
 	"crease/server/servertest"
+
+	"github.com/golang-jwt/jwt/v5"
 )
 
 // replaySpeed is deltas a second: a T20 match of some 260 deltas takes about 5 s.
@@ -173,8 +176,14 @@ func (w *watched) counts() counts {
 // startClient runs a client of the gateway at wsURL/httpURL subscribed to match.
 func startClient(t *testing.T, name, wsURL, httpURL, match string) *watched {
 	t.Helper()
+	return startClientWith(t, name, wsURL, httpURL, match, nil)
+}
+
+// startClientWith is startClient with the options changed by tweak first.
+func startClientWith(t *testing.T, name, wsURL, httpURL, match string, tweak func(*client.Options)) *watched {
+	t.Helper()
 	w := &watched{name: name, chk: client.NewChecker()}
-	c, err := client.New(client.Options{
+	opts := client.Options{
 		URL:      wsURL,
 		BaseHTTP: httpURL,
 		Backoff:  testBackoff,
@@ -184,7 +193,11 @@ func startClient(t *testing.T, name, wsURL, httpURL, match string) *watched {
 			w.statuses = append(w.statuses, s)
 			w.mu.Unlock()
 		},
-	})
+	}
+	if tweak != nil {
+		tweak(&opts)
+	}
+	c, err := client.New(opts)
 	if err != nil {
 		t.Fatalf("client.New: %v", err)
 	}
@@ -414,4 +427,48 @@ func TestClientsReconnectToAGatewayRestartedOnTheSamePorts(t *testing.T) {
 		t.Errorf("new gateway: %v handshakes, want %d", hs, len(ws))
 	}
 	t.Logf("first reconnect delays %v; converged at seq %d after the outage from seq %d", waits, rp.seq(), downSeq)
+}
+
+// A gateway with --jwt-secret takes the token of the provider as the bearer.<jwt>
+// subprotocol; the client converges as without one. A client without a token is
+// refused (401) and keeps backing off.
+func TestClientWithATokenProviderOnAGatewayWithJWT(t *testing.T) {
+	secret := []byte("server-test-secret")
+	m := firstMatch(t)
+	b := servertest.NewBus()
+	s := servertest.Run(t, server.Options{Bus: b, Loops: 1, JWTSecret: secret})
+	rp := startReplay(t, b, m)
+	rp.waitSeq(t, 5)
+	var calls atomic.Int32
+	provider := func(context.Context) (string, error) {
+		calls.Add(1)
+		return jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"exp": time.Now().Add(time.Hour).Unix()}).SignedString(secret)
+	}
+	w := startClientWith(t, "tok", servertest.WSURL(s, ""), servertest.HTTPURL(s), m.ID(), func(o *client.Options) { o.Token = provider })
+	waitLive(t, []*watched{w}, 6)
+	rp.stop(t)
+	converge(t, []*watched{w}, m.ID())
+	if calls.Load() < 1 {
+		t.Fatal("the provider was never asked")
+	}
+
+	anon := startClient(t, "anon", servertest.WSURL(s, ""), servertest.HTTPURL(s), m.ID())
+	eventually(t, 10*time.Second, func() bool {
+		anon.mu.Lock()
+		defer anon.mu.Unlock()
+		n := 0
+		for _, st := range anon.statuses {
+			if st.Phase == client.Reconnecting {
+				n++
+			}
+		}
+		return n >= 2
+	}, func() string { return "the client without a token was not refused twice" })
+	anon.mu.Lock()
+	defer anon.mu.Unlock()
+	for _, st := range anon.statuses {
+		if st.Phase == client.Live {
+			t.Fatal("a client without a token went live")
+		}
+	}
 }

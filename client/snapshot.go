@@ -20,6 +20,13 @@ func (c *Client) FetchSnapshot(ctx context.Context, match string) (Snapshot, err
 	if err != nil {
 		return Snapshot{}, err
 	}
+	tok, err := c.tokens.current(ctx)
+	if err != nil {
+		return Snapshot{}, err
+	}
+	if tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
 	resp, err := c.opts.HTTPClient.Do(req)
 	if err != nil {
 		return Snapshot{}, err
@@ -113,7 +120,7 @@ func (l *loop) snapshot(res fetchResult) {
 	if o := l.c.opts.Observer; o != nil {
 		o.Snapshot(res.snap)
 	}
-	if err := r.stream.Snapshot(res.snap.Seq, res.snap.State); err != nil {
+	if err := r.stream.ApplySnapshot(res.snap); err != nil {
 		l.c.opts.Logger.Warn("crease client: snapshot", "match", r.match, "err", err)
 	}
 	if r.stream.Seq() > 0 {

@@ -67,26 +67,44 @@ func (c Cause) String() string {
 // State is the whole state of a match as a subscriber sees it.
 type State struct {
 	Match string
+	Epoch string // "" when the gateway says none (version 1)
 	Seq   uint64
 	JSON  []byte // shared between subscribers: never modify it
 	Cause Cause
 }
 
 // Snapshot is the answer of GET /v1/matches/{id}. A match that has not started (404) is
-// Seq 0 with State {}.
+// Seq 0 with State {}. Epoch is "" from a version 1 gateway.
 type Snapshot struct {
 	Match string          `json:"match"`
+	Epoch string          `json:"epoch,omitempty"`
 	Seq   uint64          `json:"seq"`
 	State json.RawMessage `json:"state"`
 }
 
 // ServerError is an `error` frame: the gateway refused a request.
 type ServerError struct {
-	Code    string
+	Code    string // one of the Code constants, or a code of a newer gateway
 	Message string
+	Match   string // the match concerned, "" when none
 }
 
-func (e *ServerError) Error() string { return "client: server refused: " + e.Code + ": " + e.Message }
+// The `error` codes of PROTOCOL.md.
+const (
+	CodeBadRequest           = "bad_request"
+	CodeUnknownOp            = "unknown_op"
+	CodeTooManySubscriptions = "too_many_subscriptions"
+	CodeForbidden            = "forbidden"
+	CodeRateLimited          = "rate_limited"
+	CodeTokenExpired         = "token_expired"
+)
+
+func (e *ServerError) Error() string {
+	if e.Match != "" {
+		return "client: server refused: " + e.Code + " (match " + e.Match + "): " + e.Message
+	}
+	return "client: server refused: " + e.Code + ": " + e.Message
+}
 
 // Observer sees what a Client sees, in the order Run's goroutine handles it; Checker
 // implements it. The methods run on Run's goroutine and must not block.
