@@ -41,9 +41,9 @@ type Update struct {
 // match over (or the next match of its source): a loop restart is one more delta whose
 // patch resets the state, and seq goes on. A Stepper is used by one goroutine.
 type Stepper struct {
-	next func() (*Match, error)
-	m    *Match
-	e    *engine
+	next  func() (*Match, error)
+	m     *Match
+	e     *engine
 	epoch string
 	seq   uint64 // seq of the last update
 	prev  []byte // state at seq

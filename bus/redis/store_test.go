@@ -298,8 +298,16 @@ func TestPublishRefusesBadEpoch(t *testing.T) {
 			epochDelta("m1", "", 1, 1),
 			epochDelta("m1", "has space", 1, 1),
 			epochDelta("m1", "123456789012345678901234567890123", 1, 1),
-			func() bus.Delta { d := epochDelta("m1", "A", 1, 1); d.Frame = []byte(epochFrame("m1", "B", 1, 1)); return d }(),
-			func() bus.Delta { d := epochDelta("m1", "A", 1, 1); d.Frame = []byte(deltaFrameNoEpoch("m1", 1)); return d }(),
+			func() bus.Delta {
+				d := epochDelta("m1", "A", 1, 1)
+				d.Frame = []byte(epochFrame("m1", "B", 1, 1))
+				return d
+			}(),
+			func() bus.Delta {
+				d := epochDelta("m1", "A", 1, 1)
+				d.Frame = []byte(deltaFrameNoEpoch("m1", 1))
+				return d
+			}(),
 		} {
 			if err := s.PublishDelta(t.Context(), d); err == nil {
 				t.Errorf("published %q with frame %s", d.Epoch, d.Frame)
