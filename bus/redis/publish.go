@@ -98,7 +98,7 @@ func (b *Bus) PublishDelta(ctx context.Context, d bus.Delta) error {
 				continue
 			}
 		}
-		if !retryable(err) || b.ctx.Err() != nil {
+		if !retryable(ctx, err) || b.ctx.Err() != nil {
 			return fmt.Errorf("redis bus: publish %s/%d: %w", d.Match, d.Seq, err)
 		}
 		if attempt == 0 {
@@ -209,8 +209,14 @@ func parseSnapshot(match string, raw []byte) (bus.Snapshot, json.RawMessage, err
 
 // retryable: the link broke or Redis is briefly unable to serve writes; the outcome of
 // the script is unknown or nil, and the seq check makes a retry safe.
-func retryable(err error) bool {
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+// A context error is the caller's only when the caller's context is done: rueidis also
+// reports its own timeouts (a write or ping timeout while Redis is down, seen under
+// load) as context.DeadlineExceeded, and those are retried like any link error.
+func retryable(ctx context.Context, err error) bool {
+	if ctx.Err() != nil {
+		return false
+	}
+	if errors.Is(err, context.Canceled) {
 		return false
 	}
 	re, ok := rueidis.IsRedisErr(err)
