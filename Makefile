@@ -3,7 +3,7 @@ GO      ?= go
 PKGS    ?= ./...
 FUZZTIME ?= 20s
 
-.PHONY: test deps vet unit jstest deploycheck build demo bench bench-quick fuzz soak
+.PHONY: test deps vet unit jstest deploycheck build image demo bench bench-quick fuzz soak
 
 test: deps vet unit jstest deploycheck bench-quick
 
@@ -27,6 +27,12 @@ deploycheck:
 
 build:
 	$(GO) build -o bin/crease ./cmd/crease
+
+# The container image from a static binary built here (no registry needed): podman,
+# else docker. The repository's Dockerfile is the multi-stage variant of the same image.
+IMAGE ?= crease:dev
+image:
+	deploy/container/build.sh $(IMAGE)
 
 demo:
 	$(GO) run ./cmd/crease demo

@@ -1,0 +1,42 @@
+package servertest
+
+import (
+	"testing"
+	"time"
+)
+
+// Eventually polls cond until it returns nil and fails t if it has not within the given
+// time, reporting cond's last error (nats-server's checkFor). The wait between polls
+// grows from 1 ms to 50 ms, so a condition that holds at once costs nothing and one that
+// takes seconds does not spin a core of the shared test machine. It must be called from
+// the test's goroutine (it calls t.Fatalf).
+func Eventually(t testing.TB, within time.Duration, cond func() error) {
+	t.Helper()
+	if err := poll(within, cond); err != nil {
+		t.Fatalf("not within %v: %v", within, err)
+	}
+}
+
+// poll is Eventually without the testing.TB: it returns cond's last error on timeout.
+func poll(within time.Duration, cond func() error) error {
+	deadline := time.Now().Add(within)
+	wait := time.Millisecond
+	for {
+		err := cond()
+		if err == nil {
+			return nil
+		}
+		if !time.Now().Before(deadline) {
+			return err
+		}
+		if left := time.Until(deadline); wait > left {
+			wait = left
+		}
+		if wait > 0 {
+			time.Sleep(wait) // a poll interval, not a synchronisation: cond decides
+		}
+		if wait *= 2; wait > 50*time.Millisecond {
+			wait = 50 * time.Millisecond
+		}
+	}
+}
