@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"strconv"
 	"sync"
@@ -63,8 +64,11 @@ func (r *replay) seq() uint64 {
 
 func (r *replay) waitSeq(t *testing.T, seq uint64) {
 	t.Helper()
-	eventually(t, 15*time.Second, func() bool { return r.seq() >= seq }, func() string {
-		return "replay at seq " + strconv.FormatUint(r.seq(), 10) + ", waiting for " + strconv.FormatUint(seq, 10)
+	servertest.Eventually(t, 15*time.Second, func() error {
+		if at := r.seq(); at < seq {
+			return fmt.Errorf("replay at seq %d, waiting for %d", at, seq)
+		}
+		return nil
 	})
 }
 
@@ -240,8 +244,11 @@ func startClients(t *testing.T, n int, prefix string, s *server.Server, match st
 func waitLive(t *testing.T, ws []*watched, seq uint64) {
 	t.Helper()
 	for _, w := range ws {
-		eventually(t, 15*time.Second, func() bool { return w.phase() == client.Live && w.lastSeq() >= seq }, func() string {
-			return w.name + ": phase " + w.phase().String() + " at seq " + strconv.FormatUint(w.lastSeq(), 10)
+		servertest.Eventually(t, 15*time.Second, func() error {
+			if p, at := w.phase(), w.lastSeq(); p != client.Live || at < seq {
+				return fmt.Errorf("%s: phase %v at seq %d, waiting for live at %d", w.name, p, at, seq)
+			}
+			return nil
 		})
 	}
 }
@@ -256,9 +263,11 @@ func converge(t *testing.T, ws []*watched, match string) client.Snapshot {
 		t.Fatalf("final snapshot: %v", err)
 	}
 	for _, w := range ws {
-		eventually(t, 15*time.Second, func() bool { return w.lastSeq() == final.Seq && w.phase() == client.Live }, func() string {
-			return w.name + ": at seq " + strconv.FormatUint(w.lastSeq(), 10) + ", phase " + w.phase().String() +
-				"; final seq " + strconv.FormatUint(final.Seq, 10)
+		servertest.Eventually(t, 15*time.Second, func() error {
+			if p, at := w.phase(), w.lastSeq(); p != client.Live || at != final.Seq {
+				return fmt.Errorf("%s: at seq %d, phase %v; final seq %d", w.name, at, p, final.Seq)
+			}
+			return nil
 		})
 		if err := w.chk.Verify(final); err != nil {
 			t.Errorf("%s: %v", w.name, err)
@@ -280,17 +289,6 @@ func converge(t *testing.T, ws []*watched, match string) client.Snapshot {
 
 // ---- helpers ----
 
-func eventually(t *testing.T, timeout time.Duration, cond func() bool, what func() string) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %s", timeout, what())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 func metric(t *testing.T, s *server.Server, sample string) float64 {
 	t.Helper()
 	return servertest.Metric(t, servertest.HTTPURL(s), sample)
@@ -298,14 +296,13 @@ func metric(t *testing.T, s *server.Server, sample string) float64 {
 
 func waitBindable(t *testing.T, addr string) {
 	t.Helper()
-	var err error
-	eventually(t, 5*time.Second, func() bool {
-		var ln net.Listener
-		if ln, err = net.Listen("tcp", addr); err == nil {
-			ln.Close()
+	servertest.Eventually(t, 5*time.Second, func() error {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("%s still bound: %w", addr, err)
 		}
-		return err == nil
-	}, func() string { return addr + " still bound: " + err.Error() })
+		return ln.Close()
+	})
 }
 
 // ---- the tests ----
@@ -352,10 +349,12 @@ func TestClientsRefetchOnAGatewayResyncWithoutReconnecting(t *testing.T) {
 
 	b.Lost(m.ID(), bus.ReasonGap) // the gateway sends resync{gap} to its subscribers
 	for i, w := range ws {
-		eventually(t, 10*time.Second, func() bool {
-			c := w.counts()
-			return c.resyncs == 1 && c.requests == before[i].requests+1
-		}, func() string { return w.name + ": no refetch after the resync" })
+		servertest.Eventually(t, 10*time.Second, func() error {
+			if c := w.counts(); c.resyncs != 1 || c.requests != before[i].requests+1 {
+				return fmt.Errorf("%s: %d resyncs, %d snapshot fetches (had %d): no refetch after the resync", w.name, c.resyncs, c.requests, before[i].requests)
+			}
+			return nil
+		})
 	}
 	rp.waitSeq(t, rp.seq()+5) // and deltas go on after it
 	rp.stop(t)
@@ -386,8 +385,11 @@ func TestClientsReconnectToAGatewayRestartedOnTheSamePorts(t *testing.T) {
 	s1.Shutdown()
 	var waits []time.Duration
 	for _, w := range ws {
-		eventually(t, 10*time.Second, func() bool { return w.phase() == client.Reconnecting }, func() string {
-			return w.name + ": phase " + w.phase().String() + " after the gateway stopped"
+		servertest.Eventually(t, 10*time.Second, func() error {
+			if p := w.phase(); p != client.Reconnecting {
+				return fmt.Errorf("%s: phase %v after the gateway stopped", w.name, p)
+			}
+			return nil
 		})
 		w.mu.Lock()
 		for _, st := range w.statuses {
@@ -453,7 +455,7 @@ func TestClientWithATokenProviderOnAGatewayWithJWT(t *testing.T) {
 	}
 
 	anon := startClient(t, "anon", servertest.WSURL(s, ""), servertest.HTTPURL(s), m.ID())
-	eventually(t, 10*time.Second, func() bool {
+	servertest.Eventually(t, 10*time.Second, func() error {
 		anon.mu.Lock()
 		defer anon.mu.Unlock()
 		n := 0
@@ -462,8 +464,11 @@ func TestClientWithATokenProviderOnAGatewayWithJWT(t *testing.T) {
 				n++
 			}
 		}
-		return n >= 2
-	}, func() string { return "the client without a token was not refused twice" })
+		if n < 2 {
+			return fmt.Errorf("the client without a token was refused %d times, want 2", n)
+		}
+		return nil
+	})
 	anon.mu.Lock()
 	defer anon.mu.Unlock()
 	for _, st := range anon.statuses {
