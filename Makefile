@@ -3,9 +3,9 @@ GO      ?= go
 PKGS    ?= ./...
 FUZZTIME ?= 20s
 
-.PHONY: test deps vet unit jstest deploycheck build demo bench bench-quick fuzz soak
+.PHONY: test deps vet unit jstest deploycheck k8scheck build image demo bench bench-quick fuzz soak
 
-test: deps vet unit jstest deploycheck bench-quick
+test: deps vet unit jstest deploycheck k8scheck bench-quick
 
 deps:
 	@bash scripts/ensure-deps.sh
@@ -25,8 +25,19 @@ jstest:
 deploycheck:
 	@bash deploy/check.sh
 
+# The Kubernetes manifests decoded strictly into k8s.io/api types: a module of its own
+# (deploy/k8s/validate) so that the main module does not depend on k8s.io.
+k8scheck:
+	cd deploy/k8s/validate && $(GO) vet ./... && $(GO) test -count=1 ./...
+
 build:
 	$(GO) build -o bin/crease ./cmd/crease
+
+# The container image from a static binary built here (no registry needed): podman,
+# else docker. The repository's Dockerfile is the multi-stage variant of the same image.
+IMAGE ?= crease:dev
+image:
+	deploy/container/build.sh $(IMAGE)
 
 demo:
 	$(GO) run ./cmd/crease demo

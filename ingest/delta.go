@@ -18,6 +18,8 @@ var (
 	ErrBadBase = errors.New("ingest: base state is not a JSON object")
 	// ErrNoMatch: a nil match.
 	ErrNoMatch = errors.New("ingest: no match")
+	// ErrBadEpoch: an epoch that is not 1 to 32 characters of A-Z a-z 0-9 _ -.
+	ErrBadEpoch = errors.New("ingest: epoch is not 1 to 32 characters of A-Z a-z 0-9 _ -")
 )
 
 // Update is one numbered change of a match, ready to publish: the delta (state, frame,
@@ -39,24 +41,31 @@ type Update struct {
 // match over (or the next match of its source): a loop restart is one more delta whose
 // patch resets the state, and seq goes on. A Stepper is used by one goroutine.
 type Stepper struct {
-	next func() (*Match, error)
-	m    *Match
-	e    *engine
-	seq  uint64 // seq of the last update
-	prev []byte // state at seq
+	next  func() (*Match, error)
+	m     *Match
+	e     *engine
+	epoch string
+	seq   uint64 // seq of the last update
+	prev  []byte // state at seq
 }
 
-// NewStepper steps through m, looping. firstSeq is the seq of the first delta (0 means 1);
+// NewStepper steps through m, looping, in a new epoch (bus.NewEpoch). firstSeq is the seq of the first delta (0 means 1);
 // base is the state stored at firstSeq-1, against which the first patch is computed (nil
 // for a new match: the first patch is then the whole state).
 func NewStepper(m *Match, firstSeq uint64, base json.RawMessage) (*Stepper, error) {
 	if m == nil {
 		return nil, ErrNoMatch
 	}
-	return newStepper(m, func() (*Match, error) { return m, nil }, firstSeq, base)
+	return newStepper(m, func() (*Match, error) { return m, nil }, "", firstSeq, base)
 }
 
-func newStepper(m *Match, next func() (*Match, error), firstSeq uint64, base json.RawMessage) (*Stepper, error) {
+func newStepper(m *Match, next func() (*Match, error), epoch string, firstSeq uint64, base json.RawMessage) (*Stepper, error) {
+	if epoch == "" {
+		epoch = bus.NewEpoch()
+	}
+	if !bus.ValidEpoch(epoch) {
+		return nil, ErrBadEpoch
+	}
 	if firstSeq == 0 {
 		firstSeq = 1
 	}
@@ -68,8 +77,11 @@ func newStepper(m *Match, next func() (*Match, error), firstSeq uint64, base jso
 		}
 		prev = append([]byte(nil), base...)
 	}
-	return &Stepper{next: next, m: m, e: newEngine(m), seq: firstSeq - 1, prev: prev}, nil
+	return &Stepper{next: next, m: m, e: newEngine(m), epoch: epoch, seq: firstSeq - 1, prev: prev}, nil
 }
+
+// Epoch is the epoch of the stream the Stepper numbers.
+func (s *Stepper) Epoch() string { return s.epoch }
 
 // Seq is the seq of the last update (firstSeq-1 before the first).
 func (s *Stepper) Seq() uint64 { return s.seq }
@@ -98,12 +110,12 @@ func (s *Stepper) Next(ts time.Time) (Update, error) {
 	}
 	seq := s.seq + 1
 	micros := ts.UnixMicro()
-	frame := deltaFrame(s.m.id, seq, info.prio, micros, patch)
+	frame := deltaFrame(s.m.id, s.epoch, seq, info.prio, micros, patch)
 	if len(frame) > bus.MaxMessageBytes {
 		return Update{}, fmt.Errorf("ingest: %s: delta %d is %d bytes, over the bus limit", s.m.id, seq, len(frame))
 	}
 	u := Update{
-		Delta:   bus.Delta{Match: s.m.id, Title: s.m.Title(), Seq: seq, State: cur, Frame: frame},
+		Delta:   bus.Delta{Match: s.m.id, Title: s.m.Title(), Epoch: s.epoch, Seq: seq, State: cur, Frame: frame},
 		Prio:    info.prio,
 		Patch:   patch,
 		Over:    s.e.st.Over,
@@ -119,11 +131,14 @@ func (s *Stepper) Next(ts time.Time) (Update, error) {
 }
 
 // deltaFrame is the exact `delta` frame of PROTOCOL.md, fields in the documented order.
-func deltaFrame(match string, seq uint64, prio bus.Prio, ts int64, patch []byte) []byte {
+func deltaFrame(match, epoch string, seq uint64, prio bus.Prio, ts int64, patch []byte) []byte {
 	id, _ := json.Marshal(match) // a string always marshals
-	b := make([]byte, 0, len(patch)+len(id)+96)
+	b := make([]byte, 0, len(patch)+len(id)+len(epoch)+108)
 	b = append(b, `{"type":"delta","match":`...)
 	b = append(b, id...)
+	b = append(b, `,"epoch":"`...)
+	b = append(b, epoch...) // a valid epoch needs no escaping
+	b = append(b, '"')
 	b = append(b, `,"seq":`...)
 	b = strconv.AppendUint(b, seq, 10)
 	b = append(b, `,"prio":"`...)

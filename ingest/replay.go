@@ -35,6 +35,9 @@ type ReplayOptions struct {
 	Loop bool
 	// LoopPause is the pause before a restart; 0 means DefaultLoopPause.
 	LoopPause time.Duration
+	// Epoch is the epoch of the stream: "" starts a new one (bus.NewEpoch); a publisher
+	// resuming a stored match gives the stored epoch.
+	Epoch string
 	// StartSeq is the seq of the first delta, so that a publisher resumes after the seq
 	// stored on the bus; 0 means 1.
 	StartSeq uint64
@@ -79,7 +82,7 @@ func replay(ctx context.Context, pub bus.Publisher, m *Match, next func() (*Matc
 	if err := opts.validate(); err != nil {
 		return err
 	}
-	st, err := newStepper(m, next, opts.StartSeq, opts.Base)
+	st, err := newStepper(m, next, opts.Epoch, opts.StartSeq, opts.Base)
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system packages the test suite runs for real (Debian): redis-server,
-# haproxy and chromium. Does nothing for a package already present.
+# haproxy, chromium, node, podman (with runc: crun refuses this machine's hybrid
+# cgroups). Does nothing for a package already present.
 set -euo pipefail
 need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
@@ -8,6 +9,8 @@ command -v redis-cli >/dev/null 2>&1 || need+=(redis-tools)
 command -v haproxy >/dev/null 2>&1 || need+=(haproxy)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v node >/dev/null 2>&1 || need+=(nodejs)
+command -v podman >/dev/null 2>&1 || need+=(podman)
+command -v runc >/dev/null 2>&1 || need+=(runc)
 if [ ${#need[@]} -gt 0 ]; then
   echo "ensure-deps: installing ${need[*]}"
   SUDO=""

@@ -2,6 +2,7 @@ package server
 
 import (
 	"strconv"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -15,6 +16,7 @@ type metrics struct {
 	loopLag       *prometheus.HistogramVec
 	dispatchDelay *prometheus.HistogramVec
 	fanout        prometheus.Histogram
+	busLatency    prometheus.Histogram
 	pending       *prometheus.GaugeVec
 	subscriptions *prometheus.GaugeVec
 	handshakes    *prometheus.CounterVec
@@ -37,6 +39,10 @@ var lagBuckets = []float64{.00005, .0001, .00025, .0005, .001, .002, .005, .01, 
 // fanoutBuckets cover one floor pass over 15,000 sockets (~60 ms here) with room on both sides.
 var fanoutBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .075, .1, .15, .2, .3, .5, 1, 2.5, 5}
 
+// busLatencyBuckets resolve a sub-millisecond Redis hop and the 100 ms "publish to the
+// last gateway" target.
+var busLatencyBuckets = []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .075, .1, .15, .25, .5, 1, 2.5}
+
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		connections: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "crease_connections",
@@ -47,6 +53,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Delay from a bus message posted to a loop until the loop takes it.", Buckets: lagBuckets}, []string{"loop"}),
 		fanout: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "crease_fanout_latency_seconds",
 			Help: "From the publisher's ts to the frame handed to the sockets of a loop.", Buckets: fanoutBuckets}),
+		busLatency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "crease_bus_latency_seconds",
+			Help: "From the publisher's ts to the bus message received by this gateway (before any interest check); a ts ahead of this host's clock counts as 0.", Buckets: busLatencyBuckets}),
 		pending: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "crease_pending_bytes",
 			Help: "Bytes queued for connections (crease's lanes and gnet's outbound buffers of blocked connections) per loop."}, []string{"loop"}),
 		subscriptions: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "crease_subscriptions",
@@ -76,7 +84,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		draining: prometheus.NewGauge(prometheus.GaugeOpts{Name: "crease_draining",
 			Help: "1 while the gateway drains."}),
 	}
-	for _, c := range []prometheus.Collector{m.connections, m.loopLag, m.dispatchDelay, m.fanout, m.pending,
+	for _, c := range []prometheus.Collector{m.connections, m.loopLag, m.dispatchDelay, m.fanout, m.busLatency, m.pending,
 		m.subscriptions, m.handshakes, m.disconnects, m.delivered, m.dropped, m.resyncs, m.cuts,
 		m.busMessages, m.busInvalid, m.busLost, m.acceptErrors, m.clientErrors, m.draining} {
 		if err := reg.Register(c); err != nil {
@@ -127,4 +135,11 @@ func (m *metrics) loop(idx int) *shard.LoopMetrics {
 	}
 	lm.Resolve()
 	return lm
+}
+
+// observeBusLatency records how long a bus message took from its publisher (ts, Unix
+// µs) to this gateway. A publisher clock ahead of ours is clamped to 0 rather than
+// dropped, so that the count stays the number of messages received.
+func (m *metrics) observeBusLatency(ts int64, now time.Time) {
+	m.busLatency.Observe(max(float64(now.UnixMicro()-ts), 0) / 1e6)
 }

@@ -450,6 +450,7 @@ func (d *dispatcher) Deliver(data []byte) {
 		d.s.m.busInvalid.Inc()
 		return
 	}
+	d.s.m.observeBusLatency(msg.TS, time.Now())
 	d.mu.Lock()
 	mask := d.masks[msg.Match]
 	gap := false

@@ -23,7 +23,7 @@ import (
 
 // delta builds a protocol delta frame's JSON text.
 func delta(match string, seq uint64, prio string) []byte {
-	return fmt.Appendf(nil, `{"type":"delta","match":%q,"seq":%d,"prio":%q,"ts":%d,"patch":{"score":{"runs":%d}}}`,
+	return fmt.Appendf(nil, `{"type":"delta","match":%q,"epoch":"e1","seq":%d,"prio":%q,"ts":%d,"patch":{"score":{"runs":%d}}}`,
 		match, seq, prio, time.Now().UnixMicro(), seq)
 }
 
@@ -49,7 +49,7 @@ func (p *publisher) delta(match, prio string) []byte {
 	n := p.seq[match]
 	frame := delta(match, n, prio)
 	state := fmt.Appendf(nil, `{"score":{"runs":%d}}`, n)
-	if err := p.b.PublishDelta(context.Background(), bus.Delta{Match: match, Title: "T " + match, Seq: n, State: state, Frame: frame}); err != nil {
+	if err := p.b.PublishDelta(context.Background(), bus.Delta{Match: match, Title: "T " + match, Epoch: "e1", Seq: n, State: state, Frame: frame}); err != nil {
 		p.t.Fatalf("publish: %v", err)
 	}
 	return frame

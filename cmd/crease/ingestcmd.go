@@ -81,7 +81,7 @@ func runIngest(ctx context.Context, args []string) error {
 		for wait := 100 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
 			snap, err := b.Snapshot(ctx, id)
 			if err == nil {
-				opts.StartSeq = snap.Seq + 1
+				opts.Epoch, opts.StartSeq = snap.Epoch, snap.Seq+1
 				opts.Base = stateOf(snap.Raw)
 				log.Info("resuming match", "match", id, "after_seq", snap.Seq)
 				break

@@ -19,6 +19,7 @@ Usage:
   crease serve    the gateway (--redis ADDR[,ADDR] for the Redis bus, embedded without it)
   crease ingest   replay match files onto a bus (--redis ADDR, --match FILE, --speed N)
   crease bench    the benchmark harness (writes BENCHMARKS.md)
+  crease healthcheck  exit 0 when this host's gateway answers /healthz (for containers)
 
 Run "crease <command> -h" for the flags of a command. Every flag is also an
 environment variable CREASE_<NAME>, e.g. CREASE_WS_ADDR=:9000.
@@ -41,6 +42,8 @@ func main() {
 		err = runIngest(ctx, os.Args[2:])
 	case "bench":
 		err = runBench(ctx, os.Args[2:])
+	case "healthcheck":
+		err = runHealthcheck(ctx, os.Args[2:])
 	case "-h", "--help", "help":
 		fmt.Print(usage)
 		return

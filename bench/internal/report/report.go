@@ -136,3 +136,17 @@ func itoa(v int64) string {
 	}
 	return string(buf[i:])
 }
+
+// AddCounts adds src into dst (allocating dst if needed) and returns dst.
+func AddCounts(dst, src map[string]int64) map[string]int64 {
+	if len(src) == 0 {
+		return dst
+	}
+	if dst == nil {
+		dst = map[string]int64{}
+	}
+	for k, v := range src {
+		dst[k] += v
+	}
+	return dst
+}

@@ -1,0 +1,142 @@
+package main
+
+import (
+	"bytes"
+)
+
+// message handles one crease frame. It finds the few fields it needs by scanning instead
+// of decoding JSON: the gateway's frames put them at the top level.
+func (w *worker) message(c *conn, p []byte, now int64) {
+	typ := strField(p, `"type":"`)
+	switch string(typ) {
+	case "delta":
+		w.st.recv[rDelta].Add(1)
+		w.delta(c, p, now)
+	case "event":
+		w.st.recv[rEvent].Add(1)
+	case "hello":
+		w.st.recv[rHello].Add(1)
+	case "subscribed":
+		w.st.recv[rSubscribed].Add(1)
+	case "resync":
+		w.st.recv[rResync].Add(1)
+		w.st.bump(&w.st.resyncs, string(strField(p, `"reason":"`)))
+		m := strField(p, `"match":"`)
+		for i := range c.subs {
+			if c.subs[i].match == string(m) {
+				// After a resync any seq is acceptable as the new base.
+				c.subs[i].last = 0
+			}
+		}
+	case "reconnect":
+		w.st.recv[rReconnect].Add(1)
+		if w.lg.cfg.reconnect == "jitter" {
+			// Protocol clients close at once and come back after after_ms; fixed-mode
+			// clients ignore it and wait for the server's close.
+			c.afterMs = int64(numField(p, `"after_ms":`))
+			c.drained = true
+			c.gotClose = true
+			w.st.bump(&w.st.closes, "reconnect")
+			w.closeOpen(c, 1000)
+		}
+	case "error":
+		w.st.recv[rError].Add(1)
+	default:
+		w.st.recv[rOther].Add(1)
+	}
+}
+
+func (w *worker) delta(c *conn, p []byte, now int64) {
+	m := strField(p, `"match":"`)
+	seq := numField(p, `"seq":`)
+	if ts := int64(numField(p, `"ts":`)); ts > 0 {
+		lat := now - ts
+		if lat < 1 {
+			lat = 1
+		}
+		_ = w.hist.RecordValue(lat)
+	}
+	for i := range c.subs {
+		s := &c.subs[i]
+		if s.match != string(m) {
+			continue
+		}
+		switch {
+		case s.last == 0 || seq == s.last+1:
+		case seq <= s.last:
+			w.st.dups.Add(1)
+			return
+		default:
+			w.st.gaps.Add(1)
+			w.st.gapMissing.Add(int64(seq - s.last - 1))
+		}
+		s.last = seq
+		return
+	}
+	c.subs = append(c.subs, sub{match: string(m), last: seq})
+}
+
+// centrifuge handles one frame of centrifuge's JSON protocol: newline-separated replies.
+func (w *worker) centrifuge(c *conn, p []byte, now int64) {
+	for len(p) > 0 {
+		line := p
+		if i := bytes.IndexByte(p, '\n'); i >= 0 {
+			line, p = p[:i], p[i+1:]
+		} else {
+			p = nil
+		}
+		switch {
+		case len(line) == 0:
+		case string(line) == "{}":
+			// A server ping of protocol v2: answer with an empty command.
+			w.st.recv[rPing].Add(1)
+			w.sendText(c, []byte("{}"))
+		case bytes.Contains(line, []byte(`"pub":`)):
+			if bytes.Contains(line, []byte(`"type":"delta"`)) {
+				w.st.recv[rDelta].Add(1)
+				w.delta(c, line, now)
+			} else {
+				w.st.recv[rEvent].Add(1)
+			}
+		case bytes.Contains(line, []byte(`"connect":`)):
+			w.st.recv[rHello].Add(1)
+			if bytes.Contains(line, []byte(`"subs":`)) {
+				w.st.recv[rSubscribed].Add(1)
+			}
+		case bytes.Contains(line, []byte(`"error":`)):
+			w.st.recv[rError].Add(1)
+		case bytes.Contains(line, []byte(`"disconnect":`)):
+			w.st.bump(&w.st.closes, "push-disconnect")
+		default:
+			w.st.recv[rOther].Add(1)
+		}
+	}
+}
+
+func strField(p []byte, key string) []byte {
+	i := bytes.Index(p, []byte(key))
+	if i < 0 {
+		return nil
+	}
+	p = p[i+len(key):]
+	j := bytes.IndexByte(p, '"')
+	if j < 0 {
+		return nil
+	}
+	return p[:j]
+}
+
+func numField(p []byte, key string) uint64 {
+	i := bytes.Index(p, []byte(key))
+	if i < 0 {
+		return 0
+	}
+	var v uint64
+	for _, ch := range p[i+len(key):] {
+		if ch < '0' || ch > '9' {
+			break
+		}
+		v = v*10 + uint64(ch-'0')
+	}
+	return v
+}

@@ -1,0 +1,213 @@
+// Package procs starts and stops the benchmarks' child processes (servers, Redis, load
+// generators) and reads what /proc says about them: CPU, memory, run-queue wait and
+// listening sockets. Everything here is Linux-only, like the benchmarks.
+//
+// A Proc is safe to use from several goroutines: Done is closed by the goroutine that
+// waits for the child, everything else only signals it.
+package procs
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Proc is a started child with a channel closed when it exits.
+type Proc struct {
+	Cmd  *exec.Cmd
+	Done chan struct{}
+}
+
+// Start runs name with args, stdout and stderr to logPath (if not empty).
+func Start(name string, args []string, logPath string) (*Proc, error) {
+	cmd := exec.Command(name, args...)
+	var logf *os.File
+	if logPath != "" {
+		_ = os.MkdirAll(filepath.Dir(logPath), 0o755)
+		f, err := os.Create(logPath)
+		if err == nil {
+			logf = f
+			cmd.Stderr = f
+			cmd.Stdout = f
+		}
+	}
+	if err := cmd.Start(); err != nil {
+		if logf != nil {
+			logf.Close()
+		}
+		return nil, err
+	}
+	p := &Proc{Cmd: cmd, Done: make(chan struct{})}
+	go func() {
+		_ = cmd.Wait()
+		if logf != nil {
+			logf.Close()
+		}
+		close(p.Done)
+	}()
+	return p, nil
+}
+
+// Pid is the child's process id.
+func (p *Proc) Pid() int { return p.Cmd.Process.Pid }
+
+// Stop sends SIGTERM, waits up to grace, then SIGKILLs. A nil Proc is a no-op.
+func (p *Proc) Stop(grace time.Duration) {
+	if p == nil {
+		return
+	}
+	_ = p.Cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.Done:
+	case <-time.After(grace):
+		_ = p.Cmd.Process.Kill()
+		<-p.Done
+	}
+}
+
+// Alive reports whether the child has not exited yet.
+func (p *Proc) Alive() bool {
+	select {
+	case <-p.Done:
+		return false
+	default:
+		return true
+	}
+}
+
+// FreePort returns a TCP port free on 127.0.0.1 right now (0 if none).
+func FreePort() int {
+	l, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		return 0
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// WaitListen waits until addr accepts a TCP connection, p exits, or timeout passes.
+func WaitListen(addr string, p *Proc, timeout time.Duration) error {
+	end := time.Now().Add(timeout)
+	for time.Now().Before(end) {
+		select {
+		case <-p.Done:
+			return fmt.Errorf("exited before listening (%v)", p.Cmd.ProcessState)
+		default:
+		}
+		c, err := net.DialTimeout("tcp4", addr, 200*time.Millisecond)
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		time.Sleep(30 * time.Millisecond)
+	}
+	return fmt.Errorf("not listening on %s after %v", addr, timeout)
+}
+
+// Command returns the binary and arguments that run bin with args, on cpus if set
+// (taskset execs the command, so the pid is the command's).
+func Command(cpus, bin string, args []string) (string, []string) {
+	if cpus == "" {
+		return bin, args
+	}
+	return "taskset", append([]string{"-c", cpus, bin}, args...)
+}
+
+// Stat reads CPU seconds (utime+stime) and RSS in bytes of pid from /proc.
+func Stat(pid int) (cpu float64, rss int64) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err == nil {
+		s := string(b)
+		if i := strings.LastIndexByte(s, ')'); i > 0 {
+			f := strings.Fields(s[i+2:])
+			// Fields after the name start at field 3 (state): utime is 14, stime 15.
+			if len(f) > 13 {
+				ut, _ := strconv.ParseFloat(f[11], 64)
+				st, _ := strconv.ParseFloat(f[12], 64)
+				cpu = (ut + st) / 100 // USER_HZ is 100 on Linux
+			}
+		}
+	}
+	b, err = os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err == nil {
+		for _, ln := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(ln, "VmRSS:") {
+				f := strings.Fields(ln)
+				if len(f) >= 2 {
+					kb, _ := strconv.ParseInt(f[1], 10, 64)
+					rss = kb * 1024
+				}
+			}
+		}
+	}
+	return cpu, rss
+}
+
+// PeakRSS is the process's high-water resident set (VmHWM), in bytes.
+func PeakRSS(pid int) int64 {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return 0
+	}
+	for _, ln := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(ln); len(f) >= 2 && f[0] == "VmHWM:" {
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			return kb * 1024
+		}
+	}
+	return 0
+}
+
+// Listeners counts the TCP sockets listening on port (decimal), from /proc/net/tcp and
+// tcp6.
+func Listeners(port string) int {
+	want, err := strconv.Atoi(port)
+	if err != nil {
+		return 0
+	}
+	hex := fmt.Sprintf(":%04X", want)
+	n := 0
+	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			fs := strings.Fields(line)
+			// sl local_address rem_address st ...: 0A is LISTEN.
+			if len(fs) > 3 && strings.HasSuffix(fs[1], hex) && fs[3] == "0A" {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// RunDelay sums the time pid's threads spent runnable but waiting for a CPU
+// (/proc/PID/task/*/schedstat, second field, ns), in seconds. Threads that exited are
+// not counted, which only makes it an underestimate.
+func RunDelay(pid int) float64 {
+	dir := "/proc/" + strconv.Itoa(pid) + "/task"
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return 0
+	}
+	var ns float64
+	for _, e := range ents {
+		b, err := os.ReadFile(dir + "/" + e.Name() + "/schedstat")
+		if err != nil {
+			continue
+		}
+		if f := strings.Fields(string(b)); len(f) >= 2 {
+			v, _ := strconv.ParseFloat(f[1], 64)
+			ns += v
+		}
+	}
+	return ns / 1e9
+}
