@@ -36,9 +36,7 @@ func (h *handler) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	}
 	sh := h.s.shardFor(gc.EventLoop())
 	if isLoopProbe(gc) {
-		// Opened only so that this loop has its shard (reachEveryLoop).
-		gc.SetContext(loopProbe{})
-		return nil, gnet.Close
+		return nil, gnet.Close // opened only so that this loop has its shard (reachEveryLoop)
 	}
 	gc.SetContext(sh.Open(gc))
 	return nil, gnet.None
@@ -49,7 +47,7 @@ func (h *handler) OnClose(gc gnet.Conn, _ error) gnet.Action {
 	if gc.LocalAddr() != nil && gc.LocalAddr().Network() == "unix" {
 		return gnet.None // the start-up probe: never counted in open
 	}
-	if _, ok := gc.Context().(loopProbe); ok {
+	if isLoopProbe(gc) {
 		return gnet.None
 	}
 	h.s.open.Add(-1)

@@ -48,21 +48,14 @@ func onLoop(sh *shard.Shard, fn func()) {
 	_ = sh.Loop().Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error { fn(); return nil }))
 }
 
-// loopProbeKey marks, in its gnet context, a connection opened only to reach a loop.
-type loopProbeKey struct{}
-
-// loopProbe is the gnet context of a probe connection once its loop has seen it.
+// loopProbe is the gnet context (Conn.Context) of a connection opened only to reach a
+// loop.
 type loopProbe struct{}
 
 // isLoopProbe reports whether gc was opened by reachEveryLoop. It runs on gc's loop.
 func isLoopProbe(gc gnet.Conn) bool {
-	switch ctx := gc.Context().(type) {
-	case loopProbe:
-		return true
-	case context.Context:
-		return ctx.Value(loopProbeKey{}) != nil
-	}
-	return false
+	_, ok := gc.Context().(loopProbe)
+	return ok
 }
 
 // reachEveryLoop opens loopback connections and hands them to gnet until every loop
@@ -75,7 +68,7 @@ func (s *Server) reachEveryLoop() error {
 		return err
 	}
 	defer ln.Close()
-	ctx := context.WithValue(context.Background(), loopProbeKey{}, true)
+	ctx := gnet.NewContext(context.Background(), loopProbe{})
 	for i := 0; int(s.nShards.Load()) < s.opts.Loops; i++ {
 		if i == 100*s.opts.Loops {
 			return fmt.Errorf("only %d of %d event loops took a connection", s.nShards.Load(), s.opts.Loops)
