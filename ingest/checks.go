@@ -20,6 +20,9 @@ func (m *Match) checkInfo() error {
 	if in.Overs < 0 || in.Overs > 1000 {
 		return m.errf("info.overs %d is out of range", in.Overs)
 	}
+	if max, ok := formatOvers[in.MatchType]; ok && in.Overs > max {
+		return m.errf("info.overs %d is more than a %s has (%d)", in.Overs, in.MatchType, max)
+	}
 	o := &in.Outcome
 	isTeam := func(s string) bool { return s == in.Teams[0] || s == in.Teams[1] }
 	switch o.Result {

@@ -25,6 +25,9 @@ func outText(w csWicket, bowler string) string {
 	}
 	switch w.Kind {
 	case kindCaught:
+		if first == bowler && len(w.Fielders) > 0 && !w.Fielders[0].Substitute {
+			return "c & b " + bowler // caught by the bowler, as scorecards print it
+		}
 		if first == "" {
 			return "c ? b " + bowler
 		}

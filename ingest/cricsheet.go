@@ -380,6 +380,11 @@ func readMatch(name, id string, data []byte) (*Match, error) {
 	// before the first publish.
 	e := newEngine(m)
 	for !e.done() {
+		if d, bi := e.peek(); d != nil {
+			if msg := e.implausible(d); msg != "" {
+				return nil, &Error{File: name, Innings: e.inn + 1, Over: d.over, Ball: bi + 1, HasOver: true, Msg: msg}
+			}
+		}
 		e.step()
 	}
 	m.final = e.st.clone()
@@ -411,6 +416,9 @@ func (m *Match) readInnings(n int, data json.RawMessage) (*innings, error) {
 		if _, ok := oversToBalls(t.Overs, m.bpo); !ok {
 			return nil, at(0, 0, false, "target.overs %v is not overs.balls", t.Overs)
 		}
+	}
+	if len(inn.Overs) == 0 && !inn.Forfeited {
+		return nil, at(0, 0, false, "an innings without overs that is not forfeited")
 	}
 	prevOver := -1
 	for oi, ro := range inn.Overs {

@@ -57,21 +57,33 @@ func (m *Match) withID(id string) *Match {
 func (m *Match) initialState() State {
 	in := &m.info
 	st := State{
-		Match:   m.id,
-		Title:   m.Title(),
-		Event:   eventText(in),
-		Venue:   in.Venue,
-		Teams:   []string{in.Teams[0], in.Teams[1]},
-		Toss:    tossText(in.Toss),
-		Status:  StatusScheduled,
-		Over:    "0.0",
-		Last6:   []string{},
-		Innings: map[string]*InningsCard{},
+		Match:      m.id,
+		Title:      m.Title(),
+		OversLimit: m.oversLimit(),
+		Event:      eventText(in),
+		Venue:      in.Venue,
+		Teams:      []string{in.Teams[0], in.Teams[1]},
+		Toss:       tossText(in.Toss),
+		Status:     StatusScheduled,
+		Over:       "0.0",
+		Last6:      []string{},
+		Innings:    map[string]*InningsCard{},
 	}
 	if len(in.Dates) > 0 {
 		st.Date = in.Dates[0]
 	}
 	return st
+}
+
+// formatOvers is the overs per innings of the limited-overs formats Cricsheet names.
+var formatOvers = map[string]int{"T20": 20, "IT20": 20, "ODI": 50, "ODM": 50}
+
+// oversLimit is the overs per innings: the file's, else its format's; 0 for none.
+func (m *Match) oversLimit() int {
+	if m.info.Overs > 0 {
+		return m.info.Overs
+	}
+	return formatOvers[m.info.MatchType]
 }
 
 func eventText(in *csInfo) string {

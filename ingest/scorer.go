@@ -43,6 +43,9 @@ type innWork struct {
 	overConceded int
 	batPos       int
 	bowlPos      int
+	limit        int // legal balls of the innings; 0: no limit
+	maxWickets   int
+	out          map[string]bool // dismissed in this innings
 }
 
 // stepInfo describes one step for its delta and commentary.
@@ -121,8 +124,20 @@ func (e *engine) startInnings() stepInfo {
 		card.Runs, card.Extras.Penalty, card.Extras.Total = p, p, p
 	}
 	st.Innings[strconv.Itoa(e.inn+1)] = card
-	e.w = innWork{card: card}
+	e.w = innWork{card: card, out: map[string]bool{}, maxWickets: 10}
 	e.w.target, e.w.maxBalls = e.chase()
+	e.w.limit = m.oversLimit() * m.bpo
+	if inn.SuperOver {
+		e.w.limit, e.w.maxWickets = m.bpo, 2
+	}
+	if e.w.maxBalls > 0 {
+		e.w.limit = e.w.maxBalls
+	}
+	card.Target = e.w.target
+	if t := inn.Target; t != nil && t.Overs > 0 && e.w.maxBalls > 0 && e.w.maxBalls < m.oversLimit()*m.bpo && !inn.SuperOver {
+		card.MaxOvers = ballsToOvers(e.w.maxBalls, m.bpo)
+	}
+	st.Note = ""
 	st.Status = StatusLive
 	st.Inn = e.inn + 1
 	st.Batting, st.Bowling = inn.Team, e.other(inn.Team)
@@ -244,6 +259,10 @@ func (e *engine) ball(d *delivery, next *delivery) stepInfo {
 	bowl := e.bowler(d.Bowler)
 	r, x := d.Runs, d.Extras
 	prio := bus.PrioNormal
+	bowl.Wides += x.Wides
+	if x.Noballs > 0 {
+		bowl.Noballs++
+	}
 
 	card.Runs += r.Total
 	card.Extras.Total += r.Extras
@@ -306,6 +325,7 @@ func (e *engine) ball(d *delivery, next *delivery) stepInfo {
 		c.Out = outText(wk, d.Bowler)
 		prio = bus.PrioHigh
 		if k.team {
+			w.out[wk.PlayerOut] = true
 			card.Wickets++
 			card.FOW = append(card.FOW, FallOfWicket{Wicket: card.Wickets, Runs: card.Runs, Over: st.Over, Player: wk.PlayerOut})
 			parts = append(parts, "OUT! "+wk.PlayerOut+" "+c.Out)
@@ -402,8 +422,12 @@ func (e *engine) endInnings() stepInfo {
 			w.card.Extras.Total += p
 		}
 		e.score()
+		// The innings is over: nothing is needed from it any more ("need 1 from 0
+		// balls" after a tie is not a scorecard); the target stays on its card.
+		st.Need, st.RRR = nil, nil
 		st.Over = w.card.Overs
 		st.Striker, st.NonStriker, st.Bowler = "", "", ""
+		w.card.DidNotBat = e.didNotBat(w.card)
 		text = fmt.Sprintf("End of innings: %s %d/%d (%s ov)", w.card.Team, w.card.Runs, w.card.Wickets, w.card.Overs)
 		if inn.Declared {
 			text += ", declared"
@@ -411,15 +435,73 @@ func (e *engine) endInnings() stepInfo {
 	}
 	if e.inn+1 < len(e.m.innings) {
 		st.Status = StatusInningsBreak
+		if w.target > 0 && w.card.Runs == w.target-1 && e.m.innings[e.inn+1].SuperOver {
+			st.Note = "Scores level — super over"
+			text += ". " + st.Note
+		}
 		e.inn++
 		e.phase = phaseStart
 		return stepInfo{prio: bus.PrioHigh, text: text}
 	}
 	st.Status = StatusFinished
+	st.Note = ""
 	st.Result, st.Winner = resultText(&e.m.info)
+	st.Method = e.m.info.Outcome.Method
+	st.PlayerOfMatch = append([]string(nil), e.m.info.PlayerOfMatch...)
 	e.phase = phaseDone
 	if text != "" {
 		text += ". "
 	}
 	return stepInfo{prio: bus.PrioHigh, text: text + st.Result, last: true}
+}
+
+// didNotBat lists, in the order of the team sheet, the players of the batting side who
+// never came in; nil when the data has no team sheet.
+func (e *engine) didNotBat(card *InningsCard) []string {
+	var out []string
+	for _, p := range e.m.info.Players[card.Team] {
+		if _, ok := card.Batters[p]; !ok {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// implausible says why the delivery d cannot come next in the current innings, or "":
+// after the innings was all out, a wicket too many, a ball past the innings' overs, a
+// delivery after the target was reached, a dismissed batter batting again.
+func (e *engine) implausible(d *delivery) string {
+	w, bpo := &e.w, e.m.bpo
+	wk := 0
+	for _, x := range d.Wickets {
+		if dismissals[x.Kind].team {
+			wk++
+		}
+	}
+	switch {
+	case w.card.Wickets >= w.maxWickets:
+		return fmt.Sprintf("a delivery after the innings was all out (%d wickets)", w.card.Wickets)
+	case w.card.Wickets+wk > w.maxWickets:
+		return fmt.Sprintf("wicket %d of an innings that has only %d", w.card.Wickets+wk, w.maxWickets)
+	case w.limit > 0 && d.over >= (w.limit+bpo-1)/bpo:
+		return fmt.Sprintf("over %d is past the innings' %s overs", d.over, ballsToOvers(w.limit, bpo))
+	case w.limit > 0 && w.card.Balls >= w.limit:
+		return fmt.Sprintf("a delivery after the innings' %s overs were bowled", ballsToOvers(w.limit, bpo))
+	case w.target > 0 && w.reached:
+		return fmt.Sprintf("a delivery after the target of %d was reached", w.target)
+	}
+	for _, p := range []string{d.Batter, d.NonStriker} {
+		if w.out[p] {
+			return fmt.Sprintf("%q bats again after being dismissed", p)
+		}
+	}
+	return ""
+}
+
+// peek returns the delivery the next step scores, or nil when it scores none.
+func (e *engine) peek() (*delivery, int) {
+	if e.phase != phaseBall {
+		return nil, 0
+	}
+	return &e.m.innings[e.inn].overs[e.oi][e.bi], e.bi
 }
