@@ -5,7 +5,10 @@ import (
 	"math"
 )
 
-func (m *Match) checkInfo() error {
+func (m *Match) checkInfo() error { return m.checkInfoOf(false) }
+
+// checkInfoOf checks the info; a live match (fed ball by ball) may have no outcome yet.
+func (m *Match) checkInfoOf(live bool) error {
 	in := &m.info
 	if len(in.Teams) != 2 || in.Teams[0] == "" || in.Teams[1] == "" || in.Teams[0] == in.Teams[1] {
 		return m.errf("info.teams %q is not two different teams", in.Teams)
@@ -36,7 +39,7 @@ func (m *Match) checkInfo() error {
 	if o.Winner != "" && o.Result != "" {
 		return m.errf("info.outcome has both a winner and result %q", o.Result)
 	}
-	if o.Winner == "" && o.Result == "" {
+	if o.Winner == "" && o.Result == "" && !live {
 		return m.errf("info.outcome has neither a winner nor a result")
 	}
 	for _, s := range []string{o.Eliminator, o.BowlOut} {

@@ -20,6 +20,7 @@ const (
 // engine scores a match one step at a time into st. Everything it reads was validated by
 // ReadMatch, so it does not fail.
 type engine struct {
+	live  bool // fed ball by ball (Live): no delivery to look ahead to
 	m     *Match
 	st    State
 	phase int
@@ -358,10 +359,24 @@ func (e *engine) ball(d *delivery, next *delivery) stepInfo {
 		e.batter(next.NonStriker)
 	} else {
 		st.Striker, st.NonStriker = d.Batter, d.NonStriker
-		if out[d.Batter] {
+		if e.live {
+			// Fed ball by ball, nobody says who faces next: rotate as the laws do (runs
+			// run, and the end of an over); the next ball corrects it if need be.
+			ran := r.Batter + x.Byes + x.Legbyes
+			if x.Wides > 0 {
+				ran = x.Wides - 1
+			}
+			if ran%2 == 1 {
+				st.Striker, st.NonStriker = st.NonStriker, st.Striker
+			}
+			if d.legal() && w.overLegal == bpo {
+				st.Striker, st.NonStriker = st.NonStriker, st.Striker
+			}
+		}
+		if out[st.Striker] {
 			st.Striker = ""
 		}
-		if out[d.NonStriker] {
+		if out[st.NonStriker] {
 			st.NonStriker = ""
 		}
 	}
