@@ -234,6 +234,10 @@ export interface BowlerCard {
   runs: number;
   /** Run outs and retirements excluded. */
   wickets: number;
+  /** Runs from wides. */
+  wides: number;
+  /** No-balls bowled. */
+  noballs: number;
 }
 
 export interface FallOfWicket {
@@ -250,6 +254,12 @@ export interface InningsCard {
   balls: number;
   overs: string;
   super_over: boolean;
+  /** A chase: the runs to reach, kept after the innings ends. */
+  target?: number;
+  /** The innings' overs when a revised target shortened it (`18.4`). */
+  max_overs?: string;
+  /** At the end of the innings, when the data lists the players. */
+  did_not_bat?: string[];
   extras: Extras;
   batters: { [name: string]: BatterCard };
   bowlers: { [name: string]: BowlerCard };
@@ -259,6 +269,8 @@ export interface InningsCard {
 export interface MatchState {
   match: MatchId;
   title: string;
+  /** The format's overs per innings; absent: no limit. */
+  overs_limit?: number;
   event?: string;
   venue?: string;
   date?: string;
@@ -286,8 +298,14 @@ export interface MatchState {
   partnership: Partnership;
   /** Scorecards by innings number, `"1"`, `"2"`... */
   innings: { [inning: string]: InningsCard };
+  /** `Scores level — super over` at such a break. */
+  note?: string;
   result?: string;
   winner?: string;
+  /** With the result, when the data has it: `D/L`, `VJD`... */
+  method?: string;
+  /** With the result, when the data has it. */
+  player_of_match?: string[];
 }
 
 // ---------------------------------------------------------------------------------------

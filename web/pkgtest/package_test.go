@@ -6,11 +6,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
 	"testing"
 
+	"crease/ingest"
 	"crease/internal/npmtest"
 )
 
@@ -161,6 +163,62 @@ func TestDeclarationsMatchTheCode(t *testing.T) {
 			if !slices.Contains(impl, name) && !(what == "options" && slices.Contains(announcedOptions, name)) {
 				t.Errorf("%s: %s is declared in crease-client.d.ts but not in crease-client.js", what, name)
 			}
+		}
+	}
+}
+
+// goShapes are the Go types of the match state crease's ingest publishes, by the name
+// of their declaration in crease-client.d.ts.
+var goShapes = map[string]reflect.Type{
+	"MatchState": reflect.TypeFor[ingest.State](), "Score": reflect.TypeFor[ingest.Score](), "Need": reflect.TypeFor[ingest.Need](),
+	"Partnership": reflect.TypeFor[ingest.Partnership](), "InningsCard": reflect.TypeFor[ingest.InningsCard](),
+	"Extras": reflect.TypeFor[ingest.Extras](), "BatterCard": reflect.TypeFor[ingest.BatterCard](),
+	"BowlerCard": reflect.TypeFor[ingest.BowlerCard](), "FallOfWicket": reflect.TypeFor[ingest.FallOfWicket](),
+}
+
+// jsonMembers lists a struct's JSON members, "name?" for those that may be absent
+// (omitempty). Pointer fields without omitempty would be null, which the state never is.
+func jsonMembers(t *testing.T, typ reflect.Type) []string {
+	t.Helper()
+	var out []string
+	for f := range typ.Fields() {
+		name, opts, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if name == "-" || !f.IsExported() {
+			continue
+		}
+		if name == "" {
+			name = f.Name
+		}
+		if strings.Contains(opts, "omitempty") || strings.Contains(opts, "omitzero") {
+			name += "?"
+		} else if f.Type.Kind() == reflect.Pointer {
+			t.Errorf("%s.%s: a pointer without omitempty would be sent as null", typ.Name(), f.Name)
+		}
+		out = append(out, name)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// TestStateDeclarationsMatchIngest: MatchState and its parts in crease-client.d.ts have
+// exactly the members of ingest's Go types, optional where the Go side omits them (a
+// field added to the state is added to the declarations with it).
+func TestStateDeclarationsMatchIngest(t *testing.T) {
+	p := npmtest.Pack(t)
+	out, err := exec.Command(npmtest.Node(t), "testdata/declarations.mjs", p.Dir, npmtest.Tools(t)).Output()
+	if err != nil {
+		t.Fatalf("declarations.mjs: %v %s", err, out)
+	}
+	var r struct {
+		Shapes map[string][]string `json:"shapes"`
+	}
+	if err := json.Unmarshal(out, &r); err != nil {
+		t.Fatal(err)
+	}
+	for name, typ := range goShapes {
+		want := jsonMembers(t, typ)
+		if got := r.Shapes[name]; !slices.Equal(got, want) {
+			t.Errorf("%s: declared %v, ingest.%s has %v", name, got, typ.Name(), want)
 		}
 	}
 }

@@ -23,6 +23,14 @@ const members = (name) => {
   const s = sym(name);
   return s ? checker.getDeclaredTypeOfSymbol(s).getProperties().map((p) => p.name).sort() : null;
 };
+const shape = (name) => {
+  const s = sym(name);
+  if (!s) return null;
+  return checker.getDeclaredTypeOfSymbol(s).getProperties().map((p) => p.name + (p.flags & ts.SymbolFlags.Optional ? "?" : "")).sort();
+};
+const shapes = Object.fromEntries(
+  ["MatchState", "Score", "Need", "Partnership", "InningsCard", "Extras", "BatterCard", "BowlerCard", "FallOfWicket"].map((n) => [n, shape(n)]),
+);
 const declared = {
   values: exportsOf.filter((s) => s.flags & ts.SymbolFlags.Value).map((s) => `${s.name}:${s.flags & ts.SymbolFlags.Class ? "class" : "function"}`).sort(),
   options: members("ConnectOptions"),
@@ -60,4 +68,4 @@ function visit(node, fn) {
 visit(src, "");
 const implemented = Object.fromEntries(Object.entries(found).map(([k, v]) => [k, [...v].sort()]));
 implemented.values = values;
-console.log(JSON.stringify({ diagnostics: diags, declared, implemented }));
+console.log(JSON.stringify({ diagnostics: diags, declared, implemented, shapes }));
