@@ -36,6 +36,13 @@ type matchMemory struct {
 	title   string       // for /v1/matches
 	live    *ingest.Live // a cricket match (PUT /v1/matches/{id}); nil: any JSON state
 	journal int          // journal entries the store holds (Journal.From of the next delta)
+	// stored is the journal of the state at seq (what live is rebuilt from when a write
+	// fails); its entries are never modified.
+	stored [][]byte
+	// uncertain: a write's outcome is unknown (the store was unreachable). Memory holds
+	// the state before it; the next write reads the store first and adopts it, unless
+	// the store holds nothing or is behind (it lost data): then memory re-seeds it.
+	uncertain bool
 }
 
 func (m *match) set(mm matchMemory) { m.matchMemory = mm }
@@ -57,22 +64,28 @@ func unavailable(err error) *httpError {
 		detail: "the store cannot be reached; nothing was published: " + err.Error()}
 }
 
-// load reads the match from the store when memory does not hold it.
+// load reads the match from the store when memory does not hold it, or holds it but the
+// last write's outcome is unknown.
 func (a *API) load(ctx context.Context, m *match) error {
-	if m.loaded {
+	if m.loaded && !m.uncertain {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, a.opts.PublishTimeout)
 	defer cancel()
 	st, err := a.opts.Bus.Stored(ctx, m.id)
 	switch {
+	case err != nil && !errors.Is(err, bus.ErrUnknownMatch):
+		return unavailable(err)
+	case m.uncertain && m.known && (errors.Is(err, bus.ErrUnknownMatch) || st.Epoch == m.epoch && st.Seq < m.seq):
+		// The store lost what this publisher holds: keep memory, the next delta
+		// re-seeds the store (PROTOCOL.md's rule for a publisher holding the state).
+		m.uncertain = false
+		return nil
 	case errors.Is(err, bus.ErrUnknownMatch):
 		m.set(matchMemory{loaded: true})
 		return nil
-	case err != nil:
-		return unavailable(err)
 	}
-	nm := matchMemory{loaded: true, known: true, epoch: st.Epoch, seq: st.Seq, state: st.State, journal: len(st.Journal)}
+	nm := matchMemory{loaded: true, known: true, epoch: st.Epoch, seq: st.Seq, state: st.State, journal: len(st.Journal), stored: st.Journal}
 	if nm.epoch == "" {
 		nm.epoch = bus.NewEpoch() // a store written before epochs: its seq + 1 is accepted
 	}
@@ -85,6 +98,42 @@ func (a *API) load(ctx context.Context, m *match) error {
 	}
 	m.set(nm)
 	return nil
+}
+
+// reload reads the store and adopts it when it is not where memory is (true).
+func (a *API) reload(ctx context.Context, m *match) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, a.opts.PublishTimeout)
+	defer cancel()
+	st, err := a.opts.Bus.Stored(ctx, m.id)
+	if err != nil {
+		if errors.Is(err, bus.ErrUnknownMatch) {
+			return false, nil
+		}
+		return false, unavailable(err)
+	}
+	if st.Epoch == m.epoch && st.Seq == m.seq {
+		return false, nil
+	}
+	m.loaded = false
+	return true, a.load(ctx, m)
+}
+
+// failed restores memory to the state before a write the store did not take.
+func (m *match) failed(conflict bool) {
+	if conflict {
+		m.loaded = false // another publisher: the store is the truth
+		return
+	}
+	m.uncertain = true
+	if m.live != nil {
+		if len(m.stored) == 0 {
+			m.live = nil
+		} else if l, err := ingest.NewLiveFromJournal(m.id, m.stored); err == nil {
+			m.live = l
+		} else {
+			m.loaded = false
+		}
+	}
 }
 
 // checkIfMatch applies If-Match: "EPOCH.SEQ" (or *) to the current position.
@@ -154,9 +203,10 @@ func (a *API) publish(ctx context.Context, m *match, next []byte, patch []byte, 
 	pctx, cancel := context.WithTimeout(ctx, a.opts.PublishTimeout)
 	defer cancel()
 	if err := a.opts.Bus.PublishDelta(pctx, d); err != nil {
-		m.loaded = false
+		conflict := errors.Is(err, bus.ErrSeqConflict)
+		m.failed(conflict)
 		switch {
-		case errors.Is(err, bus.ErrSeqConflict):
+		case conflict:
 			return false, refuse(http.StatusConflict, "store_conflict", "the store refused seq %d: another publisher writes this match (%v); retry to continue from the store", seq, err)
 		case errors.Is(err, bus.ErrInvalidMessage):
 			return false, refuse(http.StatusBadRequest, "bad_state", "%v", err)
@@ -168,7 +218,8 @@ func (a *API) publish(ctx context.Context, m *match, next []byte, patch []byte, 
 		m.title = title
 	}
 	if l != nil {
-		m.journal = len(l.Journal())
+		j := l.Journal()
+		m.journal, m.stored = len(j), j[:len(j):len(j)]
 		l.Stored()
 	}
 	return true, nil
@@ -259,6 +310,16 @@ func (a *API) postBall(req *request, m *match) (answer, error) {
 	// (publish), so the next request rebuilds the match from the store.
 	l := m.live
 	res, prio, text, got, err := l.Ball(p, m.seq+1)
+	if errors.Is(err, ingest.ErrOutOfOrder) && !l.Finished() {
+		// Another publisher may have moved the match on: if the store is ahead of
+		// memory, take it and try the ball again.
+		if fresh, ferr := a.reload(req.r.Context(), m); ferr != nil {
+			return answer{}, ferr
+		} else if fresh && m.live != nil {
+			l = m.live
+			res, prio, text, got, err = l.Ball(p, m.seq+1)
+		}
+	}
 	if err != nil {
 		return answer{}, liveErr(err)
 	}
