@@ -18,6 +18,9 @@ export function reconnectDelay(attempt, { base = 500, cap = 30000, initialSpread
   return Math.floor(random() * window);
 }
 
+/** A connection open this long, even without a delta, proves the gateway works (step 5). */
+export const STABLE_CONNECTION_MS = 30000;
+
 /** The environment's timers; every module takes them as an option so tests can move time. */
 export const defaultTimers = {
   setTimeout: (fn, ms) => globalThis.setTimeout(fn, ms),

@@ -9,18 +9,15 @@
 // re-exported from their own modules.
 
 import { MatchStream } from "./crease-stream.js";
-import { reconnectDelay, backoffDelay, defaultTimers } from "./crease-backoff.js";
+import { reconnectDelay, backoffDelay, defaultTimers, STABLE_CONNECTION_MS } from "./crease-backoff.js";
 import { tokenSource, tokenRefreshDelay, MIN_TOKEN_REFRESH_MS, DEFAULT_TOKEN_REFRESH_MARGIN_MS } from "./crease-token.js";
 import { defaultWsURL, httpBaseFromWsURL, withQuery } from "./crease-urls.js";
 
 export { mergePatch } from "./crease-merge-patch.js";
 export { backoffDelay, reconnectDelay } from "./crease-backoff.js";
 export { MatchStream } from "./crease-stream.js";
-export { tokenExpiryMs, tokenRefreshDelay, DEFAULT_TOKEN_REFRESH_MARGIN_MS } from "./crease-token.js";
-export { defaultWsURL, httpBaseFromWsURL, DEFAULT_HTTP_PORT } from "./crease-urls.js";
-
-/** A connection open this long, even without a delta, proves the gateway works (step 5). */
-export const STABLE_CONNECTION_MS = 30000;
+export { tokenExpiryMs, tokenRefreshDelay } from "./crease-token.js";
+export { defaultWsURL, httpBaseFromWsURL } from "./crease-urls.js";
 
 // The refusals of a subscription: the match waits for nothing on this connection.
 const REFUSALS = new Set(["forbidden", "bad_request", "too_many_subscriptions", "rate_limited"]);

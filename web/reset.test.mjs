@@ -2,7 +2,8 @@
 // connection delivered a delta or stayed open 30 s, never on `hello` alone.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { connect, STABLE_CONNECTION_MS } from "./crease-client.js";
+import { connect } from "./crease-client.js";
+import { STABLE_CONNECTION_MS } from "./crease-backoff.js";
 import { FakeClock, fakeFetch, fakeWebSocketClass, flush, silentLog } from "./fakes.mjs";
 
 function setup() {
