@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -47,6 +48,8 @@ type Stepper struct {
 	epoch string
 	seq   uint64 // seq of the last update
 	prev  []byte // state at seq
+	game  uint64 // play-throughs started before this one (loops, or the simulator's games)
+	step  int    // steps of this play-through done
 }
 
 // NewStepper steps through m, looping, in a new epoch (bus.NewEpoch). firstSeq is the seq of the first delta (0 means 1);
@@ -101,8 +104,10 @@ func (s *Stepper) Next(ts time.Time) (Update, error) {
 			return Update{}, ErrNoMatch
 		}
 		s.m, s.e, restart = m, newEngine(m), true
+		s.game, s.step = s.game+1, 0
 	}
 	info := s.e.step()
+	s.step++
 	cur := s.e.st.marshal()
 	patch, err := jsonpatch.CreateMergePatch(s.prev, cur)
 	if err != nil {
@@ -115,7 +120,8 @@ func (s *Stepper) Next(ts time.Time) (Update, error) {
 		return Update{}, fmt.Errorf("ingest: %s: delta %d is %d bytes, over the bus limit", s.m.id, seq, len(frame))
 	}
 	u := Update{
-		Delta:   bus.Delta{Match: s.m.id, Title: s.m.Title(), Epoch: s.epoch, Seq: seq, State: cur, Frame: frame},
+		Delta: bus.Delta{Match: s.m.id, Title: s.m.Title(), Epoch: s.epoch, Seq: seq, State: cur, Frame: frame,
+			Journal: &bus.Journal{Entries: [][]byte{replayEntry(s.m.id, s.game, s.step)}}},
 		Prio:    info.prio,
 		Patch:   patch,
 		Over:    s.e.st.Over,
@@ -164,4 +170,94 @@ type commentaryFrame struct {
 func eventFrame(match string, ts int64, over, text string) []byte {
 	b, _ := json.Marshal(commentaryFrame{Type: "event", Match: match, Prio: "low", TS: ts, Kind: "commentary", Over: over, Text: text})
 	return b
+}
+
+// DeltaFrame is the exact `delta` frame of PROTOCOL.md, for publishers of states that no
+// Stepper computes (the publish API).
+func DeltaFrame(match, epoch string, seq uint64, prio bus.Prio, ts int64, patch []byte) []byte {
+	return deltaFrame(match, epoch, seq, prio, ts, patch)
+}
+
+// CommentaryFrame is the `event` frame of a commentary line.
+func CommentaryFrame(match string, ts int64, over, text string) []byte {
+	return eventFrame(match, ts, over, text)
+}
+
+// ErrResume: a stored match cannot be resumed by this replay (another source wrote it,
+// or the file changed), so the replay refuses rather than rewind the score.
+var ErrResume = errors.New("ingest: cannot resume the stored match")
+
+// replayPos is the journal of a replay: where in its source it is. One entry, rewritten
+// with every delta (the store keeps only the last).
+type replayPos struct {
+	Replay struct {
+		Match string `json:"match"`
+		Game  uint64 `json:"game"` // play-throughs before this one
+		Step  int    `json:"step"` // steps of this one done
+	} `json:"replay"`
+}
+
+func replayEntry(match string, game uint64, step int) []byte {
+	var p replayPos
+	p.Replay.Match, p.Replay.Game, p.Replay.Step = match, game, step
+	b, _ := json.Marshal(p)
+	return b
+}
+
+// resume moves the Stepper to where the stored match is: the play-through and step its
+// journal names (or, for a store without a journal, the step of the first play-through
+// whose state is the stored one), checking that the state there is the stored state.
+func (s *Stepper) resume(st *bus.Stored) error {
+	want, err := canonJSON(st.State)
+	if err != nil {
+		return fmt.Errorf("%w: %s: the stored state is not JSON: %v", ErrResume, s.m.id, err)
+	}
+	if len(st.Journal) == 0 {
+		for k := 0; !s.e.done(); k++ {
+			if got, _ := canonJSON(s.e.st.marshal()); k > 0 && bytes.Equal(got, want) {
+				s.step = k
+				return nil
+			}
+			s.e.step()
+		}
+		if got, _ := canonJSON(s.e.st.marshal()); bytes.Equal(got, want) {
+			s.step = s.m.Steps()
+			return nil
+		}
+		return fmt.Errorf("%w: %s: the stored state at seq %d is no step of this match", ErrResume, s.m.id, st.Seq)
+	}
+	var p replayPos
+	if err := json.Unmarshal(st.Journal[len(st.Journal)-1], &p); err != nil || p.Replay.Match != s.m.id || len(st.Journal) != 1 {
+		return fmt.Errorf("%w: %s is published by another source (its journal is not this replay's)", ErrResume, s.m.id)
+	}
+	for g := uint64(0); g < p.Replay.Game; g++ {
+		m, err := s.next()
+		if err != nil {
+			return err
+		}
+		s.m, s.e = m, newEngine(m)
+	}
+	for k := 0; k < p.Replay.Step; k++ {
+		if s.e.done() {
+			return fmt.Errorf("%w: %s: the journal's step %d is past the match's %d", ErrResume, s.m.id, p.Replay.Step, k)
+		}
+		s.e.step()
+	}
+	if got, _ := canonJSON(s.e.st.marshal()); !bytes.Equal(got, want) {
+		return fmt.Errorf("%w: %s: the stored state is not this match's at step %d (the file changed?)", ErrResume, s.m.id, p.Replay.Step)
+	}
+	s.game, s.step = p.Replay.Game, p.Replay.Step
+	return nil
+}
+
+// done reports whether the play-through is over (its last update was Last).
+func (s *Stepper) done() bool { return s.e.done() }
+
+// canonJSON re-encodes a JSON document with sorted keys, for comparisons.
+func canonJSON(b []byte) ([]byte, error) {
+	var v any
+	if err := json.Unmarshal(b, &v); err != nil {
+		return nil, err
+	}
+	return json.Marshal(v)
 }

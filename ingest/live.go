@@ -50,6 +50,7 @@ type BallPost struct {
 // liveBall is an applied ball: its post in canonical form (what duplicates are compared
 // by and what the journal holds) and the decoded delivery.
 type liveBall struct {
+	seq   uint64 // the seq of the delta that applied (or last corrected) it; 0 unknown
 	pos   BallPos
 	canon []byte
 	post  BallPost
@@ -69,6 +70,8 @@ type Live struct {
 	m       *Match
 	e       *engine
 	done    bool // the result is in
+	// rewritten: a correction rewrote the journal; the store must take it whole.
+	rewritten bool
 }
 
 // ApplyResult says what a ball did.
@@ -84,6 +87,7 @@ const (
 type journalEntry struct {
 	Info json.RawMessage `json:"info,omitempty"`
 	Ball json.RawMessage `json:"ball,omitempty"`
+	Seq  uint64          `json:"seq,omitempty"` // the delta that applied the ball
 }
 
 // NewLive starts a match from a Cricsheet info object. The outcome may be absent (the
@@ -148,6 +152,19 @@ func (l *Live) Finished() bool { return l.done }
 
 // Journal returns the journal entries (the bus may keep them; they are never modified).
 func (l *Live) Journal() [][]byte { return l.journal }
+
+// JournalFrom is the index of the first journal entry that changed since the store took
+// stored entries: stored itself, or 0 after a correction rewrote the journal. Stored
+// says the store now holds the journal.
+func (l *Live) JournalFrom(stored int) int {
+	if l.rewritten {
+		return 0
+	}
+	return min(stored, len(l.journal))
+}
+
+// Stored records that the store holds the whole journal.
+func (l *Live) Stored() { l.rewritten = false }
 
 // Balls counts the balls applied.
 func (l *Live) Balls() int { return len(l.balls) }
@@ -292,48 +309,51 @@ func (l *Live) prepare(p BallPost) (liveBall, error) {
 	return b, nil
 }
 
-// Ball applies one ball. At the next position it is scored (BallApplied); at an applied
+// Ball applies one ball, whose delta (when it changes the state) gets seq. At the next position it is scored (BallApplied); at an applied
 // position with the same content nothing changes (BallDuplicate); with other content it
 // replaces that ball and the whole state is recomputed (BallCorrection). Any other
 // position is ErrOutOfOrder; impossible cricket is ErrImpossible and changes nothing.
-// The stepInfo's prio and text describe the applied ball (normal for a correction).
-func (l *Live) Ball(p BallPost) (ApplyResult, bus.Prio, string, error) {
+// The prio and text describe the applied ball (high for a correction). For a
+// duplicate, seq is the one the ball got.
+func (l *Live) Ball(p BallPost, seq uint64) (res ApplyResult, prio bus.Prio, text string, got uint64, err error) {
 	b, err := l.prepare(p)
 	if err != nil {
-		return 0, 0, "", err
+		return 0, 0, "", 0, err
 	}
+	b.seq = seq
 	for i := len(l.balls) - 1; i >= 0; i-- {
 		if l.balls[i].pos != b.pos {
 			continue
 		}
 		if bytes.Equal(l.balls[i].canon, b.canon) {
-			return BallDuplicate, 0, "", nil
+			return BallDuplicate, 0, "", l.balls[i].seq, nil
 		}
 		balls := append(append(append([]liveBall(nil), l.balls[:i]...), b), l.balls[i+1:]...)
 		if err := l.rescore(balls); err != nil {
-			return 0, 0, "", err
+			return 0, 0, "", 0, err
 		}
 		l.journal = l.rebuildJournal()
-		return BallCorrection, bus.PrioHigh, "Correction at " + b.pos.String(), nil
+		l.rewritten = true
+		return BallCorrection, bus.PrioHigh, "Correction at " + b.pos.String(), seq, nil
 	}
 	if l.done {
-		return 0, 0, "", fmt.Errorf("%w: the match has its result; a ball after it is refused", ErrOutOfOrder)
+		return 0, 0, "", 0, fmt.Errorf("%w: the match has its result; a ball after it is refused", ErrOutOfOrder)
 	}
 	ok := false
 	for _, n := range l.next() {
 		ok = ok || n == b.pos
 	}
 	if !ok {
-		return 0, 0, "", fmt.Errorf("%w: %s skips a position: the next is one of %v", ErrOutOfOrder, b.pos, l.next())
+		return 0, 0, "", 0, fmt.Errorf("%w: %s skips a position: the next is one of %v", ErrOutOfOrder, b.pos, l.next())
 	}
 	// apply checks the ball before it changes anything, so a refusal changes nothing.
 	info, err := l.e.apply(&b)
 	if err != nil {
-		return 0, 0, "", err
+		return 0, 0, "", 0, err
 	}
 	l.balls = append(l.balls, b)
-	l.journal = append(l.journal, mustEntry(journalEntry{Ball: b.canon}))
-	return BallApplied, info.prio, info.text, nil
+	l.journal = append(l.journal, mustEntry(journalEntry{Ball: b.canon, Seq: seq}))
+	return BallApplied, info.prio, info.text, seq, nil
 }
 
 // SetInfo updates the info (an outcome finishes the match); the state is recomputed.
@@ -351,7 +371,7 @@ func (l *Live) rebuildJournal() [][]byte {
 	j := make([][]byte, 0, len(l.balls)+1)
 	j = append(j, mustEntry(journalEntry{Info: l.info}))
 	for i := range l.balls {
-		j = append(j, mustEntry(journalEntry{Ball: l.balls[i].canon}))
+		j = append(j, mustEntry(journalEntry{Ball: l.balls[i].canon, Seq: l.balls[i].seq}))
 	}
 	l.infos = nil
 	return j
@@ -381,7 +401,7 @@ func NewLiveFromJournal(id string, journal [][]byte) (*Live, error) {
 		case len(e.Ball) > 0:
 			var p BallPost
 			if p, err = DecodeBall(e.Ball); err == nil {
-				_, _, _, err = l.Ball(p)
+				_, _, _, _, err = l.Ball(p, e.Seq)
 			}
 		default:
 			err = fmt.Errorf("%w: journal entry %d is empty", ErrBadBall, i+2)

@@ -66,7 +66,7 @@ func TestLiveEqualsFile(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, b := range balls {
-			res, _, _, err := l.Ball(b)
+			res, _, _, _, err := l.Ball(b, 0)
 			if err != nil || res != BallApplied {
 				t.Fatalf("%s %s: %v %v", name, b.BallPos, res, err)
 			}
@@ -86,7 +86,7 @@ func TestLiveEqualsFile(t *testing.T) {
 			t.Fatalf("%s: live final\n%s\n!= file final\n%s", name, got, want)
 		}
 		// A ball after the result is out of order.
-		if _, _, _, err := l.Ball(BallPost{BallPos: BallPos{Innings: 3, Over: 0, Ball: 1}, Team: balls[0].Team, Delivery: balls[0].Delivery}); !errors.Is(err, ErrOutOfOrder) {
+		if _, _, _, _, err := l.Ball(BallPost{BallPos: BallPos{Innings: 3, Over: 0, Ball: 1}, Team: balls[0].Team, Delivery: balls[0].Delivery}, 0); !errors.Is(err, ErrOutOfOrder) {
 			t.Fatalf("ball after the result: %v", err)
 		}
 	}
@@ -103,13 +103,13 @@ func TestLiveDuplicatesCorrectionsAndRefusals(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, b := range balls[:30] {
-		if _, _, _, err := l.Ball(b); err != nil {
+		if _, _, _, _, err := l.Ball(b, 0); err != nil {
 			t.Fatal(err)
 		}
 	}
 	before := stateJSON(t, l.State())
 	// A retry of an applied ball changes nothing.
-	if res, _, _, err := l.Ball(balls[10]); err != nil || res != BallDuplicate {
+	if res, _, _, _, err := l.Ball(balls[10], 0); err != nil || res != BallDuplicate {
 		t.Fatalf("duplicate: %v %v", res, err)
 	}
 	if string(stateJSON(t, l.State())) != string(before) {
@@ -119,7 +119,7 @@ func TestLiveDuplicatesCorrectionsAndRefusals(t *testing.T) {
 	for _, pos := range []BallPos{{1, balls[29].Over, balls[29].Ball + 2}, {1, balls[29].Over + 2, 1}, {3, 0, 1}, {2, 1, 1}} {
 		p := balls[30]
 		p.BallPos = pos
-		if _, _, _, err := l.Ball(p); !errors.Is(err, ErrOutOfOrder) {
+		if _, _, _, _, err := l.Ball(p, 0); !errors.Is(err, ErrOutOfOrder) {
 			t.Errorf("%s: %v", pos, err)
 		}
 	}
@@ -132,7 +132,7 @@ func TestLiveDuplicatesCorrectionsAndRefusals(t *testing.T) {
 	for _, d := range bad {
 		p := balls[30]
 		p.Delivery = json.RawMessage(d)
-		if _, _, _, err := l.Ball(p); !errors.Is(err, ErrImpossible) && !errors.Is(err, ErrBadBall) {
+		if _, _, _, _, err := l.Ball(p, 0); !errors.Is(err, ErrImpossible) && !errors.Is(err, ErrBadBall) {
 			t.Errorf("%s: %v", d, err)
 		}
 	}
@@ -148,7 +148,7 @@ func TestLiveDuplicatesCorrectionsAndRefusals(t *testing.T) {
 	delete(d, "wickets")
 	fixed := balls[4]
 	fixed.Delivery = mustJSON(t, d)
-	res, _, _, err := l.Ball(fixed)
+	res, _, _, _, err := l.Ball(fixed, 0)
 	if err != nil || res != BallCorrection {
 		t.Fatalf("correction: %v %v", res, err)
 	}
@@ -160,7 +160,7 @@ func TestLiveDuplicatesCorrectionsAndRefusals(t *testing.T) {
 		if i == 4 {
 			b = fixed
 		}
-		if _, _, _, err := scratch.Ball(b); err != nil {
+		if _, _, _, _, err := scratch.Ball(b, 0); err != nil {
 			t.Fatal(err)
 		}
 	}

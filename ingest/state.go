@@ -173,3 +173,6 @@ func (s *State) marshal() []byte {
 	}
 	return b
 }
+
+// Marshal is the state's JSON text.
+func (s *State) Marshal() []byte { return s.marshal() }

@@ -184,8 +184,10 @@ func runServeWith(ctx context.Context, args []string, usageOut io.Writer) error 
 	}
 	var g gatewayFlags
 	var r redisFlags
+	var api apiFlags
 	g.register(cmd.fs)
 	r.register(cmd.fs)
+	api.register(cmd.fs)
 	if err := cmd.parse(args); err != nil {
 		return err
 	}
@@ -201,7 +203,14 @@ func runServeWith(ctx context.Context, args []string, usageOut io.Writer) error 
 	if err != nil {
 		return fmt.Errorf("crease serve: %w", err)
 	}
-	srv, err := server.New(g.options(log, b, reg))
+	opts := g.options(log, b, reg)
+	if len(api.keys) > 0 && len(r.addrs) > 0 {
+		return errors.New("crease serve: --api-key serves the publish API on the embedded bus; with Redis, run crease ingest --listen ADDR --api-key KEY")
+	}
+	if opts.PublishAPI, err = api.handler(b, reg, log); err != nil {
+		return fmt.Errorf("crease serve: %w", err)
+	}
+	srv, err := server.New(opts)
 	if err != nil {
 		return fmt.Errorf("crease serve: %w", err)
 	}
