@@ -34,9 +34,10 @@ if [ "$(cat "$npm_tools/.stamp" 2>/dev/null)" != "$npm_stamp" ]; then
   echo "$npm_stamp" >"$npm_tools/.stamp"
 fi
 # The Node.js publisher example's npm dependencies (its package-lock.json pins them).
-if [ -f examples/node-publisher/package-lock.json ] && [ ! -d examples/node-publisher/node_modules/redis ]; then
+node_pub="$(cd "$(dirname "$0")/.." && pwd)/examples/node-publisher"
+if [ -f "$node_pub/package-lock.json" ] && [ ! -d "$node_pub/node_modules/redis" ]; then
   echo "ensure-deps: npm ci in examples/node-publisher"
-  (cd examples/node-publisher && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  (cd "$node_pub" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 fi
 # Debian starts redis-server as a service on install; the tests start their own on free
 # ports, so stop the packaged one if it is running to leave port 6379 and the CPU alone.
