@@ -317,8 +317,8 @@ export type Status = "connecting" | "live" | "resyncing" | "reconnecting" | "off
 export interface StatusInfo {
   /** With `reconnecting`: the wait before the next try, in ms. */
   inMs?: number;
-  /** Set when an `error` frame arrived (the status itself is unchanged). */
-  error?: { code: ErrorCode; message: string };
+  /** Set when an `error` frame arrived (the status itself is unchanged); `match` when it concerns one. */
+  error?: { code: ErrorCode; message: string; match?: MatchId };
 }
 
 /** How a state came: a first snapshot, a delta, or a snapshot refetched after a gap. */
@@ -337,6 +337,8 @@ export interface DeltaInfo {
   patch: JsonValue;
   prio: DeltaPriority;
   ts: number;
+  /** Set when the delta was a catch-up delta (it applied to a state from `from` on). */
+  from?: number;
 }
 
 /** The second argument of a state listener. */
@@ -367,6 +369,8 @@ export interface Client<S = MatchState> {
   readonly status: Status | null;
   /** The held state of a subscribed match, or undefined. */
   state(match: MatchId): S | null | undefined;
+  /** Why the gateway refused the subscription of `match` on this connection, or null. */
+  refusal(match: MatchId): { code: ErrorCode; message: string } | null;
   /** Closes the connection (1000) and stops reconnecting. */
   close(): void;
 }
@@ -421,10 +425,22 @@ export type TokenProvider = string | (() => string | Promise<string>);
 export interface ConnectOptions {
   /** The gateway's WebSocket URL, or a function returning it; default `ws(s)://HOST:8080/ws`. */
   url?: string | (() => string);
-  /** The snapshot URL of a match; default `/v1/matches/{id}` (relative: give an absolute one in Node). */
+  /**
+   * The gateway's HTTP listener (snapshots are `httpBase/v1/matches/{id}`); default: the
+   * WebSocket URL's host on port 8081, `http` for `ws` and `https` for `wss`.
+   */
+  httpBase?: string;
+  /** The snapshot URL of a match; overrides `httpBase`. */
   snapshotURL?: (match: MatchId) => string;
-  /** With `--jwt-secret` gateways: sent as the `bearer.<jwt>` subprotocol and `Authorization: Bearer`. */
+  /**
+   * With `--jwt-secret` gateways: sent as the `bearer.<jwt>` subprotocol (never in the URL)
+   * and as `Authorization: Bearer` with snapshots. A function is called before every
+   * connection and again `tokenRefreshMarginMs` before the token's `exp`, the fresh token
+   * then going with `{"op":"auth"}` on the live connection.
+   */
   token?: TokenProvider;
+  /** How long before `exp` a token is replaced (at most half its remaining lifetime); default 30000 ms. */
+  tokenRefreshMarginMs?: number;
   /** Opt in to catch-up deltas (`?catchup=1`): one delta with `from` instead of a resync when possible. */
   catchup?: boolean;
   backoff?: ReconnectBackoffOptions;
@@ -433,6 +449,8 @@ export interface ConnectOptions {
   /** Default `globalThis.fetch`. */
   fetch?: FetchLike;
   timers?: Timers;
+  /** The clock tokens' `exp` is compared with, ms since the Unix epoch; default `Date.now`. */
+  now?: () => number;
   random?: () => number;
   /** Page visibility: a hidden page holds no socket. Default `globalThis.document`. */
   document?: {
@@ -469,7 +487,16 @@ export function reconnectDelay(attempt: number, options?: ReconnectBackoffOption
 /** The WebSocket URL of a page's host, port 8080: `ws(s)://HOST:8080/ws`. */
 export function defaultWsURL(location?: { protocol?: string; hostname?: string } | null): string;
 
-export type MatchPhase = "idle" | "subscribing" | "fetching" | "live";
+/** The gateway's HTTP base from its WebSocket URL: ws -> http, wss -> https, same host, `port` (default "8081"). */
+export function httpBaseFromWsURL(wsURL: string, port?: string): string;
+
+/** The `exp` claim of a JWT in ms since the Unix epoch (the signature is not checked), or undefined. */
+export function tokenExpiryMs(token: string | undefined): number | undefined;
+
+/** How long after nowMs a token expiring at expMs is replaced: marginMs before, at most half the lifetime left, at least 1000 ms. */
+export function tokenRefreshDelay(nowMs: number, expMs: number, marginMs?: number): number;
+
+export type MatchPhase = "idle" | "subscribing" | "fetching" | "live" | "refused";
 
 export interface MatchStreamOptions<S = MatchState> {
   fetchSnapshot: (match: MatchId) => Snapshot<S> | Promise<Snapshot<S>> | { match: MatchId; seq: number; state: S | null; epoch?: Epoch };
@@ -490,17 +517,25 @@ export class MatchStream<S = MatchState> {
   readonly match: MatchId;
   readonly phase: MatchPhase;
   readonly state: S | null | undefined;
+  /** The epoch of the state held; "" when no gateway said one (version 1). */
+  readonly epoch: Epoch;
   readonly seq: number;
+  /** While `refused`: why. */
+  readonly refusal: { code: ErrorCode; message: string } | null;
   /** Snapshot requests made. */
   readonly fetches: number;
-  /** The subscribe op went out: buffer deltas until `subscribed`. */
-  subscribing(): void;
-  /** The gateway confirmed the subscription: fetch the snapshot. */
-  subscribed(): void;
+  /** The position to subscribe `since`: a state of a known epoch, or undefined. */
+  position(): StreamPosition | undefined;
+  /** The subscribe op went out (with `since` = position() if since): buffer deltas until `subscribed`. */
+  subscribing(since?: boolean): void;
+  /** The gateway confirmed the subscription: go on from the state held if recovered (and since was sent), else fetch the snapshot. */
+  subscribed(recovered?: boolean): void;
   /** A delta frame of this match. */
   delta(frame: DeltaFrame): void;
   /** A resync frame: refetch the snapshot, keep the connection. */
   resync(reason?: ResyncReason): void;
+  /** The gateway refused the subscription: deltas are ignored until the next subscribing(). */
+  refused(code: ErrorCode, message?: string): void;
   /** The socket is gone; the held state stays for display. */
   stop(): void;
 }

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -12,23 +13,27 @@ import (
 	"crease/web"
 )
 
-// packedClient serves the page with crease-client.js taken from the npm tarball (as
-// `npm pack` wrote it) instead of the copy embedded in the binary, counting its loads.
+// packedClient serves the page with the client's modules (crease-client.js and those it
+// imports) taken from the npm tarball (as `npm pack` wrote them) instead of the copies
+// embedded in the binary, counting the loads of the entry.
 type packedClient struct {
-	page   http.Handler
-	client []byte
-	loads  atomic.Int64
+	page    http.Handler
+	modules map[string][]byte // by path: /crease-client.js...
+	loads   atomic.Int64
 }
 
 func (p *packedClient) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.URL.Path != "/crease-client.js" {
+	body, ok := p.modules[r.URL.Path]
+	if !ok {
 		p.page.ServeHTTP(w, r)
 		return
 	}
-	p.loads.Add(1)
+	if r.URL.Path == "/crease-client.js" {
+		p.loads.Add(1)
+	}
 	w.Header().Set("Content-Type", "text/javascript; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-cache")
-	_, _ = w.Write(p.client)
+	_, _ = w.Write(body)
 }
 
 // TestPageRunsOnThePackedClient: the scoreboard page, importing crease-client.js from the
@@ -37,11 +42,15 @@ func (p *packedClient) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func TestPageRunsOnThePackedClient(t *testing.T) {
 	ctx := newTab(t, 60*time.Second)
 	pkg := npmtest.Pack(t)
-	client, ok := pkg.Files["crease-client.js"]
-	if !ok {
+	if _, ok := pkg.Files["crease-client.js"]; !ok {
 		t.Fatal("the packed package has no crease-client.js")
 	}
-	page := &packedClient{page: web.Handler(), client: client}
+	page := &packedClient{page: web.Handler(), modules: map[string][]byte{}}
+	for name, body := range pkg.Files {
+		if strings.HasSuffix(name, ".js") {
+			page.modules["/"+name] = body
+		}
+	}
 	m := firstMatch(t)
 	b := servertest.NewBus()
 	rec := newRecorder(b)

@@ -16,8 +16,9 @@ import (
 	"crease/internal/npmtest"
 )
 
-// TestPackageIsPublishable: the tarball holds exactly the client, its declarations, the
-// README and the license, and package.json says what npm and bundlers need.
+// TestPackageIsPublishable: the tarball holds exactly the client (its entry and the
+// modules it imports), its declarations, the README and the license, and package.json
+// says what npm and bundlers need.
 func TestPackageIsPublishable(t *testing.T) {
 	p := npmtest.Pack(t)
 	var names []string
@@ -25,7 +26,8 @@ func TestPackageIsPublishable(t *testing.T) {
 		names = append(names, name)
 	}
 	slices.Sort(names)
-	want := []string{"LICENSE", "README.md", "crease-client.d.ts", "crease-client.js", "package.json"}
+	want := []string{"LICENSE", "README.md", "crease-backoff.js", "crease-client.d.ts", "crease-client.js",
+		"crease-merge-patch.js", "crease-stream.js", "crease-token.js", "crease-urls.js", "package.json"}
 	if !slices.Equal(names, want) {
 		t.Errorf("packed files %v, want %v", names, want)
 	}
@@ -63,7 +65,13 @@ func TestPackageIsPublishable(t *testing.T) {
 		t.Errorf(`exports["."] must list "types" before "default"`)
 	}
 	root := npmtest.Root(t)
-	for pkgFile, repoFile := range map[string]string{"LICENSE": "LICENSE", "crease-client.js": "web/crease-client.js"} {
+	same := map[string]string{"LICENSE": "LICENSE"}
+	for _, name := range want {
+		if strings.HasSuffix(name, ".js") {
+			same[name] = "web/" + name
+		}
+	}
+	for pkgFile, repoFile := range same {
 		b, err := os.ReadFile(filepath.Join(root, repoFile))
 		if err != nil {
 			t.Fatal(err)

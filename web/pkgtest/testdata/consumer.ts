@@ -87,6 +87,7 @@ const client = connect({
   log: console,
 });
 connect({ WebSocket: globalThis.WebSocket, token: "static-jwt" });
+connect({ url: "wss://scores.example/ws", httpBase: "https://scores.example:8081", tokenRefreshMarginMs: 60000, now: Date.now });
 // @ts-expect-error url is a string or a function returning one
 connect({ url: 8080 });
 // @ts-expect-error the token provider returns a string
@@ -94,8 +95,9 @@ connect({ token: () => 42 });
 
 client.on("status", (status, info) => {
   const s: Status = status;
-  return [s, info.inMs, info.error?.code];
+  return [s, info.inMs, info.error?.code, info.error?.match];
 });
+export const refused: string | undefined = client.refusal("m123")?.code;
 client.on("event", (ev: EventFrame) => ev.kind);
 client.on("error", (frame: ErrorFrame) => frame.code);
 // @ts-expect-error there is no "delta" event: deltas arrive as states
@@ -142,5 +144,9 @@ stream.subscribing();
 stream.subscribed();
 stream.delta({ type: "delta", match: "m123", epoch: "e1", seq: 1, prio: "high", ts: 1, patch: { over: "0.1" } });
 stream.resync("gap");
-export const phase: "idle" | "subscribing" | "fetching" | "live" = stream.phase;
+export const phase: "idle" | "subscribing" | "fetching" | "live" | "refused" = stream.phase;
+export const since: { epoch: string; seq: number } | undefined = stream.position();
+stream.subscribing(true);
+stream.subscribed(true);
+stream.refused("forbidden", "not in the claim");
 stream.stop();

@@ -1,10 +1,10 @@
 // Reads crease-client.d.ts with the TypeScript compiler and crease-client.js both as a
-// module (its runtime exports) and as syntax (the options connect destructures, the
+// module (its runtime exports) and, with the modules beside it, as syntax (the options connect destructures, the
 // events it keeps listeners for, the client object's members, MatchStream's options),
 // and prints both sides as JSON for the Go test to compare.
 //   node declarations.mjs PACKAGE_DIR TOOLS_DIR
 import { createRequire } from "node:module";
-import { readFileSync } from "node:fs";
+import { readFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 
@@ -42,7 +42,6 @@ const declared = {
 // --- implemented
 const mod = await import(pathToFileURL(jsPath).href);
 const values = Object.keys(mod).map((k) => `${k}:${/^class\b/.test(Function.prototype.toString.call(mod[k])) ? "class" : typeof mod[k]}`).sort();
-const src = ts.createSourceFile(jsPath, readFileSync(jsPath, "utf8"), ts.ScriptTarget.ES2022, true);
 const found = { options: new Set(), events: new Set(), client: new Set(), streamOptions: new Set() };
 const names = (pattern, into) => {
   for (const el of pattern.elements) into.add((el.propertyName ?? el.name).getText());
@@ -65,7 +64,11 @@ function visit(node, fn) {
   }
   ts.forEachChild(node, (c) => visit(c, fn));
 }
-visit(src, "");
+// crease-client.js is the entry; connect and MatchStream may live in the modules it imports.
+for (const name of readdirSync(pkgDir).filter((n) => n.endsWith(".js"))) {
+  const path = join(pkgDir, name);
+  visit(ts.createSourceFile(path, readFileSync(path, "utf8"), ts.ScriptTarget.ES2022, true), "");
+}
 const implemented = Object.fromEntries(Object.entries(found).map(([k, v]) => [k, [...v].sort()]));
 implemented.values = values;
 console.log(JSON.stringify({ diagnostics: diags, declared, implemented, shapes }));
