@@ -32,7 +32,7 @@ type ingestProc struct {
 	err    error
 }
 
-func startIngest(t *testing.T, args ...string) *ingestProc {
+func startIngest(t testing.TB, args ...string) *ingestProc {
 	t.Helper()
 	p := &ingestProc{out: &syncBuffer{}, exited: make(chan struct{})}
 	p.cmd = exec.Command(creaseBin(t), append([]string{"ingest"}, args...)...)
