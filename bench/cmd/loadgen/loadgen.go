@@ -159,6 +159,8 @@ func newLoadgen(cfg config) *loadgen {
 func (lg *loadgen) run() {
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR1, syscall.SIGUSR2)
+	// From here on the signals are ours: say so, so that nobody signals us before.
+	lg.emit("started", false)
 	for _, w := range lg.workers {
 		lg.workersDone.Add(1)
 		go w.loop()

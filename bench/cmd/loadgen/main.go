@@ -2,9 +2,10 @@
 // epoll loops hold all connections (no goroutine per connection), so that the client is
 // not what is being measured.
 //
-// Stdout carries one JSON object per line (report.Line): "ready" once the connect phase
-// is over, "progress" on SIGUSR1, and "report" at the end (SIGTERM, SIGINT or
-// --duration). Everything else goes to stderr.
+// Stdout carries one JSON object per line (report.Line): "started" once it handles its
+// signals, "ready" once the connect phase is over, "progress" on SIGUSR1, and "report" at
+// the end (SIGTERM, SIGINT or --duration). SIGUSR2 starts the final check of
+// --snapshot-url (final.go). Everything else goes to stderr.
 package main
 
 import (
