@@ -107,6 +107,16 @@ func (c *cluster) up() error {
 		if err := waitReady(g, g.current(), 20*time.Second); err != nil {
 			return err
 		}
+	}
+	// On a shared port any process may have answered: wait until all listen.
+	end := time.Now().Add(20 * time.Second)
+	for listeners(c.gws[0]) < len(c.gws) {
+		if time.Now().After(end) {
+			return fmt.Errorf("%d of %d gateways listen on %s after 20 s", listeners(c.gws[0]), len(c.gws), c.gws[0].ws)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for _, g := range c.gws {
 		g.current().baseFDs = procs.FDs(g.current().Pid())
 	}
 	c.wsURL = "ws://" + c.gws[0].ws + "/ws"

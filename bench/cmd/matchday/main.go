@@ -63,7 +63,7 @@ func scale(quick bool) options {
 	if quick {
 		return options{quick: true, audience: 12000, base: 500, stages: []int{1000, 3000, 6000, 12000},
 			ramp: 18 * time.Second, hold: 2 * time.Second, settle: time.Second, gateways: 3, loops: 1,
-			perProc: 3000, perLB: 8000, slowFrac: 0.1, speed: 2, drain: 2 * time.Second, after: 2 * time.Second,
+			perProc: 3000, perLB: 8000, slowFrac: 0.1, speed: 1, drain: 2 * time.Second, after: 2 * time.Second,
 			finalWait: 30 * time.Second, spread: time.Second, tick: 500 * time.Millisecond}
 	}
 	return options{audience: 120000, base: 5000, stages: []int{10000, 30000, 60000, 120000},
