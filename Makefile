@@ -3,9 +3,9 @@ GO      ?= go
 PKGS    ?= ./...
 FUZZTIME ?= 20s
 
-.PHONY: test deps vet unit jstest deploycheck build image demo bench bench-quick fuzz soak
+.PHONY: test deps vet unit jstest deploycheck k8scheck build image demo bench bench-quick bench-matchday bench-matchday-quick bench-matchday-baselines fuzz soak
 
-test: deps vet unit jstest deploycheck bench-quick bench-matchday-quick
+test: deps vet unit jstest deploycheck k8scheck bench-quick bench-matchday-quick
 
 deps:
 	@bash scripts/ensure-deps.sh
@@ -24,6 +24,11 @@ jstest:
 # systemd-analyze, sysctl keys, dashboard PromQL): loopback only, ~15 s.
 deploycheck:
 	@bash deploy/check.sh
+
+# The Kubernetes manifests decoded strictly into k8s.io/api types: a module of its own
+# (deploy/k8s/validate) so that the main module does not depend on k8s.io.
+k8scheck:
+	cd deploy/k8s/validate && $(GO) vet ./... && $(GO) test -count=1 ./...
 
 build:
 	$(GO) build -o bin/crease ./cmd/crease

@@ -7,59 +7,117 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+	"time"
 )
 
 // Embedded is the in-process bus: snapshot store, publisher and subscriber in one value,
-// the default of `crease demo` and of `crease serve` without Redis. A publish stores the
-// snapshot, advances the seq and hands the frame to the sink under one mutex, so a
-// snapshot at seq N and the delta N+1 can never disagree and deltas reach the sink in
-// seq order.
+// the default of `crease demo` and of `crease serve` without Redis. A publish applies the
+// store rules (PublishResult), stores the snapshot, the journal and the history, and
+// hands the frame to the sink under one mutex, so a snapshot at seq N and the delta N+1
+// can never disagree and deltas reach the sink in seq order.
 type Embedded struct {
 	mu       sync.Mutex
+	hist     HistoryOptions
 	matches  map[string]*embeddedMatch
 	interest map[string]int
 	viewers  map[string]int64
+	results  map[PublishResult]uint64
 	sink     Sink
 	closed   bool
 }
 
 type embeddedMatch struct {
-	title string
-	seq   uint64
-	raw   []byte // {"match","seq","state"}
+	title     string
+	epoch     string
+	seq       uint64
+	raw       []byte // {"match","epoch","seq","state"}
+	stateAt   int    // offset of the state in raw
+	journal   [][]byte
+	hist      [][]byte // frames of epoch, seqs seq-len(hist)+1 .. seq
+	histTS    []int64  // their ts, Unix microseconds
+	histBytes int
+	lastAt    time.Time // when the newest delta was published
 }
 
-var _ Bus = (*Embedded)(nil)
+var (
+	_ Bus     = (*Embedded)(nil)
+	_ Resumer = (*Embedded)(nil)
+)
 
-// NewEmbedded returns an empty in-process bus.
-func NewEmbedded() *Embedded {
+// NewEmbedded returns an empty in-process bus with the default history bounds.
+func NewEmbedded() *Embedded { return NewEmbeddedWith(HistoryOptions{}) }
+
+// NewEmbeddedWith returns an empty in-process bus keeping the history bounded by h.
+func NewEmbeddedWith(h HistoryOptions) *Embedded {
 	return &Embedded{
+		hist:     h.WithDefaults(),
 		matches:  make(map[string]*embeddedMatch),
 		interest: make(map[string]int),
 		viewers:  make(map[string]int64),
+		results:  make(map[PublishResult]uint64),
 	}
+}
+
+// SnapshotJSON is the stored snapshot {"match","epoch","seq","state"}, as every store
+// writes it (the text GET /v1/matches/{id} serves).
+func SnapshotJSON(match, epoch string, seq uint64, state []byte) []byte {
+	raw, _ := snapshotJSON(match, epoch, seq, state)
+	return raw
+}
+
+// snapshotJSON is SnapshotJSON and the offset of the state in it.
+func snapshotJSON(match, epoch string, seq uint64, state []byte) ([]byte, int) {
+	raw := make([]byte, 0, len(state)+len(match)+len(epoch)+64)
+	raw = append(raw, `{"match":`...)
+	raw = strconv.AppendQuote(raw, match)
+	raw = append(raw, `,"epoch":`...)
+	raw = strconv.AppendQuote(raw, epoch)
+	raw = append(raw, `,"seq":`...)
+	raw = strconv.AppendUint(raw, seq, 10)
+	raw = append(raw, `,"state":`...)
+	at := len(raw)
+	raw = append(raw, state...)
+	return append(raw, '}'), at
+}
+
+// CheckDelta validates a delta as every store does before applying it: a valid match id
+// and epoch, a seq ≥ 1, a JSON state, and a frame that is the `delta` frame of exactly
+// that match, epoch and seq. It returns the parsed frame.
+func CheckDelta(d Delta) (Message, error) {
+	if !ValidEpoch(d.Epoch) {
+		return Message{}, fmt.Errorf("%w: delta %s/%d has a bad epoch %q", ErrInvalidMessage, d.Match, d.Seq, d.Epoch)
+	}
+	m, err := Parse(d.Frame)
+	if err != nil {
+		return Message{}, err
+	}
+	if m.Kind != KindDelta || m.Match != d.Match || m.Seq != d.Seq || m.Epoch != d.Epoch {
+		return Message{}, fmt.Errorf("%w: frame (%s %s/%s/%d) does not match delta %s/%s/%d", ErrInvalidMessage,
+			kindText(m.Kind), m.Match, m.Epoch, m.Seq, d.Match, d.Epoch, d.Seq)
+	}
+	if !json.Valid(d.State) {
+		return Message{}, fmt.Errorf("%w: state of %s/%d is not JSON", ErrInvalidMessage, d.Match, d.Seq)
+	}
+	if j := d.Journal; j != nil && (j.From < 0 || j.From > len(j.Entries)) {
+		return Message{}, fmt.Errorf("%w: journal of %s/%d: From %d is outside 0..%d", ErrInvalidMessage, d.Match, d.Seq, j.From, len(j.Entries))
+	}
+	return m, nil
+}
+
+func kindText(k Kind) string {
+	if k == KindDelta {
+		return "delta"
+	}
+	return "event"
 }
 
 // PublishDelta implements Publisher.
 func (e *Embedded) PublishDelta(_ context.Context, d Delta) error {
-	m, err := Parse(d.Frame)
+	msg, err := CheckDelta(d)
 	if err != nil {
 		return err
 	}
-	if m.Kind != KindDelta || m.Match != d.Match || m.Seq != d.Seq {
-		return fmt.Errorf("%w: frame does not match delta %s seq %d", ErrInvalidMessage, d.Match, d.Seq)
-	}
-	if !json.Valid(d.State) {
-		return fmt.Errorf("%w: state of %s seq %d is not JSON", ErrInvalidMessage, d.Match, d.Seq)
-	}
-	raw := make([]byte, 0, len(d.State)+len(d.Match)+48)
-	raw = append(raw, `{"match":`...)
-	raw = strconv.AppendQuote(raw, d.Match)
-	raw = append(raw, `,"seq":`...)
-	raw = strconv.AppendUint(raw, d.Seq, 10)
-	raw = append(raw, `,"state":`...)
-	raw = append(raw, d.State...)
-	raw = append(raw, '}')
+	raw, at := snapshotJSON(d.Match, d.Epoch, d.Seq, d.State)
 
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -67,24 +125,128 @@ func (e *Embedded) PublishDelta(_ context.Context, d Delta) error {
 		return ErrClosed
 	}
 	cur := e.matches[d.Match]
-	var have uint64
-	if cur != nil {
-		have = cur.seq
+	var res PublishResult
+	if cur == nil {
+		res = StoreRule(false, "", 0, d.Epoch, d.Seq, false)
+	} else {
+		res = StoreRule(true, cur.epoch, cur.seq, d.Epoch, d.Seq, false)
 	}
-	if d.Seq != have+1 {
-		return fmt.Errorf("%w: match %s has seq %d, got %d", ErrSeqConflict, d.Match, have, d.Seq)
+	e.results[res]++
+	if res == ResultRefused {
+		have := "nothing"
+		if cur != nil {
+			have = cur.epoch + ":" + strconv.FormatUint(cur.seq, 10)
+		}
+		return fmt.Errorf("%w: match %s holds %s, got %s:%d", ErrSeqConflict, d.Match, have, d.Epoch, d.Seq)
 	}
 	if cur == nil {
 		cur = &embeddedMatch{}
 		e.matches[d.Match] = cur
 	}
+	if res != ResultApplied {
+		cur.hist, cur.histTS, cur.histBytes = nil, nil, 0
+	}
 	if d.Title != "" {
 		cur.title = d.Title
 	}
-	cur.seq = d.Seq
-	cur.raw = raw
+	cur.epoch, cur.seq, cur.raw, cur.stateAt = d.Epoch, d.Seq, raw, at
+	if j := d.Journal; j != nil {
+		// Entries are immutable once published (Journal), so only the tail is copied.
+		if from := j.From; res == ResultApplied && from <= len(cur.journal) {
+			cur.journal = append(cur.journal[:from:from], j.Entries[from:]...)
+		} else {
+			cur.journal = append([][]byte(nil), j.Entries...)
+		}
+	}
+	e.appendHistoryLocked(cur, append([]byte(nil), d.Frame...), msg.TS)
 	e.deliverLocked(d.Match, d.Frame)
 	return nil
+}
+
+// appendHistoryLocked appends a frame to the history and trims it to the bounds.
+func (e *Embedded) appendHistoryLocked(m *embeddedMatch, frame []byte, ts int64) {
+	m.lastAt = time.Now()
+	if e.hist.MaxDeltas == 0 {
+		return
+	}
+	m.hist = append(m.hist, frame)
+	m.histTS = append(m.histTS, ts)
+	m.histBytes += len(frame)
+	oldest := ts - e.hist.MaxAge.Microseconds()
+	drop := 0
+	for drop < len(m.hist) && (len(m.hist)-drop > e.hist.MaxDeltas || m.histBytes > e.hist.MaxBytes || m.histTS[drop] < oldest) {
+		m.histBytes -= len(m.hist[drop])
+		drop++
+	}
+	if drop > 0 {
+		m.hist = append(m.hist[:0:0], m.hist[drop:]...)
+		m.histTS = append(m.histTS[:0:0], m.histTS[drop:]...)
+	}
+}
+
+// PublishResults returns how many deltas each store rule decided, since the bus was made.
+func (e *Embedded) PublishResults() map[PublishResult]uint64 {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make(map[PublishResult]uint64, len(PublishResults))
+	for _, r := range PublishResults {
+		out[r] = e.results[r]
+	}
+	return out
+}
+
+// History implements History. The embedded store lives as long as the process, so its
+// history is dropped after MaxAge of silence only when it is read.
+func (e *Embedded) History(_ context.Context, match, epoch string, after uint64) ([]Message, bool, error) {
+	e.mu.Lock()
+	m := e.matches[match]
+	if m == nil {
+		e.mu.Unlock()
+		return nil, false, ErrUnknownMatch
+	}
+	if m.epoch != epoch || after > m.seq {
+		e.mu.Unlock()
+		return nil, false, nil
+	}
+	if after == m.seq {
+		e.mu.Unlock()
+		return nil, true, nil
+	}
+	first := m.seq - uint64(len(m.hist)) + 1
+	if len(m.hist) == 0 || after+1 < first || time.Since(m.lastAt) > e.hist.MaxAge {
+		e.mu.Unlock()
+		return nil, false, nil
+	}
+	frames := m.hist[after+1-first:]
+	out := make([]Message, 0, len(frames))
+	for _, f := range frames {
+		msg, err := Parse(f) // stored frames were parsed when published
+		if err != nil {
+			e.mu.Unlock()
+			return nil, false, err
+		}
+		out = append(out, msg)
+	}
+	e.mu.Unlock()
+	return out, true, nil
+}
+
+// Stored implements Resumer.
+func (e *Embedded) Stored(_ context.Context, match string) (Stored, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	m := e.matches[match]
+	if m == nil {
+		return Stored{}, ErrUnknownMatch
+	}
+	s := Stored{
+		Snapshot: Snapshot{Match: match, Epoch: m.epoch, Seq: m.seq, Raw: m.raw},
+		State:    m.raw[m.stateAt : len(m.raw)-1],
+	}
+	if m.journal != nil {
+		s.Journal = append([][]byte(nil), m.journal...)
+	}
+	return s, nil
 }
 
 // PublishEvent implements Publisher.
@@ -124,7 +286,7 @@ func (e *Embedded) Snapshot(_ context.Context, match string) (Snapshot, error) {
 	if m == nil {
 		return Snapshot{}, ErrUnknownMatch
 	}
-	return Snapshot{Match: match, Seq: m.seq, Raw: m.raw}, nil
+	return Snapshot{Match: match, Epoch: m.epoch, Seq: m.seq, Raw: m.raw}, nil
 }
 
 // Matches implements Snapshots.
@@ -132,7 +294,7 @@ func (e *Embedded) Matches(_ context.Context) ([]MatchInfo, error) {
 	e.mu.Lock()
 	out := make([]MatchInfo, 0, len(e.matches))
 	for id, m := range e.matches {
-		out = append(out, MatchInfo{Match: id, Title: m.title, Seq: m.seq, Viewers: e.viewers[id]})
+		out = append(out, MatchInfo{Match: id, Title: m.title, Epoch: m.epoch, Seq: m.seq, Viewers: e.viewers[id]})
 	}
 	e.mu.Unlock()
 	sort.Slice(out, func(i, j int) bool { return out[i].Match < out[j].Match })

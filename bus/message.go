@@ -46,6 +46,7 @@ const MaxMessageBytes = 64 << 10
 type Message struct {
 	Kind  Kind
 	Match string
+	Epoch string // the delta's epoch; "" for events and for frames of version 1 publishers
 	Seq   uint64 // 0 for events
 	Prio  Prio
 	TS    int64 // publish time, Unix microseconds
@@ -58,6 +59,7 @@ var ErrInvalidMessage = errors.New("bus: invalid message")
 type wireHeader struct {
 	Type  string          `json:"type"`
 	Match string          `json:"match"`
+	Epoch *string         `json:"epoch"`
 	Seq   *uint64         `json:"seq"`
 	Prio  string          `json:"prio"`
 	TS    *int64          `json:"ts"`
@@ -78,7 +80,7 @@ func decodeHeader(data []byte) (wireHeader, error) {
 	for _, f := range [...]struct {
 		key string
 		dst any
-	}{{"type", &h.Type}, {"match", &h.Match}, {"seq", &h.Seq}, {"prio", &h.Prio}, {"ts", &h.TS}} {
+	}{{"type", &h.Type}, {"match", &h.Match}, {"epoch", &h.Epoch}, {"seq", &h.Seq}, {"prio", &h.Prio}, {"ts", &h.TS}} {
 		if raw, ok := top[f.key]; ok {
 			if err := json.Unmarshal(raw, f.dst); err != nil {
 				return h, fmt.Errorf("field %q: %v", f.key, err)
@@ -113,6 +115,12 @@ func Parse(data []byte) (Message, error) {
 			return Message{}, fmt.Errorf("%w: delta without a seq ≥ 1", ErrInvalidMessage)
 		}
 		m.Seq = *h.Seq
+		if h.Epoch != nil {
+			if !ValidEpoch(*h.Epoch) {
+				return Message{}, fmt.Errorf("%w: bad epoch %q", ErrInvalidMessage, *h.Epoch)
+			}
+			m.Epoch = *h.Epoch
+		}
 		switch h.Prio {
 		case "high":
 			m.Prio = PrioHigh

@@ -29,15 +29,18 @@ type checkMatch struct {
 	stream *Stream // the state rebuilt from the snapshots and deltas seen
 	// On the current connection:
 	subscribed bool
-	last       uint64 // seq of the last delta
-	need       uint64 // the next seq that must arrive unless covered (0: not known yet)
+	epoch      string // epoch of the last delta ("" none yet, or not said)
+	announced  bool   // a `resync{epoch}` came after the last delta
+	last       uint64 // seq of the last delta of epoch (or the recovered position)
+	need       uint64 // the next seq of needEpoch that must arrive unless covered (0: not known yet)
+	needEpoch  string
 	covered    bool   // a `resync` arrived that no snapshot has answered yet
 	resyncs    uint64 // `resync` frames
 	reqPending bool
 	reqValid   bool     // requested after `subscribed`
 	reqResyncs uint64   // resyncs when requested
-	lastAtReq  uint64   // last when requested
-	sinceReq   []uint64 // deltas delivered while the request was out
+	lastAtReq  Position // the last delta when requested
+	sinceReq   []Delta  // deltas delivered while the request was out (patches dropped)
 }
 
 // Checker is the "nothing lost" checker of fault tests: it watches one Client (as its
@@ -45,11 +48,16 @@ type checkMatch struct {
 // rebuilds each match's state so that Verify can compare it with the final snapshot.
 //
 // What it enforces, per connection and match, after `subscribed`:
-//   - rule 1: delta seqs strictly increase;
+//   - rule 1: delta seqs strictly increase within an epoch, and a delta of a new epoch
+//     comes only after a `resync` with reason `epoch`;
 //   - rule 2: a delta skipping seqs needs a `resync` before it that no snapshot has
-//     answered yet; and a snapshot at N, requested after `subscribed` with no `resync`
-//     while it was out, means every delta above N was published after the request and
-//     must arrive: the first one seen above N must be N+1.
+//     answered yet, unless it is a catch-up delta whose `from` covers the skipped ones;
+//     and a snapshot at N, requested after `subscribed` with no `resync` while it was
+//     out, means every delta above N was published after the request and must arrive:
+//     the first one of its epoch seen above N must be N+1 (or have `from` ≤ N);
+//   - `subscribed` with `recovered:true` answers a subscribe with `since` = the position
+//     the rebuilt state holds (as the Client sends it): the deltas after it must follow
+//     without a hole.
 //
 // It is safe for concurrent use.
 type Checker struct {
@@ -100,12 +108,19 @@ func (c *Checker) Frame(raw []byte) {
 	switch f.Type {
 	case "subscribed":
 		m := c.get(f.Match)
-		if !m.subscribed { // a second `subscribed` (subscribe twice) changes nothing
-			m.subscribed, m.last, m.need, m.covered = true, 0, 0, false
+		if m.subscribed { // a second `subscribed` (subscribe twice) changes nothing
+			return
+		}
+		m.subscribed, m.epoch, m.announced, m.last, m.need, m.needEpoch, m.covered = true, "", false, 0, 0, "", false
+		if f.Recovered && m.stream.HasState() {
+			p := m.stream.Position()
+			m.stream.Resume()
+			m.epoch, m.last, m.need, m.needEpoch = p.Epoch, p.Seq, p.Seq+1, p.Epoch
 		}
 	case "resync":
 		if m := c.matches[f.Match]; m != nil && m.subscribed {
 			m.covered = true
+			m.announced = m.announced || f.Reason == "epoch"
 			m.resyncs++
 			m.stream.Resync()
 		}
@@ -114,19 +129,35 @@ func (c *Checker) Frame(raw []byte) {
 		if m == nil || !m.subscribed {
 			return
 		}
+		if f.Epoch != "" && m.epoch != "" && f.Epoch != m.epoch {
+			if !m.announced {
+				c.violate(f.Match, 1, f.Seq, "delta of epoch %s after epoch %s without resync{epoch}", f.Epoch, m.epoch)
+			}
+			m.last = 0
+		}
+		if f.Epoch != "" {
+			m.epoch, m.announced = f.Epoch, false
+		}
+		if !sameEpoch(m.needEpoch, f.Epoch) {
+			m.need, m.needEpoch = 0, f.Epoch // a new stream: what was owed of the old one is moot
+		}
 		if m.last > 0 && f.Seq <= m.last {
 			c.violate(f.Match, 1, f.Seq, "delta %d after delta %d", f.Seq, m.last)
 			return
 		}
-		if !m.covered && m.need > 0 && f.Seq > m.need {
+		if !m.covered && m.need > 0 && f.Seq > m.need && (f.From == nil || *f.From >= m.need) {
 			c.violate(f.Match, 2, f.Seq, "deltas %d..%d missing without resync", m.need, f.Seq-1)
 		}
 		m.last = f.Seq
 		m.need = max(m.need, f.Seq+1)
-		if m.reqPending {
-			m.sinceReq = append(m.sinceReq, f.Seq)
+		if m.needEpoch == "" {
+			m.needEpoch = f.Epoch
 		}
-		m.stream.Delta(f.Seq, f.Patch) // a bad patch shows as a state that does not verify
+		d := f.delta()
+		if m.reqPending {
+			m.sinceReq = append(m.sinceReq, Delta{Epoch: d.Epoch, Seq: d.Seq, From: d.From, CatchUp: d.CatchUp})
+		}
+		m.stream.ApplyDelta(d) // a bad patch shows as a state that does not verify
 	}
 }
 
@@ -135,7 +166,7 @@ func (c *Checker) SnapshotRequested(match string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	m := c.get(match)
-	m.reqPending, m.reqValid, m.reqResyncs, m.lastAtReq, m.sinceReq = true, m.subscribed, m.resyncs, m.last, m.sinceReq[:0]
+	m.reqPending, m.reqValid, m.reqResyncs, m.lastAtReq, m.sinceReq = true, m.subscribed, m.resyncs, Position{m.epoch, m.last}, m.sinceReq[:0]
 }
 
 // Snapshot records the answer of the fetch.
@@ -143,22 +174,32 @@ func (c *Checker) Snapshot(s Snapshot) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	m := c.get(s.Match)
-	m.stream.Snapshot(s.Seq, s.State) // a bad state shows in Verify
+	m.stream.ApplySnapshot(s) // a bad state shows in Verify
 	if m.reqPending && m.reqValid && m.reqResyncs == m.resyncs {
 		// Deltas above N were published after the GET. (A delta above N seen before the
 		// request means a lagging snapshot, which proves nothing about delivery.)
-		if m.lastAtReq <= s.Seq {
+		if !sameEpoch(m.lastAtReq.Epoch, s.Epoch) || m.lastAtReq.Seq <= s.Seq {
 			for _, q := range m.sinceReq {
-				if q > s.Seq {
-					if q != s.Seq+1 {
-						c.violate(s.Match, 2, s.Seq, "snapshot at %d, but the first delta above it was %d", s.Seq, q)
+				if sameEpoch(q.Epoch, s.Epoch) && q.Seq > s.Seq {
+					if q.base() > s.Seq {
+						c.violate(s.Match, 2, s.Seq, "snapshot at %d, but the first delta above it was %d", s.Seq, q.Seq)
 					}
 					break
 				}
 			}
 		}
 		m.covered = false
-		m.need = max(m.need, s.Seq+1)
+		if m.epoch == "" {
+			m.epoch = s.Epoch // the stream this connection follows, until a resync{epoch}
+		}
+		if sameEpoch(m.needEpoch, s.Epoch) {
+			m.need = max(m.need, s.Seq+1)
+		} else {
+			m.need = s.Seq + 1
+		}
+		if s.Epoch != "" {
+			m.needEpoch = s.Epoch
+		}
 	}
 	m.reqPending, m.sinceReq = false, nil
 }

@@ -169,6 +169,104 @@ func TestCheckerNewConnectionStartsOver(t *testing.T) {
 	}
 }
 
+// frame feeds any frame text.
+func (f feed) frame(format string, args ...any) { f.c.Frame([]byte(fmt.Sprintf(format, args...))) }
+
+func (f feed) edelta(m, epoch string, seq uint64) {
+	f.frame(`{"type":"delta","match":%q,"epoch":%q,"seq":%d,"prio":"high","ts":1,"patch":{"n":%d}}`, m, epoch, seq, seq)
+}
+
+func esnapAt(m, epoch string, seq uint64) Snapshot {
+	s := snapAt(m, seq)
+	s.Epoch = epoch
+	return s
+}
+
+func TestCheckerEpochs(t *testing.T) {
+	f := feed{t, NewChecker()}
+	f.subscribed("m")
+	f.c.SnapshotRequested("m")
+	f.c.Snapshot(esnapAt("m", "e1", 10))
+	f.edelta("m", "e1", 11)
+	// A new epoch announced by resync{epoch}: seq 1 after 11 is no step back.
+	f.frame(`{"type":"resync","match":"m","reason":"epoch"}`)
+	f.edelta("m", "e2", 1)
+	f.c.SnapshotRequested("m")
+	f.c.Snapshot(esnapAt("m", "e2", 1))
+	f.edelta("m", "e2", 2)
+	f.wantViolations()
+	if err := f.c.Verify(esnapAt("m", "e2", 2)); err != nil {
+		t.Fatal(err)
+	}
+	// Within the new epoch the rules hold as ever: 3 must follow 2.
+	f.edelta("m", "e2", 4)
+	f.wantViolations(2)
+	// A new epoch without its resync breaks rule 1, and so does a resync of another reason.
+	f = feed{t, NewChecker()}
+	f.subscribed("m")
+	f.snapshot("m", 0)
+	f.edelta("m", "e1", 1)
+	f.frame(`{"type":"resync","match":"m","reason":"slow"}`)
+	f.edelta("m", "e2", 1)
+	f.wantViolations(1)
+	if v := f.c.Violations(); !strings.Contains(v[0].Detail, "without resync{epoch}") {
+		t.Fatalf("violation %v", v[0])
+	}
+}
+
+func TestCheckerCatchUpDeltaCoversTheSkippedSeqs(t *testing.T) {
+	f := feed{t, NewChecker()}
+	f.subscribed("m")
+	f.snapshot("m", 5)
+	f.frame(`{"type":"delta","match":"m","seq":9,"from":4,"prio":"high","ts":1,"patch":{"n":9}}`)
+	f.wantViolations()
+	if err := f.c.Verify(snapAt("m", 9)); err != nil {
+		t.Fatal(err)
+	}
+	// A from above the last delivered seq leaves a hole.
+	f.frame(`{"type":"delta","match":"m","seq":14,"from":10,"prio":"high","ts":1,"patch":{"n":14}}`)
+	f.wantViolations(2)
+	// The first delta after a snapshot may be a catch-up one reaching back to it.
+	f = feed{t, NewChecker()}
+	f.subscribed("m")
+	f.c.SnapshotRequested("m")
+	f.frame(`{"type":"delta","match":"m","seq":8,"from":3,"prio":"high","ts":1,"patch":{"n":8}}`)
+	f.c.Snapshot(snapAt("m", 5))
+	f.wantViolations()
+	if err := f.c.Verify(snapAt("m", 8)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestCheckerRecoveredSubscription(t *testing.T) {
+	f := feed{t, NewChecker()}
+	f.c.Connected()
+	f.subscribed("m")
+	f.c.SnapshotRequested("m")
+	f.c.Snapshot(esnapAt("m", "e", 3))
+	f.edelta("m", "e", 4)
+	f.c.Connected()
+	// The client held e:4 and subscribed with since e:4; the gateway recovered it.
+	f.frame(`{"type":"subscribed","match":"m","recovered":true}`)
+	f.edelta("m", "e", 5)
+	f.edelta("m", "e", 6)
+	f.wantViolations()
+	if err := f.c.Verify(esnapAt("m", "e", 6)); err != nil {
+		t.Fatal(err)
+	}
+	// A recovered subscription whose replay skips a delta lost it.
+	f.c.Connected()
+	f.frame(`{"type":"subscribed","match":"m","recovered":true}`)
+	f.edelta("m", "e", 8)
+	f.wantViolations(2)
+	f.c.Snapshot(esnapAt("m", "e", 8)) // the client repairs it from the snapshot
+	// ... and one replaying what the client holds repeats it.
+	f.c.Connected()
+	f.frame(`{"type":"subscribed","match":"m","recovered":true}`)
+	f.edelta("m", "e", 8)
+	f.wantViolations(2, 1)
+}
+
 func TestJSONEqual(t *testing.T) {
 	for _, c := range []struct {
 		a, b string

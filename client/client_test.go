@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"crease/server/servertest"
+
 	"github.com/gorilla/websocket"
 )
 
@@ -241,7 +243,8 @@ func TestReconnectsWithJitteredBackoffAndResubscribes(t *testing.T) {
 	if err := chk.Verify(gw.snap("m1")); err != nil {
 		t.Fatal(err)
 	}
-	// A successful hello resets the attempts: the next loss starts from the spread again.
+	// A connection that delivered a delta resets the attempts: the next loss starts from
+	// the spread again.
 	conn.closeWith(websocket.CloseGoingAway)
 	if s := h.waitStatus(t, Reconnecting); s.In != 50*time.Millisecond {
 		t.Fatalf("after a good connection: %+v", s)
@@ -397,9 +400,21 @@ func TestPingsKeepTheLinkAlive(t *testing.T) {
 	h.subscribe(t, "m1")
 	gw.waitConn(t)
 	h.waitState(t, gw.snap("m1"))
-	time.Sleep(400 * time.Millisecond) // ...but pings keep arriving, and are answered
-	if gw.dials() != 1 || gw.pongs.Load() < 5 {
-		t.Fatalf("%d dials, %d pongs; want 1 dial and pongs", gw.dials(), gw.pongs.Load())
+	// ...but pings keep arriving, and are answered: 20 pongs take at least 400 ms, over
+	// twice the silence that would end the link.
+	servertest.Eventually(t, 10*time.Second, func() error {
+		if n := gw.pongs.Load(); n < 20 {
+			return fmt.Errorf("%d pongs", n)
+		}
+		return nil
+	})
+	for len(h.status) > 0 {
+		if s := <-h.status; s.Phase == Reconnecting {
+			t.Fatalf("the link was given up although pings arrived: %+v", s)
+		}
+	}
+	if gw.dials() != 1 {
+		t.Fatalf("%d dials; want 1", gw.dials())
 	}
 	gw.publish("m1", `{"n":2}`, true)
 	h.waitState(t, gw.snap("m1"))

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -25,9 +26,22 @@ type fakeGW struct {
 
 	mu        sync.Mutex // orders publishing against subscribing
 	snaps     map[string]Snapshot
+	hist      map[string][]histDelta // the deltas of each match's current epoch, for `since`
 	conns     []*fakeConn
 	dialTimes []time.Time
-	refuse    int // answer the next n dials 503
+	dialURLs  []string
+	protocols [][]string // Sec-WebSocket-Protocol offered by each dial
+	snapAuth  []string   // Authorization of each snapshot GET
+	refuse    int        // answer the next n dials 503
+	// closeAfterHello closes the next n connections right after their `hello`.
+	closeAfterHello int
+	// recovery answers a subscribe with `since` from hist (recovered:true) when it can.
+	recovery bool
+	// refuseSub answers a subscribe to the match with this error code.
+	refuseSub map[string]string
+	// token, if set, says whether a token is good: a dial without one is 401, and so is
+	// a snapshot GET.
+	token func(tok string) bool
 
 	heartbeat  float64
 	pingEvery  time.Duration // 0: the fake never pings
@@ -39,19 +53,33 @@ type fakeGW struct {
 	afterSnapM sync.Mutex
 }
 
+// histDelta is one published delta as the fake keeps it.
+type histDelta struct {
+	seq   uint64
+	frame string
+}
+
+// clientMsg is what a client sends.
+type clientMsg struct {
+	Op    string    `json:"op"`
+	Match string    `json:"match"`
+	Since *sincePos `json:"since"`
+	Token string    `json:"token"`
+}
+
 type fakeConn struct {
 	gw     *fakeGW
 	ws     *websocket.Conn
 	wmu    sync.Mutex
 	subs   map[string]bool // guarded by gw.mu
-	ops    chan map[string]string
+	ops    chan clientMsg
 	closed chan struct{}
 	// closeCode is the close code the client sent (0: none), valid once closed is closed.
 	closeCode int
 }
 
 func newFakeGW(t *testing.T) *fakeGW {
-	gw := &fakeGW{t: t, snaps: map[string]Snapshot{}, connCh: make(chan *fakeConn, 16)}
+	gw := &fakeGW{t: t, snaps: map[string]Snapshot{}, hist: map[string][]histDelta{}, refuseSub: map[string]string{}, connCh: make(chan *fakeConn, 16)}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /ws", gw.serveWS)
 	mux.HandleFunc("GET /v1/matches/{id}", gw.serveSnap)
@@ -89,6 +117,16 @@ func (gw *fakeGW) setAfterSnap(f func(match string)) {
 
 func (gw *fakeGW) serveSnap(w http.ResponseWriter, r *http.Request) {
 	gw.snapGets.Add(1)
+	auth := r.Header.Get("Authorization")
+	gw.mu.Lock()
+	gw.snapAuth = append(gw.snapAuth, auth)
+	check := gw.token
+	gw.mu.Unlock()
+	if tok, ok := strings.CutPrefix(auth, "Bearer "); check != nil && (!ok || !check(tok)) {
+		w.Header().Set("WWW-Authenticate", "Bearer")
+		http.Error(w, "bad token", http.StatusUnauthorized)
+		return
+	}
 	if gw.snapFail.Add(-1) >= 0 {
 		http.Error(w, "boom", http.StatusInternalServerError)
 		return
@@ -107,31 +145,59 @@ func (gw *fakeGW) serveSnap(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
-	w.Header().Set("ETag", fmt.Sprintf(`"%d"`, s.Seq))
+	w.Header().Set("ETag", fmt.Sprintf(`"%s.%d"`, s.Epoch, s.Seq))
 	json.NewEncoder(w).Encode(s)
 }
 
 func (gw *fakeGW) serveWS(w http.ResponseWriter, r *http.Request) {
+	offered := websocket.Subprotocols(r)
+	var bearer string
+	for _, p := range offered {
+		if t, ok := strings.CutPrefix(p, "bearer."); ok {
+			bearer = t
+			break
+		}
+	}
 	gw.mu.Lock()
 	gw.dialTimes = append(gw.dialTimes, time.Now())
+	gw.dialURLs = append(gw.dialURLs, r.URL.String())
+	gw.protocols = append(gw.protocols, offered)
 	if gw.refuse > 0 {
 		gw.refuse--
 		gw.mu.Unlock()
 		http.Error(w, "busy", http.StatusServiceUnavailable)
 		return
 	}
+	if gw.token != nil && !gw.token(bearer) {
+		gw.mu.Unlock()
+		w.Header().Set("WWW-Authenticate", "Bearer")
+		http.Error(w, "bad token", http.StatusUnauthorized)
+		return
+	}
+	closeNow := gw.closeAfterHello > 0
+	if closeNow {
+		gw.closeAfterHello--
+	}
 	gw.mu.Unlock()
-	ws, err := (&websocket.Upgrader{}).Upgrade(w, r, nil)
+	up := websocket.Upgrader{}
+	if bearer != "" {
+		up.Subprotocols = []string{"bearer." + bearer} // as the gateway: the bearer one is selected
+	}
+	ws, err := up.Upgrade(w, r, nil)
 	if err != nil {
 		return
 	}
-	c := &fakeConn{gw: gw, ws: ws, subs: map[string]bool{}, ops: make(chan map[string]string, 64), closed: make(chan struct{})}
+	c := &fakeConn{gw: gw, ws: ws, subs: map[string]bool{}, ops: make(chan clientMsg, 64), closed: make(chan struct{})}
 	gw.mu.Lock()
 	gw.conns = append(gw.conns, c)
 	gw.mu.Unlock()
 	c.send(map[string]any{"type": "hello", "node": "fake", "heartbeat_s": gw.heartbeat})
 	gw.connCh <- c
 	defer close(c.closed)
+	if closeNow {
+		c.closeWith(websocket.CloseGoingAway)
+		return
+	}
 	if gw.pingEvery > 0 {
 		ws.SetPongHandler(func(string) error { gw.pongs.Add(1); return nil })
 		stop := make(chan struct{})
@@ -162,23 +228,49 @@ func (gw *fakeGW) serveWS(w http.ResponseWriter, r *http.Request) {
 			gw.mu.Unlock()
 			return
 		}
-		var op map[string]string
+		var op clientMsg
 		if json.Unmarshal(data, &op) != nil {
 			c.send(map[string]any{"type": "error", "code": "bad_request", "message": "not JSON"})
 			continue
 		}
-		switch op["op"] {
+		switch op.Op {
 		case "subscribe":
 			gw.mu.Lock() // deltas published from now on reach this connection
-			c.subs[op["match"]] = true
-			c.send(map[string]any{"type": "subscribed", "match": op["match"]})
+			if code := gw.refuseSub[op.Match]; code != "" {
+				c.send(map[string]any{"type": "error", "code": code, "match": op.Match, "message": "refused by the test"})
+			} else {
+				c.subscribe(op)
+			}
 			gw.mu.Unlock()
 		case "unsubscribe":
 			gw.mu.Lock()
-			delete(c.subs, op["match"])
+			delete(c.subs, op.Match)
 			gw.mu.Unlock()
 		}
 		c.ops <- op
+	}
+}
+
+// subscribe answers a subscribe op, recovering from hist when asked and able. gw.mu held.
+func (c *fakeConn) subscribe(op clientMsg) {
+	gw := c.gw
+	c.subs[op.Match] = true
+	if op.Since == nil {
+		c.send(map[string]any{"type": "subscribed", "match": op.Match})
+		return
+	}
+	s, h := gw.snaps[op.Match], gw.hist[op.Match]
+	// Every delta after since.seq must be in the history: the oldest kept is the first
+	// after it, or since is the current position.
+	ok := gw.recovery && s.Epoch == op.Since.Epoch && op.Since.Seq <= s.Seq &&
+		(op.Since.Seq == s.Seq || (len(h) > 0 && h[0].seq <= op.Since.Seq+1))
+	c.send(map[string]any{"type": "subscribed", "match": op.Match, "recovered": ok})
+	if ok {
+		for _, d := range h {
+			if d.seq > op.Since.Seq {
+				c.send(d.frame)
+			}
+		}
 	}
 }
 
@@ -215,11 +307,28 @@ func (c *fakeConn) waitOp(t *testing.T, op string, matches ...string) {
 	for len(missing) > 0 {
 		select {
 		case o := <-c.ops:
-			if o["op"] == op {
-				delete(missing, o["match"])
+			if o.Op == op {
+				delete(missing, o.Match)
 			}
 		case <-timeout:
 			t.Fatalf("no %s %v from the client", op, missing)
+		}
+	}
+}
+
+// waitConnN waits for the n-th connection (counting from 1) and returns it.
+func (gw *fakeGW) waitConnN(t *testing.T, n int) *fakeConn {
+	t.Helper()
+	for {
+		c := gw.waitConn(t)
+		gw.mu.Lock()
+		i := slices.Index(gw.conns, c)
+		gw.mu.Unlock()
+		if i+1 == n {
+			return c
+		}
+		if i+1 > n {
+			t.Fatalf("connection %d came, waiting for %d", i+1, n)
 		}
 	}
 }
@@ -235,10 +344,52 @@ func (gw *fakeGW) waitConn(t *testing.T) *fakeConn {
 	}
 }
 
-// setSnap sets the stored state of match without publishing.
+// nextOp returns the next message the client sent.
+func (c *fakeConn) nextOp(t *testing.T) clientMsg {
+	t.Helper()
+	select {
+	case o := <-c.ops:
+		return o
+	case <-time.After(5 * time.Second):
+		t.Fatal("the client sent nothing")
+		return clientMsg{}
+	}
+}
+
+// setSnap sets the stored state of match without publishing (and with no epoch, as a
+// version 1 gateway).
 func (gw *fakeGW) setSnap(match string, seq uint64, state string) {
+	gw.setSnapEpoch(match, "", seq, state)
+}
+
+// setSnapEpoch sets the stored state and epoch of match without publishing; the history
+// starts over.
+func (gw *fakeGW) setSnapEpoch(match, epoch string, seq uint64, state string) {
 	gw.mu.Lock()
-	gw.snaps[match] = Snapshot{Match: match, Seq: seq, State: json.RawMessage(state)}
+	gw.snaps[match] = Snapshot{Match: match, Epoch: epoch, Seq: seq, State: json.RawMessage(state)}
+	delete(gw.hist, match)
+	gw.mu.Unlock()
+}
+
+// newEpoch starts match over in epoch at seq 0 with an empty state (a publisher that
+// lost everything) and, if announce, sends resync{epoch} to its subscribers.
+func (gw *fakeGW) newEpoch(match, epoch string, announce bool) {
+	gw.setSnapEpoch(match, epoch, 0, `{}`)
+	if announce {
+		gw.mu.Lock()
+		for _, c := range gw.conns {
+			if c.subs[match] {
+				c.send(fmt.Sprintf(`{"type":"resync","match":%q,"reason":"epoch"}`, match))
+			}
+		}
+		gw.mu.Unlock()
+	}
+}
+
+// forgetHistory drops the history of match (as a history bounded in length would).
+func (gw *fakeGW) forgetHistory(match string) {
+	gw.mu.Lock()
+	delete(gw.hist, match)
 	gw.mu.Unlock()
 }
 
@@ -264,8 +415,13 @@ func (gw *fakeGW) publish(match, patch string, deliver bool) uint64 {
 	s.Seq++
 	s.State = next
 	gw.snaps[match] = s
+	epoch := ""
+	if s.Epoch != "" {
+		epoch = fmt.Sprintf(`"epoch":%q,`, s.Epoch)
+	}
+	frame := fmt.Sprintf(`{"type":"delta","match":%q,%s"seq":%d,"prio":"high","ts":%d,"patch":%s}`, match, epoch, s.Seq, time.Now().UnixMicro(), patch)
+	gw.hist[match] = append(gw.hist[match], histDelta{s.Seq, frame})
 	if deliver {
-		frame := fmt.Sprintf(`{"type":"delta","match":%q,"seq":%d,"prio":"high","ts":%d,"patch":%s}`, match, s.Seq, time.Now().UnixMicro(), patch)
 		for _, c := range gw.conns {
 			if c.subs[match] {
 				c.send(frame)
@@ -286,6 +442,12 @@ type harness struct {
 
 func startClient(t *testing.T, gw *fakeGW, tweak func(*Options)) *harness {
 	t.Helper()
+	return startClientOn(t, gw, nil, tweak)
+}
+
+// startClientOn is startClient with the Client's clock replaced by clk (nil: the real one).
+func startClientOn(t *testing.T, gw *fakeGW, clk clock, tweak func(*Options)) *harness {
+	t.Helper()
 	h := &harness{states: make(chan State, 4096), status: make(chan Status, 256), done: make(chan error, 1)}
 	opts := Options{
 		URL:      gw.wsURL(),
@@ -300,6 +462,9 @@ func startClient(t *testing.T, gw *fakeGW, tweak func(*Options)) *harness {
 	c, err := New(opts)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if clk != nil {
+		c.clock, c.tokens.clock = clk, clk
 	}
 	h.c = c
 	ctx, cancel := context.WithCancel(context.Background())
@@ -390,6 +555,82 @@ func (h *harness) waitStateSeq(t *testing.T, want Snapshot) {
 			}
 		case <-timeout:
 			t.Fatalf("no state of %s at seq %d", want.Match, want.Seq)
+		}
+	}
+}
+
+// fakeClock is a clock the test moves; its timers fire only when the test says so.
+type fakeClock struct {
+	mu    sync.Mutex
+	now   time.Time
+	armed chan *fakeTimer
+}
+
+func newFakeClock() *fakeClock {
+	return &fakeClock{now: time.Unix(1_800_000_000, 0), armed: make(chan *fakeTimer, 64)}
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) advance(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+func (c *fakeClock) NewTimer(d time.Duration) timer {
+	t := &fakeTimer{clk: c, d: d, c: make(chan time.Time, 1)}
+	c.armed <- t
+	return t
+}
+
+// nextTimer waits for the client to arm a timer.
+func (c *fakeClock) nextTimer(t *testing.T) *fakeTimer {
+	t.Helper()
+	select {
+	case tm := <-c.armed:
+		return tm
+	case <-time.After(5 * time.Second):
+		t.Fatal("no timer armed")
+		return nil
+	}
+}
+
+type fakeTimer struct {
+	clk     *fakeClock
+	d       time.Duration
+	c       chan time.Time
+	stopped atomic.Bool
+}
+
+func (t *fakeTimer) C() <-chan time.Time { return t.c }
+func (t *fakeTimer) Stop() bool          { return !t.stopped.Swap(true) }
+
+// fire moves the clock to the timer's deadline and fires it.
+func (t *fakeTimer) fire() {
+	t.clk.advance(t.d)
+	t.c <- t.clk.Now()
+}
+
+// waitStateSeqEpoch waits for the state of want.Match at want's epoch and seq, skipping
+// others, checks it and returns it.
+func (h *harness) waitStateSeqEpoch(t *testing.T, want Snapshot) State {
+	t.Helper()
+	timeout := time.After(5 * time.Second)
+	for {
+		select {
+		case s := <-h.states:
+			if s.Match == want.Match && s.Seq == want.Seq && s.Epoch == want.Epoch {
+				mustEqualJSON(t, string(s.JSON), string(want.State))
+				return s
+			}
+		case <-timeout:
+			t.Fatalf("no state of %s at %s:%d", want.Match, want.Epoch, want.Seq)
+			return State{}
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package client
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -33,6 +34,7 @@ var (
 	ErrBadURL      = errors.New("client: Options.URL is not a ws:// or wss:// URL")
 	ErrBadBaseHTTP = errors.New("client: Options.BaseHTTP is not an http:// or https:// URL")
 	ErrBadBackoff  = errors.New("client: backoff durations must not be negative, and Base ≤ Cap")
+	ErrBadMargin   = errors.New("client: TokenRefreshMargin must not be negative")
 	ErrBadMatchID  = errors.New("client: bad match id")
 	ErrNilCallback = errors.New("client: nil callback")
 	ErrRunning     = errors.New("client: Run is already running")
@@ -82,6 +84,21 @@ type Options struct {
 	Dialer *websocket.Dialer
 	// Header is sent with every handshake (Origin, for example).
 	Header http.Header
+	// Token, if set, provides the token of a gateway started with --jwt-secret (an HS256
+	// JWT). It is called before every dial, the token going as the subprotocol
+	// `bearer.<jwt>` (never in the URL); again TokenRefreshMargin before the token's `exp`,
+	// the fresh token then being sent on the live connection with {"op":"auth"}; and by
+	// FetchSnapshot when the token held has expired. Snapshot requests carry the token
+	// held as `Authorization: Bearer`. It must be safe for concurrent use; StaticToken
+	// wraps a fixed token. Default: none.
+	Token func(ctx context.Context) (string, error)
+	// TokenRefreshMargin is how long before `exp` a token is replaced; at most half of
+	// the token's remaining lifetime is waited for. Default: DefaultTokenRefreshMargin.
+	TokenRefreshMargin time.Duration
+	// CatchUp opts in to catch-up deltas (`?catchup=1`): a slow connection, or one
+	// recovering from history, may get one delta with `from` instead of a `resync`.
+	// Default: false.
+	CatchUp bool
 	// Rand returns a uniform number in [0, 1) for the jitter; it must be safe for
 	// concurrent use. Default: math/rand/v2's Float64.
 	Rand func() float64
@@ -128,6 +145,12 @@ func (o *Options) fill() error {
 	}
 	if bo := o.Backoff; bo.Base < 0 || bo.Cap < 0 || bo.InitialSpread < 0 || bo.Base > bo.Cap {
 		return fmt.Errorf("%w: %+v", ErrBadBackoff, bo)
+	}
+	if o.TokenRefreshMargin < 0 {
+		return fmt.Errorf("%w: %v", ErrBadMargin, o.TokenRefreshMargin)
+	}
+	if o.TokenRefreshMargin == 0 {
+		o.TokenRefreshMargin = DefaultTokenRefreshMargin
 	}
 	if o.HTTPClient == nil {
 		o.HTTPClient = &http.Client{Timeout: DefaultFetchTimeout}

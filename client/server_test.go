@@ -8,9 +8,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,6 +21,8 @@ import (
 	"crease/ingest"
 	"crease/server"
 	"crease/server/servertest"
+
+	"github.com/golang-jwt/jwt/v5"
 )
 
 // replaySpeed is deltas a second: a T20 match of some 260 deltas takes about 5 s.
@@ -60,8 +64,11 @@ func (r *replay) seq() uint64 {
 
 func (r *replay) waitSeq(t *testing.T, seq uint64) {
 	t.Helper()
-	eventually(t, 15*time.Second, func() bool { return r.seq() >= seq }, func() string {
-		return "replay at seq " + strconv.FormatUint(r.seq(), 10) + ", waiting for " + strconv.FormatUint(seq, 10)
+	servertest.Eventually(t, 15*time.Second, func() error {
+		if at := r.seq(); at < seq {
+			return fmt.Errorf("replay at seq %d, waiting for %d", at, seq)
+		}
+		return nil
 	})
 }
 
@@ -173,8 +180,14 @@ func (w *watched) counts() counts {
 // startClient runs a client of the gateway at wsURL/httpURL subscribed to match.
 func startClient(t *testing.T, name, wsURL, httpURL, match string) *watched {
 	t.Helper()
+	return startClientWith(t, name, wsURL, httpURL, match, nil)
+}
+
+// startClientWith is startClient with the options changed by tweak first.
+func startClientWith(t *testing.T, name, wsURL, httpURL, match string, tweak func(*client.Options)) *watched {
+	t.Helper()
 	w := &watched{name: name, chk: client.NewChecker()}
-	c, err := client.New(client.Options{
+	opts := client.Options{
 		URL:      wsURL,
 		BaseHTTP: httpURL,
 		Backoff:  testBackoff,
@@ -184,7 +197,11 @@ func startClient(t *testing.T, name, wsURL, httpURL, match string) *watched {
 			w.statuses = append(w.statuses, s)
 			w.mu.Unlock()
 		},
-	})
+	}
+	if tweak != nil {
+		tweak(&opts)
+	}
+	c, err := client.New(opts)
 	if err != nil {
 		t.Fatalf("client.New: %v", err)
 	}
@@ -227,8 +244,11 @@ func startClients(t *testing.T, n int, prefix string, s *server.Server, match st
 func waitLive(t *testing.T, ws []*watched, seq uint64) {
 	t.Helper()
 	for _, w := range ws {
-		eventually(t, 15*time.Second, func() bool { return w.phase() == client.Live && w.lastSeq() >= seq }, func() string {
-			return w.name + ": phase " + w.phase().String() + " at seq " + strconv.FormatUint(w.lastSeq(), 10)
+		servertest.Eventually(t, 15*time.Second, func() error {
+			if p, at := w.phase(), w.lastSeq(); p != client.Live || at < seq {
+				return fmt.Errorf("%s: phase %v at seq %d, waiting for live at %d", w.name, p, at, seq)
+			}
+			return nil
 		})
 	}
 }
@@ -243,9 +263,11 @@ func converge(t *testing.T, ws []*watched, match string) client.Snapshot {
 		t.Fatalf("final snapshot: %v", err)
 	}
 	for _, w := range ws {
-		eventually(t, 15*time.Second, func() bool { return w.lastSeq() == final.Seq && w.phase() == client.Live }, func() string {
-			return w.name + ": at seq " + strconv.FormatUint(w.lastSeq(), 10) + ", phase " + w.phase().String() +
-				"; final seq " + strconv.FormatUint(final.Seq, 10)
+		servertest.Eventually(t, 15*time.Second, func() error {
+			if p, at := w.phase(), w.lastSeq(); p != client.Live || at != final.Seq {
+				return fmt.Errorf("%s: at seq %d, phase %v; final seq %d", w.name, at, p, final.Seq)
+			}
+			return nil
 		})
 		if err := w.chk.Verify(final); err != nil {
 			t.Errorf("%s: %v", w.name, err)
@@ -267,17 +289,6 @@ func converge(t *testing.T, ws []*watched, match string) client.Snapshot {
 
 // ---- helpers ----
 
-func eventually(t *testing.T, timeout time.Duration, cond func() bool, what func() string) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %s", timeout, what())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 func metric(t *testing.T, s *server.Server, sample string) float64 {
 	t.Helper()
 	return servertest.Metric(t, servertest.HTTPURL(s), sample)
@@ -285,14 +296,13 @@ func metric(t *testing.T, s *server.Server, sample string) float64 {
 
 func waitBindable(t *testing.T, addr string) {
 	t.Helper()
-	var err error
-	eventually(t, 5*time.Second, func() bool {
-		var ln net.Listener
-		if ln, err = net.Listen("tcp", addr); err == nil {
-			ln.Close()
+	servertest.Eventually(t, 5*time.Second, func() error {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("%s still bound: %w", addr, err)
 		}
-		return err == nil
-	}, func() string { return addr + " still bound: " + err.Error() })
+		return ln.Close()
+	})
 }
 
 // ---- the tests ----
@@ -339,10 +349,12 @@ func TestClientsRefetchOnAGatewayResyncWithoutReconnecting(t *testing.T) {
 
 	b.Lost(m.ID(), bus.ReasonGap) // the gateway sends resync{gap} to its subscribers
 	for i, w := range ws {
-		eventually(t, 10*time.Second, func() bool {
-			c := w.counts()
-			return c.resyncs == 1 && c.requests == before[i].requests+1
-		}, func() string { return w.name + ": no refetch after the resync" })
+		servertest.Eventually(t, 10*time.Second, func() error {
+			if c := w.counts(); c.resyncs != 1 || c.requests != before[i].requests+1 {
+				return fmt.Errorf("%s: %d resyncs, %d snapshot fetches (had %d): no refetch after the resync", w.name, c.resyncs, c.requests, before[i].requests)
+			}
+			return nil
+		})
 	}
 	rp.waitSeq(t, rp.seq()+5) // and deltas go on after it
 	rp.stop(t)
@@ -373,8 +385,11 @@ func TestClientsReconnectToAGatewayRestartedOnTheSamePorts(t *testing.T) {
 	s1.Shutdown()
 	var waits []time.Duration
 	for _, w := range ws {
-		eventually(t, 10*time.Second, func() bool { return w.phase() == client.Reconnecting }, func() string {
-			return w.name + ": phase " + w.phase().String() + " after the gateway stopped"
+		servertest.Eventually(t, 10*time.Second, func() error {
+			if p := w.phase(); p != client.Reconnecting {
+				return fmt.Errorf("%s: phase %v after the gateway stopped", w.name, p)
+			}
+			return nil
 		})
 		w.mu.Lock()
 		for _, st := range w.statuses {
@@ -414,4 +429,51 @@ func TestClientsReconnectToAGatewayRestartedOnTheSamePorts(t *testing.T) {
 		t.Errorf("new gateway: %v handshakes, want %d", hs, len(ws))
 	}
 	t.Logf("first reconnect delays %v; converged at seq %d after the outage from seq %d", waits, rp.seq(), downSeq)
+}
+
+// A gateway with --jwt-secret takes the token of the provider as the bearer.<jwt>
+// subprotocol; the client converges as without one. A client without a token is
+// refused (401) and keeps backing off.
+func TestClientWithATokenProviderOnAGatewayWithJWT(t *testing.T) {
+	secret := []byte("server-test-secret")
+	m := firstMatch(t)
+	b := servertest.NewBus()
+	s := servertest.Run(t, server.Options{Bus: b, Loops: 1, JWTSecret: secret})
+	rp := startReplay(t, b, m)
+	rp.waitSeq(t, 5)
+	var calls atomic.Int32
+	provider := func(context.Context) (string, error) {
+		calls.Add(1)
+		return jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"exp": time.Now().Add(time.Hour).Unix()}).SignedString(secret)
+	}
+	w := startClientWith(t, "tok", servertest.WSURL(s, ""), servertest.HTTPURL(s), m.ID(), func(o *client.Options) { o.Token = provider })
+	waitLive(t, []*watched{w}, 6)
+	rp.stop(t)
+	converge(t, []*watched{w}, m.ID())
+	if calls.Load() < 1 {
+		t.Fatal("the provider was never asked")
+	}
+
+	anon := startClient(t, "anon", servertest.WSURL(s, ""), servertest.HTTPURL(s), m.ID())
+	servertest.Eventually(t, 10*time.Second, func() error {
+		anon.mu.Lock()
+		defer anon.mu.Unlock()
+		n := 0
+		for _, st := range anon.statuses {
+			if st.Phase == client.Reconnecting {
+				n++
+			}
+		}
+		if n < 2 {
+			return fmt.Errorf("the client without a token was refused %d times, want 2", n)
+		}
+		return nil
+	})
+	anon.mu.Lock()
+	defer anon.mu.Unlock()
+	for _, st := range anon.statuses {
+		if st.Phase == client.Live {
+			t.Fatal("a client without a token went live")
+		}
+	}
 }

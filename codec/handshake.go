@@ -45,6 +45,10 @@ type Request struct {
 	// Upgrade then answers it in Sec-WebSocket-Protocol. A value that is not one of
 	// Protocols is a bug in Check and refuses the handshake with 500.
 	Selected string
+
+	// Auth is what Check learnt about the client (for the gateway, its verified token),
+	// handed back to Upgrade's caller with the Request. Upgrade never reads it.
+	Auth any
 }
 
 // HTTPError refuses a handshake with an HTTP status. Upgrade writes it into the response;
@@ -133,6 +137,13 @@ func (u *Upgrader) Upgrade(in []byte, out []byte) (n int, resp []byte, req Reque
 			Header: [][2]string{{"Upgrade", "websocket"}, {"Sec-WebSocket-Version", "13"}},
 			Reason: body,
 		})
+	}
+
+	if !scan.connUpgrade {
+		return u.refuse(n, out, req, malformed("the Connection header must list upgrade"))
+	}
+	if !scan.canonical {
+		block = canonicalBlock(block)
 	}
 
 	var rawURI string
@@ -317,42 +328,107 @@ func AppendRefusal(dst []byte, e *HTTPError) []byte {
 var crlfcrlf = []byte("\r\n\r\n")
 
 // headerScan is what Upgrade needs to know about a header block before gobwas sees it.
+// Connection and Upgrade are read as RFC 9110 5.6.1 lists: comma-separated elements,
+// empty ones allowed, over any number of lines, names and tokens in any case.
 type headerScan struct {
-	upgrade bool   // an Upgrade header lists the websocket token
-	key     []byte // the last Sec-WebSocket-Key value, trimmed
+	upgrade     bool   // an Upgrade field lists the websocket protocol
+	connUpgrade bool   // a Connection field lists the upgrade option
+	canonical   bool   // exactly one "Upgrade: websocket" and one Connection line, which gobwas reads as they are
+	key         []byte // the last Sec-WebSocket-Key value, trimmed
 }
 
-// scanHeaders checks the request line's shape and finds the Upgrade and
-// Sec-WebSocket-Key headers. block ends with \r\n\r\n. It reports false for a block
-// whose request line is not "METHOD SP URI SP HTTP/x.y".
+// scanHeaders checks the request line's shape and reads the Upgrade, Connection and
+// Sec-WebSocket-Key fields. block ends with \r\n\r\n. It reports false for a block whose
+// request line is not "METHOD SP URI SP HTTP/x.y".
 func scanHeaders(block []byte) (s headerScan, ok bool) {
 	i := bytes.IndexByte(block, '\n')
 	if !validRequestLine(bytes.TrimSuffix(block[:i], []byte("\r"))) {
 		return s, false
 	}
-	rest := block[i+1:]
-	for len(rest) > 0 {
-		j := bytes.IndexByte(rest, '\n')
-		line := bytes.TrimSuffix(rest[:j], []byte("\r"))
-		rest = rest[j+1:]
-		colon := bytes.IndexByte(line, ':')
-		if colon <= 0 {
-			continue // gobwas refuses it, or it is the final empty line
-		}
-		k, v := bytes.TrimSpace(line[:colon]), bytes.TrimSpace(line[colon+1:])
+	upgradeLines, connLines := 0, 0
+	simple := true
+	for k, v := range headerLines(block[i+1:]) {
 		switch {
 		case bytes.EqualFold(k, []byte("Upgrade")):
-			httphead.ScanTokens(v, func(tok []byte) bool {
-				if bytes.EqualFold(tok, []byte("websocket")) {
-					s.upgrade = true
-				}
-				return !s.upgrade
+			upgradeLines++
+			simple = simple && bytes.EqualFold(v, []byte("websocket"))
+			eachListElement(v, func(e []byte) {
+				// A protocol may carry a version ("websocket/13"): the name decides.
+				name, _, _ := bytes.Cut(e, []byte("/"))
+				s.upgrade = s.upgrade || bytes.EqualFold(name, []byte("websocket"))
+			})
+		case bytes.EqualFold(k, []byte("Connection")):
+			connLines++
+			simple = simple && bytes.EqualFold(v, []byte("upgrade"))
+			eachListElement(v, func(e []byte) {
+				s.connUpgrade = s.connUpgrade || bytes.EqualFold(e, []byte("upgrade"))
 			})
 		case bytes.EqualFold(k, []byte("Sec-WebSocket-Key")):
 			s.key = v
 		}
 	}
+	s.canonical = simple && upgradeLines == 1 && connLines == 1
 	return s, true
+}
+
+// headerLines yields the name and trimmed value of each field line of rest (the block
+// after the request line); lines without a colon are skipped (gobwas refuses them).
+func headerLines(rest []byte) func(yield func(k, v []byte) bool) {
+	return func(yield func(k, v []byte) bool) {
+		for len(rest) > 0 {
+			j := bytes.IndexByte(rest, '\n')
+			if j < 0 {
+				return
+			}
+			line := bytes.TrimSuffix(rest[:j], []byte("\r"))
+			rest = rest[j+1:]
+			colon := bytes.IndexByte(line, ':')
+			if colon <= 0 {
+				continue
+			}
+			if !yield(bytes.TrimSpace(line[:colon]), bytes.TrimSpace(line[colon+1:])) {
+				return
+			}
+		}
+	}
+}
+
+// eachListElement calls fn for each non-empty element of an RFC 9110 list value,
+// trimmed of optional whitespace.
+func eachListElement(v []byte, fn func([]byte)) {
+	for e := range bytes.SplitSeq(v, []byte(",")) {
+		if e = bytes.Trim(e, " \t"); len(e) > 0 {
+			fn(e)
+		}
+	}
+}
+
+// canonicalBlock rewrites a header block whose Upgrade and Connection fields are valid
+// RFC 9110 lists but not in the one-line form gobwas insists on ("Connection:
+// keep-alive" and "Connection: Upgrade" on two lines, "Upgrade: websocket, h2c"): every
+// Upgrade and Connection line is replaced by one "Upgrade: websocket" and one
+// "Connection: Upgrade" line. Every other line is kept as it was, in order.
+func canonicalBlock(block []byte) []byte {
+	i := bytes.IndexByte(block, '\n') + 1
+	out := make([]byte, 0, len(block)+40)
+	out = append(out, block[:i]...)
+	rest := block[i:]
+	for len(rest) > 0 {
+		j := bytes.IndexByte(rest, '\n')
+		line := rest[:j+1]
+		rest = rest[j+1:]
+		if colon := bytes.IndexByte(line, ':'); colon > 0 {
+			k := bytes.TrimSpace(line[:colon])
+			if bytes.EqualFold(k, []byte("Upgrade")) || bytes.EqualFold(k, []byte("Connection")) {
+				continue
+			}
+		}
+		if len(rest) == 0 { // the final empty line
+			out = append(out, "Upgrade: websocket\r\nConnection: Upgrade\r\n"...)
+		}
+		out = append(out, line...)
+	}
+	return out
 }
 
 // validRequestLine reports whether line is METHOD SP URI SP HTTP/digit.digit.

@@ -116,6 +116,42 @@ func equalRequest(a, b codec.Request) bool {
 		a.Origin == b.Origin && a.Host == b.Host && slices.Equal(a.Protocols, b.Protocols) && a.Selected == b.Selected
 }
 
+// Connection and Upgrade are RFC 9110 lists: any case, several elements, several lines,
+// empty elements. Each of these upgrades, and gobwas still writes the 101 itself.
+func TestUpgradeHeaderLists(t *testing.T) {
+	base := "GET /ws HTTP/1.1\r\nHost: h\r\nSec-WebSocket-Key: " + testKey + "\r\nSec-WebSocket-Version: 13\r\n"
+	for _, tc := range []struct{ name, lines string }{
+		{"connection on two lines", "Upgrade: websocket\r\nConnection: keep-alive\r\nConnection: Upgrade\r\n"},
+		{"connection list", "Upgrade: websocket\r\nConnection: keep-alive, Upgrade\r\n"},
+		{"lower case", "upgrade: WebSocket\r\nconnection: upgrade\r\n"},
+		{"upgrade list", "Upgrade: websocket, h2c\r\nConnection: Upgrade\r\n"},
+		{"upgrade list, websocket last", "Upgrade: h2c,websocket\r\nConnection: Upgrade, HTTP2-Settings\r\n"},
+		{"upgrade on two lines", "Upgrade: h2c\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"},
+		{"empty elements and tabs", "Upgrade: ,\twebsocket ,\r\nConnection: ,, Upgrade\t,\r\n"},
+		{"protocol version", "Upgrade: websocket/13\r\nConnection: Upgrade\r\n"},
+		{"fields after the key", "X-A: 1\r\nConnection: keep-alive\r\nX-B: 2\r\nUpgrade: websocket\r\nConnection: upgrade\r\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			in := base + tc.lines + "Origin: https://o.example\r\n\r\n"
+			u := &codec.Upgrader{}
+			n, resp, req, err := u.Upgrade([]byte(in+"\x81"), nil)
+			if err != nil {
+				t.Fatalf("Upgrade: %v\n%s", err, resp)
+			}
+			if n != len(in) {
+				t.Fatalf("n = %d, want %d (the original header block)", n, len(in))
+			}
+			r, _ := parseResponse(t, resp)
+			if r.StatusCode != 101 || r.Header.Get("Sec-WebSocket-Accept") != expectedAccept(testKey) {
+				t.Fatalf("answer %q", resp)
+			}
+			if req.Origin != "https://o.example" || req.Host != "h" {
+				t.Fatalf("other fields lost in the rewrite: %+v", req)
+			}
+		})
+	}
+}
+
 func TestUpgradeMatches(t *testing.T) {
 	long := strings.Repeat("a", 64)
 	for _, tc := range []struct {
@@ -192,7 +228,8 @@ func TestUpgradeRefusals(t *testing.T) {
 		{name: "HTTP/2.0 upgrade", in: strings.Replace(handshake("/ws"), "HTTP/1.1", "HTTP/2.0", 1), status: 400},
 		{name: "missing host", in: handshake("/ws", "-Host"), status: 400},
 		{name: "connection keep-alive", in: handshake("/ws", "Connection: keep-alive"), status: 400},
-		{name: "upgrade websocket plus junk", in: handshake("/ws", "Upgrade: websocket, foo"), status: 400},
+		{name: "connection lists no upgrade", in: handshake("/ws", "Connection: keep-alive, close"), status: 400, body: "Connection"},
+		{name: "upgrade lists websocket-ish only", in: handshake("/ws", "Upgrade: websockets, h2c"), status: 426},
 		{name: "header without colon", in: strings.Replace(handshake("/ws"), "Host:", "Broken\r\nHost:", 1), status: 400},
 		{name: "bad request line", in: "GET /ws\r\nHost: h\r\n\r\n", status: 400},
 		{name: "bad uri", in: handshake("ws"), status: 400},

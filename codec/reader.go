@@ -62,6 +62,8 @@ const (
 	ClosePolicy        uint16 = 1008
 	CloseTooBig        uint16 = 1009
 	CloseRestart       uint16 = 1012
+	CloseIdle          uint16 = 4000 // PROTOCOL.md: nothing arrived for 3 heartbeats
+	CloseTokenExpired  uint16 = 4001 // PROTOCOL.md: the token expired and no auth op replaced it
 	CloseSlowConsumer  uint16 = 4008 // PROTOCOL.md: the connection could not keep up
 )
 

@@ -35,12 +35,20 @@ type ReplayOptions struct {
 	Loop bool
 	// LoopPause is the pause before a restart; 0 means DefaultLoopPause.
 	LoopPause time.Duration
+	// Epoch is the epoch of the stream: "" starts a new one (bus.NewEpoch); a publisher
+	// resuming a stored match gives the stored epoch.
+	Epoch string
 	// StartSeq is the seq of the first delta, so that a publisher resumes after the seq
 	// stored on the bus; 0 means 1.
 	StartSeq uint64
 	// Base is the state stored at StartSeq-1, which the first patch turns into the
 	// scheduled state; nil for a new match.
 	Base json.RawMessage
+	// Resume, when set, is the stored match to continue (bus.Resumer's Stored): its
+	// epoch, seq and state replace Epoch, StartSeq and Base, and the replay goes on from
+	// the step of the source that the stored journal names, never from the first ball.
+	// A store this replay did not write is refused with ErrResume.
+	Resume *bus.Stored
 	// Now is the clock of the frames' ts; nil is time.Now.
 	Now func() time.Time
 }
@@ -79,9 +87,20 @@ func replay(ctx context.Context, pub bus.Publisher, m *Match, next func() (*Matc
 	if err := opts.validate(); err != nil {
 		return err
 	}
-	st, err := newStepper(m, next, opts.StartSeq, opts.Base)
+	if r := opts.Resume; r != nil {
+		opts.Epoch, opts.StartSeq, opts.Base = r.Epoch, r.Seq+1, r.State
+	}
+	st, err := newStepper(m, next, opts.Epoch, opts.StartSeq, opts.Base)
 	if err != nil {
 		return err
+	}
+	if opts.Resume != nil {
+		if err := st.resume(opts.Resume); err != nil {
+			return err
+		}
+		if st.done() && !opts.Loop {
+			return nil // the match was over when the publisher stopped
+		}
 	}
 	var interval time.Duration
 	if opts.Speed > 0 {

@@ -279,9 +279,17 @@ func TestRevisedTarget(t *testing.T) {
 	in2["target"] = obj{"runs": 50, "overs": 5.3}
 	m := mustRead(t, "dl.json", doc(obj{"winner": "A", "by": obj{"runs": 10}, "method": "D/L"},
 		inns("A", over(0, ball("a1", "a2", "b1", 6))), in2))
-	st := final(t, m)
+	us := checkChain(t, m, 1, nil, m.Steps())
+	var st State
+	if err := json.Unmarshal(us[len(us)-2].Delta.State, &st); err != nil { // after the last ball
+		t.Fatal(err)
+	}
 	if st.Target != 50 || st.Need.Runs != 46 || *st.Need.Balls != 33-1 || *st.RRR != 8.63 {
 		t.Errorf("target %d need %+v balls %d rrr %v", st.Target, st.Need, *st.Need.Balls, *st.RRR)
+	}
+	fin := final(t, m)
+	if c := fin.Innings["2"]; c.Target != 50 || c.MaxOvers != "5.3" || fin.Need != nil || fin.RRR != nil || fin.Method != "D/L" {
+		t.Errorf("final: card target %d max overs %q, need %+v rrr %v, method %q", c.Target, c.MaxOvers, fin.Need, fin.RRR, fin.Method)
 	}
 }
 

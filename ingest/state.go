@@ -19,31 +19,35 @@ const (
 // set a member to null (a null in a patch deletes it), so only absence survives a
 // round trip through patches; `state.result == null` holds for both in JavaScript.
 type State struct {
-	Match       string                  `json:"match"`
-	Title       string                  `json:"title"`
-	Event       string                  `json:"event,omitempty"`
-	Venue       string                  `json:"venue,omitempty"`
-	Date        string                  `json:"date,omitempty"`
-	Teams       []string                `json:"teams"`
-	Toss        string                  `json:"toss,omitempty"`
-	Status      string                  `json:"status"`
-	Inn         int                     `json:"inn"`
-	Batting     string                  `json:"batting,omitempty"`
-	Bowling     string                  `json:"bowling,omitempty"`
-	Score       Score                   `json:"score"`
-	Over        string                  `json:"over"`
-	CRR         float64                 `json:"crr"`
-	Target      int                     `json:"target,omitempty"`
-	RRR         *float64                `json:"rrr,omitempty"`
-	Need        *Need                   `json:"need,omitempty"`
-	Striker     string                  `json:"striker,omitempty"`
-	NonStriker  string                  `json:"non_striker,omitempty"`
-	Bowler      string                  `json:"bowler,omitempty"`
-	Last6       []string                `json:"last6"`
-	Partnership Partnership             `json:"partnership"`
-	Innings     map[string]*InningsCard `json:"innings"`
-	Result      string                  `json:"result,omitempty"`
-	Winner      string                  `json:"winner,omitempty"`
+	Match         string                  `json:"match"`
+	Title         string                  `json:"title"`
+	OversLimit    int                     `json:"overs_limit,omitempty"` // the format's overs per innings; absent: no limit
+	Event         string                  `json:"event,omitempty"`
+	Venue         string                  `json:"venue,omitempty"`
+	Date          string                  `json:"date,omitempty"`
+	Teams         []string                `json:"teams"`
+	Toss          string                  `json:"toss,omitempty"`
+	Status        string                  `json:"status"`
+	Inn           int                     `json:"inn"`
+	Batting       string                  `json:"batting,omitempty"`
+	Bowling       string                  `json:"bowling,omitempty"`
+	Score         Score                   `json:"score"`
+	Over          string                  `json:"over"`
+	CRR           float64                 `json:"crr"`
+	Target        int                     `json:"target,omitempty"`
+	RRR           *float64                `json:"rrr,omitempty"`
+	Need          *Need                   `json:"need,omitempty"`
+	Striker       string                  `json:"striker,omitempty"`
+	NonStriker    string                  `json:"non_striker,omitempty"`
+	Bowler        string                  `json:"bowler,omitempty"`
+	Last6         []string                `json:"last6"`
+	Partnership   Partnership             `json:"partnership"`
+	Innings       map[string]*InningsCard `json:"innings"`
+	Note          string                  `json:"note,omitempty"` // "Scores level — super over" at such a break
+	Result        string                  `json:"result,omitempty"`
+	Winner        string                  `json:"winner,omitempty"`
+	Method        string                  `json:"method,omitempty"`          // with the result: "D/L", "VJD"... when the data has it
+	PlayerOfMatch []string                `json:"player_of_match,omitempty"` // with the result, when the data has it
 }
 
 // Score is runs for wickets.
@@ -72,6 +76,9 @@ type InningsCard struct {
 	Balls     int                    `json:"balls"`
 	Overs     string                 `json:"overs"`
 	SuperOver bool                   `json:"super_over"`
+	Target    int                    `json:"target,omitempty"`      // a chase: the runs to reach, kept after the innings ends
+	MaxOvers  string                 `json:"max_overs,omitempty"`   // the innings' overs when a revised target shortened it ("18.4")
+	DidNotBat []string               `json:"did_not_bat,omitempty"` // at the end of the innings, when the data lists the players
 	Extras    Extras                 `json:"extras"`
 	Batters   map[string]*BatterCard `json:"batters"`
 	Bowlers   map[string]*BowlerCard `json:"bowlers"`
@@ -108,6 +115,8 @@ type BowlerCard struct {
 	Maidens int    `json:"maidens"`
 	Runs    int    `json:"runs"`
 	Wickets int    `json:"wickets"`
+	Wides   int    `json:"wides"`   // runs from wides
+	Noballs int    `json:"noballs"` // no-balls bowled
 }
 
 // FallOfWicket is one entry of an innings' fall of wickets.
@@ -123,6 +132,7 @@ func (s *State) clone() *State {
 	c := *s
 	c.Teams = slices.Clone(s.Teams)
 	c.Last6 = slices.Clone(s.Last6)
+	c.PlayerOfMatch = slices.Clone(s.PlayerOfMatch)
 	if s.RRR != nil {
 		v := *s.RRR
 		c.RRR = &v
@@ -139,6 +149,7 @@ func (s *State) clone() *State {
 	for k, v := range s.Innings {
 		ic := *v
 		ic.FOW = slices.Clone(v.FOW)
+		ic.DidNotBat = slices.Clone(v.DidNotBat)
 		ic.Batters = make(map[string]*BatterCard, len(v.Batters))
 		for n, b := range v.Batters {
 			bc := *b
@@ -162,3 +173,6 @@ func (s *State) marshal() []byte {
 	}
 	return b
 }
+
+// Marshal is the state's JSON text.
+func (s *State) Marshal() []byte { return s.marshal() }

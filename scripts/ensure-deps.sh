@@ -19,6 +19,19 @@ if [ ${#need[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
+# The npm tools of the tests (typescript, ws, ajv, type packages: scripts/npm-tools), with
+# npm ci into a cache directory outside the repository, once per lockfile (its hash is
+# the .stamp that internal/npmtest checks). Offline once installed.
+npm_tools=${CREASE_NPM_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/crease/npm-tools}
+npm_lock="$(cd "$(dirname "$0")" && pwd)/npm-tools"
+npm_stamp=$(sha256sum "$npm_lock/package-lock.json" | cut -d' ' -f1)
+if [ "$(cat "$npm_tools/.stamp" 2>/dev/null)" != "$npm_stamp" ]; then
+  echo "ensure-deps: installing the npm test tools into $npm_tools"
+  mkdir -p "$npm_tools"
+  cp "$npm_lock/package.json" "$npm_lock/package-lock.json" "$npm_tools/"
+  (cd "$npm_tools" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  echo "$npm_stamp" >"$npm_tools/.stamp"
+fi
 # Debian starts redis-server as a service on install; the tests start their own on free
 # ports, so stop the packaged one if it is running to leave port 6379 and the CPU alone.
 if command -v systemctl >/dev/null 2>&1; then systemctl stop redis-server >/dev/null 2>&1 || true; fi

@@ -3,15 +3,18 @@ package server
 import (
 	"errors"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 
 	"crease/codec"
+	"crease/shard"
 )
 
 // checkHandshake is the Upgrader's Check: drain, origin and token. It runs on a loop.
+// A verified token is handed on in r.Auth (a *tokenClaims).
 func (s *Server) checkHandshake(r *codec.Request) error {
 	if s.draining.Load() || s.stopping.Load() {
 		return codec.Refuse(503, "gateway draining; reconnect elsewhere", [2]string{"Retry-After", retryAfter()})
@@ -19,36 +22,52 @@ func (s *Server) checkHandshake(r *codec.Request) error {
 	if len(s.opts.AllowedOrigins) > 0 && r.Origin != "" && !s.originAllowed(r.Origin) {
 		return codec.Refuse(403, "origin not allowed")
 	}
-	if len(s.opts.JWTSecret) > 0 {
-		tok := r.Token
-		if tok == "" {
-			// Browsers cannot set headers on a WebSocket; a token may come as a
-			// subprotocol "bearer.<jwt>"... or as the only offered protocol.
-			for _, p := range r.Protocols {
-				if t, ok := strings.CutPrefix(p, "bearer."); ok {
-					tok = t
-					r.Selected = p
-					break
-				}
-			}
-		}
-		if tok == "" {
-			return codec.Refuse(401, "missing token")
-		}
-		claims, err := s.parseToken(tok)
-		if err != nil {
-			return codec.Refuse(401, "bad token: "+err.Error())
-		}
-		if claims.Matches != nil {
-			for _, m := range r.Matches {
-				if !contains(claims.Matches, m) {
-					return codec.Refuse(401, "token does not allow match "+m)
-				}
-			}
-		}
-		r.Token = tok
+	if len(s.opts.JWTSecret) == 0 {
+		return nil
 	}
+	// Browsers cannot set headers on a WebSocket: the token comes as the subprotocol
+	// "bearer.<jwt>" (kept out of URLs and access logs), which must then be echoed, or
+	// in ?token=.
+	tok, proto := "", ""
+	for _, p := range r.Protocols {
+		if t, ok := strings.CutPrefix(p, bearerProtocolPrefix); ok && t != "" {
+			tok, proto = t, p
+			break
+		}
+	}
+	if tok == "" {
+		tok = r.Token
+	}
+	if tok == "" {
+		return codec.Refuse(401, "missing token: send ?token=JWT or the subprotocol bearer.JWT", wwwAuthenticate(""))
+	}
+	claims, err := s.parseToken(tok)
+	if err != nil {
+		return codec.Refuse(401, "bad token: "+err.Error(), wwwAuthenticate(err.Error()))
+	}
+	r.Selected = proto
+	r.Token = tok
+	r.Auth = claims
 	return nil
+}
+
+// bearerProtocolPrefix starts the subprotocol that carries a token.
+const bearerProtocolPrefix = "bearer."
+
+// wwwAuthenticate is the challenge of a 401 (RFC 6750 3): without a reason the request
+// had no token, with one the token was refused.
+func wwwAuthenticate(reason string) [2]string {
+	v := `Bearer realm="crease"`
+	if reason != "" {
+		clean := strings.Map(func(r rune) rune {
+			if r == '"' || r == '\\' || r < 0x20 || r > 0x7e {
+				return ' '
+			}
+			return r
+		}, reason)
+		v += `, error="invalid_token", error_description="` + clean + `"`
+	}
+	return [2]string{"WWW-Authenticate", v}
 }
 
 func (s *Server) originAllowed(origin string) bool {
@@ -69,40 +88,72 @@ func (s *Server) originAllowed(origin string) bool {
 }
 
 // tokenClaims are the claims crease reads: the standard expiry and an optional list of
-// matches the token allows.
+// matches the token allows (absent: any match; empty: none).
 type tokenClaims struct {
 	Matches []string `json:"matches,omitempty"`
 	jwt.RegisteredClaims
 }
 
-var errNoExpiry = errors.New("token has no exp claim")
+// allows reports whether the token allows match.
+func (c *tokenClaims) allows(match string) bool {
+	return c.Matches == nil || slices.Contains(c.Matches, match)
+}
 
+var (
+	errNoExpiry = errors.New("token has no exp claim")
+	errExpired  = errors.New("token is expired")
+)
+
+// tokenLeeway absorbs clock skew between the token's issuer and the gateway for nbf
+// and iat. exp is exact: a token is never accepted at or after its exp, so that the
+// handshake and the expiry of a live connection (4001) agree.
+const tokenLeeway = 5 * time.Second
+
+// parseToken verifies an HS256 token against the secret and the connection clock.
 func (s *Server) parseToken(tok string) (*tokenClaims, error) {
 	var c tokenClaims
+	now := s.opts.Shard.Now
 	_, err := jwt.ParseWithClaims(tok, &c, func(*jwt.Token) (any, error) { return s.opts.JWTSecret, nil },
-		jwt.WithValidMethods([]string{"HS256"}), jwt.WithExpirationRequired(), jwt.WithLeeway(5*time.Second))
+		jwt.WithValidMethods([]string{"HS256"}), jwt.WithExpirationRequired(), jwt.WithLeeway(tokenLeeway),
+		jwt.WithTimeFunc(now))
 	if err != nil {
 		if errors.Is(err, jwt.ErrTokenRequiredClaimMissing) {
 			return nil, errNoExpiry
 		}
+		if errors.Is(err, jwt.ErrTokenExpired) {
+			return nil, errExpired
+		}
 		return nil, err
+	}
+	if !now().Before(c.ExpiresAt.Time) {
+		return nil, errExpired
 	}
 	return &c, nil
 }
 
-// tokenMatches returns the matches the handshake's token allows (nil, false: any).
-// The token was checked by checkHandshake an instant before, but this second parse can
-// still fail (the token expired in between): then no match is allowed, never any.
-func (s *Server) tokenMatches(r codec.Request) ([]string, bool) {
-	if len(s.opts.JWTSecret) == 0 || r.Token == "" {
-		return nil, false
+// handleAuth is the `auth` op: a valid token replaces the connection's, and each
+// subscription outside its claim ends with `error` forbidden; a refused token changes
+// nothing (the current one stays until it expires) and is answered `unauthorized`. A
+// gateway without --jwt-secret needs no token and ignores the op.
+func (s *Server) handleAuth(sh *shard.Shard, c *shard.Conn, tok string) {
+	if len(s.opts.JWTSecret) == 0 {
+		return
 	}
-	c, err := s.parseToken(r.Token)
+	claims, err := s.parseToken(tok)
 	if err != nil {
-		return []string{}, true
+		s.sendError(sh, c, codeUnauthorized, "", "token refused ("+err.Error()+"); the current token stays until it expires")
+		return
 	}
-	if c.Matches == nil {
-		return nil, false
+	c.SetToken(claims.Matches, claims.ExpiresAt.Time)
+	for _, m := range c.Matches() {
+		if !claims.allows(m) {
+			sh.Unsubscribe(c, m)
+			s.sendError(sh, c, codeForbidden, m, "the new token does not allow match "+m+"; unsubscribed")
+		}
 	}
-	return c.Matches, true
+}
+
+// tokenExpired is the shard's TokenExpired hook: the `error` before the 4001 close.
+func (s *Server) tokenExpired(c *shard.Conn) {
+	s.sendError(s.shardFor(c.Net().EventLoop()), c, codeTokenExpired, "", "the token expired; reconnect with a new one")
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/gorilla/websocket"
 
+	"crease/bus"
 	"crease/server"
 	"crease/server/servertest"
 	"crease/shard"
@@ -164,34 +165,43 @@ func TestJWTHandshake(t *testing.T) {
 	}
 }
 
+// A token's matches claim (issue 13 item 1): a match outside it, at connect time or by
+// op, is answered `error` forbidden naming the match, and the connection goes on.
 func TestJWTMatchesClaim(t *testing.T) {
-	s := servertest.Run(t, server.Options{JWTSecret: authSecret})
+	b := bus.NewEmbedded()
+	s := servertest.Run(t, server.Options{Bus: b, JWTSecret: authSecret})
+	p := newPublisher(t, b)
 	tok := authToken(t, authSecret, jwt.SigningMethodHS256, jwt.MapClaims{
 		"exp": time.Now().Add(time.Hour).Unix(), "matches": []string{"m1", "m2"}})
 
-	// ?match outside the claim: refused before the upgrade.
-	for _, q := range []string{"match=m3", "match=m1,m3"} {
-		if _, status, _ := authDial(t, servertest.WSURL(s, q+"&token="+tok), nil); status != 401 {
-			t.Errorf("%s: status %d, want 401", q, status)
-		}
-	}
-	// Inside it: subscribed at connect time and by op.
-	c, status, _ := authDial(t, servertest.WSURL(s, "match=m1&token="+tok), nil)
+	// ?match outside the claim: upgraded, the claimed match subscribed, the other refused.
+	c, status, _ := authDial(t, servertest.WSURL(s, "match=m1,m3&token="+tok), nil)
 	if status != 101 {
-		t.Fatalf("status %d", status)
+		t.Fatalf("status %d, want 101", status)
 	}
 	expect(t, c, "hello")
 	if m := expect(t, c, "subscribed"); m.Match != "m1" {
 		t.Fatalf("subscribed %+v", m)
 	}
+	if m := expect(t, c, "error"); m.Code != "forbidden" || m.Match != "m3" || m.Message == "" {
+		t.Fatalf("?match=m3 outside the claim: %+v, want error forbidden with match m3", m)
+	}
+	// By op: refused, and the connection stays usable.
+	send(t, c, `{"op":"subscribe","match":"m3"}`)
+	if m := expect(t, c, "error"); m.Code != "forbidden" || m.Match != "m3" {
+		t.Fatalf("subscribe m3: %+v, want error forbidden with match m3", m)
+	}
 	send(t, c, `{"op":"subscribe","match":"m2"}`)
 	if m := expect(t, c, "subscribed"); m.Match != "m2" {
 		t.Fatalf("subscribed %+v", m)
 	}
-	// A subscribe op outside the claim closes with 1008.
-	send(t, c, `{"op":"subscribe","match":"m3"}`)
-	if code, seen := authCloseCode(t, c); code != 1008 {
-		t.Fatalf("close %d after %+v, want 1008", code, seen)
+	waitFor(t, func() bool { return b.Subscribed("m1") }, "bus interest in m1")
+	if b.Subscribed("m3") {
+		t.Fatal("the gateway subscribed to m3 on the bus for a forbidden subscription")
+	}
+	want := p.delta("m1", "high")
+	if _, data := read(t, c); string(data) != string(want) {
+		t.Fatalf("after the refusals got %s, want the m1 delta", data)
 	}
 
 	// The same through the subprotocol token.
@@ -201,8 +211,8 @@ func TestJWTMatchesClaim(t *testing.T) {
 	}
 	expect(t, c, "hello")
 	send(t, c, `{"op":"subscribe","match":"nope"}`)
-	if code, _ := authCloseCode(t, c); code != 1008 {
-		t.Fatalf("subprotocol token: close %d, want 1008", code)
+	if m := expect(t, c, "error"); m.Code != "forbidden" || m.Match != "nope" {
+		t.Fatalf("subprotocol token: %+v", m)
 	}
 
 	// An empty matches claim allows no match at all.
@@ -210,72 +220,92 @@ func TestJWTMatchesClaim(t *testing.T) {
 	c, _, _ = authDial(t, servertest.WSURL(s, "token="+none), nil)
 	expect(t, c, "hello")
 	send(t, c, `{"op":"subscribe","match":"m1"}`)
-	if code, _ := authCloseCode(t, c); code != 1008 {
-		t.Fatalf("empty claim: close %d, want 1008", code)
+	if m := expect(t, c, "error"); m.Code != "forbidden" || m.Match != "m1" {
+		t.Fatalf("empty claim: %+v", m)
+	}
+	send(t, c, `{"op":"subscribe","match":"m2"}`)
+	expect(t, c, "error") // still open, still refused
+	if got := metricValues(t, s, "crease_client_errors_total")[`code="forbidden"`]; got != 5 {
+		t.Errorf("client_errors{forbidden} = %v, want 5", got)
+	}
+	if got := metricValues(t, s, "crease_disconnects_total")[`reason="policy"`]; got != 0 {
+		t.Errorf("disconnects{policy} = %v, want 0: nothing is closed for a forbidden match", got)
 	}
 }
 
+// The op bucket (issue 13 item 3), on the connection clock so that the test decides
+// when time passes: 20 ops/s, a burst of twice the subscription limit (32), refused ops
+// answered `rate_limited` with their match, and 1008 only for a flood.
 func TestOpRateLimit(t *testing.T) {
-	const rate = 5
-	s := servertest.Run(t, server.Options{Shard: shard.Options{OpsPerSecond: rate}})
-
-	// Slightly over the rate: refused with `error` rate_limited, the connection stays.
-	c := dial(t, s, "")
+	clock := servertest.NewClock()
+	s := servertest.Run(t, server.Options{Shard: shard.Options{Now: clock.Now}})
+	matches := make([]string, 16)
+	for i := range matches {
+		matches[i] = fmt.Sprintf("a%d", i)
+	}
+	// 16 subscriptions at connect time (no ops), then all 16 swapped at once: 32 ops,
+	// all within the burst.
+	c := dial(t, s, "match="+strings.Join(matches, ","))
 	expect(t, c, "hello")
-	waitSecondStart()
-	for range rate + 2 {
-		send(t, c, `{"op":"subscribe","match":"m1"}`)
+	for range matches {
+		expect(t, c, "subscribed")
 	}
-	var ok, limited int
-	for range rate + 2 {
-		m, data := read(t, c)
-		switch {
-		case m.Type == "subscribed":
-			ok++
-		case m.Type == "error" && m.Code == "rate_limited":
-			limited++
-		default:
-			t.Fatalf("unexpected %s", data)
+	for i, m := range matches {
+		send(t, c, `{"op":"unsubscribe","match":"`+m+`"}`)
+		send(t, c, fmt.Sprintf(`{"op":"subscribe","match":"b%d"}`, i))
+	}
+	for i := range matches {
+		if m := expect(t, c, "subscribed"); m.Match != fmt.Sprintf("b%d", i) {
+			t.Fatalf("swap %d: %+v", i, m)
 		}
 	}
-	if ok != rate || limited != 2 {
-		t.Fatalf("%d subscribed, %d rate_limited; want %d and 2", ok, limited, rate)
+	// The 33rd op at the same instant is refused, naming its match; the connection stays.
+	send(t, c, `{"op":"subscribe","match":"b0"}`)
+	if m := expect(t, c, "error"); m.Code != "rate_limited" || m.Match != "b0" || !strings.Contains(m.Message, "20 ops per second (burst 32)") {
+		t.Fatalf("33rd op: %+v", m)
 	}
-	time.Sleep(1100 * time.Millisecond) // a new second: the budget is back
-	send(t, c, `{"op":"subscribe","match":"m1"}`)
+	// The refused op cost an interval too: after two intervals (100 ms) one op passes.
+	clock.Advance(100 * time.Millisecond)
+	send(t, c, `{"op":"subscribe","match":"b1"}`)
 	expect(t, c, "subscribed")
-
-	// Far over the rate (a flood): rate_limited first, then closed with 1008.
-	f := dial(t, s, "")
-	expect(t, f, "hello")
-	for range 8 * rate {
-		if err := f.WriteMessage(websocket.TextMessage, []byte(`{"op":"unsubscribe","match":"x"}`)); err != nil {
-			break // closed under us: fine, the close code is read below
+	// A client that keeps sending at the same instant: refused 31 times (the burst's
+	// worth of debt), then closed with 1008 as a flood.
+	for range 40 {
+		if err := c.WriteMessage(websocket.TextMessage, []byte(`{"op":"unsubscribe","match":"x"}`)); err != nil {
+			break // closed under us: the close code is read below
 		}
 	}
-	code, seen := authCloseCode(t, f)
+	code, seen := authCloseCode(t, c)
 	if code != 1008 {
 		t.Fatalf("flood: close %d, want 1008", code)
 	}
-	limited = 0
+	limited := 0
 	for _, m := range seen {
-		if m.Type == "error" && m.Code == "rate_limited" {
-			limited++
+		if m.Type != "error" || m.Code != "rate_limited" || m.Match != "x" {
+			t.Fatalf("flood: unexpected %+v", m)
+		}
+		limited++
+	}
+	if limited != 31 {
+		t.Fatalf("flood: %d rate_limited before the close, want 31", limited)
+	}
+	servertest.Eventually(t, 5*time.Second, func() error {
+		if got := metricValues(t, s, "crease_disconnects_total")[`reason="op_flood"`]; got != 1 {
+			return fmt.Errorf("disconnects{op_flood} = %v, want 1", got)
+		}
+		return nil
+	})
+
+	// A client at exactly the sustained rate is never refused, however long it goes on.
+	steady := dial(t, s, "")
+	expect(t, steady, "hello")
+	for i := range 200 {
+		clock.Advance(50 * time.Millisecond)
+		send(t, steady, fmt.Sprintf(`{"op":"subscribe","match":"s%d"}`, i%16))
+		if m := expect(t, steady, "subscribed"); m.Match != fmt.Sprintf("s%d", i%16) {
+			t.Fatalf("steady op %d: %+v", i, m)
 		}
 	}
-	if limited == 0 {
-		t.Fatalf("flood: no rate_limited error before the close: %+v", seen)
-	}
-	if got := metricValues(t, s, "crease_disconnects_total")[`reason="policy"`]; got != 1 {
-		t.Errorf("disconnects{policy} = %v, want 1", got)
-	}
-}
-
-// waitSecondStart sleeps to just after a wall-clock second starts, so that a burst of a
-// few ops falls in one rate-limit window.
-func waitSecondStart() {
-	now := time.Now()
-	time.Sleep(now.Truncate(time.Second).Add(time.Second + 20*time.Millisecond).Sub(now))
 }
 
 func TestSizeLimits(t *testing.T) {

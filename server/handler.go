@@ -1,15 +1,14 @@
 package server
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
+	"time"
 
 	"github.com/panjf2000/gnet/v2"
 
-	"crease/bus"
 	"crease/codec"
 	"crease/shard"
 )
@@ -36,6 +35,9 @@ func (h *handler) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 		return nil, gnet.Close
 	}
 	sh := h.s.shardFor(gc.EventLoop())
+	if isLoopProbe(gc) {
+		return nil, gnet.Close // opened only so that this loop has its shard (reachEveryLoop)
+	}
 	gc.SetContext(sh.Open(gc))
 	return nil, gnet.None
 }
@@ -44,6 +46,9 @@ func (h *handler) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 func (h *handler) OnClose(gc gnet.Conn, _ error) gnet.Action {
 	if gc.LocalAddr() != nil && gc.LocalAddr().Network() == "unix" {
 		return gnet.None // the start-up probe: never counted in open
+	}
+	if isLoopProbe(gc) {
+		return gnet.None
 	}
 	h.s.open.Add(-1)
 	if c, ok := gc.Context().(*shard.Conn); ok {
@@ -102,8 +107,8 @@ func (s *Server) handshake(sh *shard.Shard, c *shard.Conn) bool {
 	_, _ = gc.Write(resp)
 	s.m.handshakes.WithLabelValues("ok").Inc()
 	sh.Upgraded(c)
-	if allowed, ok := s.tokenMatches(req); ok {
-		c.SetAllowed(allowed)
+	if claims, ok := req.Auth.(*tokenClaims); ok {
+		c.SetToken(claims.Matches, claims.ExpiresAt.Time)
 	}
 	sh.Send(c, s.hello)
 	for _, m := range req.Matches {
@@ -137,7 +142,8 @@ func (s *Server) helloJSON() []byte {
 	b = append(b, `{"type":"hello","node":`...)
 	b = strconv.AppendQuote(b, s.opts.Node)
 	b = append(b, `,"heartbeat_s":`...)
-	b = strconv.AppendInt(b, int64(s.opts.Shard.Heartbeat.Seconds()), 10)
+	// A whole number of seconds: shard.Options refuses any other heartbeat.
+	b = strconv.AppendInt(b, int64(s.opts.Shard.Heartbeat/time.Second), 10)
 	return append(b, '}')
 }
 
@@ -166,7 +172,7 @@ func (s *Server) readFrames(sh *shard.Shard, c *shard.Conn) {
 		case codec.EventText:
 			s.handleOp(sh, c, ev.Payload)
 		case codec.EventBinary:
-			s.sendError(sh, c, "bad_request", "binary messages are not accepted; send JSON text")
+			s.sendError(sh, c, codeBadRequest, "", "binary messages are not accepted; send JSON text")
 		case codec.EventPing:
 			sh.Send(c, shard.ControlRaw(codec.PongFrame(ev.Payload)))
 		case codec.EventClose:
@@ -185,81 +191,67 @@ func (s *Server) readFrames(sh *shard.Shard, c *shard.Conn) {
 	}
 }
 
-type clientOp struct {
-	Op    string          `json:"op"`
-	Match json.RawMessage `json:"match"`
-}
+// Error codes of PROTOCOL.md sent besides parseOp's.
+const (
+	codeTooManySubs  = "too_many_subscriptions"
+	codeForbidden    = "forbidden"
+	codeRateLimited  = "rate_limited"
+	codeUnauthorized = "unauthorized"
+	codeTokenExpired = "token_expired"
+)
 
-// parseOp decodes one client message (PROTOCOL.md "Messages, client to server"). It
-// returns the op ("subscribe" or "unsubscribe") and a valid match id, or the `error`
-// code and message to answer with. It is pure, for FuzzClientOp.
-func parseOp(payload []byte) (op, match, code, message string) {
-	var o clientOp
-	if err := json.Unmarshal(payload, &o); err != nil {
-		return "", "", "bad_request", "message is not a JSON object"
-	}
-	switch o.Op {
-	case "subscribe", "unsubscribe":
-	case "":
-		return "", "", "bad_request", `missing "op"`
-	default:
-		return "", "", "unknown_op", fmt.Sprintf("unknown op %.40q", o.Op)
-	}
-	if len(o.Match) == 0 || json.Unmarshal(o.Match, &match) != nil || !bus.ValidMatchID(match) {
-		return "", "", "bad_request", `"match" must be 1 to 64 characters of A-Z a-z 0-9 _ -`
-	}
-	return o.Op, match, "", ""
-}
-
-// handleOp answers one client message.
+// handleOp answers one client message. The op bucket is spent before anything else,
+// bad messages included; the op is parsed first only so that `rate_limited` can name
+// its match.
 func (s *Server) handleOp(sh *shard.Shard, c *shard.Conn, payload []byte) {
+	op, code, message := parseOp(payload)
 	switch sh.AllowOp(c) {
 	case shard.OpRefused:
-		s.sendError(sh, c, "rate_limited", "too many messages; slow down")
+		s.sendError(sh, c, codeRateLimited, op.Match, "over "+s.opRateText()+"; slow down")
 		return
-	case shard.OpAbuse:
-		sh.Close(c, shard.ReasonPolicy)
+	case shard.OpFlood:
+		s.log.Debug("client op flood", "loop", sh.Index())
+		sh.Close(c, shard.ReasonOpFlood)
 		return
 	}
-	op, match, code, message := parseOp(payload)
 	if code != "" {
-		s.sendError(sh, c, code, message)
+		s.sendError(sh, c, code, "", message)
 		return
 	}
-	if op == "unsubscribe" {
-		sh.Unsubscribe(c, match)
-		return
+	switch op.Op {
+	case "unsubscribe":
+		sh.Unsubscribe(c, op.Match)
+	case "subscribe":
+		s.subscribe(sh, c, op.Match)
+	case "auth":
+		s.handleAuth(sh, c, op.Token)
 	}
-	s.subscribe(sh, c, match)
+}
+
+// opRateText describes the op limit for `rate_limited` messages.
+func (s *Server) opRateText() string {
+	return strconv.FormatFloat(s.opts.Shard.OpRate, 'g', -1, 64) + " ops per second (burst " +
+		strconv.Itoa(s.opts.Shard.OpBurst) + ")"
 }
 
 func (s *Server) subscribe(sh *shard.Shard, c *shard.Conn, match string) {
 	if !c.Allowed(match) {
-		s.log.Debug("subscription outside the token's matches", "match", match)
-		sh.Close(c, shard.ReasonPolicy)
+		s.sendError(sh, c, codeForbidden, match, "the token does not allow match "+match)
 		return
 	}
 	switch sh.Subscribe(c, match) {
 	case shard.SubTooMany:
-		s.sendError(sh, c, "too_many_subscriptions",
+		s.sendError(sh, c, codeTooManySubs, match,
 			"at most "+strconv.Itoa(s.opts.Shard.MaxSubscriptions)+" subscriptions per connection")
 	default:
 		sh.Send(c, sh.Subscribed(match))
 	}
 }
 
-func (s *Server) sendError(sh *shard.Shard, c *shard.Conn, code, msg string) {
+// sendError answers a refused request with `error`; match is "" when none is concerned.
+func (s *Server) sendError(sh *shard.Shard, c *shard.Conn, code, match, msg string) {
 	s.m.clientErrors.WithLabelValues(code).Inc()
-	sh.Send(c, shard.ControlText(shard.ErrorJSON(code, msg)))
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
+	sh.Send(c, shard.ControlText(shard.ErrorJSON(code, match, msg)))
 }
 
 // gnetLogger routes gnet's logs to slog.

@@ -38,6 +38,11 @@ func (s *Server) httpHandler() http.Handler {
 	mux.HandleFunc("GET /v1/matches", s.serveMatches)
 	mux.HandleFunc("GET /v1/matches/{id}", s.serveSnapshot)
 	mux.HandleFunc("GET /config.json", s.serveConfig)
+	if s.opts.PublishAPI != nil {
+		// The writes under /v1/matches/ (PUT, POST, PATCH); the GETs above are more
+		// specific and stay the gateway's.
+		mux.Handle("/v1/matches/", s.opts.PublishAPI)
+	}
 	if s.opts.Pprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)

@@ -4,46 +4,61 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
-	"time"
 	"unicode/utf8"
 
-	"github.com/golang-jwt/jwt/v5"
-
 	"crease/bus"
-	"crease/codec"
 	"crease/shard"
 )
 
-// A token that no longer parses when the connection is enrolled (it expired between the
-// handshake check and the enrolment) must allow no match, not every match. It used to
-// fail open: tokenMatches returned (nil, false), "no restriction".
-func TestTokenMatchesFailsClosed(t *testing.T) {
-	secret := []byte("s")
-	s := &Server{opts: Options{JWTSecret: secret}}
-	sign := func(c jwt.MapClaims) string {
-		tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString(secret)
-		if err != nil {
-			t.Fatal(err)
+// Each refusal says what is wrong in the client's terms (issue 13: `{"op":1}` used to be
+// answered "not a JSON object").
+func TestParseOpMessages(t *testing.T) {
+	for _, tc := range []struct{ in, code, message string }{
+		{`{"op":1}`, "bad_request", `"op" must be a string, not a number`},
+		{`{"op":null,"match":"m1"}`, "bad_request", `"op" must be a string, not null`},
+		{`{"op":["subscribe"]}`, "bad_request", `"op" must be a string, not an array`},
+		{`{"op":""}`, "bad_request", `"op" must not be empty`},
+		{`{"match":"m1"}`, "bad_request", `missing "op"`},
+		{`{"OP":"subscribe","match":"m1"}`, "bad_request", `missing "op"`},
+		{`[{"op":"subscribe"}]`, "bad_request", "message must be a JSON object, not an array"},
+		{`"subscribe"`, "bad_request", "message must be a JSON object, not a string"},
+		{` 42 `, "bad_request", "message must be a JSON object, not a number"},
+		{`null`, "bad_request", "message must be a JSON object, not null"},
+		{`{"op":"subscribe","match":"m1"`, "bad_request", "message is not valid JSON"},
+		{`subscribe m1`, "bad_request", "message is not valid JSON"},
+		{`{"op":"subscribe"}`, "bad_request", `missing "match"`},
+		{`{"op":"subscribe","match":7}`, "bad_request", `"match" must be a string, not a number`},
+		{`{"op":"unsubscribe","match":{"id":"m1"}}`, "bad_request", `"match" must be a string, not an object`},
+		{`{"op":"subscribe","match":"bad id!"}`, "bad_request", `"match" must be 1 to 64 characters of A-Z a-z 0-9 _ -`},
+		{`{"op":"auth"}`, "bad_request", `missing "token"`},
+		{`{"op":"auth","token":true}`, "bad_request", `"token" must be a string, not a boolean`},
+		{`{"op":"auth","token":""}`, "bad_request", `"token" must not be empty`},
+		{`{"op":"dance","match":"m1"}`, "unknown_op", `unknown op "dance"; the ops are subscribe, unsubscribe and auth`},
+	} {
+		op, code, message := parseOp([]byte(tc.in))
+		if code != tc.code || message != tc.message || op != (clientOp{}) {
+			t.Errorf("%s: %q %q %+v, want %q %q", tc.in, code, message, op, tc.code, tc.message)
 		}
-		return tok
 	}
-	expired := sign(jwt.MapClaims{"exp": time.Now().Add(-time.Hour).Unix(), "matches": []string{"m1"}})
-	if allow, ok := s.tokenMatches(codec.Request{Token: expired}); !ok || allow == nil || len(allow) != 0 {
-		t.Fatalf("expired token: allow %v ok %v, want an empty list (nothing allowed)", allow, ok)
-	}
-	valid := sign(jwt.MapClaims{"exp": time.Now().Add(time.Hour).Unix(), "matches": []string{"m1"}})
-	if allow, ok := s.tokenMatches(codec.Request{Token: valid}); !ok || len(allow) != 1 || allow[0] != "m1" {
-		t.Fatalf("valid token: allow %v ok %v", allow, ok)
-	}
-	open := sign(jwt.MapClaims{"exp": time.Now().Add(time.Hour).Unix()})
-	if allow, ok := s.tokenMatches(codec.Request{Token: open}); ok || allow != nil {
-		t.Fatalf("token without matches: allow %v ok %v, want any match", allow, ok)
+	for _, tc := range []struct {
+		in   string
+		want clientOp
+	}{
+		{`{"op":"subscribe","match":"m1"}`, clientOp{Op: "subscribe", Match: "m1"}},
+		{` {"match":"m-1_x","op":"unsubscribe","extra":[1]} `, clientOp{Op: "unsubscribe", Match: "m-1_x"}},
+		{`{"op":"subscribe","match":"m1","since":{"epoch":"k3x9","seq":41}}`, clientOp{Op: "subscribe", Match: "m1"}},
+		{`{"op":"auth","token":"a.b.c"}`, clientOp{Op: "auth", Token: "a.b.c"}},
+	} {
+		if op, code, message := parseOp([]byte(tc.in)); op != tc.want || code != "" {
+			t.Errorf("%s: %+v %q %q, want %+v", tc.in, op, code, message, tc.want)
+		}
 	}
 }
 
 // FuzzClientOp fuzzes the decoding of client messages (parseOp): it never panics, it
-// accepts exactly the two ops with a valid match id, every refusal has a PROTOCOL.md
-// code, and the `error` frame it turns into is valid JSON.
+// accepts exactly subscribe and unsubscribe with a valid match id and auth with a
+// token, every refusal has a PROTOCOL.md code, and the `error` frame it turns into is
+// valid JSON.
 func FuzzClientOp(f *testing.F) {
 	for _, s := range []string{
 		`{"op":"subscribe","match":"m123"}`,
@@ -59,37 +74,52 @@ func FuzzClientOp(f *testing.F) {
 		`{"op":"subscribe","match":"a","match":"b"}`,
 		`[1,2]`, `null`, `"x"`, ``, `{`, `not json`,
 		`{"op":"subscribe","match":"` + strings.Repeat("x", 65) + `"}`,
+		`{"op":1}`, `{"op":"auth","token":"a.b.c"}`, `{"op":"auth"}`, `{"op":"auth","token":""}`,
+		`{"op":"auth","token":7}`, `{"op":"subscribe","match":"m1","since":{"epoch":"e","seq":1}}`,
 	} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, payload []byte) {
-		op, match, code, message := parseOp(payload)
+		op, code, message := parseOp(payload)
 		switch code {
 		case "":
-			if op != "subscribe" && op != "unsubscribe" {
-				t.Fatalf("accepted op %q", op)
-			}
-			if !bus.ValidMatchID(match) {
-				t.Fatalf("accepted match %q", match)
+			switch op.Op {
+			case "subscribe", "unsubscribe":
+				if !bus.ValidMatchID(op.Match) || op.Token != "" {
+					t.Fatalf("accepted %+v", op)
+				}
+			case "auth":
+				if op.Token == "" || op.Match != "" {
+					t.Fatalf("accepted %+v", op)
+				}
+			default:
+				t.Fatalf("accepted op %q", op.Op)
 			}
 			if message != "" {
 				t.Fatalf("accepted with message %q", message)
 			}
 			// What was accepted survives a round trip.
-			again, _ := json.Marshal(map[string]string{"op": op, "match": match})
-			if op2, match2, code2, _ := parseOp(again); op2 != op || match2 != match || code2 != "" {
-				t.Fatalf("round trip of %s: %q %q %q", again, op2, match2, code2)
+			m := map[string]string{"op": op.Op}
+			if op.Match != "" {
+				m["match"] = op.Match
+			}
+			if op.Token != "" {
+				m["token"] = op.Token
+			}
+			again, _ := json.Marshal(m)
+			if op2, code2, _ := parseOp(again); op2 != op || code2 != "" {
+				t.Fatalf("round trip of %s: %+v %q", again, op2, code2)
 			}
 		case "bad_request", "unknown_op":
-			if op != "" || match != "" {
-				t.Fatalf("refused %q but returned op %q match %q", code, op, match)
+			if op != (clientOp{}) {
+				t.Fatalf("refused %q but returned %+v", code, op)
 			}
 			if message == "" || len(message) > 512 || !utf8.ValidString(message) {
 				t.Fatalf("message %q", message)
 			}
-			frame := shard.ErrorJSON(code, message)
-			var e struct{ Type, Code, Message string }
-			if err := json.Unmarshal(frame, &e); err != nil || e.Type != "error" || e.Code != code || e.Message != message {
+			frame := shard.ErrorJSON(code, "m1", message)
+			var e struct{ Type, Code, Match, Message string }
+			if err := json.Unmarshal(frame, &e); err != nil || e.Type != "error" || e.Code != code || e.Match != "m1" || e.Message != message {
 				t.Fatalf("error frame %s: %v %+v", frame, err, e)
 			}
 		default:

@@ -78,6 +78,9 @@ type Options struct {
 
 	Page  http.Handler // served at / (the scoreboard page); nil: a plain text answer
 	Pprof bool         // net/http/pprof under /debug/pprof/
+	// PublishAPI, when set, serves the writes under /v1/matches/ on the HTTP listener
+	// (the publish API of package publish, with the embedded bus); nil: none.
+	PublishAPI http.Handler
 
 	TickInterval time.Duration
 	// ViewerInterval is how often the per-match viewer counts are handed to a bus that

@@ -149,7 +149,11 @@ func (s *Server) Start(ctx context.Context) error {
 		}
 		probe.Close()
 	}
+	if err == nil {
+		err = s.reachEveryLoop()
+	}
 	if err != nil {
+		s.engine.Stop(context.Background())
 		ln.Close()
 		httpLn.Close()
 		return fmt.Errorf("server: starting event loops: %w", err)
@@ -196,38 +200,6 @@ func (s *Server) Conns() int64 {
 		}
 	}
 	return n
-}
-
-// shardFor returns (creating on first use) the shard of a loop. It runs on that loop.
-func (s *Server) shardFor(loop gnet.EventLoop) *shard.Shard {
-	s.shardsMu.Lock()
-	defer s.shardsMu.Unlock()
-	if sh := s.byLoop[loop]; sh != nil {
-		return sh
-	}
-	idx := int(s.nShards.Load())
-	sh := shard.New(idx, loop, s.opts.Shard, shard.Hooks{
-		Interest: s.dispatch.interest,
-		Closed:   s.connClosed,
-	}, s.m.loop(idx))
-	s.byLoop[loop] = sh
-	s.shards[idx].Store(sh)
-	s.nShards.Add(1)
-	return sh
-}
-
-func (s *Server) eachShard(fn func(*shard.Shard)) {
-	n := int(s.nShards.Load())
-	for i := 0; i < n; i++ {
-		if sh := s.shards[i].Load(); sh != nil {
-			fn(sh)
-		}
-	}
-}
-
-// onLoop runs fn on sh's loop.
-func onLoop(sh *shard.Shard, fn func()) {
-	_ = sh.Loop().Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error { fn(); return nil }))
 }
 
 func (s *Server) connClosed(_ *shard.Conn, reason shard.CloseReason) {

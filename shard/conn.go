@@ -28,9 +28,8 @@ type Conn struct {
 	Reader codec.Reader // client frame parser, used by the server on this loop
 	pos    int32        // index in Shard.all
 	pos0   int32        // index of c in sub0.conns
-	seen   uint16       // shard clock seconds (mod 2^16) of the last bytes received; open time during the handshake
-	opsAt  uint16       // shard clock second (mod 2^16) the op tokens belong to
-	ops    int16        // client-op tokens left in that second
+	tat    uint32       // op bucket: connection clock µs (mod 2^32) of the next op at the sustained rate (oprate.go)
+	seen   uint16       // connection clock quarter seconds (mod 2^16) of the last bytes received; open time during the handshake
 	state  uint8
 	reason CloseReason
 }
@@ -39,21 +38,17 @@ type Conn struct {
 type connExt struct {
 	more  []subRef // subscriptions beyond the first
 	allow []string // matches a token allows; nil: any
+	exp   int64    // the token's expiry, Unix ms of Options.Now; 0: none (token.go)
 }
+
+// empty reports whether nothing is left in e.
+func (e *connExt) empty() bool { return e.more == nil && e.allow == nil && e.exp == 0 }
 
 // State returns the connection state.
 func (c *Conn) State() uint8 { return c.state }
 
 // Net returns the gnet connection. It must not be used once State is StateClosed.
 func (c *Conn) Net() gnet.Conn { return c.gc }
-
-// SetAllowed restricts c to the matches a token allows.
-func (c *Conn) SetAllowed(matches []string) {
-	if c.ext == nil {
-		c.ext = &connExt{}
-	}
-	c.ext.allow = matches
-}
 
 // Allowed reports whether c may subscribe to match.
 func (c *Conn) Allowed(match string) bool {
@@ -78,6 +73,13 @@ func (c *Conn) Subscriptions() int {
 		n += len(c.ext.more)
 	}
 	return n
+}
+
+// Matches returns the matches c is subscribed to, in no particular order.
+func (c *Conn) Matches() []string {
+	var out []string
+	c.eachSub(func(r subRef) { out = append(out, r.s.match) })
+	return out
 }
 
 // Subscribed reports whether c is subscribed to match.
@@ -142,7 +144,7 @@ func (c *Conn) removeSub(i int) {
 	c.ext.more = more[:last-1]
 	if len(c.ext.more) == 0 {
 		c.ext.more = nil
-		if c.ext.allow == nil {
+		if c.ext.empty() {
 			c.ext = nil
 		}
 	}

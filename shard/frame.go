@@ -67,11 +67,15 @@ func SubscribedJSON(match string) []byte {
 	return append(b, '}')
 }
 
-// ErrorJSON is an `error` message.
-func ErrorJSON(code, message string) []byte {
-	b := make([]byte, 0, 48+len(code)+len(message))
+// ErrorJSON is an `error` message; match is "" when the error concerns no match.
+func ErrorJSON(code, match, message string) []byte {
+	b := make([]byte, 0, 64+len(code)+len(match)+len(message))
 	b = append(b, `{"type":"error","code":`...)
 	b = strconv.AppendQuote(b, code)
+	if match != "" {
+		b = append(b, `,"match":`...)
+		b = strconv.AppendQuote(b, match)
+	}
 	b = append(b, `,"message":`...)
 	b = strconv.AppendQuote(b, message)
 	return append(b, '}')

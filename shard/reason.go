@@ -1,5 +1,7 @@
 package shard
 
+import "crease/codec"
+
 // CloseReason is why a connection ended. It maps to the WebSocket close code sent and is
 // the label of crease_disconnects_total.
 type CloseReason uint8
@@ -13,11 +15,13 @@ const (
 	ReasonProtocol                            // protocol error: 1002
 	ReasonBadUTF8                             // invalid UTF-8 in a text message: 1007
 	ReasonTooBig                              // message too large: 1009
-	ReasonPolicy                              // bad origin or token after the upgrade, or op abuse: 1008
+	ReasonPolicy                              // a policy violation the frame reader found: 1008
 	ReasonSlow                                // could not keep up for too long: 4008
-	ReasonIdle                                // nothing arrived for 3 heartbeats: 1001
+	ReasonIdle                                // nothing arrived for 3 heartbeats: 4000
 	ReasonHandshakeTimeout                    // handshake not complete within the deadline (no frame)
 	ReasonHandshakeRefused                    // refused with an HTTP status before the upgrade (no frame)
+	ReasonOpFlood                             // went on sending far over the op rate after rate_limited: 1008
+	ReasonTokenExpired                        // the token expired and no auth op replaced it: 4001
 	numReasons
 )
 
@@ -34,18 +38,22 @@ var reasonNames = [numReasons]string{
 	ReasonIdle:             "idle_timeout",
 	ReasonHandshakeTimeout: "handshake_timeout",
 	ReasonHandshakeRefused: "handshake_refused",
+	ReasonOpFlood:          "op_flood",
+	ReasonTokenExpired:     "token_expired",
 }
 
 var reasonCodes = [numReasons]uint16{
-	ReasonNormal:   1000,
-	ReasonShutdown: 1001,
-	ReasonDrain:    1012,
-	ReasonProtocol: 1002,
-	ReasonBadUTF8:  1007,
-	ReasonTooBig:   1009,
-	ReasonPolicy:   1008,
-	ReasonSlow:     4008,
-	ReasonIdle:     1001,
+	ReasonNormal:       1000,
+	ReasonShutdown:     1001,
+	ReasonDrain:        1012,
+	ReasonProtocol:     1002,
+	ReasonBadUTF8:      1007,
+	ReasonTooBig:       1009,
+	ReasonPolicy:       1008,
+	ReasonSlow:         codec.CloseSlowConsumer,
+	ReasonIdle:         codec.CloseIdle,
+	ReasonOpFlood:      codec.ClosePolicy,
+	ReasonTokenExpired: codec.CloseTokenExpired,
 }
 
 // String returns the metric label of r.

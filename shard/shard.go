@@ -2,7 +2,6 @@ package shard
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync/atomic"
 	"time"
@@ -13,137 +12,20 @@ import (
 	"crease/codec"
 )
 
-// Defaults of Options.
-const (
-	DefaultBudget           = 64 << 10
-	DefaultStallLimit       = 5 * time.Second
-	DefaultCutLimit         = 30 * time.Second
-	DefaultMaxSubscriptions = 16
-	DefaultShedLag          = 50 * time.Millisecond
-	DefaultInboxBytes       = 8 << 20
-	DefaultHeartbeat        = 20 * time.Second
-	DefaultHandshakeTimeout = 5 * time.Second
-	DefaultOpsPerSecond     = 20
-	DefaultFlushSlice       = 500 * time.Microsecond
-	DefaultCloseLinger      = 5 * time.Second
-	// DefaultSendBuffer is SO_SNDBUF for accepted sockets (the kernel doubles it for
-	// its bookkeeping): room for a burst of small frames, small enough that a stalled
-	// peer shows up as blocked to the OutboundBudget quickly.
-	DefaultSendBuffer = 64 << 10
-
-	minFreeQueues = 64
-)
-
-// Sentinel errors of Options.Validate.
-var (
-	ErrBudget     = errors.New("shard: budget must be at least 4 KiB")
-	ErrLimits     = errors.New("shard: stall limit must be > 0 and below the cut limit")
-	ErrHeartbeat  = errors.New("shard: heartbeat must be between 1s and 3h")
-	ErrMaxSubs    = errors.New("shard: max subscriptions must be at least 1")
-	ErrInboxBytes = errors.New("shard: inbox bytes must be at least 64 KiB")
-	ErrSendBuffer = errors.New("shard: send buffer must be > 0, or -1 for the kernel's autotuning")
-	ErrLinger     = errors.New("shard: close linger must not be negative")
-)
-
-// Options configures every shard of a gateway. Zero fields take the defaults.
-type Options struct {
-	Budget           int           // OutboundBudget: bytes queued per connection (ours + gnet's) before deltas are shed
-	SoftWatermark    int           // over it, queued events are dropped; default Budget/2
-	StallLimit       time.Duration // a socket full this long: deltas shed, resync queued
-	CutLimit         time.Duration // a socket full this long: closed with 4008
-	MaxSubscriptions int
-	ShedLag          time.Duration // loop lag over it: events dropped at dispatch
-	InboxBytes       int           // bytes of frames queued for one loop before they are refused
-	Heartbeat        time.Duration // ping interval; 3x without traffic closes
-	HandshakeTimeout time.Duration
-	OpsPerSecond     int // client ops allowed per second per connection
-	// FlushSlice bounds one stretch of socket writes on the loop. A fan-out to thousands
-	// of sockets is cut into slices, each continued by a task queued behind whatever
-	// else waits (reads, probes, ticks), so the loop's lag stays near one slice.
-	FlushSlice time.Duration
-	// SendBuffer is the kernel send buffer (SO_SNDBUF) the server sets on each accepted
-	// socket (0: DefaultSendBuffer; -1 leaves the kernel's autotuning). The Budget
-	// bounds only what the gateway holds: with autotuning (tcp_wmem up to 4 MiB here) a
-	// socket whose peer stopped reading takes ~2.8 MB of kernel memory before the
-	// gateway sees it blocked at all, so 15,000 stalled clients could pin 40 GB.
-	SendBuffer int
-	// CloseLinger is how long a connection cut as a slow consumer keeps its socket so
-	// that the client, if it reads again, gets what the socket holds and the 4008 close
-	// frame. It is closed gracefully once the peer has acknowledged everything, or reset
-	// when CloseLinger passes: a graceful close of a full socket would leave an orphan
-	// probing a zero window for minutes, holding its buffer, while a client that resumes
-	// reading could wait tens of seconds for the kernel's next probe.
-	CloseLinger time.Duration
-}
-
-// WithDefaults fills zero fields and validates.
-func (o Options) WithDefaults() (Options, error) {
-	if o.Budget == 0 {
-		o.Budget = DefaultBudget
-	}
-	if o.SoftWatermark == 0 {
-		o.SoftWatermark = o.Budget / 2
-	}
-	if o.StallLimit == 0 {
-		o.StallLimit = DefaultStallLimit
-	}
-	if o.CutLimit == 0 {
-		o.CutLimit = DefaultCutLimit
-	}
-	if o.MaxSubscriptions == 0 {
-		o.MaxSubscriptions = DefaultMaxSubscriptions
-	}
-	if o.ShedLag == 0 {
-		o.ShedLag = DefaultShedLag
-	}
-	if o.InboxBytes == 0 {
-		o.InboxBytes = DefaultInboxBytes
-	}
-	if o.Heartbeat == 0 {
-		o.Heartbeat = DefaultHeartbeat
-	}
-	if o.HandshakeTimeout == 0 {
-		o.HandshakeTimeout = DefaultHandshakeTimeout
-	}
-	if o.OpsPerSecond == 0 {
-		o.OpsPerSecond = DefaultOpsPerSecond
-	}
-	if o.SendBuffer == 0 {
-		o.SendBuffer = DefaultSendBuffer
-	}
-	if o.FlushSlice == 0 {
-		o.FlushSlice = DefaultFlushSlice
-	}
-	if o.CloseLinger == 0 {
-		o.CloseLinger = DefaultCloseLinger
-	}
-	switch {
-	case o.Budget < 4<<10 || o.SoftWatermark <= 0 || o.SoftWatermark > o.Budget:
-		return o, ErrBudget
-	case o.StallLimit <= 0 || o.CutLimit <= o.StallLimit:
-		return o, ErrLimits
-	case o.Heartbeat < time.Second || o.Heartbeat > 3*time.Hour:
-		return o, ErrHeartbeat
-	case o.MaxSubscriptions < 1:
-		return o, ErrMaxSubs
-	case o.InboxBytes < 64<<10:
-		return o, ErrInboxBytes
-	case o.SendBuffer < -1:
-		return o, ErrSendBuffer
-	case o.CloseLinger < 0:
-		return o, ErrLinger
-	}
-	return o, nil
-}
-
 // Hooks are the shard's calls back into the gateway. They run on the loop and must not
 // block.
 type Hooks struct {
 	// Interest is called when this shard gets its first subscriber of match (on) or
 	// loses its last (off).
 	Interest func(shard int, match string, on bool)
-	// Closed is called once per upgraded connection when it ends.
+	// Closed is called once per upgraded connection when it ends, and for a handshake
+	// closed at its deadline (ReasonHandshakeTimeout); not for a handshake refused with
+	// an HTTP status, which the gateway counts as it refuses.
 	Closed func(c *Conn, reason CloseReason)
+	// TokenExpired is called by the sweep for an open connection whose token has
+	// expired; it sends the `error` token_expired. The shard then closes c with 4001
+	// (ReasonTokenExpired) unless the hook closed it already.
+	TokenExpired func(c *Conn)
 }
 
 // SubResult is the outcome of Subscribe.
@@ -184,6 +66,10 @@ type Shard struct {
 	ticks   int64
 	drainFn gnet.RunnableFunc
 
+	connEpoch time.Time     // Options.Now at creation: the connection clock's zero (clock.go)
+	nextSweep time.Duration // connection clock of the next sweepConns
+	ops       opBucket
+
 	freeLow      int  // fewest queues on s.free during the current second
 	dirtyNext    int  // s.dirty[:dirtyNext] are flushed
 	flushPending bool // a continuation of flushDirty is queued on the loop
@@ -193,6 +79,9 @@ type Shard struct {
 // New returns the shard for one event loop. idx is its position among the gateway's
 // shards (0-based), used for metric labels and interest masks.
 func New(idx int, loop gnet.EventLoop, opts Options, hooks Hooks, m *LoopMetrics) *Shard {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
 	s := &Shard{
 		idx:   idx,
 		loop:  loop,
@@ -201,6 +90,9 @@ func New(idx int, loop gnet.EventLoop, opts Options, hooks Hooks, m *LoopMetrics
 		m:     m,
 		epoch: time.Now(),
 		index: make(map[string]*Subscribers),
+
+		connEpoch: opts.Now(),
+		ops:       newOpBucket(opts.OpRate, opts.OpBurst),
 	}
 	s.inbox.limit = int64(opts.InboxBytes)
 	s.drainFn = func(context.Context) error { s.drainInbox(); return nil }
@@ -224,7 +116,6 @@ func (s *Shard) Lag() time.Duration { return time.Duration(s.lag.Load()) }
 func (s *Shard) PendingBytes() int64 { return s.pending.Load() }
 
 func (s *Shard) now() int64 { return int64(time.Since(s.epoch)) }
-func (s *Shard) sec() int32 { return int32(time.Since(s.epoch) / time.Second) }
 
 // ---- bus side: any goroutine ----
 
@@ -257,9 +148,7 @@ func (s *Shard) wake() {
 
 // Open registers a new connection (OnOpen).
 func (s *Shard) Open(gc gnet.Conn) *Conn {
-	sec := s.sec()
-	c := &Conn{gc: gc, pos: int32(len(s.all)), seen: uint16(sec), state: StateHandshake,
-		ops: int16(s.opts.OpsPerSecond), opsAt: uint16(sec)}
+	c := &Conn{gc: gc, pos: int32(len(s.all)), seen: s.quarters(), state: StateHandshake, tat: s.micros()}
 	s.all = append(s.all, c)
 	return c
 }
@@ -272,35 +161,7 @@ func (s *Shard) Upgraded(c *Conn) {
 }
 
 // Touch records that bytes arrived from c.
-func (s *Shard) Touch(c *Conn) { c.seen = uint16(s.sec()) }
-
-// OpResult is the outcome of AllowOp.
-type OpResult uint8
-
-// AllowOp outcomes.
-const (
-	OpOK      OpResult = iota
-	OpRefused          // over the rate: answer `error`
-	OpAbuse            // far over the rate: close with 1008
-)
-
-// AllowOp spends one client-op token of the current second. A connection that keeps
-// sending after being refused as many times again is abusive.
-func (s *Shard) AllowOp(c *Conn) OpResult {
-	sec := s.sec()
-	if c.opsAt != uint16(sec) {
-		c.opsAt = uint16(sec)
-		c.ops = int16(s.opts.OpsPerSecond)
-	}
-	c.ops--
-	switch {
-	case c.ops >= 0:
-		return OpOK
-	case int(c.ops) >= -s.opts.OpsPerSecond:
-		return OpRefused
-	}
-	return OpAbuse
-}
+func (s *Shard) Touch(c *Conn) { c.seen = s.quarters() }
 
 // Refuse closes a connection whose handshake was refused with an HTTP status (already
 // written).
@@ -540,9 +401,9 @@ func (s *Shard) Closed(c *Conn) {
 	if wasUpgraded {
 		s.conns.Add(-1)
 		s.m.Connections.Dec()
-		if s.hooks.Closed != nil {
-			s.hooks.Closed(c, c.reason)
-		}
+	}
+	if (wasUpgraded || c.reason == ReasonHandshakeTimeout) && s.hooks.Closed != nil {
+		s.hooks.Closed(c, c.reason)
 	}
 	c.gc = nil
 }
@@ -1010,8 +871,8 @@ func (s *Shard) Counts(dst map[string]int) {
 	}
 }
 
-// Tick is the loop's periodic work (every ~50ms): retry blocked sockets, and once a
-// second send pings, enforce the heartbeat and handshake deadlines, and pace a drain.
+// Tick is the loop's periodic work (every ~50ms): retry blocked sockets, pace a drain,
+// and once a second of the connection clock sweep the connections (sweepConns).
 func (s *Shard) Tick(ping *Frame) {
 	now := s.now()
 	s.sweepBlocked(now)
@@ -1021,51 +882,25 @@ func (s *Shard) Tick(ping *Frame) {
 	s.tickDrain(now)
 	s.flushCounts() // frames written directly (writeNow) since the last tick
 	s.ticks++
-	if s.ticks%20 != 0 {
-		return
+	if s.ticks%20 == 0 {
+		s.trimFree()
 	}
-	// Queues nobody took during the last second are spare: give them back to the GC
-	// (keeping a few), so idle connections cost no queue while a shard that fans out
-	// every second keeps one per subscriber and allocates nothing per delivery.
+	if now := s.connNow(); now >= s.nextSweep {
+		s.nextSweep = now.Truncate(time.Second) + time.Second
+		s.sweepConns(ping, now)
+	}
+}
+
+// trimFree gives back the queues nobody took during the last second (about 20 ticks),
+// keeping a few: idle connections cost no queue, while a shard that fans out every
+// second keeps one per subscriber and allocates nothing per delivery.
+func (s *Shard) trimFree() {
 	if spare := s.freeLow - minFreeQueues; spare > 0 {
 		n := len(s.free) - spare
 		clear(s.free[n:])
 		s.free = s.free[:n]
 	}
 	s.freeLow = len(s.free)
-	sec := s.sec()
-	hb := int32(s.opts.Heartbeat / time.Second)
-	hsDeadline := int32((s.opts.HandshakeTimeout + time.Second - 1) / time.Second)
-	slot := int32(sec % hb)
-	for i := len(s.all) - 1; i >= 0; i-- {
-		if i >= len(s.all) {
-			continue
-		}
-		c := s.all[i]
-		switch c.state {
-		case StateHandshake:
-			if int32(uint16(sec)-c.seen) >= hsDeadline {
-				c.reason = ReasonHandshakeTimeout
-				c.state = StateClosing
-				_ = c.gc.Close()
-			}
-		case StateOpen:
-			if int32(uint16(sec)-c.seen) >= 3*hb {
-				s.Close(c, ReasonIdle)
-				continue
-			}
-			// Pings are spread over the heartbeat by position so they do not all
-			// go out in the same second.
-			if c.pos%hb == slot && ping != nil {
-				if c.out == nil && c.gc.OutboundBuffered() == 0 {
-					s.writeNow(c, ping)
-				} else {
-					s.enqueue(c, ping)
-				}
-			}
-		}
-	}
-	s.flushDirty()
 }
 
 // ---- drain ----

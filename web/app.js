@@ -27,8 +27,32 @@ const strikeRate = (runs, balls) => (balls > 0 ? ((100 * runs) / balls).toFixed(
 const economy = (runs, balls) => (balls > 0 ? ((6 * runs) / balls).toFixed(2) : "–");
 const byPos = (obj) => Object.entries(obj || {}).sort((a, b) => (a[1].pos ?? 1e9) - (b[1].pos ?? 1e9));
 
+// The token of a gateway started with --jwt-secret comes in the page's URL (?token=).
+// It is moved out of the address bar at once (it would be copied with the URL and sent
+// as a Referer) into this tab's session storage, so that a reload keeps it.
+const TOKEN_KEY = "crease.token";
+function takeToken() {
+  const params = new URLSearchParams(location.search);
+  let tok = params.get("token");
+  try {
+    if (tok) sessionStorage.setItem(TOKEN_KEY, tok);
+    else tok = sessionStorage.getItem(TOKEN_KEY);
+  } catch {
+    // storage disabled: the token lives as long as the page
+  }
+  if (params.has("token")) {
+    params.delete("token");
+    const q = params.toString();
+    history.replaceState(history.state, "", `${location.pathname}${q ? `?${q}` : ""}${location.hash}`);
+  }
+  return tok || undefined;
+}
+const token = takeToken();
+
 async function getJSON(url) {
-  const res = await fetch(url, { cache: "no-store" });
+  const init = { cache: "no-store" };
+  if (token) init.headers = { Authorization: `Bearer ${token}` };
+  const res = await fetch(url, init);
   if (!res.ok) throw new Error(`${url}: HTTP ${res.status}`);
   return res.json();
 }
@@ -51,7 +75,11 @@ let countdown = null;
 
 function showStatus(status, info = {}) {
   if (info.error) {
-    notice(`Gateway refused a request: ${info.error.code}${info.error.message ? ` (${info.error.message})` : ""}`);
+    const e = info.error;
+    if (e.match && e.match === selected && e.code === "forbidden") {
+      $("match-status").textContent = "This token does not allow this match.";
+    }
+    notice(`Gateway refused a request: ${e.code}${e.match ? ` for match ${e.match}` : ""}${e.message ? ` (${e.message})` : ""}`);
     return;
   }
   document.body.dataset.status = status;
@@ -341,7 +369,8 @@ function onEvent(f) {
 // ---------------------------------------------------------------------------------------
 
 async function main() {
-  client = connect({ url: await wsURL() });
+  // Snapshots come from this page's origin: the gateway's HTTP listener serves both.
+  client = connect({ url: await wsURL(), token, httpBase: location.origin });
   client.on("status", showStatus);
   client.on("event", onEvent);
   const fromURL = new URLSearchParams(location.search).get("match");

@@ -52,7 +52,9 @@ test("connects, subscribes, fetches the snapshot after `subscribed`, and goes li
   assert.equal(fetch.calls.length, 0, "the snapshot waits for `subscribed`");
   ws.serverSend({ type: "subscribed", match: "m1" });
   assert.equal(fetch.calls.length, 1);
-  assert.equal(fetch.last().url, "/v1/matches/m1");
+  // The HTTP base comes from the WebSocket URL (ws -> http, same host, port 8081), so
+  // the default works under Node too, where a relative URL cannot be fetched.
+  assert.equal(fetch.last().url, "http://gw:8081/v1/matches/m1");
   ws.serverSend({ type: "delta", match: "m1", seq: 8, prio: "high", ts: 1, patch: { runs: 8 } });
   fetch.last().snapshot(7, { runs: 7 });
   await flush();
@@ -78,7 +80,8 @@ test("a snapshot 404 (match not started) starts from seq 0", async () => {
 
 test("reconnects after a close with a jittered, growing, capped delay", async () => {
   let r = 0.5;
-  const { clock, WS, fetch, statuses } = setup({ random: () => r });
+  const { clock, WS, fetch, c, statuses } = setup({ random: () => r });
+  c.subscribe("m1", () => {});
   await goLive(WS, fetch);
   WS.last().serverClose(1006);
   assert.equal(statuses.at(-1), "reconnecting 2500", "first retry: 0.5 of the 0-5 s spread");
@@ -97,9 +100,15 @@ test("reconnects after a close with a jittered, growing, capped delay", async ()
     await clock.advance(ms);
     assert.equal(WS.instances.length, n + 1);
   }
-  // A hello resets the backoff.
-  await goLive(WS, fetch);
-  WS.last().serverClose(1006);
+  // A hello alone does not reset the attempts (a gateway closing right after it would
+  // drive a tight loop); a delta does.
+  let ws = await goLive(WS, fetch);
+  ws.serverClose(1006);
+  assert.equal(statuses.at(-1), "reconnecting 29970");
+  await clock.advance(29970);
+  ws = await goLive(WS, fetch);
+  ws.serverSend({ type: "delta", match: "m1", seq: 2, prio: "high", ts: 1, patch: {} });
+  ws.serverClose(1006);
   assert.equal(statuses.at(-1), "reconnecting 4995");
 });
 

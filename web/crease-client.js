@@ -1,238 +1,26 @@
-// crease browser client: the client algorithm of PROTOCOL.md, no dependencies.
+// crease browser and Node client: the client algorithm of PROTOCOL.md (contract
+// version 2), no dependencies.
 //
 // One WebSocket carries every subscribed match; each match has a MatchStream that turns
 // (snapshot + ordered deltas) into a state. Everything the environment provides
-// (WebSocket, fetch, timers, randomness, document, window) is injectable for tests.
+// (WebSocket, fetch, timers, clock, randomness, document, window) is injectable for tests.
+//
+// This module is the package's entry: connect() is here; the pieces it is made of are
+// re-exported from their own modules.
 
-// ---------------------------------------------------------------------------------------
-// Pure helpers
+import { MatchStream } from "./crease-stream.js";
+import { reconnectDelay, backoffDelay, defaultTimers, STABLE_CONNECTION_MS } from "./crease-backoff.js";
+import { tokenSource, tokenRefreshDelay, MIN_TOKEN_REFRESH_MS, DEFAULT_TOKEN_REFRESH_MARGIN_MS } from "./crease-token.js";
+import { defaultWsURL, httpBaseFromWsURL, withQuery } from "./crease-urls.js";
 
-function isObject(v) {
-  return v !== null && typeof v === "object" && !Array.isArray(v);
-}
+export { mergePatch } from "./crease-merge-patch.js";
+export { backoffDelay, reconnectDelay } from "./crease-backoff.js";
+export { MatchStream } from "./crease-stream.js";
+export { tokenExpiryMs, tokenRefreshDelay } from "./crease-token.js";
+export { defaultWsURL, httpBaseFromWsURL } from "./crease-urls.js";
 
-// Assigning "__proto__" would change the prototype instead of adding a key, and JSON
-// from the wire can hold that key.
-function setKey(obj, k, v) {
-  if (k === "__proto__") {
-    Object.defineProperty(obj, k, { value: v, enumerable: true, writable: true, configurable: true });
-  } else {
-    obj[k] = v;
-  }
-}
-
-/**
- * RFC 7396 JSON Merge Patch. Returns the patched value and leaves target untouched
- * (objects on the patched path are copied), so callers can compare old and new states.
- */
-export function mergePatch(target, patch) {
-  if (!isObject(patch)) return patch;
-  const out = {};
-  if (isObject(target)) {
-    for (const k of Object.keys(target)) setKey(out, k, target[k]);
-  }
-  for (const k of Object.keys(patch)) {
-    const v = patch[k];
-    if (v === null) {
-      delete out[k];
-    } else {
-      setKey(out, k, mergePatch(Object.prototype.hasOwnProperty.call(out, k) ? out[k] : undefined, v));
-    }
-  }
-  return out;
-}
-
-/**
- * Full-jitter exponential backoff: a uniform delay in [0, min(cap, base * 2^attempt)).
- */
-export function backoffDelay(attempt, { base = 500, cap = 30000 } = {}, random = Math.random) {
-  const window = Math.min(cap, base * Math.pow(2, Math.max(0, attempt)));
-  return Math.floor(random() * window);
-}
-
-/**
- * The delay before reconnect number `attempt` (0 = the first after a drop). The window
- * never drops below the initial spread: when a gateway dies, all its clients reconnect
- * at once, and a window that shrank after the first try would bunch them up again.
- */
-export function reconnectDelay(attempt, { base = 500, cap = 30000, initialSpreadMs = 5000 } = {}, random = Math.random) {
-  const window = Math.min(cap, Math.max(initialSpreadMs, base * Math.pow(2, Math.max(0, attempt))));
-  return Math.floor(random() * window);
-}
-
-/** The WebSocket URL when /config.json is unavailable: the page's host, port 8080. */
-export function defaultWsURL(loc = globalThis.location) {
-  if (!loc) return "ws://localhost:8080/ws";
-  const scheme = loc.protocol === "https:" ? "wss" : "ws";
-  return `${scheme}://${loc.hostname || "localhost"}:8080/ws`;
-}
-
-const defaultTimers = {
-  setTimeout: (fn, ms) => globalThis.setTimeout(fn, ms),
-  clearTimeout: (id) => globalThis.clearTimeout(id),
-};
-
-// ---------------------------------------------------------------------------------------
-// MatchStream: the per-match state machine
-
-/**
- * Phases:
- *   idle        not subscribed on a live socket; deltas are ignored
- *   subscribing subscribe sent, waiting for `subscribed`; deltas are buffered
- *   fetching    snapshot request in flight; deltas are buffered
- *   live        state held at `seq`; deltas applied in order
- *
- * The snapshot is fetched only after `subscribed`: the gateway delivers every delta
- * published after that frame, so a snapshot taken later cannot leave a hole.
- */
-export class MatchStream {
-  constructor(match, { fetchSnapshot, onState = () => {}, onPhase = () => {}, timers = defaultTimers, random = Math.random, retry = { base: 1000, cap: 30000 }, maxBuffer = 5000, log = console } = {}) {
-    this.match = match;
-    this.fetchSnapshot = fetchSnapshot;
-    this.onState = onState;
-    this.onPhase = onPhase;
-    this.timers = timers;
-    this.random = random;
-    this.retry = retry;
-    this.maxBuffer = maxBuffer;
-    this.log = log;
-    this.phase = "idle";
-    this.state = undefined; // undefined until the first snapshot
-    this.seq = 0;
-    this.buffer = [];
-    this.gen = 0; // bumped to orphan an in-flight fetch or retry
-    this.retryTimer = null;
-    this.fetchAttempt = 0;
-    this.hasState = false;
-    this.fetches = 0; // snapshot requests made, for tests and diagnostics
-  }
-
-  setPhase(p) {
-    if (this.phase === p) return;
-    this.phase = p;
-    this.onPhase(p);
-  }
-
-  /** The subscribe op went out: buffer until `subscribed`. */
-  subscribing() {
-    this.cancel();
-    this.buffer = [];
-    this.setPhase("subscribing");
-  }
-
-  /** The gateway confirmed the subscription. A repeat (e.g. a liveness probe) changes nothing. */
-  subscribed() {
-    if (this.phase === "subscribing") this.sync();
-  }
-
-  /** A `resync` frame: keep the connection, refetch the snapshot, go on. */
-  resync() {
-    if (this.phase === "idle" || this.phase === "subscribing") return;
-    this.sync();
-  }
-
-  /** The socket is gone; the held state stays for display until the next sync. */
-  stop() {
-    this.cancel();
-    this.buffer = [];
-    this.setPhase("idle");
-  }
-
-  cancel() {
-    this.gen++;
-    if (this.retryTimer !== null) {
-      this.timers.clearTimeout(this.retryTimer);
-      this.retryTimer = null;
-    }
-  }
-
-  /** (Re)fetch the snapshot, buffering deltas meanwhile. Buffered deltas are kept: they may follow the snapshot. */
-  sync() {
-    this.cancel();
-    this.fetchAttempt = 0;
-    this.setPhase("fetching");
-    this.startFetch();
-  }
-
-  startFetch() {
-    const gen = this.gen;
-    this.fetches++;
-    let p;
-    try {
-      p = Promise.resolve(this.fetchSnapshot(this.match));
-    } catch (e) {
-      p = Promise.reject(e);
-    }
-    p.then(
-      (snap) => {
-        if (gen !== this.gen) return;
-        this.applySnapshot(snap);
-      },
-      (err) => {
-        if (gen !== this.gen) return;
-        const ms = backoffDelay(this.fetchAttempt++, this.retry, this.random);
-        this.log.warn?.(`crease: snapshot of ${this.match} failed (${err && err.message ? err.message : err}); retry in ${ms} ms`);
-        this.retryTimer = this.timers.setTimeout(() => {
-          this.retryTimer = null;
-          if (gen === this.gen) this.startFetch();
-        }, ms);
-      },
-    );
-  }
-
-  applySnapshot(snap) {
-    const cause = this.hasState ? "resync" : "snapshot";
-    let state = snap && snap.state !== undefined ? snap.state : null;
-    let last = snap && Number.isFinite(snap.seq) ? snap.seq : 0;
-    this.buffer.sort((a, b) => a.seq - b.seq);
-    let gapAt = -1;
-    for (let i = 0; i < this.buffer.length; i++) {
-      const d = this.buffer[i];
-      if (d.seq <= last) continue; // the snapshot already holds it
-      if (d.seq !== last + 1) {
-        gapAt = i;
-        break;
-      }
-      state = mergePatch(state, d.patch);
-      last = d.seq;
-    }
-    this.buffer = gapAt < 0 ? [] : this.buffer.slice(gapAt);
-    this.state = state;
-    this.seq = last;
-    this.hasState = true;
-    this.setPhase("live");
-    this.onState(state, { seq: last, cause });
-    if (gapAt >= 0) this.sync();
-  }
-
-  /** A `delta` frame of this match. */
-  delta(frame) {
-    if (!frame || !Number.isFinite(frame.seq)) return;
-    switch (this.phase) {
-      case "idle":
-        return;
-      case "subscribing":
-      case "fetching":
-        if (this.buffer.length >= this.maxBuffer) this.buffer.shift(); // a hole here is caught as a gap after the snapshot
-        this.buffer.push(frame);
-        return;
-      case "live":
-        if (frame.seq <= this.seq) return; // stale
-        if (frame.seq > this.seq + 1) {
-          // A gap is a resync; this delta may well follow the new snapshot.
-          this.buffer = [frame];
-          this.sync();
-          return;
-        }
-        this.state = mergePatch(this.state, frame.patch);
-        this.seq = frame.seq;
-        this.onState(this.state, { seq: this.seq, cause: "delta", patch: frame.patch, prio: frame.prio, ts: frame.ts });
-    }
-  }
-}
-
-// ---------------------------------------------------------------------------------------
-// The connection
+// The refusals of a subscription: the match waits for nothing on this connection.
+const REFUSALS = new Set(["forbidden", "bad_request", "too_many_subscriptions", "rate_limited"]);
 
 const OPEN = 1;
 
@@ -242,11 +30,16 @@ const OPEN = 1;
 export function connect(options = {}) {
   const {
     url,
-    snapshotURL = (id) => `/v1/matches/${encodeURIComponent(id)}`,
+    token,
+    tokenRefreshMarginMs = DEFAULT_TOKEN_REFRESH_MARGIN_MS,
+    httpBase,
+    snapshotURL,
+    catchup = false,
     backoff: backoffOpts = {},
     WebSocket: WS = globalThis.WebSocket,
     fetch: fetchFn = globalThis.fetch ? globalThis.fetch.bind(globalThis) : undefined,
     timers = defaultTimers,
+    now = () => Date.now(),
     random = Math.random,
     document: doc = globalThis.document,
     window: win = globalThis.window,
@@ -254,22 +47,30 @@ export function connect(options = {}) {
     log = console,
   } = options;
   const backoff = { base: 500, cap: 30000, initialSpreadMs: 5000, ...backoffOpts };
-  if (!WS) throw new Error("crease: no WebSocket implementation");
+  if (!WS) throw new Error("crease: no WebSocket implementation (pass options.WebSocket, e.g. the ws package's)");
+  const tokens = tokenSource(token);
 
   const listeners = { status: new Set(), event: new Set(), error: new Set() };
-  const subs = new Map(); // match -> {stream, fns:Set}
+  const subs = new Map(); // match -> {stream, fns:Set, sentAt, limited, retryTimer}
   let ws = null;
+  let opening = 0; // the generation of an open waiting for its token (0: none)
+  let openGen = 0;
+  let lastTarget = null; // the WebSocket URL last dialled, for the default HTTP base
   let status = null;
   let statusInfo = {};
   let everLive = false;
   let attempt = 0;
   let reconnectTimer = null;
-  let reconnectAt = 0;
   let reconnectInMs = 0;
   let serverDelayMs = null; // from reconnect{after_ms}, used once
   let heartbeatMs = 0;
   let probeTimer = null;
   let deadTimer = null;
+  let stableTimer = null;
+  let refreshTimer = null;
+  let refreshFailures = 0;
+  let connTokenExpMs; // exp of the token the connection holds
+  let unsubs = 0; // unsubscribes sent on this connection
   let probingWithPing = false;
   let closed = false;
   let hidden = false;
@@ -293,6 +94,7 @@ export function connect(options = {}) {
     if (paused()) return ["offline", {}];
     if (reconnectTimer !== null) return ["reconnecting", { inMs: reconnectInMs }];
     if (!ws || ws.readyState !== OPEN) return ["connecting", {}];
+    // A refused match waits for nothing on this connection: it does not hold the status.
     for (const { stream } of subs.values()) {
       if (stream.phase === "subscribing" || stream.phase === "fetching") return [everLive ? "resyncing" : "connecting", {}];
     }
@@ -326,9 +128,17 @@ export function connect(options = {}) {
     if (ws && ws.readyState === OPEN) ws.send(JSON.stringify(obj));
   }
 
+  function snapshotURLOf(match) {
+    if (snapshotURL) return snapshotURL(match);
+    const base = httpBase || httpBaseFromWsURL(lastTarget || (typeof url === "function" ? url() : url || defaultWsURL()));
+    return `${base.replace(/\/+$/, "")}/v1/matches/${encodeURIComponent(match)}`;
+  }
+
   async function fetchSnapshot(match) {
     if (!fetchFn) throw new Error("no fetch");
-    const res = await fetchFn(snapshotURL(match), { cache: "no-store" });
+    const init = { cache: "no-store" };
+    if (tokens.current) init.headers = { Authorization: `Bearer ${tokens.current}` };
+    const res = await fetchFn(snapshotURLOf(match), init);
     // A match that has not started has no snapshot yet; its deltas start at seq 1.
     if (res.status === 404) return { match, seq: 0, state: null };
     if (!res.ok) throw new Error(`HTTP ${res.status}`);
@@ -336,7 +146,7 @@ export function connect(options = {}) {
   }
 
   function newStream(match) {
-    const stream = new MatchStream(match, {
+    return new MatchStream(match, {
       fetchSnapshot,
       timers,
       random,
@@ -354,16 +164,27 @@ export function connect(options = {}) {
         }
       },
     });
-    return stream;
+  }
+
+  /** Send sub's subscribe, with `since` = the position held when there is one. */
+  function subscribeOn(match, sub) {
+    const since = sub.stream.position();
+    sub.stream.subscribing(Boolean(since));
+    sub.sentAt = unsubs;
+    send(since ? { op: "subscribe", match, since } : { op: "subscribe", match });
+  }
+
+  function clearTimer(t) {
+    if (t !== null) timers.clearTimeout(t);
+    return null;
   }
 
   // --- heartbeat: browsers answer pings without telling JS, so silence is only
   // suspicious, not proof. After 2 heartbeats of silence a repeated subscribe (answered
   // `subscribed`, counted once) asks the gateway for a frame; after 3 the link is dead.
   function clearHeartbeat() {
-    if (probeTimer !== null) timers.clearTimeout(probeTimer);
-    if (deadTimer !== null) timers.clearTimeout(deadTimer);
-    probeTimer = deadTimer = null;
+    probeTimer = clearTimer(probeTimer);
+    deadTimer = clearTimer(deadTimer);
   }
 
   function armHeartbeat() {
@@ -373,8 +194,8 @@ export function connect(options = {}) {
     probeTimer = timers.setTimeout(() => {
       probeTimer = null;
       if (sock !== ws) return;
-      const first = subs.keys().next();
-      if (!first.done) send({ op: "subscribe", match: first.value });
+      const probe = [...subs].find(([, s]) => s.stream.phase !== "refused");
+      if (probe) send({ op: "subscribe", match: probe[0] });
       else {
         probingWithPing = true;
         send({ op: "ping" }); // answered with error unknown_op, which is also a frame
@@ -391,13 +212,74 @@ export function connect(options = {}) {
     }, 3 * heartbeatMs);
   }
 
+  // --- token refresh: a fresh token goes with `auth` on the live connection before the
+  // one it holds expires; the subscriptions the old claim forbade are tried again.
+  function armRefresh(delayMs) {
+    refreshTimer = clearTimer(refreshTimer);
+    if (!tokens.refreshable || connTokenExpMs === undefined) return;
+    const ms = delayMs ?? tokenRefreshDelay(now(), connTokenExpMs, tokenRefreshMarginMs);
+    const sock = ws;
+    refreshTimer = timers.setTimeout(() => {
+      refreshTimer = null;
+      if (sock !== ws) return;
+      tokens.fresh().then(
+        ({ token: tok, expMs }) => {
+          if (sock !== ws) return;
+          if (expMs === undefined || expMs <= connTokenExpMs) return refreshFailed(sock, new Error("the token provider returned no newer token"));
+          refreshFailures = 0;
+          connTokenExpMs = expMs;
+          send({ op: "auth", token: tok });
+          for (const [match, sub] of subs) if (sub.stream.refusal?.code === "forbidden") subscribeOn(match, sub);
+          armRefresh();
+          updateStatus();
+        },
+        (e) => refreshFailed(sock, e),
+      );
+    }, ms);
+  }
+
+  function refreshFailed(sock, err) {
+    if (sock !== ws) return;
+    const ms = Math.max(MIN_TOKEN_REFRESH_MS, backoffDelay(refreshFailures++, backoff, random));
+    log.warn?.(`crease: token refresh failed (${err && err.message ? err.message : err}); retry in ${ms} ms`);
+    armRefresh(ms);
+  }
+
   // --- socket lifecycle
   function open() {
-    if (paused() || ws) return;
-    const target = typeof url === "function" ? url() : url || defaultWsURL();
+    if (paused() || ws || opening) return;
+    const gen = ++openGen;
+    if (!tokens.refreshable) {
+      startSocket(tokens.enabled ? token : undefined);
+      return;
+    }
+    // A fresh token for every connection; the status says connecting meanwhile.
+    opening = gen;
+    tokens.fresh().then(
+      ({ token: tok }) => {
+        if (opening !== gen) return;
+        opening = 0;
+        if (!paused()) startSocket(tok);
+      },
+      (e) => {
+        if (opening !== gen) return;
+        opening = 0;
+        log.warn?.(`crease: the token provider failed (${e && e.message ? e.message : e})`);
+        scheduleReconnect();
+      },
+    );
+    updateStatus();
+  }
+
+  function startSocket(tok) {
+    let target = typeof url === "function" ? url() : url || defaultWsURL();
+    if (catchup) target = withQuery(target, "catchup", "1");
+    lastTarget = target;
+    connTokenExpMs = tok ? tokens.expMs : undefined;
     let sock;
     try {
-      sock = new WS(target);
+      // The token goes as a subprotocol, never in the URL (access logs keep URLs).
+      sock = tok ? new WS(target, [`bearer.${tok}`]) : new WS(target);
     } catch (e) {
       log.warn?.("crease: WebSocket failed", e);
       scheduleReconnect();
@@ -406,12 +288,17 @@ export function connect(options = {}) {
     ws = sock;
     heartbeatMs = 0;
     probingWithPing = false;
+    unsubs = 0;
     sock.onopen = () => {
       if (sock !== ws) return;
-      for (const [match, { stream }] of subs) {
-        stream.subscribing();
-        send({ op: "subscribe", match });
-      }
+      // Open 30 s: the gateway works, even if no delta came (a `hello` alone proves nothing).
+      stableTimer = timers.setTimeout(() => {
+        stableTimer = null;
+        if (sock === ws) attempt = 0;
+      }, STABLE_CONNECTION_MS);
+      refreshFailures = 0;
+      armRefresh();
+      for (const [match, sub] of subs) subscribeOn(match, sub);
       updateStatus();
     };
     sock.onmessage = (ev) => {
@@ -442,8 +329,14 @@ export function connect(options = {}) {
   function dropSocket(code, reason) {
     const sock = ws;
     ws = null;
+    opening = 0;
     clearHeartbeat();
-    for (const { stream } of subs.values()) stream.stop();
+    stableTimer = clearTimer(stableTimer);
+    refreshTimer = clearTimer(refreshTimer);
+    for (const sub of subs.values()) {
+      sub.retryTimer = clearTimer(sub.retryTimer ?? null);
+      sub.stream.stop();
+    }
     if (sock && code !== undefined) {
       try {
         sock.close(code, reason);
@@ -474,8 +367,25 @@ export function connect(options = {}) {
   }
 
   function cancelReconnect() {
-    if (reconnectTimer !== null) timers.clearTimeout(reconnectTimer);
-    reconnectTimer = null;
+    reconnectTimer = clearTimer(reconnectTimer);
+  }
+
+  // A refused subscription: the match is left out until it may pass.
+  function refuse(match, sub, f) {
+    sub.stream.refused(f.code, f.message);
+    if (f.code === "rate_limited") {
+      // The rate is per second: try again after a jittered wait of at least that order.
+      const ms = backoffDelay(sub.limited++, { base: Math.max(1000, backoff.base), cap: backoff.cap }, random);
+      const sock = ws;
+      sub.retryTimer = clearTimer(sub.retryTimer ?? null);
+      sub.retryTimer = timers.setTimeout(() => {
+        sub.retryTimer = null;
+        if (sock === ws && subs.get(match) === sub && sub.stream.phase === "refused") subscribeOn(match, sub);
+        updateStatus();
+      }, ms);
+    } else if (f.code === "too_many_subscriptions" && unsubs > sub.sentAt) {
+      subscribeOn(match, sub); // a slot was freed after this subscribe went out
+    }
   }
 
   function onFrame(data) {
@@ -491,16 +401,22 @@ export function connect(options = {}) {
     const sub = typeof f.match === "string" ? subs.get(f.match) : undefined;
     switch (f.type) {
       case "hello":
-        attempt = 0; // a gateway accepted us: the next drop starts the backoff afresh
+        // No reset of the attempts here: a gateway that closes right after `hello`
+        // must not drive the client into a tight loop.
         heartbeatMs = Number(f.heartbeat_s) > 0 ? Number(f.heartbeat_s) * 1000 : 0;
         armHeartbeat();
         return;
       case "subscribed":
-        if (sub) sub.stream.subscribed();
+        if (sub) {
+          sub.limited = 0;
+          sub.stream.subscribed(f.recovered === true);
+        }
         updateStatus();
         return;
       case "delta":
-        if (sub) sub.stream.delta(f);
+        if (!sub) return;
+        attempt = 0; // a delta came: the gateway works, the next drop starts afresh
+        sub.stream.delta(f);
         return;
       case "resync":
         if (sub) sub.stream.resync(f.reason);
@@ -517,15 +433,20 @@ export function connect(options = {}) {
         });
         return;
       }
-      case "error":
+      case "error": {
         if (probingWithPing && f.code === "unknown_op") {
           probingWithPing = false; // the answer to our own liveness probe
           return;
         }
-        log.warn?.(`crease: gateway error ${f.code}: ${f.message}`);
+        if (sub && REFUSALS.has(f.code)) refuse(f.match, sub, f);
+        log.warn?.(`crease: gateway error ${f.code}${f.match ? ` (match ${f.match})` : ""}: ${f.message}`);
         emit("error", f);
-        emit("status", status, { ...statusInfo, error: { code: f.code, message: f.message } });
+        const error = { code: f.code, message: f.message };
+        if (typeof f.match === "string") error.match = f.match;
+        emit("status", status, { ...statusInfo, error });
+        updateStatus();
         return;
+      }
       default:
         return; // unknown frame types are for newer clients
     }
@@ -575,22 +496,19 @@ export function connect(options = {}) {
   if (nav && nav.onLine === false) offline = true;
 
   const client = {
-    /** Subscribe to a match; onState(state, {seq, cause}) on every change. Returns the unsubscribe function. */
+    /** Subscribe to a match; onState(state, {seq, epoch, cause}) on every change. Returns the unsubscribe function. */
     subscribe(match, onState) {
       let sub = subs.get(match);
       if (!sub) {
-        sub = { stream: newStream(match), fns: new Set() };
+        sub = { stream: newStream(match), fns: new Set(), sentAt: 0, limited: 0, retryTimer: null };
         subs.set(match, sub);
-        if (ws && ws.readyState === OPEN) {
-          sub.stream.subscribing();
-          send({ op: "subscribe", match });
-        }
+        if (ws && ws.readyState === OPEN) subscribeOn(match, sub);
         updateStatus();
       } else if (sub.stream.hasState && onState) {
         // A late subscriber gets the current state at once.
-        const { state, seq } = sub.stream;
+        const { state, seq, epoch } = sub.stream;
         timers.setTimeout(() => {
-          if (sub.fns.has(onState) && sub.stream.seq === seq) onState(state, { seq, cause: "snapshot" });
+          if (sub.fns.has(onState) && sub.stream.seq === seq) onState(state, { seq, epoch, cause: "snapshot" });
         }, 0);
       }
       if (onState) sub.fns.add(onState);
@@ -600,9 +518,18 @@ export function connect(options = {}) {
         done = true;
         if (onState) sub.fns.delete(onState);
         if (sub.fns.size === 0 && subs.get(match) === sub) {
+          const heldSlot = sub.stream.phase !== "refused";
+          sub.retryTimer = clearTimer(sub.retryTimer);
           sub.stream.stop();
           subs.delete(match);
-          send({ op: "unsubscribe", match });
+          if (ws && ws.readyState === OPEN) {
+            send({ op: "unsubscribe", match });
+            unsubs++;
+            // A subscription slot is free: a match refused for the limit may pass now.
+            if (heldSlot) {
+              for (const [m, s] of subs) if (s.stream.refusal?.code === "too_many_subscriptions") subscribeOn(m, s);
+            }
+          }
           updateStatus();
         }
       };
@@ -621,6 +548,11 @@ export function connect(options = {}) {
     state(match) {
       const sub = subs.get(match);
       return sub ? sub.stream.state : undefined;
+    },
+    /** Why the gateway refused the subscription of match ({code, message}), or null. */
+    refusal(match) {
+      const sub = subs.get(match);
+      return sub ? sub.stream.refusal : null;
     },
     close() {
       if (closed) return;

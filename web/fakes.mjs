@@ -41,8 +41,9 @@ export class FakeClock {
 /** A WebSocket class whose instances the test drives from the "server" side. */
 export function fakeWebSocketClass() {
   class FakeWebSocket {
-    constructor(url) {
+    constructor(url, protocols) {
       this.url = url;
+      this.protocols = protocols === undefined ? [] : [].concat(protocols);
       this.readyState = 0;
       this.sent = [];
       this.closedWith = null;
@@ -130,3 +131,9 @@ export class FakeTarget {
 }
 
 export const silentLog = { info() {}, warn() {}, error() {} };
+
+/** A JWT-shaped token with the given claims (unsigned: the client never checks signatures). */
+export function fakeJWT(claims) {
+  const b64 = (o) => Buffer.from(JSON.stringify(o)).toString("base64url");
+  return `${b64({ alg: "HS256", typ: "JWT" })}.${b64(claims)}.c2ln`;
+}

@@ -77,7 +77,7 @@ test("a gap refetches the snapshot and resumes with the delta that revealed it",
   await flush();
   assert.equal(s.seq, 14);
   assert.deepStrictEqual(s.state, { runs: 14 });
-  assert.deepStrictEqual(states.at(-1), { state: { runs: 14 }, seq: 14, cause: "resync" });
+  assert.deepStrictEqual(states.at(-1), { state: { runs: 14 }, seq: 14, epoch: "", cause: "resync" });
 });
 
 test("a gap inside the buffer after the snapshot fetches again", async () => {

@@ -34,11 +34,13 @@ type Bus struct {
 	connected chan struct{}             // closed once client is set
 	ready     atomic.Bool
 
-	q      *handoff
-	subs   *manager
-	snaps  *snapCache
-	views  viewers
-	script *rueidis.Lua
+	q          *handoff
+	subs       *manager
+	snaps      *snapCache
+	views      viewers
+	script     *rueidis.Lua
+	histRead   *rueidis.Lua
+	storedRead *rueidis.Lua
 
 	started atomic.Bool
 	closed  atomic.Bool
@@ -46,7 +48,10 @@ type Bus struct {
 
 type clientBox struct{ c rueidis.Client }
 
-var _ bus.Bus = (*Bus)(nil)
+var (
+	_ bus.Bus     = (*Bus)(nil)
+	_ bus.Resumer = (*Bus)(nil)
+)
 
 // New validates opts, fills in defaults and returns a Bus. It tries to connect once
 // before returning; if Redis is unreachable New still succeeds, Ready reports false and
@@ -63,15 +68,17 @@ func New(opts Options) (*Bus, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	b := &Bus{
-		opts:      o,
-		log:       o.Logger.With("component", "bus/redis"),
-		m:         m,
-		ctx:       ctx,
-		cancel:    cancel,
-		connected: make(chan struct{}),
-		q:         newHandoff(o.HandoffMessages, o.HandoffBytes),
-		snaps:     newSnapCache(),
-		script:    rueidis.NewLuaScript(publishScript),
+		opts:       o,
+		log:        o.Logger.With("component", "bus/redis"),
+		m:          m,
+		ctx:        ctx,
+		cancel:     cancel,
+		connected:  make(chan struct{}),
+		q:          newHandoff(o.HandoffMessages, o.HandoffBytes),
+		snaps:      newSnapCache(),
+		script:     rueidis.NewLuaScript(publishScript),
+		histRead:   rueidis.NewLuaScript(historyScript),
+		storedRead: rueidis.NewLuaScript(storedScript),
 	}
 	b.subs = newManager(b)
 	b.views.wake = make(chan struct{}, 1)
@@ -205,6 +212,10 @@ func (b *Bus) channel(match string) string { return b.opts.Prefix + ":{" + match
 func (b *Bus) snapKey(match string) string { return b.channel(match) + ":snap" }
 func (b *Bus) seqKey(match string) string  { return b.channel(match) + ":seq" }
 func (b *Bus) infoKey(match string) string { return b.channel(match) + ":info" }
+func (b *Bus) histKey(match string) string { return b.channel(match) + ":hist" }
+func (b *Bus) journalKey(match string) string {
+	return b.channel(match) + ":balls"
+}
 func (b *Bus) viewersKey(match string) string {
 	return b.channel(match) + ":viewers"
 }

@@ -131,8 +131,15 @@ func value(m prometheus.Metric) float64 {
 	return 0
 }
 
+// testEpoch is the epoch of the helpers' deltas.
+const testEpoch = "e1"
+
 func deltaFrame(match string, seq uint64) string {
-	return fmt.Sprintf(`{"type":"delta","match":%q,"seq":%d,"prio":"high","ts":1764322000123456,"patch":{"score":{"runs":%d}}}`, match, seq, seq)
+	return epochFrame(match, testEpoch, seq, 1764322000123456)
+}
+
+func epochFrame(match, epoch string, seq uint64, ts int64) string {
+	return fmt.Sprintf(`{"type":"delta","match":%q,"epoch":%q,"seq":%d,"prio":"high","ts":%d,"patch":{"score":{"runs":%d}}}`, match, epoch, seq, ts, seq)
 }
 
 func eventFrame(match, text string) string {
@@ -141,7 +148,7 @@ func eventFrame(match, text string) string {
 
 func delta(match string, seq uint64, title string) bus.Delta {
 	return bus.Delta{
-		Match: match, Title: title, Seq: seq,
+		Match: match, Title: title, Epoch: testEpoch, Seq: seq,
 		State: []byte(fmt.Sprintf(`{"score":{"runs":%d}}`, seq)),
 		Frame: []byte(deltaFrame(match, seq)),
 	}

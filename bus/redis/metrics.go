@@ -1,6 +1,10 @@
 package redis
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"crease/bus"
+)
 
 // metrics of one Bus. They always exist (the code never checks for nil); they are
 // exported only when Options.Registerer is set.
@@ -13,7 +17,7 @@ type metrics struct {
 	subscriptions prometheus.Gauge
 	snapshots     *prometheus.CounterVec // result = hit | coalesced | miss
 	gets          prometheus.Counter
-	reseeds       prometheus.Counter
+	publishes     *prometheus.CounterVec // result = bus.PublishResult
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -42,9 +46,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		gets: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "crease_redis_gets_total", Help: "Snapshot GETs sent to Redis.",
 		}),
-		reseeds: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "crease_bus_reseeds_total", Help: "Deltas published onto a store that had lost the match (no seq stored), re-seeding it.",
-		}),
+		publishes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "crease_store_publishes_total", Help: "Deltas this publisher sent to the store, by the store rule applied: applied, duplicate (a retry), new_epoch, reseeded_empty, reseeded_behind, refused.",
+		}, []string{"result"}),
 	}
 	for _, k := range []string{"delta", "event"} {
 		m.messages.WithLabelValues(k)
@@ -52,11 +56,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	for _, r := range []string{"overflow", "duplicate"} {
 		m.dropped.WithLabelValues(r)
 	}
+	for _, r := range bus.PublishResults {
+		m.publishes.WithLabelValues(string(r))
+	}
 	for _, r := range []string{"hit", "coalesced", "miss", "behind"} {
 		m.snapshots.WithLabelValues(r)
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.messages, m.invalid, m.dropped, m.reconnects, m.resubscribes, m.subscriptions, m.snapshots, m.gets, m.reseeds} {
+		for _, c := range []prometheus.Collector{m.messages, m.invalid, m.dropped, m.reconnects, m.resubscribes, m.subscriptions, m.snapshots, m.gets, m.publishes} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}

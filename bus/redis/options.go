@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"crease/bus"
 )
 
 // Defaults filled in by New for zero-valued Options fields.
@@ -65,6 +67,10 @@ type Options struct {
 	ViewerTTL time.Duration
 	// HealthInterval is how often the link is PINGed for Ready.
 	HealthInterval time.Duration
+	// History bounds crease:{ID}:hist, the recent deltas a publisher keeps per match
+	// (by count, age and bytes): bus.DefaultHistoryDeltas, bus.DefaultHistoryAge,
+	// bus.DefaultHistoryBytes. Only publishers use it.
+	History bus.HistoryOptions
 }
 
 // withDefaults fills zero fields and validates the result.
@@ -98,6 +104,7 @@ func (o Options) withDefaults() (Options, error) {
 	if o.HealthInterval == 0 {
 		o.HealthInterval = DefaultHealthInterval
 	}
+	o.History = o.History.WithDefaults()
 	if o.HandoffMessages < 0 || o.HandoffBytes < 0 {
 		return o, ErrBadHandoff
 	}

@@ -2,6 +2,7 @@ package redis
 
 import (
 	"context"
+	_ "embed"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,56 +15,26 @@ import (
 	"crease/bus"
 )
 
-// publishScript stores the snapshot, the seq and the title and publishes the frame in
-// one atomic step (PROTOCOL.md), refusing any seq but stored + 1, so two publishers of
-// one match can never interleave. Two exceptions:
-//   - no seq is stored at all (Redis restarted without persistence, or the keys were
-//     deleted): the store lost the match, so any seq is accepted and the match is
-//     re-seeded at it (status 2);
-//   - on a retry (ARGV[7] is 1), the seq is the stored one and so is the snapshot: the
-//     attempt whose outcome an error hid applied it; nothing is done (status 3). A first
-//     attempt is refused like any other stale seq.
-//
-// KEYS: seq, snap, info. ARGV: seq, snapshot, title, channel, frame, publish command,
-// retry. Returns 1 (applied), 2 (re-seeded), 3 (already applied), or a SEQCONFLICT error.
-const publishScript = `
-local seq = tonumber(ARGV[1])
-local cur = redis.call('GET', KEYS[1])
-local status = 1
-if not cur then
-  if seq ~= 1 then status = 2 end
-else
-  local stored = tonumber(cur)
-  if ARGV[7] == '1' and seq == stored and redis.call('GET', KEYS[2]) == ARGV[2] then
-    return 3
-  end
-  if seq ~= stored + 1 then
-    return redis.error_reply('SEQCONFLICT stored seq is ' .. stored)
-  end
-end
-redis.call('SET', KEYS[1], ARGV[1])
-redis.call('SET', KEYS[2], ARGV[2])
-if ARGV[3] ~= '' then
-  redis.call('HSET', KEYS[3], 'title', ARGV[3], 'seq', ARGV[1])
-else
-  redis.call('HSET', KEYS[3], 'seq', ARGV[1])
-end
-redis.call(ARGV[6], ARGV[4], ARGV[5])
-return status
-`
-
-// Script results.
-const (
-	publishApplied  = 1
-	publishReseeded = 2
-	publishAlready  = 3
+// The scripts of PROTOCOL.md "Publishing (Redis)". publish.lua is the whole store rule
+// set (bus.PublishResult) and is what a publisher in another language runs as well.
+var (
+	//go:embed publish.lua
+	publishScript string
+	//go:embed history.lua
+	historyScript string
+	//go:embed stored.lua
+	storedScript string
 )
 
-// PublishDelta stores d as the snapshot at d.Seq and publishes d.Frame atomically; it
-// returns a wrapped bus.ErrSeqConflict when d.Seq is not the stored seq + 1, except that
-// a store with no seq for the match (it lost its data) is re-seeded at d.Seq (see
-// publishScript and doc.go). The frame must be a valid `delta` frame of d.Match at d.Seq
-// (else ErrBadFrame), so a publisher bug cannot poison every gateway.
+// PublishScript returns the text of the publish script (for publishers that load it
+// themselves, and for the documentation's tests).
+func PublishScript() string { return publishScript }
+
+// PublishDelta stores d as the snapshot at (d.Epoch, d.Seq), appends its frame to the
+// history, writes the journal and publishes the frame, atomically, under the store rules
+// of bus.PublishResult; it returns a wrapped bus.ErrSeqConflict when they refuse the
+// position. The delta must be valid (bus.CheckDelta; else ErrBadFrame), so that a
+// publisher bug cannot poison every gateway.
 //
 // It waits for the first connection, and retries through a lost link or a Redis that is
 // loading or failing over, until ctx ends (then it returns ErrNotConnected wrapping
@@ -73,54 +44,61 @@ func (b *Bus) PublishDelta(ctx context.Context, d bus.Delta) error {
 	if b.closed.Load() {
 		return bus.ErrClosed
 	}
-	msg, err := bus.Parse(d.Frame)
+	msg, err := bus.CheckDelta(d)
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrBadFrame, err)
-	}
-	if msg.Kind != bus.KindDelta || msg.Match != d.Match || msg.Seq != d.Seq {
-		return fmt.Errorf("%w: delta %s/%d carries a %s frame of %s/%d", ErrBadFrame, d.Match, d.Seq, kindName(msg.Kind), msg.Match, msg.Seq)
-	}
-	if !json.Valid(d.State) {
-		return fmt.Errorf("%w: state of %s/%d is not JSON", ErrBadFrame, d.Match, d.Seq)
 	}
 	c := b.waitClient(ctx)
 	if c == nil {
 		return b.waitErr(ctx)
 	}
-	var snap strings.Builder
-	snap.Grow(len(d.State) + len(d.Match) + 48)
-	id, _ := json.Marshal(d.Match) // a valid match id needs no escaping, but be exact
-	snap.WriteString(`{"match":`)
-	snap.Write(id)
-	snap.WriteString(`,"seq":`)
-	snap.WriteString(strconv.FormatUint(d.Seq, 10))
-	snap.WriteString(`,"state":`)
-	snap.Write(d.State)
-	snap.WriteString(`}`)
+	h := b.opts.History
 	seq := strconv.FormatUint(d.Seq, 10)
-	keys := []string{b.seqKey(d.Match), b.snapKey(d.Match), b.infoKey(d.Match)}
-	args := []string{seq, snap.String(), d.Title, b.channel(d.Match), string(d.Frame), b.publishCmd(), "0"}
+	keys := []string{b.seqKey(d.Match), b.snapKey(d.Match), b.infoKey(d.Match), b.histKey(d.Match), b.journalKey(d.Match)}
+	args := []string{d.Epoch, seq, string(bus.SnapshotJSON(d.Match, d.Epoch, d.Seq, d.State)), d.Title,
+		b.channel(d.Match), string(d.Frame), b.publishCmd(), "0",
+		strconv.Itoa(h.MaxDeltas), strconv.FormatInt(h.MaxAge.Milliseconds(), 10), strconv.Itoa(h.MaxBytes),
+		strconv.FormatInt(msg.TS/1000, 10), ""}
+	journal := func(from int) {
+		args = args[:13]
+		args[12] = strconv.Itoa(from)
+		for _, e := range d.Journal.Entries[from:] {
+			args = append(args, string(e))
+		}
+	}
+	if d.Journal != nil {
+		journal(d.Journal.From)
+	}
 	backoff := minBackoff
 	for attempt := 0; ; attempt++ {
-		var status int64
+		var rule string
 		if attempt > 0 {
-			args[6] = "1"
+			args[7] = "1"
 		}
-		status, err = b.script.Exec(ctx, c, keys, args).AsInt64()
+		rule, err = b.script.Exec(ctx, c, keys, args).ToString()
 		if err == nil {
-			switch status {
-			case publishReseeded:
-				b.m.reseeds.Inc()
-				b.log.Warn("redis had no seq for the match: re-seeded it", "match", d.Match, "seq", d.Seq)
-			case publishAlready:
+			res := bus.PublishResult(rule)
+			b.m.publishes.WithLabelValues(rule).Inc()
+			switch res {
+			case bus.ResultReseededEmpty, bus.ResultReseededBehind:
+				b.log.Warn("redis was behind the publisher: re-seeded the match", "match", d.Match, "epoch", d.Epoch, "seq", d.Seq, "rule", rule)
+			case bus.ResultDuplicate:
 				return nil // applied by an earlier attempt; published then
 			}
 			break
 		}
-		if re, ok := rueidis.IsRedisErr(err); ok && strings.Contains(re.Error(), "SEQCONFLICT") {
-			return fmt.Errorf("%w: %s seq %d: %s", bus.ErrSeqConflict, d.Match, d.Seq, re.Error())
+		if re, ok := rueidis.IsRedisErr(err); ok {
+			switch {
+			case strings.HasPrefix(re.Error(), "SEQCONFLICT"):
+				b.m.publishes.WithLabelValues(string(bus.ResultRefused)).Inc()
+				return fmt.Errorf("%w: %s %s:%d: %s", bus.ErrSeqConflict, d.Match, d.Epoch, d.Seq, re.Error())
+			case strings.HasPrefix(re.Error(), "NEEDJOURNAL") && d.Journal != nil && args[12] != "0":
+				journal(0) // the store lost the journal's head (or re-seeds): send it all
+				attempt--
+				continue
+			}
 		}
-		if !retryable(err) || b.ctx.Err() != nil {
+		if !retryable(ctx, err) || b.ctx.Err() != nil {
 			return fmt.Errorf("redis bus: publish %s/%d: %w", d.Match, d.Seq, err)
 		}
 		if attempt == 0 {
@@ -145,10 +123,100 @@ func (b *Bus) PublishDelta(ctx context.Context, d bus.Delta) error {
 	return nil
 }
 
+// History implements bus.History from crease:{ID}:hist (one script, atomic with the
+// stored seq).
+func (b *Bus) History(ctx context.Context, match, epoch string, after uint64) ([]bus.Message, bool, error) {
+	if !bus.ValidMatchID(match) {
+		return nil, false, fmt.Errorf("%w: %q", bus.ErrUnknownMatch, match)
+	}
+	c := b.cli()
+	if c == nil || b.closed.Load() {
+		return nil, false, ErrNotConnected
+	}
+	res, err := b.histRead.Exec(ctx, c, []string{b.seqKey(match), b.histKey(match)}, []string{epoch, strconv.FormatUint(after, 10)}).ToArray()
+	if rueidis.IsRedisNil(err) {
+		return nil, false, fmt.Errorf("%w: %s", bus.ErrUnknownMatch, match)
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("redis bus: history of %s: %w", match, err)
+	}
+	if len(res) < 2 {
+		return nil, false, nil
+	}
+	out := make([]bus.Message, 0, len(res)-2)
+	for _, r := range res[2:] {
+		data, err := r.AsBytes()
+		if err != nil {
+			return nil, false, fmt.Errorf("redis bus: history of %s: %w", match, err)
+		}
+		m, err := bus.Parse(data)
+		if err != nil || m.Kind != bus.KindDelta || m.Match != match || m.Epoch != epoch {
+			b.m.invalid.Inc()
+			return nil, false, nil // not what the script writes: take the snapshot route
+		}
+		out = append(out, m)
+	}
+	return out, true, nil
+}
+
+// Stored implements bus.Resumer: the snapshot and the journal, atomically.
+func (b *Bus) Stored(ctx context.Context, match string) (bus.Stored, error) {
+	if !bus.ValidMatchID(match) {
+		return bus.Stored{}, fmt.Errorf("%w: %q", bus.ErrUnknownMatch, match)
+	}
+	c := b.waitClient(ctx)
+	if c == nil {
+		return bus.Stored{}, b.waitErr(ctx)
+	}
+	res, err := b.storedRead.Exec(ctx, c, []string{b.snapKey(match), b.journalKey(match)}, nil).ToArray()
+	if rueidis.IsRedisNil(err) {
+		return bus.Stored{}, fmt.Errorf("%w: %s", bus.ErrUnknownMatch, match)
+	}
+	if err != nil {
+		return bus.Stored{}, fmt.Errorf("redis bus: stored state of %s: %w", match, err)
+	}
+	raw, err := res[0].AsBytes()
+	if err != nil {
+		return bus.Stored{}, fmt.Errorf("redis bus: stored state of %s: %w", match, err)
+	}
+	snap, state, err := parseSnapshot(match, raw)
+	if err != nil {
+		return bus.Stored{}, err
+	}
+	s := bus.Stored{Snapshot: snap, State: state}
+	for _, r := range res[1:] {
+		e, err := r.AsBytes()
+		if err != nil {
+			return bus.Stored{}, fmt.Errorf("redis bus: journal of %s: %w", match, err)
+		}
+		s.Journal = append(s.Journal, e)
+	}
+	return s, nil
+}
+
+// parseSnapshot reads the head of a stored snapshot.
+func parseSnapshot(match string, raw []byte) (bus.Snapshot, json.RawMessage, error) {
+	var head struct {
+		Epoch string          `json:"epoch"`
+		Seq   uint64          `json:"seq"`
+		State json.RawMessage `json:"state"`
+	}
+	if err := json.Unmarshal(raw, &head); err != nil {
+		return bus.Snapshot{}, nil, fmt.Errorf("redis bus: snapshot of %s is not JSON: %w", match, err)
+	}
+	return bus.Snapshot{Match: match, Epoch: head.Epoch, Seq: head.Seq, Raw: raw}, head.State, nil
+}
+
 // retryable: the link broke or Redis is briefly unable to serve writes; the outcome of
 // the script is unknown or nil, and the seq check makes a retry safe.
-func retryable(err error) bool {
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+// A context error is the caller's only when the caller's context is done: rueidis also
+// reports its own timeouts (a write or ping timeout while Redis is down, seen under
+// load) as context.DeadlineExceeded, and those are retried like any link error.
+func retryable(ctx context.Context, err error) bool {
+	if ctx.Err() != nil {
+		return false
+	}
+	if errors.Is(err, context.Canceled) {
 		return false
 	}
 	re, ok := rueidis.IsRedisErr(err)

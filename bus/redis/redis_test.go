@@ -150,7 +150,7 @@ func TestPublishDeliversExactBytesInOrder(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if wantRaw := `{"match":"m1","seq":100,"state":{"score":{"runs":100}}}`; snap.Seq != 100 || string(snap.Raw) != wantRaw {
+	if wantRaw := `{"match":"m1","epoch":"e1","seq":100,"state":{"score":{"runs":100}}}`; snap.Seq != 100 || snap.Epoch != testEpoch || string(snap.Raw) != wantRaw {
 		t.Fatalf("snapshot %d %s", snap.Seq, snap.Raw)
 	}
 	if _, err := gw.Snapshot(ctx, "nope"); !errors.Is(err, bus.ErrUnknownMatch) {
@@ -312,8 +312,8 @@ func TestRedisKillAndRestart(t *testing.T) {
 	if err := b.PublishDelta(ctx, delta("m1", 2, "")); err != nil {
 		t.Fatalf("re-seeding publish: %v", err)
 	}
-	if got := value(b.m.reseeds); got != 1 {
-		t.Fatalf("reseeds %v", got)
+	if got := value(b.m.publishes.WithLabelValues(string(bus.ResultReseededEmpty))); got != 1 {
+		t.Fatalf("reseeded_empty %v", got)
 	}
 	eventually(t, 5*time.Second, "seq 2 after the restart", func() bool { return len(sink.delivered()) == 2 })
 	calls := sink.snapshot()
@@ -402,7 +402,7 @@ func TestPublishRetriesThroughOutage(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("publish did not go through after the restart")
 	}
-	if out, _ := srv.Cli("GET", "crease:{m1}:seq"); out != "2" {
+	if out, _ := srv.Cli("GET", "crease:{m1}:seq"); out != testEpoch+":2" {
 		t.Fatalf("stored seq %q", out)
 	}
 	// A caller's deadline ends the wait with ErrNotConnected.
@@ -546,7 +546,7 @@ func TestMatchesAndViewers(t *testing.T) {
 	}
 	a.SetViewers(map[string]int{"m1": 10, "m2": 1})
 	b.SetViewers(map[string]int{"m1": 5})
-	want := []bus.MatchInfo{{Match: "m1", Title: "Ind v Aus", Seq: 2, Viewers: 15}, {Match: "m2", Title: "Eng v Pak", Seq: 1, Viewers: 1}}
+	want := []bus.MatchInfo{{Match: "m1", Title: "Ind v Aus", Epoch: testEpoch, Seq: 2, Viewers: 15}, {Match: "m2", Title: "Eng v Pak", Epoch: testEpoch, Seq: 1, Viewers: 1}}
 	var got []bus.MatchInfo
 	eventually(t, 5*time.Second, "matches with both nodes' viewers", func() bool {
 		var err error

@@ -2,7 +2,6 @@ package redis
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -184,13 +183,8 @@ func (b *Bus) fetchSnapshot(ctx context.Context, match string) (bus.Snapshot, er
 	if err != nil {
 		return bus.Snapshot{}, fmt.Errorf("redis bus: snapshot of %s: %w", match, err)
 	}
-	var head struct {
-		Seq uint64 `json:"seq"`
-	}
-	if err := json.Unmarshal(raw, &head); err != nil {
-		return bus.Snapshot{}, fmt.Errorf("redis bus: snapshot of %s is not JSON: %w", match, err)
-	}
-	return bus.Snapshot{Match: match, Seq: head.Seq, Raw: raw}, nil
+	snap, _, err := parseSnapshot(match, raw)
+	return snap, err
 }
 
 // Matches lists the matches in the live index, sorted by id, with title, seq and the
@@ -220,7 +214,7 @@ func (b *Bus) Matches(ctx context.Context) ([]bus.MatchInfo, error) {
 		if len(info) == 0 {
 			continue // indexed but its keys are gone
 		}
-		mi := bus.MatchInfo{Match: id, Title: info["title"]}
+		mi := bus.MatchInfo{Match: id, Title: info["title"], Epoch: info["epoch"]}
 		mi.Seq, _ = strconv.ParseUint(info["seq"], 10, 64)
 		views, err := res[2*i+1].AsStrMap()
 		if err != nil {

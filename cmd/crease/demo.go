@@ -21,7 +21,9 @@ the URLs. No Redis needed.`
 func runDemo(ctx context.Context, args []string) error {
 	cmd := newCommand("demo", demoUsage)
 	var g gatewayFlags
+	var api apiFlags
 	g.register(cmd.fs)
+	api.register(cmd.fs)
 	speed := cmd.fs.Float64("speed", 2, "replay speed in deliveries per second per match (0: as fast as possible)")
 	sims := cmd.fs.Int("sim", 1, "synthetic matches to run beside the real ones")
 	if err := cmd.parse(args); err != nil {
@@ -46,7 +48,11 @@ func runDemo(ctx context.Context, args []string) error {
 	}
 	b := bus.NewEmbedded()
 	reg := newRegistry()
-	srv, err := server.New(g.options(log, b, reg))
+	opts := g.options(log, b, reg)
+	if opts.PublishAPI, err = api.handler(b, reg, log); err != nil {
+		return fmt.Errorf("crease demo: %w", err)
+	}
+	srv, err := server.New(opts)
 	if err != nil {
 		return fmt.Errorf("crease demo: %w", err)
 	}
@@ -57,12 +63,12 @@ func runDemo(ctx context.Context, args []string) error {
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	opts := ingest.ReplayOptions{Speed: *speed, Loop: true}
+	ropts := ingest.ReplayOptions{Speed: *speed, Loop: true}
 	for _, m := range matches {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := ingest.Replay(rctx, b, m, opts); err != nil && rctx.Err() == nil {
+			if err := ingest.Replay(rctx, b, m, ropts); err != nil && rctx.Err() == nil {
 				log.Error("replay stopped", "match", m.ID(), "err", err)
 			}
 		}()
@@ -76,13 +82,16 @@ func runDemo(ctx context.Context, args []string) error {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				if err := sim.Replay(rctx, b, uint64(n), opts); err != nil && rctx.Err() == nil {
+				if err := sim.Replay(rctx, b, uint64(n), ropts); err != nil && rctx.Err() == nil {
 					log.Error("simulator stopped", "match", sim.ID(uint64(n)), "err", err)
 				}
 			}()
 		}
 	}
 	printURLs(srv, matches, log)
+	if opts.PublishAPI != nil {
+		fmt.Printf("  Publish API:      http://%s/v1/matches/{id} (Authorization: Bearer KEY; see README \"Publishing your own feed\")\n\n", hostFor(srv.HTTPAddr()))
+	}
 	err = runUntilSignal(ctx, srv, log)
 	cancel()
 	wg.Wait()

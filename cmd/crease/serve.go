@@ -36,6 +36,8 @@ type gatewayFlags struct {
 	cutLimit         time.Duration
 	closeLinger      time.Duration
 	maxSubs          int
+	opRate           float64
+	opBurst          int
 	heartbeat        time.Duration
 	handshakeTimeout time.Duration
 	shedLag          time.Duration
@@ -54,7 +56,7 @@ func (g *gatewayFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&g.httpAddr, "http-addr", server.DefaultHTTPAddr, "HTTP listen address: snapshots, /metrics, /healthz, /readyz, the page")
 	fs.IntVar(&g.loops, "loops", 0, "event loops (shards); 0 means the number of cores")
 	fs.Var(&g.origins, "allowed-origins", "comma-separated allowed Origin values for browser handshakes; empty allows any")
-	fs.StringVar(&g.jwtSecret, "jwt-secret", "", "HS256 secret; when set every handshake needs ?token=JWT (exp required, optional matches claim)")
+	fs.StringVar(&g.jwtSecret, "jwt-secret", "", "HS256 secret; when set every handshake needs a JWT as the subprotocol bearer.JWT or in ?token= (exp required, optional matches claim), and the HTTP API needs it as Authorization: Bearer JWT or ?token=")
 	fs.StringVar(&g.node, "node", "", "gateway name sent in hello; default the host name")
 	fs.StringVar(&g.publicWSURL, "public-ws-url", "", "WebSocket URL the page is told (behind a load balancer); default same host, WebSocket port")
 	fs.IntVar(&g.budget, "budget", shard.DefaultBudget, "per-connection outbound budget in bytes (crease's queue + gnet's buffer)")
@@ -63,7 +65,9 @@ func (g *gatewayFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&g.cutLimit, "cut-limit", shard.DefaultCutLimit, "a connection whose socket stays full this long is closed with 4008")
 	fs.DurationVar(&g.closeLinger, "close-linger", shard.DefaultCloseLinger, "a connection cut as a slow consumer keeps its socket this long for the client to read the 4008 close frame, then is reset")
 	fs.IntVar(&g.maxSubs, "max-subscriptions", shard.DefaultMaxSubscriptions, "subscriptions per connection")
-	fs.DurationVar(&g.heartbeat, "heartbeat", shard.DefaultHeartbeat, "ping interval; 3 intervals without traffic close a connection")
+	fs.Float64Var(&g.opRate, "op-rate", shard.DefaultOpRate, "client ops (subscribe, unsubscribe, auth) per second a connection may sustain (token bucket); an op over it is answered error rate_limited")
+	fs.IntVar(&g.opBurst, "op-burst", 0, "client ops a connection may send at once; 0 means twice --max-subscriptions. A connection that sends another burst's worth beyond its allowance is closed with 1008")
+	fs.DurationVar(&g.heartbeat, "heartbeat", shard.DefaultHeartbeat, "ping interval, whole seconds from 1s to 1h; a connection silent for 3 intervals is closed with 4000")
 	fs.DurationVar(&g.handshakeTimeout, "handshake-timeout", shard.DefaultHandshakeTimeout, "a handshake not complete within this is closed (slowloris)")
 	fs.DurationVar(&g.shedLag, "shed-lag", shard.DefaultShedLag, "a loop lagging more than this drops low-priority events at dispatch")
 	fs.IntVar(&g.maxConns, "max-conns", 0, "maximum open connections; 0 means RLIMIT_NOFILE minus a reserve")
@@ -104,6 +108,8 @@ func (g *gatewayFlags) options(log *slog.Logger, b bus.Bus, reg *prometheus.Regi
 			CutLimit:         g.cutLimit,
 			CloseLinger:      g.closeLinger,
 			MaxSubscriptions: g.maxSubs,
+			OpRate:           g.opRate,
+			OpBurst:          g.opBurst,
 			Heartbeat:        g.heartbeat,
 			HandshakeTimeout: g.handshakeTimeout,
 			ShedLag:          g.shedLag,
@@ -121,6 +127,12 @@ func (g *gatewayFlags) validate() error {
 		if d.v < 0 {
 			return fmt.Errorf("--%s must not be negative (got %v)", d.name, d.v)
 		}
+	}
+	if g.heartbeat%time.Second != 0 || g.heartbeat < time.Second || g.heartbeat > shard.MaxHeartbeat {
+		return fmt.Errorf("--heartbeat must be a whole number of seconds from 1s to 1h (got %v): hello announces it as heartbeat_s", g.heartbeat)
+	}
+	if g.opRate <= 0 || g.opBurst < 0 {
+		return fmt.Errorf("--op-rate must be > 0 and --op-burst not negative (got %v, %d)", g.opRate, g.opBurst)
 	}
 	return nil
 }
@@ -172,8 +184,10 @@ func runServeWith(ctx context.Context, args []string, usageOut io.Writer) error 
 	}
 	var g gatewayFlags
 	var r redisFlags
+	var api apiFlags
 	g.register(cmd.fs)
 	r.register(cmd.fs)
+	api.register(cmd.fs)
 	if err := cmd.parse(args); err != nil {
 		return err
 	}
@@ -189,7 +203,14 @@ func runServeWith(ctx context.Context, args []string, usageOut io.Writer) error 
 	if err != nil {
 		return fmt.Errorf("crease serve: %w", err)
 	}
-	srv, err := server.New(g.options(log, b, reg))
+	opts := g.options(log, b, reg)
+	if len(api.keys) > 0 && len(r.addrs) > 0 {
+		return errors.New("crease serve: --api-key serves the publish API on the embedded bus; with Redis, run crease ingest --listen ADDR --api-key KEY")
+	}
+	if opts.PublishAPI, err = api.handler(b, reg, log); err != nil {
+		return fmt.Errorf("crease serve: %w", err)
+	}
+	srv, err := server.New(opts)
 	if err != nil {
 		return fmt.Errorf("crease serve: %w", err)
 	}

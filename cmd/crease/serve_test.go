@@ -36,6 +36,11 @@ func TestServeHelpDocumentsEveryFlag(t *testing.T) {
 			t.Errorf("-%s has no usage text", f.Name)
 		}
 	})
+	for _, want := range []string{"-op-rate float", "(default 20)", "twice --max-subscriptions", "closed with 4000", "bearer.JWT"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("--help lacks %q", want)
+		}
+	}
 	if !strings.Contains(string(out), "CREASE_<NAME>") || n < 20 {
 		t.Errorf("help (%d flags) lacks the environment convention:\n%s", n, out)
 	}
@@ -63,6 +68,10 @@ func TestServeRejectsBadConfig(t *testing.T) {
 		{"negative handshake rate", []string{"--handshake-rate=-5"}, [2]string{}, "handshake rate"},
 		{"negative max conns", []string{"--max-conns=-1"}, [2]string{}, "max connections"},
 		{"heartbeat too short", []string{"--heartbeat=10ms"}, [2]string{}, "heartbeat"},
+		{"heartbeat with a sub-second remainder", []string{"--heartbeat=1500ms"}, [2]string{}, "--heartbeat must be a whole number of seconds"},
+		{"zero op rate", []string{"--op-rate=0"}, [2]string{}, "--op-rate must be > 0"},
+		{"negative op burst", []string{"--op-burst=-1"}, [2]string{}, "--op-burst not negative"},
+		{"op debt over 30 minutes", []string{"--op-rate=0.01", "--op-burst=100"}, [2]string{}, "op rate must be"},
 		{"negative handshake timeout", []string{"--handshake-timeout=-1s"}, [2]string{}, "--handshake-timeout must not be negative"},
 		{"negative shed lag", []string{"--shed-lag=-1ms"}, [2]string{}, "--shed-lag must not be negative"},
 		{"unknown flag", []string{"--nope"}, [2]string{}, "flag provided but not defined: -nope"},

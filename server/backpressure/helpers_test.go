@@ -53,9 +53,9 @@ func (g *gateway) delta(t testing.TB, prio string) {
 	g.seq++
 	n := g.seq
 	patch := fmt.Sprintf(`{"score":{"runs":%d},"pad":%q}`, n, pad)
-	frame := fmt.Appendf(nil, `{"type":"delta","match":%q,"seq":%d,"prio":%q,"ts":%d,"patch":%s}`,
+	frame := fmt.Appendf(nil, `{"type":"delta","match":%q,"epoch":"e1","seq":%d,"prio":%q,"ts":%d,"patch":%s}`,
 		match, n, prio, time.Now().UnixMicro(), patch)
-	if err := g.bus.PublishDelta(context.Background(), bus.Delta{Match: match, Seq: n, State: []byte(patch), Frame: frame}); err != nil {
+	if err := g.bus.PublishDelta(context.Background(), bus.Delta{Match: match, Epoch: "e1", Seq: n, State: []byte(patch), Frame: frame}); err != nil {
 		t.Errorf("publish delta %d: %v", n, err)
 	}
 }

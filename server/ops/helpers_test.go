@@ -40,10 +40,10 @@ func newPublisher(b bus.Publisher) *publisher { return &publisher{b: b, seq: map
 func (p *publisher) delta(match, prio string) error {
 	p.seq[match]++
 	n := p.seq[match]
-	frame := fmt.Appendf(nil, `{"type":"delta","match":%q,"seq":%d,"prio":%q,"ts":%d,"patch":{"score":{"runs":%d}}}`,
+	frame := fmt.Appendf(nil, `{"type":"delta","match":%q,"epoch":"e1","seq":%d,"prio":%q,"ts":%d,"patch":{"score":{"runs":%d}}}`,
 		match, n, prio, time.Now().UnixMicro(), n)
 	state := fmt.Appendf(nil, `{"score":{"runs":%d}}`, n)
-	return p.b.PublishDelta(context.Background(), bus.Delta{Match: match, Title: "T " + match, Seq: n, State: state, Frame: frame})
+	return p.b.PublishDelta(context.Background(), bus.Delta{Match: match, Title: "T " + match, Epoch: "e1", Seq: n, State: state, Frame: frame})
 }
 
 func (p *publisher) event(match, text string) error {

@@ -75,8 +75,8 @@ func TestLatency(t *testing.T) {
 	for seq := 1; seq <= n; seq++ {
 		<-tick.C
 		ts := time.Now().UnixMicro()
-		frame := fmt.Sprintf(`{"type":"delta","match":%q,"seq":%d,"prio":"high","ts":%d,"patch":{"runs":%d}}`, match, seq, ts, seq)
-		err := pub.PublishDelta(context.Background(), bus.Delta{Match: match, Seq: uint64(seq), State: []byte(fmt.Sprintf(`{"runs":%d}`, seq)), Frame: []byte(frame)})
+		frame := fmt.Sprintf(`{"type":"delta","match":%q,"epoch":"e1","seq":%d,"prio":"high","ts":%d,"patch":{"runs":%d}}`, match, seq, ts, seq)
+		err := pub.PublishDelta(context.Background(), bus.Delta{Match: match, Epoch: "e1", Seq: uint64(seq), State: []byte(fmt.Sprintf(`{"runs":%d}`, seq)), Frame: []byte(frame)})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -101,12 +101,15 @@ type msg struct {
 	data  []byte
 }
 
+// benchEpoch is the stream epoch of every benchmark match (PROTOCOL.md "Stream position").
+const benchEpoch = "bench"
+
 // frame appends a delta frame of about 200 bytes; the patch looks like a real ball.
 func frame(b []byte, match string, seq uint64, ts int64) []byte {
 	runs := 100 + seq%250
 	b = append(b, `{"type":"delta","match":"`...)
 	b = append(b, match...)
-	b = append(b, `","seq":`...)
+	b = append(b, `","epoch":"`+benchEpoch+`","seq":`...)
 	b = strconv.AppendUint(b, seq, 10)
 	b = append(b, `,"prio":"normal","ts":`...)
 	b = strconv.AppendInt(b, ts, 10)
@@ -159,7 +162,7 @@ func newPublisher(target, addr, prefix string) (func([]msg) (int, int), func(), 
 			ok, bad := 0, 0
 			for _, m := range batch {
 				// The state is what a client would hold: here simply the last patch.
-				d := bus.Delta{Match: m.match, Title: m.match, Seq: m.seq, State: patchOf(m.data), Frame: m.data}
+				d := bus.Delta{Match: m.match, Title: m.match, Epoch: benchEpoch, Seq: m.seq, State: patchOf(m.data), Frame: m.data}
 				if err := b.PublishDelta(ctx, d); err != nil {
 					fmt.Fprintln(os.Stderr, "publisher:", err)
 					bad++

@@ -2,151 +2,11 @@ package ingest
 
 import (
 	"fmt"
-	"math"
 	"strconv"
 	"strings"
 
 	"crease/bus"
 )
-
-// Match is a validated Cricsheet match, ready to be stepped through. It is immutable and
-// safe to share between goroutines; every Stepper keeps its own scoring state.
-type Match struct {
-	id      string
-	file    string
-	info    csInfo
-	bpo     int
-	innings []*innings
-	final   *State
-}
-
-// ID is the match id used on the bus.
-func (m *Match) ID() string { return m.id }
-
-// Title is "Team A v Team B".
-func (m *Match) Title() string { return m.info.Teams[0] + " v " + m.info.Teams[1] }
-
-// File is the name the match was read from.
-func (m *Match) File() string { return m.file }
-
-// Deliveries counts the deliveries of all innings.
-func (m *Match) Deliveries() int {
-	n := 0
-	for _, inn := range m.innings {
-		n += inn.n
-	}
-	return n
-}
-
-// Steps is the number of deltas of one play-through: the scheduled state, then per
-// innings its start, its deliveries and its end (break or result).
-func (m *Match) Steps() int {
-	if len(m.innings) == 0 {
-		return 2
-	}
-	return 1 + 2*len(m.innings) + m.Deliveries()
-}
-
-// Final returns a copy of the state at the end of the match.
-func (m *Match) Final() *State { return m.final.clone() }
-
-// withID returns a copy of m under another id (the scorer reads the id from the match).
-func (m *Match) withID(id string) *Match {
-	c := *m
-	c.id = id
-	c.final = m.final.clone()
-	c.final.Match = id
-	return &c
-}
-
-func (m *Match) initialState() State {
-	in := &m.info
-	st := State{
-		Match:   m.id,
-		Title:   m.Title(),
-		Event:   eventText(in),
-		Venue:   in.Venue,
-		Teams:   []string{in.Teams[0], in.Teams[1]},
-		Toss:    tossText(in.Toss),
-		Status:  StatusScheduled,
-		Over:    "0.0",
-		Last6:   []string{},
-		Innings: map[string]*InningsCard{},
-	}
-	if len(in.Dates) > 0 {
-		st.Date = in.Dates[0]
-	}
-	return st
-}
-
-func eventText(in *csInfo) string {
-	name := in.Event.Name
-	if name == "" {
-		return ""
-	}
-	if len(in.Dates) > 0 && len(in.Dates[0]) >= 4 {
-		if y := in.Dates[0][:4]; !strings.Contains(name, y) {
-			name += " " + y
-		}
-	}
-	if n := strings.Trim(string(in.Event.MatchNumber), `"`); n != "" && n != "null" {
-		name += ", match " + n
-	} else if in.Event.Stage != "" {
-		name += ", " + in.Event.Stage
-	}
-	return name
-}
-
-func tossText(t csToss) string {
-	if t.Winner == "" {
-		return ""
-	}
-	s := t.Winner + " won the toss"
-	if t.Uncontested {
-		s += " (uncontested)"
-	}
-	switch t.Decision {
-	case "bat":
-		s += " and chose to bat"
-	case "field":
-		s += " and chose to field"
-	}
-	return s
-}
-
-// resultText renders the outcome as a scorecard says it, and the winner (or "").
-func resultText(in *csInfo) (string, string) {
-	o := &in.Outcome
-	method := ""
-	if o.Method != "" {
-		method = " (" + o.Method + " method)"
-	}
-	switch {
-	case o.Winner != "":
-		s := o.Winner + " won"
-		switch {
-		case o.By.Innings > 0:
-			s += " by an innings and " + plural(o.By.Runs, "run")
-		case o.By.Runs > 0:
-			s += " by " + plural(o.By.Runs, "run")
-		case o.By.Wickets > 0:
-			s += " by " + plural(o.By.Wickets, "wicket")
-		}
-		return s + method, o.Winner
-	case o.Result == "tie":
-		switch {
-		case o.Eliminator != "":
-			return "Match tied (" + o.Eliminator + " won the super over)", o.Eliminator
-		case o.BowlOut != "":
-			return "Match tied (" + o.BowlOut + " won the bowl-out)", o.BowlOut
-		}
-		return "Match tied" + method, ""
-	case o.Result == "draw":
-		return "Match drawn", ""
-	default:
-		return "No result" + method, ""
-	}
-}
 
 // Phases of the engine.
 const (
@@ -160,6 +20,7 @@ const (
 // engine scores a match one step at a time into st. Everything it reads was validated by
 // ReadMatch, so it does not fail.
 type engine struct {
+	live  bool // fed ball by ball (Live): no delivery to look ahead to
 	m     *Match
 	st    State
 	phase int
@@ -183,6 +44,9 @@ type innWork struct {
 	overConceded int
 	batPos       int
 	bowlPos      int
+	limit        int // legal balls of the innings; 0: no limit
+	maxWickets   int
+	out          map[string]bool // dismissed in this innings
 }
 
 // stepInfo describes one step for its delta and commentary.
@@ -261,8 +125,20 @@ func (e *engine) startInnings() stepInfo {
 		card.Runs, card.Extras.Penalty, card.Extras.Total = p, p, p
 	}
 	st.Innings[strconv.Itoa(e.inn+1)] = card
-	e.w = innWork{card: card}
+	e.w = innWork{card: card, out: map[string]bool{}, maxWickets: 10}
 	e.w.target, e.w.maxBalls = e.chase()
+	e.w.limit = m.oversLimit() * m.bpo
+	if inn.SuperOver {
+		e.w.limit, e.w.maxWickets = m.bpo, 2
+	}
+	if e.w.maxBalls > 0 {
+		e.w.limit = e.w.maxBalls
+	}
+	card.Target = e.w.target
+	if t := inn.Target; t != nil && t.Overs > 0 && e.w.maxBalls > 0 && e.w.maxBalls < m.oversLimit()*m.bpo && !inn.SuperOver {
+		card.MaxOvers = ballsToOvers(e.w.maxBalls, m.bpo)
+	}
+	st.Note = ""
 	st.Status = StatusLive
 	st.Inn = e.inn + 1
 	st.Batting, st.Bowling = inn.Team, e.other(inn.Team)
@@ -384,6 +260,10 @@ func (e *engine) ball(d *delivery, next *delivery) stepInfo {
 	bowl := e.bowler(d.Bowler)
 	r, x := d.Runs, d.Extras
 	prio := bus.PrioNormal
+	bowl.Wides += x.Wides
+	if x.Noballs > 0 {
+		bowl.Noballs++
+	}
 
 	card.Runs += r.Total
 	card.Extras.Total += r.Extras
@@ -446,6 +326,7 @@ func (e *engine) ball(d *delivery, next *delivery) stepInfo {
 		c.Out = outText(wk, d.Bowler)
 		prio = bus.PrioHigh
 		if k.team {
+			w.out[wk.PlayerOut] = true
 			card.Wickets++
 			card.FOW = append(card.FOW, FallOfWicket{Wicket: card.Wickets, Runs: card.Runs, Over: st.Over, Player: wk.PlayerOut})
 			parts = append(parts, "OUT! "+wk.PlayerOut+" "+c.Out)
@@ -478,10 +359,24 @@ func (e *engine) ball(d *delivery, next *delivery) stepInfo {
 		e.batter(next.NonStriker)
 	} else {
 		st.Striker, st.NonStriker = d.Batter, d.NonStriker
-		if out[d.Batter] {
+		if e.live {
+			// Fed ball by ball, nobody says who faces next: rotate as the laws do (runs
+			// run, and the end of an over); the next ball corrects it if need be.
+			ran := r.Batter + x.Byes + x.Legbyes
+			if x.Wides > 0 {
+				ran = x.Wides - 1
+			}
+			if ran%2 == 1 {
+				st.Striker, st.NonStriker = st.NonStriker, st.Striker
+			}
+			if d.legal() && w.overLegal == bpo {
+				st.Striker, st.NonStriker = st.NonStriker, st.Striker
+			}
+		}
+		if out[st.Striker] {
 			st.Striker = ""
 		}
-		if out[d.NonStriker] {
+		if out[st.NonStriker] {
 			st.NonStriker = ""
 		}
 	}
@@ -542,8 +437,12 @@ func (e *engine) endInnings() stepInfo {
 			w.card.Extras.Total += p
 		}
 		e.score()
+		// The innings is over: nothing is needed from it any more ("need 1 from 0
+		// balls" after a tie is not a scorecard); the target stays on its card.
+		st.Need, st.RRR = nil, nil
 		st.Over = w.card.Overs
 		st.Striker, st.NonStriker, st.Bowler = "", "", ""
+		w.card.DidNotBat = e.didNotBat(w.card)
 		text = fmt.Sprintf("End of innings: %s %d/%d (%s ov)", w.card.Team, w.card.Runs, w.card.Wickets, w.card.Overs)
 		if inn.Declared {
 			text += ", declared"
@@ -551,12 +450,19 @@ func (e *engine) endInnings() stepInfo {
 	}
 	if e.inn+1 < len(e.m.innings) {
 		st.Status = StatusInningsBreak
+		if w.target > 0 && w.card.Runs == w.target-1 && e.m.innings[e.inn+1].SuperOver {
+			st.Note = "Scores level — super over"
+			text += ". " + st.Note
+		}
 		e.inn++
 		e.phase = phaseStart
 		return stepInfo{prio: bus.PrioHigh, text: text}
 	}
 	st.Status = StatusFinished
+	st.Note = ""
 	st.Result, st.Winner = resultText(&e.m.info)
+	st.Method = e.m.info.Outcome.Method
+	st.PlayerOfMatch = append([]string(nil), e.m.info.PlayerOfMatch...)
 	e.phase = phaseDone
 	if text != "" {
 		text += ". "
@@ -564,126 +470,53 @@ func (e *engine) endInnings() stepInfo {
 	return stepInfo{prio: bus.PrioHigh, text: text + st.Result, last: true}
 }
 
-// outText is the scorecard's dismissal: "c Rizwan b Rauf", "run out (Babar Azam)".
-func outText(w csWicket, bowler string) string {
-	fielders := make([]string, 0, len(w.Fielders))
-	for _, f := range w.Fielders {
-		name := f.Name
-		if f.Substitute {
-			name = "sub (" + name + ")"
-			if f.Name == "" {
-				name = "sub"
-			}
+// didNotBat lists, in the order of the team sheet, the players of the batting side who
+// never came in; nil when the data has no team sheet.
+func (e *engine) didNotBat(card *InningsCard) []string {
+	var out []string
+	for _, p := range e.m.info.Players[card.Team] {
+		if _, ok := card.Batters[p]; !ok {
+			out = append(out, p)
 		}
-		fielders = append(fielders, name)
 	}
-	first := ""
-	if len(fielders) > 0 {
-		first = fielders[0]
-	}
-	switch w.Kind {
-	case kindCaught:
-		if first == "" {
-			return "c ? b " + bowler
-		}
-		return "c " + first + " b " + bowler
-	case kindCaughtBowled:
-		return "c & b " + bowler
-	case kindBowled:
-		return "b " + bowler
-	case kindLBW:
-		return "lbw b " + bowler
-	case kindStumped:
-		if first == "" {
-			return "st b " + bowler
-		}
-		return "st " + first + " b " + bowler
-	case kindHitWicket:
-		return "hit wicket b " + bowler
-	case kindRunOut:
-		if len(fielders) == 0 {
-			return "run out"
-		}
-		return "run out (" + strings.Join(fielders, "/") + ")"
-	}
-	return w.Kind // retired hurt, obstructing the field, timed out...
+	return out
 }
 
-// ballToken is the compact notation of last6: "0", "4", "W", "1wd", "2lb", "1W".
-func ballToken(d *delivery) string {
-	r, x := d.Runs, d.Extras
-	s := strconv.Itoa(r.Total)
-	switch {
-	case x.Wides > 0:
-		s += "wd"
-	case x.Noballs > 0:
-		s += "nb"
-	case x.Legbyes > 0:
-		s += "lb"
-	case x.Byes > 0:
-		s += "b"
-	case x.Penalty > 0:
-		s += "p"
-	}
-	for _, w := range d.Wickets {
-		if dismissals[w.Kind].team {
-			if s == "0" {
-				return "W"
-			}
-			return s + "W"
+// implausible says why the delivery d cannot come next in the current innings, or "":
+// after the innings was all out, a wicket too many, a ball past the innings' overs, a
+// delivery after the target was reached, a dismissed batter batting again.
+func (e *engine) implausible(d *delivery) string {
+	w, bpo := &e.w, e.m.bpo
+	wk := 0
+	for _, x := range d.Wickets {
+		if dismissals[x.Kind].team {
+			wk++
 		}
-	}
-	return s
-}
-
-func extrasNote(x csExtras) string {
-	var notes []string
-	switch {
-	case x.Wides > 0:
-		notes = append(notes, "wide")
-	case x.Noballs > 0:
-		notes = append(notes, "no ball")
 	}
 	switch {
-	case x.Byes > 0:
-		notes = append(notes, "byes")
-	case x.Legbyes > 0:
-		notes = append(notes, "leg byes")
+	case w.card.Wickets >= w.maxWickets:
+		return fmt.Sprintf("a delivery after the innings was all out (%d wickets)", w.card.Wickets)
+	case w.card.Wickets+wk > w.maxWickets:
+		return fmt.Sprintf("wicket %d of an innings that has only %d", w.card.Wickets+wk, w.maxWickets)
+	case w.limit > 0 && d.over >= (w.limit+bpo-1)/bpo:
+		return fmt.Sprintf("over %d is past the innings' %s overs", d.over, ballsToOvers(w.limit, bpo))
+	case w.limit > 0 && w.card.Balls >= w.limit:
+		return fmt.Sprintf("a delivery after the innings' %s overs were bowled", ballsToOvers(w.limit, bpo))
+	case w.target > 0 && w.reached:
+		return fmt.Sprintf("a delivery after the target of %d was reached", w.target)
 	}
-	if x.Penalty > 0 {
-		notes = append(notes, plural(x.Penalty, "penalty run"))
+	for _, p := range []string{d.Batter, d.NonStriker} {
+		if w.out[p] {
+			return fmt.Sprintf("%q bats again after being dismissed", p)
+		}
 	}
-	if len(notes) == 0 {
-		return ""
-	}
-	return " (" + strings.Join(notes, ", ") + ")"
+	return ""
 }
 
-// milestone returns the multiple of 50 crossed going from before to after runs, or 0.
-func milestone(before, after int) int {
-	if after/50 > before/50 {
-		return after / 50 * 50
+// peek returns the delivery the next step scores, or nil when it scores none.
+func (e *engine) peek() (*delivery, int) {
+	if e.phase != phaseBall {
+		return nil, 0
 	}
-	return 0
+	return &e.m.innings[e.inn].overs[e.oi][e.bi], e.bi
 }
-
-// short is the name a commentator uses: the last word ("R Ashwin" -> "Ashwin").
-func short(name string) string {
-	if i := strings.LastIndexByte(name, ' '); i >= 0 && i+1 < len(name) {
-		return name[i+1:]
-	}
-	return name
-}
-
-func plural(n int, one string) string {
-	if n == 1 {
-		return "1 " + one
-	}
-	return strconv.Itoa(n) + " " + one + "s"
-}
-
-func ballsToOvers(balls, bpo int) string {
-	return strconv.Itoa(balls/bpo) + "." + strconv.Itoa(balls%bpo)
-}
-
-func round2(f float64) float64 { return math.Round(f*100) / 100 }

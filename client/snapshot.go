@@ -1,0 +1,145 @@
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"crease/bus"
+)
+
+// FetchSnapshot fetches the snapshot of match once (no retry).
+func (c *Client) FetchSnapshot(ctx context.Context, match string) (Snapshot, error) {
+	if !bus.ValidMatchID(match) {
+		return Snapshot{}, fmt.Errorf("%w: %q", ErrBadMatchID, match)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.opts.SnapshotURL(match), nil)
+	if err != nil {
+		return Snapshot{}, err
+	}
+	tok, err := c.tokens.current(ctx)
+	if err != nil {
+		return Snapshot{}, err
+	}
+	if tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	resp, err := c.opts.HTTPClient.Do(req)
+	if err != nil {
+		return Snapshot{}, err
+	}
+	defer resp.Body.Close()
+	switch resp.StatusCode {
+	case http.StatusOK:
+	case http.StatusNotFound:
+		// Not started: the publisher writes the snapshot with the first delta, so no
+		// delta exists yet and every one will reach the connection.
+		return Snapshot{Match: match, State: json.RawMessage("{}")}, nil
+	default:
+		return Snapshot{}, fmt.Errorf("client: snapshot of %s: HTTP %d", match, resp.StatusCode)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return Snapshot{}, err
+	}
+	var s Snapshot
+	if err := json.Unmarshal(body, &s); err != nil {
+		return Snapshot{}, fmt.Errorf("client: snapshot of %s: %w", match, err)
+	}
+	if s.Match != match || !isJSONObject(s.State) {
+		return Snapshot{}, fmt.Errorf("client: snapshot of %s: bad body (match %q, state %.40q)", match, s.Match, s.State)
+	}
+	return s, nil
+}
+
+func (l *loop) fetch(r *matchRun) {
+	if r.fetching {
+		r.refetch = true
+		return
+	}
+	r.fetching = true
+	var delay time.Duration
+	if r.retries > 0 {
+		// The last snapshot did not close the hole: do not hammer the endpoint.
+		delay = l.c.jitter(l.c.opts.Backoff.Base << min(r.retries-1, 10))
+	}
+	if o := l.c.opts.Observer; o != nil {
+		o.SnapshotRequested(r.match)
+	}
+	ctx, out, c := l.connCtx, l.fetched, l.c
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		for attempt := 0; ; attempt++ {
+			if !sleepCtx(ctx, delay) {
+				return
+			}
+			fctx, cancel := context.WithTimeout(ctx, DefaultFetchTimeout)
+			s, err := c.FetchSnapshot(fctx, r.match)
+			cancel()
+			if err == nil {
+				select {
+				case out <- fetchResult{run: r, snap: s}:
+				case <-ctx.Done():
+				}
+				return
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			c.opts.Logger.Warn("crease client: snapshot fetch", "match", r.match, "err", err)
+			delay = c.jitter(min(c.opts.Backoff.Cap, c.opts.Backoff.Base<<min(attempt, 10)))
+		}
+	}()
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// snapshot applies a fetch result.
+func (l *loop) snapshot(res fetchResult) {
+	r := res.run
+	if l.runs[r.match] != r {
+		return // unsubscribed meanwhile
+	}
+	r.fetching = false
+	if o := l.c.opts.Observer; o != nil {
+		o.Snapshot(res.snap)
+	}
+	if err := r.stream.ApplySnapshot(res.snap); err != nil {
+		l.c.opts.Logger.Warn("crease client: snapshot", "match", r.match, "err", err)
+	}
+	if r.stream.Seq() > 0 {
+		cause := CauseResync
+		if !r.delivered {
+			cause = CauseSnapshot
+		}
+		l.deliver(r, cause)
+	}
+	switch {
+	case r.stream.Waiting():
+		r.retries++
+		l.fetch(r)
+	case r.refetch:
+		r.refetch = false
+		r.retries = 0
+		r.stream.Resync() // the resync came after this fetch was sent
+		l.fetch(r)
+	default:
+		r.retries = 0
+	}
+}

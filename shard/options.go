@@ -1,0 +1,169 @@
+package shard
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Defaults of Options.
+const (
+	DefaultBudget           = 64 << 10
+	DefaultStallLimit       = 5 * time.Second
+	DefaultCutLimit         = 30 * time.Second
+	DefaultMaxSubscriptions = 16
+	DefaultShedLag          = 50 * time.Millisecond
+	DefaultInboxBytes       = 8 << 20
+	DefaultHeartbeat        = 20 * time.Second
+	DefaultHandshakeTimeout = 5 * time.Second
+	// DefaultOpRate is the client ops per second a connection may sustain; the burst
+	// defaults to twice MaxSubscriptions, so that a client can swap all its
+	// subscriptions at once (an unsubscribe and a subscribe each).
+	DefaultOpRate      = 20
+	DefaultFlushSlice  = 500 * time.Microsecond
+	DefaultCloseLinger = 5 * time.Second
+	// DefaultSendBuffer is SO_SNDBUF for accepted sockets (the kernel doubles it for
+	// its bookkeeping): room for a burst of small frames, small enough that a stalled
+	// peer shows up as blocked to the OutboundBudget quickly.
+	DefaultSendBuffer = 64 << 10
+
+	// MaxHeartbeat and MaxHandshakeTimeout keep the connection clock's quarter-second
+	// stamps (16 bits) unambiguous: 3 heartbeats and a sweep fit in 4.5 hours.
+	MaxHeartbeat        = time.Hour
+	MaxHandshakeTimeout = time.Hour
+	// maxOpDebt bounds how far the op bucket's theoretical arrival time runs ahead of
+	// the clock (two bursts), so that its 32-bit microsecond stamp stays unambiguous.
+	maxOpDebt = 30 * time.Minute
+
+	minFreeQueues = 64
+)
+
+// Sentinel errors of Options.WithDefaults.
+var (
+	ErrBudget     = errors.New("shard: budget must be at least 4 KiB")
+	ErrLimits     = errors.New("shard: stall limit must be > 0 and below the cut limit")
+	ErrHeartbeat  = errors.New("shard: heartbeat must be a whole number of seconds from 1s to 1h")
+	ErrHandshake  = errors.New("shard: handshake timeout must be > 0 and at most 1h")
+	ErrMaxSubs    = errors.New("shard: max subscriptions must be at least 1")
+	ErrInboxBytes = errors.New("shard: inbox bytes must be at least 64 KiB")
+	ErrSendBuffer = errors.New("shard: send buffer must be > 0, or -1 for the kernel's autotuning")
+	ErrLinger     = errors.New("shard: close linger must not be negative")
+	ErrOpRate     = errors.New("shard: op rate must be from 0.01 to 1,000,000 per second, op burst at least 1, and two bursts at most 30 minutes of the rate")
+)
+
+// Options configures every shard of a gateway. Zero fields take the defaults.
+type Options struct {
+	Budget           int           // OutboundBudget: bytes queued per connection (ours + gnet's) before deltas are shed
+	SoftWatermark    int           // over it, queued events are dropped; default Budget/2
+	StallLimit       time.Duration // a socket full this long: deltas shed, resync queued
+	CutLimit         time.Duration // a socket full this long: closed with 4008
+	MaxSubscriptions int
+	ShedLag          time.Duration // loop lag over it: events dropped at dispatch
+	InboxBytes       int           // bytes of frames queued for one loop before they are refused
+	// Heartbeat is the ping interval (default 20s), a whole number of seconds because
+	// `hello` announces it as the integer heartbeat_s: 1500ms would be announced as 1
+	// and the idle close would not match what clients were told. A connection from
+	// which nothing arrives for 3 heartbeats is closed with 4000, never earlier.
+	Heartbeat        time.Duration
+	HandshakeTimeout time.Duration // a handshake not complete within it is closed (default 5s)
+	// OpRate is the client ops per second a connection may sustain (default 20) and
+	// OpBurst how many it may send at once (default 2 x MaxSubscriptions): a token
+	// bucket. An op over it is answered `rate_limited`; refused ops still fill the
+	// bucket, so a connection that goes on sending another OpBurst ops beyond its
+	// allowance (a flood, not a burst) is closed with 1008.
+	OpRate  float64
+	OpBurst int
+	// FlushSlice bounds one stretch of socket writes on the loop. A fan-out to thousands
+	// of sockets is cut into slices, each continued by a task queued behind whatever
+	// else waits (reads, probes, ticks), so the loop's lag stays near one slice.
+	FlushSlice time.Duration
+	// SendBuffer is the kernel send buffer (SO_SNDBUF) the server sets on each accepted
+	// socket (0: DefaultSendBuffer; -1 leaves the kernel's autotuning). The Budget
+	// bounds only what the gateway holds: with autotuning (tcp_wmem up to 4 MiB here) a
+	// socket whose peer stopped reading takes ~2.8 MB of kernel memory before the
+	// gateway sees it blocked at all, so 15,000 stalled clients could pin 40 GB.
+	SendBuffer int
+	// CloseLinger is how long a connection cut as a slow consumer keeps its socket so
+	// that the client, if it reads again, gets what the socket holds and the 4008 close
+	// frame. It is closed gracefully once the peer has acknowledged everything, or reset
+	// when CloseLinger passes: a graceful close of a full socket would leave an orphan
+	// probing a zero window for minutes, holding its buffer, while a client that resumes
+	// reading could wait tens of seconds for the kernel's next probe.
+	CloseLinger time.Duration
+	// Now is the clock of the connection timers: heartbeats, the idle close, the
+	// handshake deadline, the op bucket and token expiry (default time.Now). Tests set
+	// it to move those timers without waiting; the loop's own timing (lag, flush slices,
+	// drains, stalls) always uses the real clock.
+	Now func() time.Time
+}
+
+// WithDefaults fills zero fields and validates.
+func (o Options) WithDefaults() (Options, error) {
+	if o.Budget == 0 {
+		o.Budget = DefaultBudget
+	}
+	if o.SoftWatermark == 0 {
+		o.SoftWatermark = o.Budget / 2
+	}
+	if o.StallLimit == 0 {
+		o.StallLimit = DefaultStallLimit
+	}
+	if o.CutLimit == 0 {
+		o.CutLimit = DefaultCutLimit
+	}
+	if o.MaxSubscriptions == 0 {
+		o.MaxSubscriptions = DefaultMaxSubscriptions
+	}
+	if o.ShedLag == 0 {
+		o.ShedLag = DefaultShedLag
+	}
+	if o.InboxBytes == 0 {
+		o.InboxBytes = DefaultInboxBytes
+	}
+	if o.Heartbeat == 0 {
+		o.Heartbeat = DefaultHeartbeat
+	}
+	if o.HandshakeTimeout == 0 {
+		o.HandshakeTimeout = DefaultHandshakeTimeout
+	}
+	if o.OpRate == 0 {
+		o.OpRate = DefaultOpRate
+	}
+	if o.OpBurst == 0 && o.MaxSubscriptions > 0 {
+		o.OpBurst = 2 * o.MaxSubscriptions
+	}
+	if o.SendBuffer == 0 {
+		o.SendBuffer = DefaultSendBuffer
+	}
+	if o.FlushSlice == 0 {
+		o.FlushSlice = DefaultFlushSlice
+	}
+	if o.CloseLinger == 0 {
+		o.CloseLinger = DefaultCloseLinger
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	switch {
+	case o.Budget < 4<<10 || o.SoftWatermark <= 0 || o.SoftWatermark > o.Budget:
+		return o, ErrBudget
+	case o.StallLimit <= 0 || o.CutLimit <= o.StallLimit:
+		return o, ErrLimits
+	case o.Heartbeat < time.Second || o.Heartbeat > MaxHeartbeat || o.Heartbeat%time.Second != 0:
+		return o, fmt.Errorf("%w (got %v)", ErrHeartbeat, o.Heartbeat)
+	case o.HandshakeTimeout <= 0 || o.HandshakeTimeout > MaxHandshakeTimeout:
+		return o, fmt.Errorf("%w (got %v)", ErrHandshake, o.HandshakeTimeout)
+	case o.MaxSubscriptions < 1:
+		return o, ErrMaxSubs
+	case !(o.OpRate >= 0.01 && o.OpRate <= 1e6) || o.OpBurst < 1 ||
+		2*float64(o.OpBurst)/o.OpRate > maxOpDebt.Seconds():
+		return o, fmt.Errorf("%w (got rate %v, burst %d)", ErrOpRate, o.OpRate, o.OpBurst)
+	case o.InboxBytes < 64<<10:
+		return o, ErrInboxBytes
+	case o.SendBuffer < -1:
+		return o, ErrSendBuffer
+	case o.CloseLinger < 0:
+		return o, ErrLinger
+	}
+	return o, nil
+}
