@@ -192,3 +192,27 @@ func TestSetCookie(t *testing.T) {
 		t.Errorf("setCookie without the header = %q", got)
 	}
 }
+
+// TestEpochKeysAgree: a frame's epoch and a snapshot's epoch name the same key, a
+// string epoch (PROTOCOL.md) or a number; no epoch is 0.
+func TestEpochKeysAgree(t *testing.T) {
+	for _, tc := range []struct{ frame, snap string }{
+		{`{"type":"delta","match":"m","epoch":"k3x9","seq":4,"patch":{"epoch":"other"}}`, `{"match":"m","epoch":"k3x9","seq":4,"state":{}}`},
+		{`{"type":"delta","match":"m","epoch":7,"seq":4,"patch":{}}`, `{"match":"m","epoch":7,"seq":4,"state":{}}`},
+		{`{"type":"delta","match":"m","seq":4,"patch":{"epoch":"x"}}`, `{"match":"m","seq":4,"state":{}}`},
+	} {
+		s, err := parseSnapshot([]byte(tc.snap))
+		if err != nil {
+			t.Fatalf("%s: %v", tc.snap, err)
+		}
+		if got := epochOf([]byte(tc.frame)); got != s.epoch {
+			t.Errorf("frame %s: epoch key %x, snapshot %s: %x", tc.frame, got, tc.snap, s.epoch)
+		}
+	}
+	if epochOf([]byte(`{"type":"delta","seq":1,"patch":{}}`)) != 0 {
+		t.Error("no epoch is not key 0")
+	}
+	if epochOf([]byte(`{"epoch":"a","patch":{}}`)) == epochOf([]byte(`{"epoch":"b","patch":{}}`)) {
+		t.Error("two epochs share a key")
+	}
+}

@@ -102,13 +102,38 @@ func (w *worker) delta(c *conn, p []byte, now int64) {
 	c.subs = append(c.subs, sub{match: string(m), last: seqKey{seq: seq}})
 }
 
-// epochOf reads the publisher's epoch of a delta frame (0 if it has none), in the
-// header only: a patch may hold a field of that name.
+// epochOf reads the publisher's epoch of a delta frame (PROTOCOL.md: a short string of
+// A-Z a-z 0-9 _ -; a number is taken as its text) as a key, 0 if it has none. Only the
+// header is read: a patch may hold a field of that name.
 func epochOf(p []byte) uint64 {
 	if i := bytes.Index(p, []byte(`"patch":`)); i >= 0 {
 		p = p[:i]
 	}
-	return numField(p, `"epoch":`)
+	i := bytes.Index(p, []byte(`"epoch":`))
+	if i < 0 {
+		return 0
+	}
+	v := p[i+len(`"epoch":`):]
+	if len(v) > 0 && v[0] == '"' {
+		v = v[1:]
+		if j := bytes.IndexByte(v, '"'); j >= 0 {
+			return epochKey(string(v[:j]))
+		}
+		return 0
+	}
+	j := 0
+	for j < len(v) && v[j] >= '0' && v[j] <= '9' {
+		j++
+	}
+	return epochKey(string(v[:j]))
+}
+
+// epochKey turns an epoch into the key of seqKey; "" (no epoch) is 0.
+func epochKey(epoch string) uint64 {
+	if epoch == "" {
+		return 0
+	}
+	return bytesHash([]byte(epoch)) | 1
 }
 
 // hello records which gateway c landed on, and whether it is the one its cookie named.

@@ -127,11 +127,21 @@ func (s *snapshotter) fetch(ctx context.Context, match string) (snapshot, error)
 func parseSnapshot(body []byte) (snapshot, error) {
 	var raw struct {
 		Seq   uint64          `json:"seq"`
-		Epoch uint64          `json:"epoch"`
+		Epoch json.RawMessage `json:"epoch"`
 		State json.RawMessage `json:"state"`
 	}
 	if err := json.Unmarshal(body, &raw); err != nil {
 		return snapshot{}, fmt.Errorf("snapshot: %v", err)
+	}
+	// The epoch as the frames carry it: a string's value, a number's text.
+	epoch := strings.TrimSpace(string(raw.Epoch))
+	if epoch == "null" {
+		epoch = ""
+	}
+	if len(epoch) >= 2 && epoch[0] == '"' {
+		if err := json.Unmarshal(raw.Epoch, &epoch); err != nil {
+			return snapshot{}, fmt.Errorf("snapshot epoch: %v", err)
+		}
 	}
 	var state any
 	if len(raw.State) > 0 {
@@ -139,7 +149,7 @@ func parseSnapshot(body []byte) (snapshot, error) {
 			return snapshot{}, fmt.Errorf("snapshot state: %v", err)
 		}
 	}
-	return snapshot{epoch: raw.Epoch, seq: raw.Seq, state: state, hash: canonHash(state)}, nil
+	return snapshot{epoch: epochKey(epoch), seq: raw.Seq, state: state, hash: canonHash(state)}, nil
 }
 
 // wake interrupts the worker's epoll_wait (its eventfd), so that a snapshot is taken as
