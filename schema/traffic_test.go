@@ -1,0 +1,233 @@
+package schema
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	jsonpatch "github.com/evanphx/json-patch/v5"
+
+	"crease/bus"
+	"crease/ingest"
+	"crease/server"
+	"crease/server/servertest"
+)
+
+// instance is one document of real traffic and the schema it must satisfy.
+type instance struct {
+	Schema string          `json:"schema"`
+	What   string          `json:"why"`
+	Doc    json.RawMessage `json:"instance"`
+}
+
+// traffic records a real gateway's traffic around one replayed match: every frame of a
+// raw WebSocket connection (hello, subscribed with and without since, the match's
+// deltas and commentary, errors for refused ops, a resync, the drain's reconnect), the
+// ops sent, every state the deltas build, the snapshot and the match list.
+func traffic(t *testing.T) []instance {
+	t.Helper()
+	matches, err := ingest.Embedded()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := matches[0]
+	b := servertest.NewBus()
+	s := servertest.Run(t, server.Options{Bus: b, Loops: 1, DrainWindow: 200 * time.Millisecond, DrainGrace: 5 * time.Second})
+	base := servertest.HTTPURL(s)
+	c, resp, err := servertest.DialWS(s.WSAddr().String(), "/ws?match="+m.ID(), nil, "")
+	if err != nil || c == nil {
+		t.Fatalf("dial: %v %v", resp, err)
+	}
+	defer c.Close()
+
+	var out []instance
+	frames := make(chan servertest.Frame, 4096)
+	go func() {
+		defer close(frames)
+		for {
+			f, err := c.Next(time.Now().Add(30 * time.Second))
+			if err != nil || f.Close != 0 {
+				return
+			}
+			frames <- f
+		}
+	}()
+	seen := map[string]int{}
+	state := []byte("{}")
+	// await records frames until one satisfies cond.
+	await := func(what string, cond func(servertest.Frame) bool) {
+		t.Helper()
+		deadline := time.After(30 * time.Second)
+		for {
+			select {
+			case f, ok := <-frames:
+				if !ok {
+					t.Fatalf("connection ended waiting for %s (seen %v)", what, seen)
+				}
+				seen[f.Type]++
+				out = append(out, instance{"server-frame.schema.json", f.Type + " frame", f.Raw})
+				if f.Type == "delta" && f.Match == m.ID() {
+					var d struct {
+						Patch json.RawMessage `json:"patch"`
+					}
+					_ = json.Unmarshal(f.Raw, &d)
+					if state, err = jsonpatch.MergePatch(state, d.Patch); err != nil {
+						t.Fatalf("applying the patch of seq %d: %v", f.Seq, err)
+					}
+					out = append(out, instance{"state.schema.json", fmt.Sprintf("state at seq %d", f.Seq), state})
+				}
+				if cond(f) {
+					return
+				}
+			case <-deadline:
+				t.Fatalf("no %s within 30 s (seen %v)", what, seen)
+			}
+		}
+	}
+	is := func(typ string) func(servertest.Frame) bool {
+		return func(f servertest.Frame) bool { return f.Type == typ }
+	}
+	send := func(op string, valid bool) {
+		t.Helper()
+		if err := c.Send(op); err != nil {
+			t.Fatal(err)
+		}
+		if valid {
+			out = append(out, instance{"client-op.schema.json", "op sent", json.RawMessage(op)})
+		}
+	}
+	await("hello", is("hello"))
+	await("subscribed", is("subscribed"))
+	send(`{"op":"subscribe","match":"other-match"}`, true)
+	await("subscribed other-match", is("subscribed"))
+	send(`{"op":"unsubscribe","match":"other-match"}`, true)
+	send(`{"op":"subscribe","match":"bad id!"}`, false)
+	await("error for a bad match id", is("error"))
+	send(`{"op":"dance"}`, false)
+	await("error for an unknown op", is("error"))
+
+	done := make(chan error, 1)
+	go func() { done <- ingest.Replay(context.Background(), b, m, ingest.ReplayOptions{Speed: 1000}) }()
+	var last servertest.Frame
+	await("the replay's end", func(f servertest.Frame) bool {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("replay: %v", err)
+			}
+			done = nil
+		default:
+		}
+		if f.Type == "delta" {
+			last = f
+		}
+		return done == nil && f.Type == "delta" && f.Seq == uint64(m.Steps())
+	})
+	snap := get(t, base+"/v1/matches/"+m.ID())
+	out = append(out, instance{"snapshot.schema.json", "snapshot", snap}, instance{"match-list.schema.json", "match list", get(t, base+"/v1/matches")})
+	var sn struct {
+		Epoch string          `json:"epoch"`
+		Seq   uint64          `json:"seq"`
+		State json.RawMessage `json:"state"`
+	}
+	if err := json.Unmarshal(snap, &sn); err != nil {
+		t.Fatal(err)
+	}
+	out = append(out, instance{"state.schema.json", "snapshot state", sn.State})
+	if sn.Seq != last.Seq || !jsonpatch.Equal(sn.State, state) {
+		t.Fatalf("the deltas built a state at seq %d that is not the snapshot's at seq %d", last.Seq, sn.Seq)
+	}
+
+	b.Lost(m.ID(), bus.ReasonGap)
+	await("resync", is("resync"))
+	send(fmt.Sprintf(`{"op":"subscribe","match":%q,"since":{"epoch":%q,"seq":%d}}`, m.ID(), sn.Epoch, sn.Seq), true)
+	await("subscribed after since", is("subscribed"))
+	go s.Drain(context.Background())
+	await("reconnect", is("reconnect"))
+	for _, typ := range []string{"hello", "subscribed", "delta", "event", "resync", "reconnect", "error"} {
+		if seen[typ] == 0 {
+			t.Errorf("the traffic had no %s frame (seen %v)", typ, seen)
+		}
+	}
+	return append(out, publishBodies(t)...)
+}
+
+func get(t *testing.T, url string) json.RawMessage {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %d %v", url, resp.StatusCode, err)
+	}
+	return b
+}
+
+// publishBodies are the publish API bodies of the real Cricsheet files: each file's
+// info (PUT /v1/matches/{id}) and each of its balls (POST .../deliveries).
+func publishBodies(t *testing.T) []instance {
+	t.Helper()
+	files, err := filepath.Glob("../ingest/matches/*.json")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no match files: %v", err)
+	}
+	var out []instance
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var file struct {
+			Info    json.RawMessage `json:"info"`
+			Innings []struct {
+				Team      string          `json:"team"`
+				SuperOver bool            `json:"super_over"`
+				Target    json.RawMessage `json:"target"`
+				Overs     []struct {
+					Over       int               `json:"over"`
+					Deliveries []json.RawMessage `json:"deliveries"`
+				} `json:"overs"`
+			} `json:"innings"`
+		}
+		if err := json.Unmarshal(data, &file); err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		out = append(out, instance{"publish-match.schema.json", filepath.Base(f) + " info", file.Info})
+		for i, inn := range file.Innings {
+			for _, o := range inn.Overs {
+				for bi, d := range o.Deliveries {
+					body := map[string]any{"innings": i + 1, "team": inn.Team, "super_over": inn.SuperOver, "over": o.Over, "ball": bi + 1, "delivery": d}
+					if inn.Target != nil {
+						body["target"] = inn.Target
+					}
+					b, _ := json.Marshal(body)
+					out = append(out, instance{"publish-delivery.schema.json", fmt.Sprintf("%s innings %d over %d ball %d", filepath.Base(f), i+1, o.Over, bi+1), b})
+				}
+			}
+		}
+	}
+	return out
+}
+
+// TestRealTrafficValidates: every document of a real gateway's traffic around a
+// replayed match, and every publish body of the real match files, is valid.
+func TestRealTrafficValidates(t *testing.T) {
+	docs := traffic(t)
+	count := map[string]int{}
+	for _, d := range docs {
+		count[d.Schema]++
+		if err := validate(t, d.Schema, d.Doc); err != nil {
+			t.Errorf("%s (%s): %v\n%.400s", d.Schema, d.What, err, d.Doc)
+		}
+	}
+	t.Logf("validated %v", count)
+}
