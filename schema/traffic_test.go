@@ -155,7 +155,11 @@ func traffic(t *testing.T) []instance {
 			t.Errorf("the traffic had no %s frame (seen %v)", typ, seen)
 		}
 	}
-	return append(out, publishBodies(t)...)
+	files, err := filepath.Glob("../ingest/matches/*.json")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no match files: %v", err)
+	}
+	return append(out, publishBodies(t, files...)...)
 }
 
 func get(t *testing.T, url string) json.RawMessage {
@@ -172,14 +176,10 @@ func get(t *testing.T, url string) json.RawMessage {
 	return b
 }
 
-// publishBodies are the publish API bodies of the real Cricsheet files: each file's
-// info (PUT /v1/matches/{id}) and each of its balls (POST .../deliveries).
-func publishBodies(t *testing.T) []instance {
+// publishBodies are the publish API bodies of real Cricsheet files: each file's info
+// (PUT /v1/matches/{id}) and then each of its balls in order (POST .../deliveries).
+func publishBodies(t *testing.T, files ...string) []instance {
 	t.Helper()
-	files, err := filepath.Glob("../ingest/matches/*.json")
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no match files: %v", err)
-	}
 	var out []instance
 	for _, f := range files {
 		data, err := os.ReadFile(f)
