@@ -53,7 +53,7 @@ func benchAPI(b *testing.B, par int) {
 	b.Cleanup(func() { _ = gb.Close() })
 	gw := servertest.Run(b, server.Options{Bus: gb, Registerer: reg, Gatherer: reg, Loops: 1})
 
-	start, balls := benchFeed(b)
+	start, _, balls := apiFeed(b, "1298150")
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: par}}
 	post := func(method, path string, body []byte) {
 		req, _ := http.NewRequest(method, base+path, bytes.NewReader(body))
@@ -145,10 +145,10 @@ func benchAPI(b *testing.B, par int) {
 	b.ReportMetric(q(0.99), "p99-ms")
 }
 
-// benchFeed is a real match as a provider posts it: the info without its outcome and
-// every ball's request body.
-func benchFeed(b testing.TB) ([]byte, [][]byte) {
-	data, err := os.ReadFile("../../ingest/matches/1298150.json")
+// apiFeed is a real match as a provider posts it: the info without its outcome, the info
+// with it, and every ball's request body.
+func apiFeed(b testing.TB, name string) (start, end []byte, balls [][]byte) {
+	data, err := os.ReadFile("../../ingest/matches/" + name + ".json")
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -166,9 +166,9 @@ func benchFeed(b testing.TB) ([]byte, [][]byte) {
 	if err := json.Unmarshal(data, &raw); err != nil {
 		b.Fatal(err)
 	}
+	end, _ = json.Marshal(raw.Info)
 	delete(raw.Info, "outcome")
-	start, _ := json.Marshal(raw.Info)
-	var balls [][]byte
+	start, _ = json.Marshal(raw.Info)
 	for i, inn := range raw.Innings {
 		for _, o := range inn.Overs {
 			for bi, d := range o.Deliveries {
@@ -181,5 +181,5 @@ func benchFeed(b testing.TB) ([]byte, [][]byte) {
 			}
 		}
 	}
-	return start, balls
+	return start, end, balls
 }
