@@ -3,9 +3,9 @@ GO      ?= go
 PKGS    ?= ./...
 FUZZTIME ?= 20s
 
-.PHONY: test deps vet unit jstest deploycheck k8scheck build image demo bench bench-quick fuzz soak
+.PHONY: test deps vet unit jstest deploycheck k8scheck build image demo bench bench-quick bench-matchday bench-matchday-quick bench-matchday-baselines fuzz soak
 
-test: deps vet unit jstest deploycheck k8scheck bench-quick
+test: deps vet unit jstest deploycheck k8scheck bench-quick bench-matchday-quick
 
 deps:
 	@bash scripts/ensure-deps.sh
@@ -50,6 +50,25 @@ bench: build
 # A CI-sized smoke run of the harness: checks it works, asserts nothing about speed.
 bench-quick: build
 	cd bench && go run ./cmd/harness -quick --crease-bin ../bin/crease
+
+# Match day (bench/cmd/matchday): a real match through Redis to 8 gateways, the audience
+# ramping from 5,000 to 120,000 in 3 minutes, a handover at the peak, on one port and
+# behind HAProxy; writes bench/matchday/ and the Match day section of BENCHMARKS.md.
+# ~9 minutes; it wants the two cores to itself.
+bench-matchday: build
+	cd bench && go run ./cmd/matchday --crease-bin ../bin/crease
+
+# The same spike with the baselines (one port, the same process count), ~10 minutes.
+bench-matchday-baselines: build
+	cd bench && go run ./cmd/matchday -server naive -variants reuseport --crease-bin ../bin/crease
+	cd bench && go run ./cmd/matchday -server centrifuge -variants reuseport --crease-bin ../bin/crease
+
+# Match day at a tenth of the audience and time, in make test: every connection must get
+# every delta or a resync and end equal to the snapshot (correctness, not speed); plus the
+# bench module's own vet and tests.
+bench-matchday-quick: build
+	cd bench && $(GO) vet ./... && $(GO) test -race -count=1 ./cmd/loadgen/ ./internal/...
+	cd bench && go run ./cmd/matchday -quick --crease-bin ../bin/crease
 
 # Every fuzz target of the root module (bench/ is its own module), each for FUZZTIME.
 # Seed corpora live in each package's testdata/fuzz/; a crasher found here is written

@@ -97,6 +97,8 @@ type loop struct {
 	refreshed chan tokenResult // the provider's answer to a refresh
 	refreshN  int              // refreshes in a row that failed
 	tokenExp  time.Time        // exp of the connection's token (zero: unknown)
+	// authPrevExp is tokenExp before the last `auth` sent (zero: none outstanding).
+	authPrevExp time.Time
 }
 
 func (l *loop) setStatus(s Status) {
@@ -139,7 +141,7 @@ func (l *loop) serve(ctx context.Context, conn *websocket.Conn, exp time.Time) (
 	readTimeout.Store(int64(DefaultHelloTimeout))
 	l.conn, l.ready, l.gotDelta, l.connCtx, l.wg, l.unsubs = conn, false, false, connCtx, &wg, 0
 	l.fetched, l.resub, l.refreshed = make(chan fetchResult), make(chan *matchRun), make(chan tokenResult)
-	l.tokenExp, l.refreshN = exp, 0
+	l.tokenExp, l.refreshN, l.authPrevExp = exp, 0, time.Time{}
 	defer func() {
 		l.stopRefresh()
 		cancel()
@@ -350,6 +352,9 @@ func (l *loop) subscribed(f *frame) {
 func (l *loop) serverError(f *frame) {
 	se := &ServerError{Code: f.Code, Message: f.Message, Match: f.Match}
 	l.c.opts.Logger.Warn("crease client: server error", "code", f.Code, "match", f.Match, "message", f.Message)
+	if f.Code == CodeUnauthorized {
+		l.authRefused()
+	}
 	if r := l.runs[f.Match]; r != nil {
 		switch f.Code {
 		case CodeForbidden, CodeBadRequest, CodeTooManySubscriptions, CodeRateLimited:

@@ -161,9 +161,22 @@ func (l *loop) refreshDone(res tokenResult) {
 		return
 	}
 	l.refreshN = 0
-	l.tokenExp = res.exp
+	// Optimistic: the gateway answers only a refused token (`unauthorized`), and then
+	// the old one still holds (authRefused).
+	l.authPrevExp, l.tokenExp = l.tokenExp, res.exp
 	l.send(clientOp{Op: "auth", Token: res.tok})
 	// The new token's claim may allow what the old one forbade.
 	l.retryRefused(CodeForbidden)
 	l.armRefresh()
+}
+
+// authRefused handles `unauthorized`: the gateway kept the token it had, so the refresh
+// failed and is tried again with backoff.
+func (l *loop) authRefused() {
+	if l.authPrevExp.IsZero() {
+		return // no auth of ours is outstanding
+	}
+	l.tokenExp, l.authPrevExp = l.authPrevExp, time.Time{}
+	l.stopRefresh()
+	l.refreshDone(tokenResult{err: errors.New("client: the gateway refused the fresh token (unauthorized)")})
 }

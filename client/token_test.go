@@ -284,3 +284,31 @@ func TestTokenProviderFailureIsAFailedAttempt(t *testing.T) {
 	gw.waitConn(t)
 	h.waitStatus(t, Live)
 }
+
+// An `auth` answered `unauthorized`: the gateway kept the old token, so the refresh is
+// tried again with backoff, from the old token's expiry.
+func TestAuthRefusedIsRetried(t *testing.T) {
+	gw := newFakeGW(t)
+	clk := newFakeClock()
+	m := &tokenMinter{t: t, clk: clk, lifetime: time.Minute}
+	h := startClientOn(t, gw, clk, func(o *Options) {
+		o.Token = m.provide
+		o.Rand = func() float64 { return 0 }
+	})
+	conn := gw.waitConn(t)
+	h.waitStatus(t, Live)
+	clk.nextTimer(t).fire()
+	if op := conn.nextOp(t); op.Op != "auth" {
+		t.Fatalf("op %+v, want auth", op)
+	}
+	clk.nextTimer(t) // the next refresh, optimistically from the new token
+	conn.send(`{"type":"error","code":"unauthorized","message":"token refused"}`)
+	tm := clk.nextTimer(t)
+	if tm.d != minTokenRefresh {
+		t.Fatalf("retry after unauthorized armed in %v, want %v", tm.d, minTokenRefresh)
+	}
+	tm.fire()
+	if op := conn.nextOp(t); op.Op != "auth" || op.Token != m.last() || m.count() != 3 {
+		t.Fatalf("op %+v after %d tokens, want a second auth with the third token", op, m.count())
+	}
+}

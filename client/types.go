@@ -97,6 +97,7 @@ const (
 	CodeForbidden            = "forbidden"
 	CodeRateLimited          = "rate_limited"
 	CodeTokenExpired         = "token_expired"
+	CodeUnauthorized         = "unauthorized" // an `auth` token was refused; the one held stays until it expires
 )
 
 func (e *ServerError) Error() string {

@@ -11,7 +11,7 @@ import (
 )
 
 // TestAjvAgrees: ajv (strict mode, draft 2020-12, formats asserted) compiles every
-// schema and judges the real traffic and the examples as the Go validator does: the
+// schema and judges the real traffic (gateway and publish API) and the examples as the Go validator does: the
 // traffic and valid.json valid, invalid.json invalid.
 func TestAjvAgrees(t *testing.T) {
 	tools := npmtest.Tools(t)
@@ -22,7 +22,7 @@ func TestAjvAgrees(t *testing.T) {
 		Valid    bool            `json:"valid"`
 	}
 	var corpus []entry
-	for _, d := range traffic(t) {
+	for _, d := range append(traffic(t), apiTraffic(t)...) {
 		corpus = append(corpus, entry{d.Schema, d.What, d.Doc, true})
 	}
 	for _, ex := range examples(t, "valid.json") {

@@ -9,6 +9,7 @@ command -v redis-cli >/dev/null 2>&1 || need+=(redis-tools)
 command -v haproxy >/dev/null 2>&1 || need+=(haproxy)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v node >/dev/null 2>&1 || need+=(nodejs)
+command -v npm >/dev/null 2>&1 || need+=(npm)
 command -v podman >/dev/null 2>&1 || need+=(podman)
 command -v runc >/dev/null 2>&1 || need+=(runc)
 if [ ${#need[@]} -gt 0 ]; then
@@ -31,6 +32,12 @@ if [ "$(cat "$npm_tools/.stamp" 2>/dev/null)" != "$npm_stamp" ]; then
   cp "$npm_lock/package.json" "$npm_lock/package-lock.json" "$npm_tools/"
   (cd "$npm_tools" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
   echo "$npm_stamp" >"$npm_tools/.stamp"
+fi
+# The Node.js publisher example's npm dependencies (its package-lock.json pins them).
+node_pub="$(cd "$(dirname "$0")/.." && pwd)/examples/node-publisher"
+if [ -f "$node_pub/package-lock.json" ] && [ ! -d "$node_pub/node_modules/redis" ]; then
+  echo "ensure-deps: npm ci in examples/node-publisher"
+  (cd "$node_pub" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 fi
 # Debian starts redis-server as a service on install; the tests start their own on free
 # ports, so stop the packaged one if it is running to leave port 6379 and the CPU alone.

@@ -70,6 +70,7 @@ export function connect(options = {}) {
   let refreshTimer = null;
   let refreshFailures = 0;
   let connTokenExpMs; // exp of the token the connection holds
+  let authPrevExpMs; // connTokenExpMs before the last auth sent (undefined: none outstanding)
   let unsubs = 0; // unsubscribes sent on this connection
   let probingWithPing = false;
   let closed = false;
@@ -227,6 +228,8 @@ export function connect(options = {}) {
           if (sock !== ws) return;
           if (expMs === undefined || expMs <= connTokenExpMs) return refreshFailed(sock, new Error("the token provider returned no newer token"));
           refreshFailures = 0;
+          // Optimistic: the gateway answers only a refused token (`unauthorized`).
+          authPrevExpMs = connTokenExpMs;
           connTokenExpMs = expMs;
           send({ op: "auth", token: tok });
           for (const [match, sub] of subs) if (sub.stream.refusal?.code === "forbidden") subscribeOn(match, sub);
@@ -276,6 +279,7 @@ export function connect(options = {}) {
     if (catchup) target = withQuery(target, "catchup", "1");
     lastTarget = target;
     connTokenExpMs = tok ? tokens.expMs : undefined;
+    authPrevExpMs = undefined;
     let sock;
     try {
       // The token goes as a subprotocol, never in the URL (access logs keep URLs).
@@ -439,6 +443,12 @@ export function connect(options = {}) {
           return;
         }
         if (sub && REFUSALS.has(f.code)) refuse(f.match, sub, f);
+        if (f.code === "unauthorized" && authPrevExpMs !== undefined) {
+          // The fresh token was refused; the one held stays until it expires: retry.
+          connTokenExpMs = authPrevExpMs;
+          authPrevExpMs = undefined;
+          refreshFailed(ws, new Error(`the gateway refused the fresh token: ${f.message}`));
+        }
         log.warn?.(`crease: gateway error ${f.code}${f.match ? ` (match ${f.match})` : ""}: ${f.message}`);
         emit("error", f);
         const error = { code: f.code, message: f.message };

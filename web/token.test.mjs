@@ -200,3 +200,25 @@ test("a provider failing on connect is a failed attempt: backoff, and no socket 
   await flush();
   assert.equal(WS.instances.length, 1);
 });
+
+test("an auth answered unauthorized is a failed refresh: retried with backoff", async () => {
+  const clock = newClock();
+  const mint = minter(clock, 60_000);
+  const { WS, fetch } = setup(mint, { clock, random: () => 0 });
+  await flush();
+  const ws = await goLive(WS, fetch);
+  await clock.advance(30_000);
+  assert.equal(ws.ops("auth").length, 1);
+  ws.serverSend({ type: "error", code: "unauthorized", message: "token refused" });
+  await clock.advance(999);
+  assert.equal(ws.ops("auth").length, 1);
+  await clock.advance(1); // the 1 s floor
+  assert.equal(ws.ops("auth").length, 2);
+  assert.equal(mint.issued.length, 3);
+  // Accepted this time (no answer): the next refresh counts from the new token's exp,
+  // 60 s + 2 s (see minter) after it was minted, less the margin.
+  await clock.advance(31_999);
+  assert.equal(ws.ops("auth").length, 2);
+  await clock.advance(1);
+  assert.equal(ws.ops("auth").length, 3);
+});

@@ -3,9 +3,11 @@
 // [--redis-cluster]`. The key and channel layout is PROTOCOL.md's "Publishing (Redis)":
 //
 //	crease:{ID}          channel of match ID (SUBSCRIBE/PUBLISH, or SSUBSCRIBE/SPUBLISH in a cluster)
-//	crease:{ID}:snap     snapshot {"match","seq","state"}
-//	crease:{ID}:seq      stored seq
-//	crease:{ID}:info     hash: title, seq (for /v1/matches)
+//	crease:{ID}:snap     snapshot {"match","epoch","seq","state"}
+//	crease:{ID}:seq      stored position EPOCH:SEQ
+//	crease:{ID}:info     hash: title, epoch, seq (for /v1/matches), hist_bytes
+//	crease:{ID}:hist     list: the recent delta frames of the stored epoch (History)
+//	crease:{ID}:balls    list: the publisher's journal (Stored), optional
 //	crease:{ID}:viewers  hash: NodeID -> "COUNT:EXPIRES_UNIX_MS", key expiry refreshed by writers
 //	crease:matches       zset of match ids, score = last publish (Unix ms); its own slot
 //
@@ -60,41 +62,39 @@
 //
 // # Publishing
 //
-// PublishDelta is one Lua script (EVALSHA, rueidis.NewLuaScript) that refuses any seq but
-// stored + 1 (bus.ErrSeqConflict), then sets seq, snapshot and title and PUBLISHes
-// (SPUBLISH) the frame: a snapshot at N and the delta N+1 can never disagree, and two
-// publishers of one match cannot interleave. All its keys share the {ID} hash tag. The
-// live-match index is a separate ZADD (another slot in a cluster; it need not be atomic).
+// PublishDelta is one Lua script (publish.lua, EVALSHA) with the store rules of
+// bus.PublishResult: stored + 1 of the same epoch is applied; an empty store takes seq 1
+// (a new epoch) or re-seeds at the publisher's seq (it lost its data); a store behind
+// the publisher (a failover to a lagging replica) is re-seeded at the publisher's seq; a
+// store ahead, or holding another epoch, refuses it (bus.ErrSeqConflict). The script
+// then sets seq, snapshot, info, history and journal and PUBLISHes (SPUBLISH) the
+// frame: a snapshot at N and the delta N+1 can never disagree, and two publishers of one
+// match cannot interleave. All its keys share the {ID} hash tag. The live-match index
+// is a separate ZADD (another slot in a cluster; it need not be atomic). Each rule
+// applied is counted in crease_store_publishes_total{result}.
 //
 // A publish that fails on the link (or on LOADING, CLUSTERDOWN, TRYAGAIN, READONLY ...)
 // is retried with backoff until the caller's context ends, so `crease ingest` pauses
 // through a Redis outage instead of stopping. The seq check makes retries safe: a retry
-// whose earlier attempt was applied finds its own seq and snapshot stored and succeeds
-// without publishing again.
+// whose earlier attempt was applied finds its own position and snapshot stored and
+// succeeds without publishing again (duplicate). A journal sent as its new entries only
+// to a store that lost the rest (NEEDJOURNAL) is sent again whole.
 //
-// # When Redis loses its data (restart without persistence, keys deleted)
+// History (bus.History) and Stored (bus.Resumer) are read by one script each, atomically
+// with the stored position.
+//
+// # When Redis loses its data (restart without persistence, keys deleted, failover)
 //
 // The publisher is the source of truth of its matches; Redis only caches the last state.
-// If the store has no seq at all for a match, the script accepts the publisher's next
-// delta at its own seq N+1 and re-seeds the match there (crease_bus_reseeds_total), so
-// the match goes on from where the publisher is, never from 1: seqs only grow (rule 1).
-// What each party sees:
+// A publisher that still holds its state keeps its epoch and seq and re-seeds the store
+// at its next delta; a publisher that lost its memory reads the store first (Stored) and
+// resumes it, or, when the store is empty too, starts a new epoch at seq 1.
 //   - gateways: rueidis reconnects and resubscribes; the confirmation reports
-//     Lost(match, bus), so every subscriber gets `resync`. The deliverer keeps the last
-//     seq it delivered, so nothing older is ever forwarded.
+//     Lost(match, bus), so every subscriber gets `resync`.
 //   - clients refetch the snapshot. Until the publisher's next delta re-seeds the store,
-//     Redis has no snapshot (or, after a failover, an older one) of a match the gateway
-//     has delivered deltas of: Snapshot then returns ErrStoreBehind, served as 503 (the
-//     clients retry), rather than a 404 saying the match never started. After the
-//     re-seed the snapshot is N+1 and every client converges to it.
-//   - a gateway that never delivered a delta of the match answers 404 in that window
-//     (it cannot know better); clients keep the newer state they hold.
-//   - a store that holds an older seq (a failover to a lagging replica) is refused with
-//     bus.ErrSeqConflict like any stale seq: the publisher stops rather than guess.
-//   - a publisher restarted after the data was lost has no memory either: it starts at
-//     seq 1 and gateways drop its deltas as duplicates until they pass the seq they
-//     delivered (rule 1), while snapshot requests there answer 503. Run Redis with
-//     persistence (deploy/) to avoid this.
+//     Redis has no snapshot (or an older one) of a match the gateway has delivered
+//     deltas of: Snapshot then returns ErrStoreBehind, served as 503 (the clients retry),
+//     rather than a 404 saying the match never started.
 //
 // # Snapshots
 //
@@ -132,7 +132,7 @@
 //
 // crease_bus_messages_total{kind}, crease_bus_invalid_total,
 // crease_bus_dropped_total{reason="overflow|duplicate"}, crease_bus_reconnects_total,
-// crease_bus_resubscribes_total, crease_bus_subscriptions, crease_bus_reseeds_total,
+// crease_bus_resubscribes_total, crease_bus_subscriptions, crease_store_publishes_total{result},
 // crease_snapshot_requests_total{result="hit|coalesced|miss|behind"},
 // crease_redis_gets_total.
 package redis

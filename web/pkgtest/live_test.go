@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -167,4 +168,90 @@ func snapshot(t *testing.T, base, id string) (uint64, json.RawMessage) {
 		t.Fatalf("snapshot %s: %v", body, errors.Join(err, fmt.Errorf("seq %d", snap.Seq)))
 	}
 	return snap.Seq, snap.State
+}
+
+// TestReadmeExampleFollowsAMatch runs the README's ten-line example as it stands, its
+// gateway address pointed at a test gateway, under Node (the built-in WebSocket): it
+// prints the score of every ball and exits by itself when the match is finished, its
+// last line the snapshot's final score.
+func TestReadmeExampleFollowsAMatch(t *testing.T) {
+	p := npmtest.Pack(t)
+	blocks := readmeBlocks(t, p.Files["README.md"])
+	example := blocks[filepath.Join("readme", "block0.ts")]
+	const addr = `"ws://localhost:8080/ws"`
+	if !strings.Contains(example, addr) || !strings.Contains(example, "client.close()") {
+		t.Fatalf("the README's first example no longer connects to %s and closes at the end:\n%s", addr, example)
+	}
+	matches, err := ingest.Embedded()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := matches[2]
+	b := servertest.NewBus()
+	s := servertest.Run(t, server.Options{Bus: b, Loops: 1})
+	base := servertest.HTTPURL(s)
+	example = strings.Replace(strings.ReplaceAll(example, `"1298150"`, `"`+m.ID()+`"`), addr,
+		fmt.Sprintf("%q, httpBase: %q", servertest.WSURL(s, ""), base), 1)
+	dir := npmtest.Scratch(t, p, map[string]string{"example.mjs": example})
+
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	args := []string{"example.mjs"}
+	if npmtest.NodeMajor(t) < 22 {
+		args = append([]string{"--experimental-websocket", "--no-warnings"}, args...)
+	}
+	cmd := exec.CommandContext(ctx, npmtest.Node(t), args...)
+	cmd.Dir = dir
+	var stdout lockedBuffer
+	var stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	// The example says "not started yet" first; then the match replays.
+	servertest.Eventually(t, 30*time.Second, func() error {
+		if !strings.Contains(stdout.String(), "not started yet") {
+			return fmt.Errorf("output so far: %q", stdout.String())
+		}
+		return nil
+	})
+	if err := ingest.Replay(ctx, b, m, ingest.ReplayOptions{Speed: 400}); err != nil {
+		t.Fatalf("replay: %v", err)
+	}
+	if err := <-exited; err != nil {
+		t.Fatalf("the example did not exit by itself: %v\n%s\n%s", err, stdout.String(), stderr.String())
+	}
+	final := m.Final()
+	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
+	var last string
+	for _, l := range lines {
+		if strings.Contains(l, " overs (seq ") {
+			last = l
+		}
+	}
+	want := fmt.Sprintf("%d/%d in %s overs (seq %d)", final.Score.Runs, final.Score.Wickets, final.Over, m.Steps())
+	if !strings.Contains(last, want) || final.Status != ingest.StatusFinished {
+		t.Errorf("last score line %q, want %q (status %s)\n%s", last, want, final.Status, stdout.String())
+	}
+	t.Logf("%d lines; last %q", len(lines), last)
+}
+
+// lockedBuffer is a strings.Builder that the exec copier writes while the test reads.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

@@ -3,6 +3,7 @@ package pkgtest
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"crease/ingest"
@@ -132,28 +134,11 @@ func TestTypesCheckForAConsumer(t *testing.T) {
 	}
 }
 
-// announcedOptions are options of the contract version 2 client that the declarations
-// carry before the code: allowed to be declared and not yet implemented.
-var announcedOptions = []string{"catchup", "token"}
-
 // TestDeclarationsMatchTheCode: every export of crease-client.js is declared (function
 // or class alike) and every declared value exists; the options connect() reads, the
 // events it keeps, the client's members and MatchStream's options are the declared ones.
 func TestDeclarationsMatchTheCode(t *testing.T) {
-	p := npmtest.Pack(t)
-	tools := npmtest.Tools(t)
-	out, err := exec.Command(npmtest.Node(t), "testdata/declarations.mjs", p.Dir, tools).Output()
-	if err != nil {
-		t.Fatalf("declarations.mjs: %v %s", err, out)
-	}
-	var r struct {
-		Diagnostics []string            `json:"diagnostics"`
-		Declared    map[string][]string `json:"declared"`
-		Implemented map[string][]string `json:"implemented"`
-	}
-	if err := json.Unmarshal(out, &r); err != nil {
-		t.Fatal(err)
-	}
+	r := readDeclarations(t)
 	if len(r.Diagnostics) > 0 {
 		t.Errorf("crease-client.d.ts does not compile: %v", r.Diagnostics)
 	}
@@ -168,7 +153,7 @@ func TestDeclarationsMatchTheCode(t *testing.T) {
 			}
 		}
 		for _, name := range decl {
-			if !slices.Contains(impl, name) && !(what == "options" && slices.Contains(announcedOptions, name)) {
+			if !slices.Contains(impl, name) {
 				t.Errorf("%s: %s is declared in crease-client.d.ts but not in crease-client.js", what, name)
 			}
 		}
@@ -212,21 +197,122 @@ func jsonMembers(t *testing.T, typ reflect.Type) []string {
 // exactly the members of ingest's Go types, optional where the Go side omits them (a
 // field added to the state is added to the declarations with it).
 func TestStateDeclarationsMatchIngest(t *testing.T) {
-	p := npmtest.Pack(t)
-	out, err := exec.Command(npmtest.Node(t), "testdata/declarations.mjs", p.Dir, npmtest.Tools(t)).Output()
-	if err != nil {
-		t.Fatalf("declarations.mjs: %v %s", err, out)
-	}
-	var r struct {
-		Shapes map[string][]string `json:"shapes"`
-	}
-	if err := json.Unmarshal(out, &r); err != nil {
-		t.Fatal(err)
-	}
+	r := readDeclarations(t)
 	for name, typ := range goShapes {
 		want := jsonMembers(t, typ)
 		if got := r.Shapes[name]; !slices.Equal(got, want) {
 			t.Errorf("%s: declared %v, ingest.%s has %v", name, got, typ.Name(), want)
+		}
+	}
+}
+
+// declarations is what testdata/declarations.mjs read from the packed package.
+type declarations struct {
+	Diagnostics []string            `json:"diagnostics"`
+	Declared    map[string][]string `json:"declared"`
+	Implemented map[string][]string `json:"implemented"`
+	Shapes      map[string][]string `json:"shapes"`
+	Unions      map[string][]string `json:"unions"`
+}
+
+var (
+	declOnce sync.Once
+	declOut  declarations
+	declErr  error
+)
+
+// readDeclarations packs the package and runs declarations.mjs on it, once for the tests.
+func readDeclarations(t *testing.T) declarations {
+	t.Helper()
+	p := npmtest.Pack(t)
+	tools := npmtest.Tools(t)
+	node := npmtest.Node(t)
+	declOnce.Do(func() {
+		out, err := exec.Command(node, "testdata/declarations.mjs", p.Dir, tools).Output()
+		if err != nil {
+			declErr = fmt.Errorf("declarations.mjs: %v %s", err, out)
+			return
+		}
+		declErr = json.Unmarshal(out, &declOut)
+	})
+	if declErr != nil {
+		t.Fatal(declErr)
+	}
+	return declOut
+}
+
+// schemaObject is the part of a JSON Schema object the comparison reads.
+type schemaObject struct {
+	Properties map[string]json.RawMessage `json:"properties"`
+	Required   []string                   `json:"required"`
+	Items      *schemaObject              `json:"items"`
+	Enum       []string                   `json:"enum"`
+	Defs       map[string]*schemaObject   `json:"$defs"`
+}
+
+// members lists the object's properties, "name?" for those not required, leaving out
+// those a schema forbids (false).
+func (o *schemaObject) members() []string {
+	var out []string
+	for name, raw := range o.Properties {
+		if string(raw) == "false" {
+			continue
+		}
+		if !slices.Contains(o.Required, name) {
+			name += "?"
+		}
+		out = append(out, name)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func (o *schemaObject) prop(t *testing.T, name string) *schemaObject {
+	t.Helper()
+	var p schemaObject
+	if err := json.Unmarshal(o.Properties[name], &p); err != nil {
+		t.Fatalf("property %s: %v", name, err)
+	}
+	return &p
+}
+
+// TestFrameDeclarationsMatchTheSchemas: the declared frames, ops, snapshot and match
+// list have the members of schema/ (optional where the schema does not require them),
+// and the declared reasons, priorities, error codes and statuses are the schemas' enums.
+// The schemas are validated against real traffic (go test ./schema), so this ties the
+// declarations to what gateways send.
+func TestFrameDeclarationsMatchTheSchemas(t *testing.T) {
+	r := readDeclarations(t)
+	load := func(name string) *schemaObject {
+		b, err := os.ReadFile(filepath.Join(npmtest.Root(t), "schema", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var o schemaObject
+		if err := json.Unmarshal(b, &o); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		return &o
+	}
+	frames, ops, state := load("server-frame.schema.json"), load("client-op.schema.json"), load("state.schema.json")
+	for decl, obj := range map[string]*schemaObject{
+		"HelloFrame": frames.Defs["hello"], "SubscribedFrame": frames.Defs["subscribed"], "DeltaFrame": frames.Defs["delta"],
+		"ResyncFrame": frames.Defs["resync"], "ReconnectFrame": frames.Defs["reconnect"], "ErrorFrame": frames.Defs["error"],
+		"SubscribeOp": ops.Defs["subscribe"], "UnsubscribeOp": ops.Defs["unsubscribe"], "AuthOp": ops.Defs["auth"],
+		"StreamPosition": ops.Defs["subscribe"].prop(t, "since"),
+		"Snapshot":       load("snapshot.schema.json"), "MatchSummary": load("match-list.schema.json").Items,
+	} {
+		if got, want := r.Shapes[decl], obj.members(); !slices.Equal(got, want) {
+			t.Errorf("%s: declared %v, schema %v", decl, got, want)
+		}
+	}
+	for decl, obj := range map[string]*schemaObject{
+		"ResyncReason": frames.Defs["resync"].prop(t, "reason"), "DeltaPriority": frames.Defs["delta"].prop(t, "prio"),
+		"ErrorCode": frames.Defs["error"].prop(t, "code"), "MatchStatus": state.prop(t, "status"),
+	} {
+		want := slices.Sorted(slices.Values(obj.Enum))
+		if got := r.Unions[decl]; !slices.Equal(got, want) {
+			t.Errorf("%s: declared %v, schema enum %v", decl, got, want)
 		}
 	}
 }

@@ -126,6 +126,13 @@ func (h *harness) write(out, plotDir string, started time.Time) error {
 		}
 		return r
 	}
+	// The Match day section is written by bench/cmd/matchday (its own target) and carried
+	// here as it stands.
+	if !h.quick {
+		if md, err := os.ReadFile(filepath.Join(h.root, "bench", "matchday", "section.md")); err == nil {
+			w("%s", md)
+		}
+	}
 	w("## Plots\n\n")
 	for _, p := range []struct{ file, what string }{
 		{"memory-per-connection.png", "memory per connection vs connections (idle)"},

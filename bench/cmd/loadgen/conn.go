@@ -29,9 +29,19 @@ const (
 
 var recvNames = [nRecv]string{"hello", "subscribed", "delta", "event", "resync", "reconnect", "error", "other", "binary", "ping"}
 
+// sub is one subscription of a connection. Without --snapshot-url only match and
+// last.seq are used: last.seq is the seq of the last delta, checked to grow by one.
 type sub struct {
 	match string
-	last  uint64
+	last  seqKey // the seq of the state held
+	// With --snapshot-url (chain.go):
+	ref               *matchRef
+	seen              seqKey // the last delta received
+	waiting           bool   // a snapshot was asked for; deltas are buffered
+	bufFirst, bufLast seqKey // the deltas buffered while waiting
+	resynced          bool   // a resync came since the last delta: one gap is covered
+	fresh             bool   // no delta since the snapshot that had nothing buffered
+	bad               bool   // saw a divergent delta or snapshot
 }
 
 // conn is owned by one worker once dialed; the dialer only creates and registers it.
@@ -51,4 +61,11 @@ type conn struct {
 	afterMs  int64 // from a reconnect frame
 	key      string
 	started  time.Time
+	gen      uint32 // incremented at each dial: answers for an older one are dropped
+	slow     bool   // reads at most --slow-rate bytes per second once open
+	// With --cookies: the cookie the last upgrade answer set, and the gateway the
+	// cookie sent with this attempt names ("" if none).
+	cookie     string
+	cookieNode string
+	node       string // the gateway its hello named
 }

@@ -6,24 +6,26 @@ import (
 	mrand "math/rand/v2"
 	"net"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
 )
 
-// dialer opens sockets (bind, non-blocking connect) and hands them to a worker's epoll.
-func (lg *loadgen) dialer() {
+// ramp queues the first attempt of every connection, at --connect-rate if set. Only
+// first attempts are paced: reconnects go to the dialer at once, as real clients do not
+// wait for the audience to finish arriving.
+func (lg *loadgen) ramp(conns []*conn) {
 	var interval time.Duration
 	if lg.cfg.connectRate > 0 {
 		interval = time.Duration(float64(time.Second) / lg.cfg.connectRate)
 	}
 	next := time.Now()
-	for c := range lg.dialq {
+	for _, c := range conns {
 		if lg.stopping.Load() {
 			return
 		}
-		lg.inflight <- struct{}{}
 		if interval > 0 {
 			if d := time.Until(next); d > 0 {
 				time.Sleep(d)
@@ -33,6 +35,17 @@ func (lg *loadgen) dialer() {
 				next = time.Now()
 			}
 		}
+		lg.dialq <- c
+	}
+}
+
+// dialer opens sockets (bind, non-blocking connect) and hands them to a worker's epoll.
+func (lg *loadgen) dialer() {
+	for c := range lg.dialq {
+		if lg.stopping.Load() {
+			return
+		}
+		lg.inflight <- struct{}{}
 		lg.dial(c)
 	}
 }
@@ -46,6 +59,7 @@ func (lg *loadgen) dial(c *conn) {
 	c.subs = c.subs[:0]
 	c.gotClose = false
 	c.started = time.Now()
+	c.gen++
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		w.st.connectErrors.Add(1)
@@ -59,6 +73,9 @@ func (lg *loadgen) dial(c *conn) {
 	_ = unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_BIND_ADDRESS_NO_PORT, 1)
 	if c.stalled {
 		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, lg.cfg.stallRcvBuf)
+	}
+	if c.slow {
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, lg.cfg.slowRcvBuf)
 	}
 	src := lg.cfg.srcs[c.id%len(lg.cfg.srcs)]
 	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: src}); err != nil {
@@ -156,7 +173,16 @@ func (w *worker) connected(c *conn) {
 	}
 	req := "GET " + target + " HTTP/1.1\r\nHost: " + lg.cfg.host + ":" + strconv.Itoa(lg.cfg.port) +
 		"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: " + c.key +
-		"\r\nSec-WebSocket-Version: 13\r\n\r\n"
+		"\r\nSec-WebSocket-Version: 13\r\n"
+	c.cookieNode = ""
+	if c.cookie != "" {
+		req += "Cookie: " + c.cookie + "\r\n"
+		// HAProxy's cookie value is the gateway's name (deploy/haproxy.cfg).
+		if _, v, ok := strings.Cut(c.cookie, "="); ok {
+			c.cookieNode = v
+		}
+	}
+	req += "\r\n"
 	if _, err := unix.Write(c.fd, []byte(req)); err != nil {
 		w.st.connectErrors.Add(1)
 		w.st.bump(&w.st.status, "write:"+errName(err))
@@ -175,6 +201,11 @@ func (w *worker) drop(c *conn, wasOpen bool) {
 	prev := c.state
 	c.state = stClosed
 	if wasOpen {
+		delete(w.open, c)
+		if c.node != "" {
+			w.st.addNode(c.node, -1)
+			c.node = ""
+		}
 		lg.open.Add(-1)
 		lg.pending.Add(1)
 		lg.stormClose()

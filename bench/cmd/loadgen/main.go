@@ -2,9 +2,10 @@
 // epoll loops hold all connections (no goroutine per connection), so that the client is
 // not what is being measured.
 //
-// Stdout carries one JSON object per line (report.Line): "ready" once the connect phase
-// is over, "progress" on SIGUSR1, and "report" at the end (SIGTERM, SIGINT or
-// --duration). Everything else goes to stderr.
+// Stdout carries one JSON object per line (report.Line): "started" once it handles its
+// signals, "ready" once the connect phase is over, "progress" on SIGUSR1, and "report" at
+// the end (SIGTERM, SIGINT or --duration). SIGUSR2 starts the final check of
+// --snapshot-url (final.go). Everything else goes to stderr.
 package main
 
 import (
@@ -39,6 +40,15 @@ type config struct {
 	readyTimeout  time.Duration
 	stallRcvBuf   int
 	subscribeByOp bool
+	// Match day (bench/cmd/matchday): slow readers, latency windows, cookies and the
+	// client algorithm's check.
+	slowFrac        float64
+	slowRate        int
+	slowRcvBuf      int
+	windowHist      bool
+	cookies         bool
+	snapshotURLs    []string
+	snapshotWorkers int
 }
 
 func main() {
@@ -64,7 +74,21 @@ func main() {
 	flag.DurationVar(&cfg.duration, "duration", 0, "stop and report after this long (0: on SIGTERM/SIGINT)")
 	flag.DurationVar(&cfg.readyTimeout, "ready-timeout", 60*time.Second, "print ready after this long even if connections are still pending")
 	flag.BoolVar(&cfg.subscribeByOp, "subscribe-op", false, "subscribe with the op frame instead of ?match=")
+	flag.Float64Var(&cfg.slowFrac, "slow-frac", 0, "fraction of connections that read at most --slow-rate bytes/s after the upgrade (until SIGUSR2)")
+	flag.IntVar(&cfg.slowRate, "slow-rate", 256, "bytes per second a slow reader reads")
+	flag.IntVar(&cfg.slowRcvBuf, "slow-rcvbuf", 4096, "SO_RCVBUF of slow readers")
+	flag.BoolVar(&cfg.windowHist, "window-hist", false, "progress lines carry the latency histogram of the deltas since the previous one")
+	flag.BoolVar(&cfg.cookies, "cookies", false, "keep the cookie of the upgrade answer (HAProxy's SRV) and send it when reconnecting; count upgrades landing on another gateway than the cookie names")
+	var snapURLs string
+	flag.StringVar(&snapURLs, "snapshot-url", "", "comma-separated HTTP bases serving GET /v1/matches/{id}: each subscription follows and checks the client algorithm of PROTOCOL.md; SIGUSR2 starts the final check")
+	flag.IntVar(&cfg.snapshotWorkers, "snapshot-workers", 4, "concurrent snapshot requests (keep-alive connections)")
 	flag.Parse()
+	if snapURLs != "" {
+		cfg.snapshotURLs = strings.Split(snapURLs, ",")
+	}
+	if cfg.slowRate < 1 || cfg.snapshotWorkers < 1 {
+		fatal("--slow-rate and --snapshot-workers must be at least 1")
+	}
 
 	u, err := url.Parse(rawURL)
 	if err != nil {

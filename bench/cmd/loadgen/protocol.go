@@ -16,16 +16,24 @@ func (w *worker) message(c *conn, p []byte, now int64) {
 		w.st.recv[rEvent].Add(1)
 	case "hello":
 		w.st.recv[rHello].Add(1)
+		w.hello(c, string(strField(p, `"node":"`)))
 	case "subscribed":
 		w.st.recv[rSubscribed].Add(1)
+		if w.lg.snaps != nil {
+			w.chainSubscribed(c, string(strField(p, `"match":"`)))
+		}
 	case "resync":
 		w.st.recv[rResync].Add(1)
 		w.st.bump(&w.st.resyncs, string(strField(p, `"reason":"`)))
 		m := strField(p, `"match":"`)
+		if w.lg.snaps != nil {
+			w.chainResync(c, string(m))
+			break
+		}
 		for i := range c.subs {
 			if c.subs[i].match == string(m) {
 				// After a resync any seq is acceptable as the new base.
-				c.subs[i].last = 0
+				c.subs[i].last = seqKey{}
 			}
 		}
 	case "reconnect":
@@ -49,12 +57,30 @@ func (w *worker) message(c *conn, p []byte, now int64) {
 func (w *worker) delta(c *conn, p []byte, now int64) {
 	m := strField(p, `"match":"`)
 	seq := numField(p, `"seq":`)
-	if ts := int64(numField(p, `"ts":`)); ts > 0 {
+	if ts := int64(numField(p, `"ts":`)); ts > 0 && !c.slow {
 		lat := now - ts
 		if lat < 1 {
 			lat = 1
 		}
 		_ = w.hist.RecordValue(lat)
+		if w.lg.cfg.windowHist {
+			w.winMu.Lock()
+			_ = w.win.RecordValue(lat)
+			w.winMu.Unlock()
+		}
+	}
+	if w.lg.snaps != nil {
+		k := seqKey{epochOf(p), seq}
+		for i := range c.subs {
+			if s := &c.subs[i]; s.match == string(m) {
+				w.chainDelta(c, s, k, p)
+				return
+			}
+		}
+		// A delta before its subscribed frame: start the algorithm here.
+		w.chainSubscribed(c, string(m))
+		w.chainDelta(c, &c.subs[len(c.subs)-1], k, p)
+		return
 	}
 	for i := range c.subs {
 		s := &c.subs[i]
@@ -62,18 +88,64 @@ func (w *worker) delta(c *conn, p []byte, now int64) {
 			continue
 		}
 		switch {
-		case s.last == 0 || seq == s.last+1:
-		case seq <= s.last:
+		case s.last.seq == 0 || seq == s.last.seq+1:
+		case seq <= s.last.seq:
 			w.st.dups.Add(1)
 			return
 		default:
 			w.st.gaps.Add(1)
-			w.st.gapMissing.Add(int64(seq - s.last - 1))
+			w.st.gapMissing.Add(int64(seq - s.last.seq - 1))
 		}
-		s.last = seq
+		s.last.seq = seq
 		return
 	}
-	c.subs = append(c.subs, sub{match: string(m), last: seq})
+	c.subs = append(c.subs, sub{match: string(m), last: seqKey{seq: seq}})
+}
+
+// epochOf reads the publisher's epoch of a delta frame (PROTOCOL.md: a short string of
+// A-Z a-z 0-9 _ -; a number is taken as its text) as a key, 0 if it has none. Only the
+// header is read: a patch may hold a field of that name.
+func epochOf(p []byte) uint64 {
+	if i := bytes.Index(p, []byte(`"patch":`)); i >= 0 {
+		p = p[:i]
+	}
+	i := bytes.Index(p, []byte(`"epoch":`))
+	if i < 0 {
+		return 0
+	}
+	v := p[i+len(`"epoch":`):]
+	if len(v) > 0 && v[0] == '"' {
+		v = v[1:]
+		if j := bytes.IndexByte(v, '"'); j >= 0 {
+			return epochKey(string(v[:j]))
+		}
+		return 0
+	}
+	j := 0
+	for j < len(v) && v[j] >= '0' && v[j] <= '9' {
+		j++
+	}
+	return epochKey(string(v[:j]))
+}
+
+// epochKey turns an epoch into the key of seqKey; "" (no epoch) is 0.
+func epochKey(epoch string) uint64 {
+	if epoch == "" {
+		return 0
+	}
+	return bytesHash([]byte(epoch)) | 1
+}
+
+// hello records which gateway c landed on, and whether it is the one its cookie named.
+func (w *worker) hello(c *conn, node string) {
+	if c.node != "" {
+		return
+	}
+	c.node = node
+	w.st.addNode(node, 1)
+	if c.cookieNode != "" && node != c.cookieNode {
+		w.st.offCookie.Add(1)
+	}
 }
 
 // centrifuge handles one frame of centrifuge's JSON protocol: newline-separated replies.

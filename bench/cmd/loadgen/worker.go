@@ -9,6 +9,7 @@ import (
 )
 
 func (w *worker) loop() {
+	defer w.lg.workersDone.Done()
 	evs := make([]unix.EpollEvent, 512)
 	lg := w.lg
 	for !lg.stopping.Load() {
@@ -22,6 +23,11 @@ func (w *worker) loop() {
 		var now int64
 		for i := 0; i < n; i++ {
 			fd := int(evs[i].Fd)
+			if fd == w.evfd {
+				var b [8]byte
+				_, _ = unix.Read(w.evfd, b[:])
+				continue
+			}
 			c := lg.table[fd].Load()
 			if c == nil || c.fd != fd || c.state == stClosed {
 				continue
@@ -41,6 +47,33 @@ func (w *worker) loop() {
 				w.readable(c, now)
 			}
 		}
+		w.housekeeping()
+	}
+}
+
+// housekeeping runs after each wait: snapshot answers, slow readers, the catch-up and
+// the final count, each on this worker's goroutine, which owns its connections.
+func (w *worker) housekeeping() {
+	for {
+		select {
+		case r := <-w.snapq:
+			if gen, ok := w.open[r.c]; ok && gen == r.gen {
+				w.chainSnapshot(r)
+			}
+			continue
+		default:
+		}
+		break
+	}
+	now := time.Now()
+	if w.lg.catchup.Load() && !w.caughtUp {
+		w.caughtUp = true
+		w.catchUp()
+	}
+	w.pollSlow(now)
+	if fk, ok := w.lg.finalKey(); ok && now.Sub(w.countedAt) >= 100*time.Millisecond {
+		w.countedAt = now
+		w.recountFinal(fk)
 	}
 }
 
@@ -60,18 +93,22 @@ func (w *worker) readable(c *conn, now int64) {
 		if err == unix.EAGAIN || err == unix.EINTR {
 			return
 		}
-		// EOF or reset.
-		if c.state == stOpen {
-			if !c.gotClose {
-				w.st.bump(&w.st.closes, "eof")
-			}
-			w.drop(c, true)
-		} else {
-			w.st.failedHandshakes.Add(1)
-			w.st.bump(&w.st.status, "eof")
-			w.drop(c, false)
-		}
+		w.closed(c)
 		return
+	}
+}
+
+// closed handles EOF or a reset on c.
+func (w *worker) closed(c *conn) {
+	if c.state == stOpen {
+		if !c.gotClose {
+			w.st.bump(&w.st.closes, "eof")
+		}
+		w.drop(c, true)
+	} else {
+		w.st.failedHandshakes.Add(1)
+		w.st.bump(&w.st.status, "eof")
+		w.drop(c, false)
 	}
 }
 
@@ -95,8 +132,14 @@ func (w *worker) consume(c *conn, data []byte, now int64) {
 			w.drop(c, false)
 			return
 		}
+		if lg.cfg.cookies {
+			if ck := setCookie(c.buf[:end]); ck != "" {
+				c.cookie = ck
+			}
+		}
 		rest := c.buf[end+4:]
 		c.state = stOpen
+		w.open[c] = c.gen
 		c.opened = true
 		c.attempt = 0
 		<-lg.inflight
@@ -116,13 +159,16 @@ func (w *worker) consume(c *conn, data []byte, now int64) {
 			c.buf = nil
 			return
 		}
-		if len(rest) == 0 {
+		if len(rest) > 0 {
+			tail := append([]byte(nil), rest...)
 			c.buf = c.buf[:0]
-			return
+			w.frames(c, tail, now)
+		} else {
+			c.buf = c.buf[:0]
 		}
-		tail := append([]byte(nil), rest...)
-		c.buf = c.buf[:0]
-		w.frames(c, tail, now)
+		if c.slow && !w.caughtUp && c.state == stOpen {
+			w.startSlow(c)
+		}
 		return
 	}
 	w.frames(c, data, now)
@@ -136,4 +182,20 @@ func parseStatus(b []byte) int {
 	}
 	v, _ := strconv.Atoi(string(b[sp+1 : sp+4]))
 	return v
+}
+
+// setCookie returns the first "name=value" of the Set-Cookie headers of an HTTP
+// answer's head, "" if there is none.
+func setCookie(head []byte) string {
+	const key = "\r\nset-cookie:"
+	lower := bytes.ToLower(head)
+	i := bytes.Index(lower, []byte(key))
+	if i < 0 {
+		return ""
+	}
+	v := head[i+len(key):]
+	if j := bytes.IndexAny(v, ";\r"); j >= 0 {
+		v = v[:j]
+	}
+	return string(bytes.TrimSpace(v))
 }

@@ -9,15 +9,18 @@ import (
 	"flag"
 	"fmt"
 	"log"
+	"net"
 	"net/http"
 	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/gorilla/websocket"
 	"github.com/redis/rueidis"
+	"golang.org/x/sys/unix"
 )
 
 type client struct {
@@ -100,15 +103,34 @@ func (h *hub) subscribe(ctx context.Context, match string) {
 var upgrader = websocket.Upgrader{ReadBufferSize: 1024, WriteBufferSize: 1024, CheckOrigin: func(*http.Request) bool { return true }}
 
 func main() {
-	addr := flag.String("addr", "127.0.0.1:8080", "listen address (WebSocket at /ws)")
+	addr := flag.String("addr", "127.0.0.1:8080", "listen address (WebSocket at /ws, snapshots at /v1/matches/{id}, /readyz)")
 	redisAddr := flag.String("redis", "127.0.0.1:6379", "Redis address")
 	prefix := flag.String("prefix", "crease", "Redis key prefix")
+	node := flag.String("node", "naive", "name sent in hello")
+	reusePort := flag.Bool("reuse-port", false, "bind with SO_REUSEPORT, so that several processes share the port (bench/cmd/matchday)")
 	flag.Parse()
 	rc, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{*redisAddr}, DisableCache: true})
 	if err != nil {
 		log.Fatalf("naive: redis: %v", err)
 	}
 	h := &hub{matches: map[string]map[*client]struct{}{}, cancels: map[string]context.CancelFunc{}, redis: rc, prefix: *prefix}
+	hello := []byte(`{"type":"hello","node":"` + *node + `","heartbeat_s":0}`)
+	// The snapshot the publisher stored, served as crease serves it, for the clients'
+	// resync: what a tutorial server next to the publisher's store would do.
+	http.HandleFunc("GET /v1/matches/{id}", func(w http.ResponseWriter, r *http.Request) {
+		raw, err := rc.Do(r.Context(), rc.B().Get().Key(*prefix+":{"+r.PathValue("id")+"}:snap").Build()).AsBytes()
+		if rueidis.IsRedisNil(err) {
+			http.Error(w, "unknown match", http.StatusNotFound)
+			return
+		}
+		if err != nil {
+			http.Error(w, "snapshot store unavailable", http.StatusServiceUnavailable)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(raw)
+	})
+	http.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ready\n")) })
 	http.HandleFunc("/ws", func(w http.ResponseWriter, r *http.Request) {
 		match := r.URL.Query().Get("match")
 		if match == "" || strings.Contains(match, ",") {
@@ -120,14 +142,35 @@ func main() {
 			return
 		}
 		c := &client{conn: conn, send: make(chan []byte, 64), match: match}
-		c.send <- []byte(`{"type":"hello","node":"naive","heartbeat_s":0}`)
+		c.send <- hello
 		c.send <- []byte(`{"type":"subscribed","match":"` + match + `"}`)
 		h.join(c)
 		go writer(c)
 		go reader(h, c)
 	})
+	ln, err := listen(*addr, *reusePort)
+	if err != nil {
+		log.Fatalf("naive: %v", err)
+	}
 	fmt.Fprintf(os.Stderr, "naive: pid %d listening on %s\n", os.Getpid(), *addr)
-	log.Fatal(http.ListenAndServe(*addr, nil))
+	log.Fatal(http.Serve(ln, nil))
+}
+
+// listen binds addr, with SO_REUSEPORT if asked.
+func listen(addr string, reusePort bool) (net.Listener, error) {
+	lc := net.ListenConfig{}
+	if reusePort {
+		lc.Control = func(_, _ string, c syscall.RawConn) error {
+			var serr error
+			if err := c.Control(func(fd uintptr) {
+				serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+			}); err != nil {
+				return err
+			}
+			return serr
+		}
+	}
+	return lc.Listen(context.Background(), "tcp", addr)
 }
 
 func reader(h *hub, c *client) {

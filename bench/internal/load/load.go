@@ -28,6 +28,9 @@ type Proc struct {
 	*procs.Proc
 	Lines chan report.Line
 	Conns int
+	// Started is closed at the process's first line ("started"): from then on it handles
+	// SIGUSR1, whose default action would kill it.
+	Started chan struct{}
 }
 
 // Group is the loadgen processes of one run.
@@ -45,40 +48,66 @@ func (g *Group) Add(n int, args []string, logPrefix string) error {
 		k := min(n, g.PerProc)
 		n -= k
 		idx := len(g.Procs)
-		// 49 source addresses, 12 per process slot, 4 slots before they repeat.
-		lo := 2 + (idx%4)*12
-		src := fmt.Sprintf("127.0.0.%d-127.0.0.%d", lo, lo+11)
-		a := append([]string{"--conns", strconv.Itoa(k), "--src", src}, args...)
-		bin, a := procs.Command(g.CPUs, g.Bin, a)
-		cmd := exec.Command(bin, a...)
-		lf, _ := os.Create(fmt.Sprintf("%s-lg%d.log", logPrefix, idx))
-		cmd.Stderr = lf
-		out, err := cmd.StdoutPipe()
-		if err != nil {
+		if err := g.AddWith(k, SourceRange(idx), fmt.Sprintf("%s-lg%d.log", logPrefix, idx), args); err != nil {
 			return err
 		}
-		if err := cmd.Start(); err != nil {
-			return err
-		}
-		p := &Proc{Proc: &procs.Proc{Cmd: cmd, Done: make(chan struct{})}, Lines: make(chan report.Line, 16), Conns: k}
-		go func() {
-			sc := bufio.NewScanner(out)
-			sc.Buffer(make([]byte, 1<<20), 16<<20)
-			for sc.Scan() {
-				var ln report.Line
-				if json.Unmarshal(sc.Bytes(), &ln) == nil {
-					p.Lines <- ln
-				}
-			}
-			_ = cmd.Wait()
-			if lf != nil {
-				lf.Close()
-			}
-			close(p.Lines)
-			close(p.Done)
-		}()
-		g.Procs = append(g.Procs, p)
 	}
+	return nil
+}
+
+// SourceRange is the slice of 127.0.0.2-50 of the idx-th load process: 49 source
+// addresses, 12 per slot, 4 slots before they repeat.
+func SourceRange(idx int) string {
+	lo := 2 + (idx%4)*12
+	return fmt.Sprintf("127.0.0.%d-127.0.0.%d", lo, lo+11)
+}
+
+// AddWith starts one process of k connections bound to the source addresses src, its
+// stderr to logPath.
+func (g *Group) AddWith(k int, src, logPath string, args []string) error {
+	a := append([]string{"--conns", strconv.Itoa(k), "--src", src}, args...)
+	bin, a := procs.Command(g.CPUs, g.Bin, a)
+	cmd := exec.Command(bin, a...)
+	cmd.SysProcAttr = procs.ChildAttr()
+	lf, _ := os.Create(logPath)
+	cmd.Stderr = lf
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	p := &Proc{Proc: &procs.Proc{Cmd: cmd, Done: make(chan struct{})}, Lines: make(chan report.Line, 16), Conns: k,
+		Started: make(chan struct{})}
+	go func() {
+		sc := bufio.NewScanner(out)
+		sc.Buffer(make([]byte, 1<<20), 16<<20)
+		started := false
+		for sc.Scan() {
+			var ln report.Line
+			if json.Unmarshal(sc.Bytes(), &ln) != nil {
+				continue
+			}
+			if !started {
+				started = true
+				close(p.Started)
+			}
+			if ln.Event != "started" {
+				p.Lines <- ln
+			}
+		}
+		if !started {
+			close(p.Started)
+		}
+		_ = cmd.Wait()
+		if lf != nil {
+			lf.Close()
+		}
+		close(p.Lines)
+		close(p.Done)
+	}()
+	g.Procs = append(g.Procs, p)
 	return nil
 }
 
@@ -125,6 +154,11 @@ func (g *Group) Progress() (report.Line, error) {
 // ProgressLines asks every process for its counters (SIGUSR1) and returns each line.
 func (g *Group) ProgressLines() ([]report.Line, error) {
 	for _, p := range g.Procs {
+		select {
+		case <-p.Started:
+		case <-time.After(10 * time.Second):
+			return nil, fmt.Errorf("loadgen %d printed nothing within 10 s of its start", p.Cmd.Process.Pid)
+		}
 		_ = p.Cmd.Process.Signal(syscall.SIGUSR1)
 	}
 	var lines []report.Line

@@ -27,6 +27,7 @@ type Proc struct {
 // Start runs name with args, stdout and stderr to logPath (if not empty).
 func Start(name string, args []string, logPath string) (*Proc, error) {
 	cmd := exec.Command(name, args...)
+	cmd.SysProcAttr = ChildAttr()
 	var logf *os.File
 	if logPath != "" {
 		_ = os.MkdirAll(filepath.Dir(logPath), 0o755)
@@ -52,6 +53,12 @@ func Start(name string, args []string, logPath string) (*Proc, error) {
 		close(p.Done)
 	}()
 	return p, nil
+}
+
+// ChildAttr makes a child die with the benchmark (SIGKILL when its parent goes), so
+// that a benchmark killed in the middle leaves no server or Redis behind.
+func ChildAttr() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 }
 
 // Pid is the child's process id.
@@ -210,4 +217,120 @@ func RunDelay(pid int) float64 {
 		}
 	}
 	return ns / 1e9
+}
+
+// StartTime is when pid started, in Unix seconds (the way Prometheus' process collector
+// computes process_start_time_seconds: boot time plus the start tick); 0 if unknown.
+func StartTime(pid int) float64 {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(s[i+2:])
+	// starttime is field 22; f[0] is field 3.
+	if len(f) < 20 {
+		return 0
+	}
+	ticks, _ := strconv.ParseFloat(f[19], 64)
+	return bootTime() + ticks/100
+}
+
+func bootTime() float64 {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	for _, ln := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(ln, "btime "); ok {
+			t, _ := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			return t
+		}
+	}
+	return 0
+}
+
+// FDs counts pid's open file descriptors; -1 if unknown.
+func FDs(pid int) int {
+	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/fd")
+	if err != nil {
+		return -1
+	}
+	defer f.Close()
+	n := 0
+	for {
+		names, err := f.Readdirnames(4096)
+		n += len(names)
+		if err != nil || len(names) == 0 {
+			return n
+		}
+	}
+}
+
+// Sockstat is the kernel's socket accounting of this network namespace
+// (/proc/net/sockstat): TCP sockets in use, and the pages their buffers hold (a
+// machine-wide figure).
+type Sockstat struct {
+	TCPInUse, TCPAlloc int64
+	TCPMemBytes        int64
+}
+
+// ReadSockstat reads /proc/net/sockstat.
+func ReadSockstat() Sockstat {
+	var s Sockstat
+	b, err := os.ReadFile("/proc/net/sockstat")
+	if err != nil {
+		return s
+	}
+	for _, ln := range strings.Split(string(b), "\n") {
+		f := strings.Fields(ln)
+		if len(f) == 0 || f[0] != "TCP:" {
+			continue
+		}
+		for i := 1; i+1 < len(f); i += 2 {
+			v, _ := strconv.ParseInt(f[i+1], 10, 64)
+			switch f[i] {
+			case "inuse":
+				s.TCPInUse = v
+			case "alloc":
+				s.TCPAlloc = v
+			case "mem":
+				s.TCPMemBytes = v * int64(os.Getpagesize())
+			}
+		}
+	}
+	return s
+}
+
+// socketSlabs are the slab caches a TCP socket and its descriptor take: the socket,
+// its inode, file and dentry, its epoll entries and the heads of its buffers.
+var socketSlabs = map[string]bool{
+	"TCP": true, "TCPv6": true, "sock_inode_cache": true, "filp": true, "dentry": true,
+	"eventpoll_epi": true, "eventpoll_pwq": true, "skbuff_head_cache": true,
+	"skbuff_small_head": true, "skbuff_fclone_cache": true, "request_sock_TCP": true, "tcp_bind_bucket": true,
+}
+
+// SocketSlabBytes sums the slab caches a TCP socket takes (/proc/slabinfo, readable by
+// root): objects times object size. These are machine-wide, so a quiet machine gives
+// the figure for one process's sockets. -1 if unreadable.
+func SocketSlabBytes() int64 {
+	b, err := os.ReadFile("/proc/slabinfo")
+	if err != nil {
+		return -1
+	}
+	var total int64
+	for _, ln := range strings.Split(string(b), "\n") {
+		f := strings.Fields(ln)
+		if len(f) < 4 || !socketSlabs[f[0]] {
+			continue
+		}
+		objs, _ := strconv.ParseInt(f[2], 10, 64)
+		size, _ := strconv.ParseInt(f[3], 10, 64)
+		total += objs * size
+	}
+	return total
 }

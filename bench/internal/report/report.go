@@ -37,6 +37,51 @@ type Line struct {
 	// harness merges those of all processes.
 	Hist  string `json:"hist,omitempty"`
 	Storm *Storm `json:"storm,omitempty"`
+	// WindowHist is the latency histogram (encoded like Hist) of the deltas received
+	// since the previous progress line (loadgen --window-hist).
+	WindowHist string `json:"window_hist,omitempty"`
+	// Slow counts the connections that read slowly (loadgen --slow-frac).
+	Slow int64 `json:"slow,omitempty"`
+	// Nodes counts the open connections by the gateway their hello named.
+	Nodes map[string]int64 `json:"nodes,omitempty"`
+	// OffCookie counts upgrades whose hello named another gateway than the SRV cookie
+	// the connection came with (loadgen --cookies).
+	OffCookie int64 `json:"off_cookie,omitempty"`
+	// Chain is the client algorithm's check (loadgen --snapshot-url).
+	Chain *Chain `json:"chain,omitempty"`
+}
+
+// Chain is what loadgen's check of the client algorithm of PROTOCOL.md found: each
+// subscription takes a REST snapshot after its subscribed frame and applies the deltas
+// after it; every delta of one seq must be the same bytes on every connection, and the
+// state the deltas lead to must be the state of the snapshots.
+type Chain struct {
+	// Snapshots answered, failed answers (retried), and snapshots older than the deltas
+	// already buffered (fetched again, as the algorithm says).
+	Snapshots      int64 `json:"snapshots"`
+	SnapshotErrors int64 `json:"snapshot_errors"`
+	Refetches      int64 `json:"refetches"`
+	// Divergent counts deltas whose frame differs from another connection's frame of
+	// the same seq; SnapshotMismatch snapshots whose state is not the state the deltas
+	// led to.
+	Divergent        int64 `json:"divergent"`
+	SnapshotMismatch int64 `json:"snapshot_mismatch"`
+	// Patches applied to this process's reference state, and patches that could not be
+	// applied (not a JSON object).
+	Applied    int64 `json:"applied"`
+	BadPatches int64 `json:"bad_patches"`
+	// The final check (after SIGUSR2): the final snapshot's seq, whether the reference
+	// state at that seq is the snapshot's state (StateOK) or could not be computed
+	// (StateUnknown), and the open subscriptions at that seq, behind it, or still
+	// waiting for a snapshot.
+	Final        bool   `json:"final"`
+	FinalSeq     uint64 `json:"final_seq"`
+	StateOK      bool   `json:"state_ok"`
+	StateUnknown bool   `json:"state_unknown"`
+	Equal        int64  `json:"equal"`
+	Behind       int64  `json:"behind"`
+	Waiting      int64  `json:"waiting"`
+	Tainted      int64  `json:"tainted"` // open subscriptions that saw a divergent delta or snapshot
 }
 
 // Storm is what the reconnect-storm mode records. Times are Unix µs so that the harness
