@@ -212,6 +212,7 @@ type declarations struct {
 	Declared    map[string][]string `json:"declared"`
 	Implemented map[string][]string `json:"implemented"`
 	Shapes      map[string][]string `json:"shapes"`
+	Unions      map[string][]string `json:"unions"`
 }
 
 var (
@@ -238,4 +239,80 @@ func readDeclarations(t *testing.T) declarations {
 		t.Fatal(declErr)
 	}
 	return declOut
+}
+
+// schemaObject is the part of a JSON Schema object the comparison reads.
+type schemaObject struct {
+	Properties map[string]json.RawMessage `json:"properties"`
+	Required   []string                   `json:"required"`
+	Items      *schemaObject              `json:"items"`
+	Enum       []string                   `json:"enum"`
+	Defs       map[string]*schemaObject   `json:"$defs"`
+}
+
+// members lists the object's properties, "name?" for those not required, leaving out
+// those a schema forbids (false).
+func (o *schemaObject) members() []string {
+	var out []string
+	for name, raw := range o.Properties {
+		if string(raw) == "false" {
+			continue
+		}
+		if !slices.Contains(o.Required, name) {
+			name += "?"
+		}
+		out = append(out, name)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func (o *schemaObject) prop(t *testing.T, name string) *schemaObject {
+	t.Helper()
+	var p schemaObject
+	if err := json.Unmarshal(o.Properties[name], &p); err != nil {
+		t.Fatalf("property %s: %v", name, err)
+	}
+	return &p
+}
+
+// TestFrameDeclarationsMatchTheSchemas: the declared frames, ops, snapshot and match
+// list have the members of schema/ (optional where the schema does not require them),
+// and the declared reasons, priorities, error codes and statuses are the schemas' enums.
+// The schemas are validated against real traffic (go test ./schema), so this ties the
+// declarations to what gateways send.
+func TestFrameDeclarationsMatchTheSchemas(t *testing.T) {
+	r := readDeclarations(t)
+	load := func(name string) *schemaObject {
+		b, err := os.ReadFile(filepath.Join(npmtest.Root(t), "schema", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var o schemaObject
+		if err := json.Unmarshal(b, &o); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		return &o
+	}
+	frames, ops, state := load("server-frame.schema.json"), load("client-op.schema.json"), load("state.schema.json")
+	for decl, obj := range map[string]*schemaObject{
+		"HelloFrame": frames.Defs["hello"], "SubscribedFrame": frames.Defs["subscribed"], "DeltaFrame": frames.Defs["delta"],
+		"ResyncFrame": frames.Defs["resync"], "ReconnectFrame": frames.Defs["reconnect"], "ErrorFrame": frames.Defs["error"],
+		"SubscribeOp": ops.Defs["subscribe"], "UnsubscribeOp": ops.Defs["unsubscribe"], "AuthOp": ops.Defs["auth"],
+		"StreamPosition": ops.Defs["subscribe"].prop(t, "since"),
+		"Snapshot":       load("snapshot.schema.json"), "MatchSummary": load("match-list.schema.json").Items,
+	} {
+		if got, want := r.Shapes[decl], obj.members(); !slices.Equal(got, want) {
+			t.Errorf("%s: declared %v, schema %v", decl, got, want)
+		}
+	}
+	for decl, obj := range map[string]*schemaObject{
+		"ResyncReason": frames.Defs["resync"].prop(t, "reason"), "DeltaPriority": frames.Defs["delta"].prop(t, "prio"),
+		"ErrorCode": frames.Defs["error"].prop(t, "code"), "MatchStatus": state.prop(t, "status"),
+	} {
+		want := slices.Sorted(slices.Values(obj.Enum))
+		if got := r.Unions[decl]; !slices.Equal(got, want) {
+			t.Errorf("%s: declared %v, schema enum %v", decl, got, want)
+		}
+	}
 }

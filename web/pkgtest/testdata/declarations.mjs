@@ -29,8 +29,20 @@ const shape = (name) => {
   return checker.getDeclaredTypeOfSymbol(s).getProperties().map((p) => p.name + (p.flags & ts.SymbolFlags.Optional ? "?" : "")).sort();
 };
 const shapes = Object.fromEntries(
-  ["MatchState", "Score", "Need", "Partnership", "InningsCard", "Extras", "BatterCard", "BowlerCard", "FallOfWicket"].map((n) => [n, shape(n)]),
+  [
+    "MatchState", "Score", "Need", "Partnership", "InningsCard", "Extras", "BatterCard", "BowlerCard", "FallOfWicket",
+    "HelloFrame", "SubscribedFrame", "DeltaFrame", "ResyncFrame", "ReconnectFrame", "ErrorFrame",
+    "SubscribeOp", "UnsubscribeOp", "AuthOp", "StreamPosition", "Snapshot", "MatchSummary",
+  ].map((n) => [n, shape(n)]),
 );
+// The string literals of a union type alias (a member like `string & {}` is left out).
+const literals = (name) => {
+  const s = sym(name);
+  if (!s) return null;
+  const t = checker.getDeclaredTypeOfSymbol(s);
+  return (t.isUnion() ? t.types : [t]).filter((m) => m.isStringLiteral()).map((m) => m.value).sort();
+};
+const unions = Object.fromEntries(["ResyncReason", "DeltaPriority", "ErrorCode", "MatchStatus"].map((n) => [n, literals(n)]));
 const declared = {
   values: exportsOf.filter((s) => s.flags & ts.SymbolFlags.Value).map((s) => `${s.name}:${s.flags & ts.SymbolFlags.Class ? "class" : "function"}`).sort(),
   options: members("ConnectOptions"),
@@ -71,4 +83,4 @@ for (const name of readdirSync(pkgDir).filter((n) => n.endsWith(".js"))) {
 }
 const implemented = Object.fromEntries(Object.entries(found).map(([k, v]) => [k, [...v].sort()]));
 implemented.values = values;
-console.log(JSON.stringify({ diagnostics: diags, declared, implemented, shapes }));
+console.log(JSON.stringify({ diagnostics: diags, declared, implemented, shapes, unions }));
