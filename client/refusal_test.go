@@ -109,7 +109,23 @@ func TestForbiddenEndsALiveSubscription(t *testing.T) {
 	h.subscribe(t, "m1")
 	h.subscribe(t, "m2")
 	conn := gw.waitConn(t)
-	h.waitStatus(t, Live)
+	for got := map[string]bool{}; len(got) < 2; {
+		select {
+		case st := <-h.states:
+			got[st.Match] = true
+		case <-time.After(5 * time.Second):
+			t.Fatalf("states of %v only", got)
+		}
+	}
+	// Both are live: whatever the statuses on the way (m2 may have come after m1 was
+	// live), the last one now is Live.
+	var last Status
+	for len(h.status) > 0 {
+		last = <-h.status
+	}
+	if last.Phase != Live {
+		t.Fatalf("status %v with both matches live", last.Phase)
+	}
 	conn.send(`{"type":"error","code":"forbidden","match":"m1","message":"outside the new token's claim"}`)
 	gw.mu.Lock()
 	delete(conn.subs, "m1")
