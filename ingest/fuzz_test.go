@@ -57,3 +57,62 @@ func FuzzReadMatch(f *testing.F) {
 		}
 	})
 }
+
+// FuzzLiveBall: any bytes posted as the next ball of a live match never panic; a refusal
+// is one of the API's kinds and changes nothing; an accepted ball leaves a journal that
+// rebuilds the same state.
+func FuzzLiveBall(f *testing.F) {
+	data, err := os.ReadFile("matches/1298150.json")
+	if err != nil {
+		f.Fatal(err)
+	}
+	start, _, balls := liveFeed(f, data)
+	for _, b := range balls[:3] {
+		raw, _ := json.Marshal(b)
+		f.Add(raw)
+	}
+	raw, _ := json.Marshal(balls[20])
+	f.Add(raw)
+	f.Add([]byte(`{"innings":1,"team":"Pakistan","over":0,"ball":2,"delivery":{"batter":"Babar Azam","non_striker":"Mohammad Rizwan","bowler":"B Kumar","runs":{"batter":-1,"extras":0,"total":-1}}}`))
+	f.Add([]byte(`{"innings":2,"team":"India","over":0,"ball":1,"target":{"runs":5,"overs":1.7},"delivery":{"batter":"a","non_striker":"b","bowler":"c","runs":{"batter":0,"extras":0,"total":0}}}`))
+	f.Fuzz(func(t *testing.T, post []byte) {
+		l, err := NewLive("m1", start)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, b := range balls[:12] {
+			if _, _, _, _, err := l.Ball(b, 0); err != nil {
+				t.Fatal(err)
+			}
+		}
+		before := l.State().Marshal()
+		p, err := DecodeBall(post)
+		if err == nil {
+			_, _, _, _, err = l.Ball(p, 99)
+		}
+		if err != nil {
+			if !errors.Is(err, ErrBadBall) && !errors.Is(err, ErrImpossible) && !errors.Is(err, ErrOutOfOrder) {
+				t.Fatalf("refusal of another kind: %v", err)
+			}
+			if string(l.State().Marshal()) != string(before) {
+				t.Fatalf("a refused ball changed the state: %v", err)
+			}
+			return
+		}
+		r, err := NewLiveFromJournal("m1", l.Journal())
+		if err != nil {
+			t.Fatalf("the journal does not rebuild: %v", err)
+		}
+		if a, b := canonOf(t, r.State().Marshal()), canonOf(t, l.State().Marshal()); string(a) != string(b) {
+			t.Fatalf("rebuilt\n%s\n!= live\n%s", a, b)
+		}
+	})
+}
+
+func canonOf(t testing.TB, b []byte) []byte {
+	c, err := canonJSON(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}

@@ -46,8 +46,23 @@ func TestBallByBallThroughRedisToClients(t *testing.T) {
 			d["runs"] = map[string]any{"batter": 0, "extras": 1, "total": 1}
 			d["extras"] = map[string]any{"legbyes": 1}
 			delete(d, "wickets")
+			before := snapshot(t, gw, id)
 			if r := a.do("POST", p+"/deliveries", c).must(t, 200); r.pos.Result != "correction" {
 				t.Fatalf("correction: %s", r)
+			}
+			// Every client converges to the corrected state: one more leg bye.
+			corrected := verify(t, gw, id, ws...)
+			lb := func(s client.Snapshot) int {
+				var st struct {
+					Innings map[string]struct {
+						Extras struct{ Legbyes int } `json:"extras"`
+					} `json:"innings"`
+				}
+				_ = json.Unmarshal(s.State, &st)
+				return st.Innings["1"].Extras.Legbyes
+			}
+			if corrected.Seq != before.Seq+1 || lb(corrected) != lb(before)+1 {
+				t.Fatalf("corrected at seq %d (before %d), leg byes %d (before %d)", corrected.Seq, before.Seq, lb(corrected), lb(before))
 			}
 			// Putting the original back is a correction too; the file's end stays exact.
 			if r := a.do("POST", p+"/deliveries", f.balls[50]).must(t, 200); r.pos.Result != "correction" {

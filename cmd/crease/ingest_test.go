@@ -1,11 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -32,7 +35,7 @@ type ingestProc struct {
 	err    error
 }
 
-func startIngest(t *testing.T, args ...string) *ingestProc {
+func startIngest(t testing.TB, args ...string) *ingestProc {
 	t.Helper()
 	p := &ingestProc{out: &syncBuffer{}, exited: make(chan struct{})}
 	p.cmd = exec.Command(creaseBin(t), append([]string{"ingest"}, args...)...)
@@ -270,3 +273,82 @@ func TestIngestOneBadFileNeverStopsTheOthers(t *testing.T) {
 }
 
 func quietLog() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// kill -9 `crease ingest --listen` mid-match: a new process resumes every match from the
+// store (its journal), answers a retried ball with the seq it got, and takes the next
+// ball; the match posted ball by ball ends equal to its file, and no client ever saw the
+// score go back.
+func TestIngestAPIKill9AndRestart(t *testing.T) {
+	t.Parallel()
+	w := newIngestWorld(t)
+	f := follow(t, servertest.WSURL(w.gw, ""), servertest.HTTPURL(w.gw), w.m.ID())
+	start, end, balls := apiFeed(t, w.m.ID())
+	listen := servertest.FreeAddr(t)
+	args := []string{"--redis", w.redis.Addr(), "--listen", listen, "--api-key", "K"}
+	up := func() *ingestProc {
+		p := startIngest(t, args...)
+		servertest.Eventually(t, 15*time.Second, func() error {
+			resp, err := http.Get("http://" + listen + "/healthz")
+			if err == nil {
+				resp.Body.Close()
+			}
+			return err
+		})
+		return p
+	}
+	post := func(method, path string, body []byte) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest(method, "http://"+listen+path, bytes.NewReader(body))
+		req.Header.Set("Authorization", "Bearer K")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	p := up()
+	path := "/v1/matches/" + w.m.ID()
+	if code, body := post("PUT", path, start); code != 201 {
+		t.Fatalf("PUT: %d %s", code, body)
+	}
+	half := len(balls) / 2
+	for i, b := range balls[:half] {
+		if code, body := post("POST", path+"/deliveries", b); code != 200 {
+			t.Fatalf("ball %d: %d %s", i, code, body)
+		}
+	}
+	if err := p.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	<-p.exited
+	up()
+	// The provider's retry of the last ball it sent: answered from the stored journal.
+	if code, body := post("POST", path+"/deliveries", balls[half-1]); code != 200 || !strings.Contains(body, fmt.Sprintf(`"seq":%d,"result":"duplicate"`, half+1)) {
+		t.Fatalf("retry after the restart: %d %s", code, body)
+	}
+	for i, b := range balls[half:] {
+		if code, body := post("POST", path+"/deliveries", b); code != 200 {
+			t.Fatalf("ball %d after the restart: %d %s", half+i, code, body)
+		}
+	}
+	if code, body := post("PUT", path, end); code != 200 {
+		t.Fatalf("result: %d %s", code, body)
+	}
+	st, err := w.store.Stored(context.Background(), w.m.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := json.Marshal(w.m.Final())
+	if eq, _ := client.JSONEqual(st.State, want); !eq || st.Seq != uint64(len(balls)+2) {
+		t.Fatalf("final at seq %d:\n%s\nwant the file's:\n%s", st.Seq, st.State, want)
+	}
+	final := client.Snapshot{Match: w.m.ID(), Epoch: st.Epoch, Seq: st.Seq, State: st.State}
+	servertest.Eventually(t, 10*time.Second, func() error { return f.check.Verify(final) })
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.back) > 0 {
+		t.Fatalf("the score went back: %v", f.back)
+	}
+}
