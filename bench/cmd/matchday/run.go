@@ -113,6 +113,9 @@ func (r *runner) addLoad(n int, rate float64) error {
 		if r.c.variant == "haproxy" {
 			args = append(args, "--cookies")
 		}
+		if r.o.server == "centrifuge" {
+			args = append(args, "--proto", "centrifuge")
+		}
 		// Each process its own slice of 127.0.0.2-50, counted over the whole run.
 		log := filepath.Join(r.c.e.logDir, fmt.Sprintf("%s-lg%d.log", r.c.variant, r.procs))
 		if err := g.AddWith(k, load.SourceRange(r.procs), log, args); err != nil {
@@ -307,12 +310,7 @@ func (r *runner) final() error {
 		r.res.Totals.Latency = report.Summarise(hist)
 	}
 	r.res.Totals.Equal = r.res.Totals.Chain.Equal
-	r.res.Totals.StateOK = len(all) > 0
-	for _, ln := range all {
-		if ln.Chain == nil || !ln.Chain.StateOK {
-			r.res.Totals.StateOK = false
-		}
-	}
+	r.res.Totals.StateOK = r.res.Totals.Chain.StateOK
 	r.check(all)
 	return err
 }
@@ -353,12 +351,15 @@ func (r *runner) check(lines []report.Line) {
 }
 
 func mergeChains(lines []report.Line) report.Chain {
-	var m report.Chain
+	m := report.Chain{StateOK: len(lines) > 0}
 	for _, ln := range lines {
 		c := ln.Chain
 		if c == nil {
+			m.StateOK = false
 			continue
 		}
+		m.StateOK = m.StateOK && c.StateOK
+		m.StateUnknown = m.StateUnknown || c.StateUnknown
 		m.Snapshots += c.Snapshots
 		m.SnapshotErrors += c.SnapshotErrors
 		m.Refetches += c.Refetches
