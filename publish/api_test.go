@@ -309,3 +309,17 @@ func TestReplayedMatchIsRefused(t *testing.T) {
 		}
 	}
 }
+
+// Requests for matches that do not exist keep no memory.
+func TestUnknownMatchesAreForgotten(t *testing.T) {
+	t.Parallel()
+	a := startAPI(t, bus.NewEmbedded(), nil)
+	for i := range 50 {
+		a.do("POST", fmt.Sprintf("/v1/matches/nope%d/deliveries", i), `{}`).must(t, 400)
+		a.do("PUT", fmt.Sprintf("/v1/matches/bad%d", i), `{"teams":["A"]}`).must(t, 400)
+	}
+	a.do("PUT", "/v1/matches/real", `{"teams":["A","B"]}`).must(t, 201)
+	if n := a.api.Matches(); n != 1 {
+		t.Fatalf("%d matches held after refusals of unknown ones", n)
+	}
+}

@@ -21,8 +21,9 @@ import (
 // match is what the API holds of one match. Its fields are guarded by mu, held for the
 // whole of each write.
 type match struct {
-	mu sync.Mutex
-	id string
+	mu   sync.Mutex
+	id   string
+	refs int // requests holding it; guarded by API.mu
 	matchMemory
 }
 
@@ -50,6 +51,7 @@ type matchMemory struct {
 
 func (m *match) set(mm matchMemory) { m.matchMemory = mm }
 
+// match returns the match of id for one request, which must release it.
 func (a *API) match(id string) *match {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -58,7 +60,19 @@ func (a *API) match(id string) *match {
 		m = &match{id: id}
 		a.matches[id] = m
 	}
+	m.refs++
 	return m
+}
+
+// release ends a request's hold on m. A match that the store does not hold is forgotten
+// once no request holds it, so refused requests for any number of ids keep no memory.
+func (a *API) release(m *match, known bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	m.refs--
+	if m.refs == 0 && !known {
+		delete(a.matches, m.id)
+	}
 }
 
 // unavailable is the 503 of a store that cannot be reached.
