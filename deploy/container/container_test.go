@@ -27,12 +27,18 @@ func podman(t *testing.T) string {
 	if err == nil {
 		return p
 	}
-	const msg = "podman not found: install it with `apt-get install -y podman runc` (make test does, via scripts/ensure-deps.sh)"
+	missing(t, "podman not found: install it with `apt-get install -y podman runc` (make test does, via scripts/ensure-deps.sh)")
+	return ""
+}
+
+// missing skips t for a tool this machine lacks, or fails it when CI is set (make test
+// installs every tool there).
+func missing(t *testing.T, msg string) {
+	t.Helper()
 	if os.Getenv("CI") != "" {
 		t.Fatal(msg)
 	}
 	t.Skip(msg)
-	return ""
 }
 
 func run(t *testing.T, name string, args ...string) (string, error) {
