@@ -286,3 +286,26 @@ func TestPutMatchFinishesWithOutcome(t *testing.T) {
 	}
 	_ = http.StatusOK
 }
+
+// A match that a file replay publishes is not the API's to write.
+func TestReplayedMatchIsRefused(t *testing.T) {
+	t.Parallel()
+	b := bus.NewEmbedded()
+	ms, err := ingest.Embedded()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ingest.Replay(context.Background(), b, ms[0], ingest.ReplayOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	a := startAPI(t, b, nil)
+	f := realFeed(t, ms[0].ID())
+	for _, c := range []struct {
+		method, path string
+		body         any
+	}{{"PUT", "/v1/matches/" + ms[0].ID(), f.start}, {"POST", "/v1/matches/" + ms[0].ID() + "/deliveries", f.balls[0]}, {"PUT", "/v1/matches/" + ms[0].ID() + "/state", `{"a":1}`}} {
+		if r := a.do(c.method, c.path, c.body); r.code != 409 || r.problem.Code != "replayed" {
+			t.Errorf("%s %s: %s", c.method, c.path, r)
+		}
+	}
+}

@@ -43,6 +43,9 @@ type matchMemory struct {
 	// the state before it; the next write reads the store first and adopts it, unless
 	// the store holds nothing or is behind (it lost data): then memory re-seeds it.
 	uncertain bool
+	// replayed: the store's match is a file replay's (crease ingest --match): the API
+	// does not write it.
+	replayed bool
 }
 
 func (m *match) set(mm matchMemory) { m.matchMemory = mm }
@@ -89,7 +92,9 @@ func (a *API) load(ctx context.Context, m *match) error {
 	if nm.epoch == "" {
 		nm.epoch = bus.NewEpoch() // a store written before epochs: its seq + 1 is accepted
 	}
-	if len(st.Journal) > 0 {
+	if ingest.IsReplayJournal(st.Journal) {
+		nm.replayed = true
+	} else if len(st.Journal) > 0 {
 		l, err := ingest.NewLiveFromJournal(m.id, st.Journal)
 		if err != nil {
 			return refuse(http.StatusInternalServerError, "bad_journal", "the stored journal of %s does not rebuild: %v", m.id, err)
@@ -136,8 +141,12 @@ func (m *match) failed(conflict bool) {
 	}
 }
 
-// checkIfMatch applies If-Match: "EPOCH.SEQ" (or *) to the current position.
+// checkIfMatch applies If-Match: "EPOCH.SEQ" (or *) to the current position, after
+// refusing a match that a file replay publishes.
 func (m *match) checkIfMatch(h string) error {
+	if m.replayed {
+		return refuse(http.StatusConflict, "replayed", "match %s is replayed from a file by crease ingest --match; the API does not write it", m.id)
+	}
 	if h == "" {
 		return nil
 	}
