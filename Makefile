@@ -67,7 +67,7 @@ bench-matchday-baselines: build
 # every delta or a resync and end equal to the snapshot (correctness, not speed); plus the
 # bench module's own vet and tests.
 bench-matchday-quick: build
-	cd bench && $(GO) vet ./... && $(GO) test -race -count=1 ./cmd/loadgen/ ./internal/...
+	cd bench && $(GO) vet ./... && $(GO) test -race -count=1 ./cmd/loadgen/ ./cmd/matchday/ ./internal/...
 	cd bench && go run ./cmd/matchday -quick --crease-bin ../bin/crease
 
 # Every fuzz target of the root module (bench/ is its own module), each for FUZZTIME.

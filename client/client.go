@@ -28,11 +28,12 @@ type Client struct {
 	running atomic.Bool
 	wake    chan struct{} // capacity 1: "the subscriptions changed"
 
-	mu      sync.Mutex
-	subs    map[string]map[uint64]*subscriber
-	nextID  uint64
-	onEvent func(match string, raw []byte)
-	onError func(*ServerError)
+	mu       sync.Mutex
+	subs     map[string]map[uint64]*subscriber
+	nextID   uint64
+	onEvent  func(match string, raw []byte)
+	onError  func(*ServerError)
+	refusals map[string]*ServerError // the subscriptions refused on the current connection
 }
 
 // New validates opts, fills in the defaults and returns a Client. Nothing happens until Run.
@@ -88,6 +89,30 @@ func (c *Client) Subscribe(match string, onState func(State)) (unsubscribe func(
 			c.poke()
 		})
 	}, nil
+}
+
+// Refusal returns why the gateway refused the subscription of match on the current
+// connection (an `error` frame with that match: forbidden, bad_request,
+// too_many_subscriptions, rate_limited), or nil while it is not refused. It is safe from
+// any goroutine.
+func (c *Client) Refusal(match string) *ServerError {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.refusals[match]
+}
+
+// setRefusal records (or, with nil, clears) the refusal of match.
+func (c *Client) setRefusal(match string, se *ServerError) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if se == nil {
+		delete(c.refusals, match)
+		return
+	}
+	if c.refusals == nil {
+		c.refusals = map[string]*ServerError{}
+	}
+	c.refusals[match] = se
 }
 
 // OnEvent sets the handler of `event` frames of subscribed matches (raw is the frame's

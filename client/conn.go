@@ -207,6 +207,7 @@ func (l *loop) serve(ctx context.Context, conn *websocket.Conn, exp time.Time) (
 	for _, r := range l.runs {
 		r.stream.Resync()
 		r.sent, r.since, r.confirmed, r.refused = false, false, false, nil
+		l.c.setRefusal(r.match, nil)
 		r.fetching, r.refetch, r.retries = false, false, 0
 	}
 	if o := opts.Observer; o != nil {
@@ -324,6 +325,7 @@ func (l *loop) subscribed(f *frame) {
 		return
 	}
 	r.confirmed, r.refused, r.limited = true, nil, 0
+	l.c.setRefusal(r.match, nil)
 	since := r.since
 	r.since = false
 	if !r.stream.Waiting() || r.fetching {
@@ -361,6 +363,7 @@ func (l *loop) serverError(f *frame) {
 			// Whatever it held is no longer followed: a later subscribe starts over
 			// (with `since`, so the gateway may still recover it).
 			r.refused, r.confirmed, r.since = se, false, false
+			l.c.setRefusal(r.match, se)
 			r.stream.Resync()
 			switch {
 			case f.Code == CodeRateLimited:
@@ -454,6 +457,7 @@ func (l *loop) reconcile() {
 				freed = freed || r.refused == nil
 			}
 			delete(l.runs, m)
+			l.c.setRefusal(m, nil)
 			continue
 		}
 		if l.ready && !r.sent {

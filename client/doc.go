@@ -12,7 +12,7 @@
 //
 // What it owns:
 //   - Client: the connection, the reconnect loop and the subscriptions (New, Run,
-//     Subscribe, OnEvent, OnError). Files: client.go (the API and the reconnect loop),
+//     Subscribe, OnEvent, OnError, Refusal, FetchSnapshot). Files: client.go (the API and the reconnect loop),
 //     conn.go (one connection: frames, subscriptions, refusals), snapshot.go (snapshot
 //     fetches), token.go (tokens and their refresh), options.go, types.go, clock.go.
 //   - Stream: the per-match state machine, pure (no I/O, no goroutines), reusable by

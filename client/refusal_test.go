@@ -37,6 +37,12 @@ func TestRefusedSubscriptionsDoNotHoldTheStatus(t *testing.T) {
 			if e.Code != code || e.Match != "no" {
 				t.Fatalf("error %+v, want %s for match no", e, code)
 			}
+			if r := h.c.Refusal("no"); r == nil || r.Code != code {
+				t.Fatalf("Refusal(no) = %+v", r)
+			}
+			if r := h.c.Refusal("ok"); r != nil {
+				t.Fatalf("Refusal(ok) = %+v", r)
+			}
 			h.waitState(t, gw.snap("ok"))
 			h.waitStatus(t, Live)
 			gw.publish("ok", `{"n":3}`, true)
@@ -97,6 +103,9 @@ func TestTooManySubscriptionsIsRetriedWhenASlotFrees(t *testing.T) {
 	conn.waitOp(t, "unsubscribe", "a")
 	conn.waitOp(t, "subscribe", "b")
 	h.waitState(t, gw.snap("b"))
+	if r := h.c.Refusal("b"); r != nil {
+		t.Fatalf("Refusal(b) after it was accepted = %+v", r)
+	}
 }
 
 // A live subscription ended by `forbidden` (an `auth` narrowed the claim) stops being

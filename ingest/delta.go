@@ -261,3 +261,13 @@ func canonJSON(b []byte) ([]byte, error) {
 	}
 	return json.Marshal(v)
 }
+
+// IsReplayJournal reports whether a stored journal is a file replay's (Replay), not a
+// Live match's.
+func IsReplayJournal(journal [][]byte) bool {
+	if len(journal) != 1 {
+		return false
+	}
+	var p replayPos
+	return json.Unmarshal(journal[0], &p) == nil && p.Replay.Match != ""
+}

@@ -252,7 +252,11 @@ func (st *simState) play(team string, bat, bowl []string, overs, target, maxWk i
 				fielder := bowl[rng.IntN(len(bowl))]
 				switch k {
 				case "caught":
-					wicket["fielders"] = []any{map[string]any{"name": fielder}}
+					if fielder == bowlers[b] {
+						wicket["kind"] = "caught and bowled" // as Cricsheet records it
+					} else {
+						wicket["fielders"] = []any{map[string]any{"name": fielder}}
+					}
 				case "stumped":
 					wicket["fielders"] = []any{map[string]any{"name": bowl[0]}}
 				case "run out":

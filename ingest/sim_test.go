@@ -121,3 +121,31 @@ func TestSimulatorReplaysEndlessly(t *testing.T) {
 		t.Fatalf("rebuilt\n%s\nwant\n%s", got, want.Delta.State)
 	}
 }
+
+// A catch by the bowler reads "c & b", never "c X b X".
+func TestSimulatorCaughtByTheBowler(t *testing.T) {
+	sim, err := NewSimulator(SimOptions{Seed: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	candb := 0
+	for g := uint64(0); g < 40; g++ {
+		m, err := sim.Match(1, g)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, card := range m.Final().Innings {
+			for name, bat := range card.Batters {
+				if strings.HasPrefix(bat.Out, "c & b ") {
+					candb++
+				}
+				if f, b, ok := strings.Cut(strings.TrimPrefix(bat.Out, "c "), " b "); ok && f == b {
+					t.Fatalf("game %d: %s %q", g, name, bat.Out)
+				}
+			}
+		}
+	}
+	if candb == 0 {
+		t.Fatal("no caught and bowled in 40 games")
+	}
+}

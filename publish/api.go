@@ -234,7 +234,11 @@ func (a *API) write(endpoint string, f func(*request, *match) (answer, error)) h
 		// concurrent retries of one request publish once.
 		m := a.match(id)
 		m.mu.Lock()
-		defer m.mu.Unlock()
+		defer func() {
+			known := m.known || m.uncertain
+			m.mu.Unlock()
+			a.release(m, known)
+		}()
 		key := r.Header.Get("Idempotency-Key")
 		if len(key) > 255 {
 			problem(w, http.StatusBadRequest, "bad_idempotency_key", "Idempotency-Key is over 255 characters")
@@ -313,4 +317,11 @@ func (s *statusRecorder) Write(b []byte) (int, error) {
 		s.status = http.StatusOK
 	}
 	return s.ResponseWriter.Write(b)
+}
+
+// Matches is how many matches the API holds in memory.
+func (a *API) Matches() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.matches)
 }

@@ -286,3 +286,40 @@ func TestPutMatchFinishesWithOutcome(t *testing.T) {
 	}
 	_ = http.StatusOK
 }
+
+// A match that a file replay publishes is not the API's to write.
+func TestReplayedMatchIsRefused(t *testing.T) {
+	t.Parallel()
+	b := bus.NewEmbedded()
+	ms, err := ingest.Embedded()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ingest.Replay(context.Background(), b, ms[0], ingest.ReplayOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	a := startAPI(t, b, nil)
+	f := realFeed(t, ms[0].ID())
+	for _, c := range []struct {
+		method, path string
+		body         any
+	}{{"PUT", "/v1/matches/" + ms[0].ID(), f.start}, {"POST", "/v1/matches/" + ms[0].ID() + "/deliveries", f.balls[0]}, {"PUT", "/v1/matches/" + ms[0].ID() + "/state", `{"a":1}`}} {
+		if r := a.do(c.method, c.path, c.body); r.code != 409 || r.problem.Code != "replayed" {
+			t.Errorf("%s %s: %s", c.method, c.path, r)
+		}
+	}
+}
+
+// Requests for matches that do not exist keep no memory.
+func TestUnknownMatchesAreForgotten(t *testing.T) {
+	t.Parallel()
+	a := startAPI(t, bus.NewEmbedded(), nil)
+	for i := range 50 {
+		a.do("POST", fmt.Sprintf("/v1/matches/nope%d/deliveries", i), `{}`).must(t, 400)
+		a.do("PUT", fmt.Sprintf("/v1/matches/bad%d", i), `{"teams":["A"]}`).must(t, 400)
+	}
+	a.do("PUT", "/v1/matches/real", `{"teams":["A","B"]}`).must(t, 201)
+	if n := a.api.Matches(); n != 1 {
+		t.Fatalf("%d matches held after refusals of unknown ones", n)
+	}
+}

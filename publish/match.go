@@ -21,8 +21,9 @@ import (
 // match is what the API holds of one match. Its fields are guarded by mu, held for the
 // whole of each write.
 type match struct {
-	mu sync.Mutex
-	id string
+	mu   sync.Mutex
+	id   string
+	refs int // requests holding it; guarded by API.mu
 	matchMemory
 }
 
@@ -43,10 +44,14 @@ type matchMemory struct {
 	// the state before it; the next write reads the store first and adopts it, unless
 	// the store holds nothing or is behind (it lost data): then memory re-seeds it.
 	uncertain bool
+	// replayed: the store's match is a file replay's (crease ingest --match): the API
+	// does not write it.
+	replayed bool
 }
 
 func (m *match) set(mm matchMemory) { m.matchMemory = mm }
 
+// match returns the match of id for one request, which must release it.
 func (a *API) match(id string) *match {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -55,7 +60,19 @@ func (a *API) match(id string) *match {
 		m = &match{id: id}
 		a.matches[id] = m
 	}
+	m.refs++
 	return m
+}
+
+// release ends a request's hold on m. A match that the store does not hold is forgotten
+// once no request holds it, so refused requests for any number of ids keep no memory.
+func (a *API) release(m *match, known bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	m.refs--
+	if m.refs == 0 && !known {
+		delete(a.matches, m.id)
+	}
 }
 
 // unavailable is the 503 of a store that cannot be reached.
@@ -89,7 +106,9 @@ func (a *API) load(ctx context.Context, m *match) error {
 	if nm.epoch == "" {
 		nm.epoch = bus.NewEpoch() // a store written before epochs: its seq + 1 is accepted
 	}
-	if len(st.Journal) > 0 {
+	if ingest.IsReplayJournal(st.Journal) {
+		nm.replayed = true
+	} else if len(st.Journal) > 0 {
 		l, err := ingest.NewLiveFromJournal(m.id, st.Journal)
 		if err != nil {
 			return refuse(http.StatusInternalServerError, "bad_journal", "the stored journal of %s does not rebuild: %v", m.id, err)
@@ -136,8 +155,12 @@ func (m *match) failed(conflict bool) {
 	}
 }
 
-// checkIfMatch applies If-Match: "EPOCH.SEQ" (or *) to the current position.
+// checkIfMatch applies If-Match: "EPOCH.SEQ" (or *) to the current position, after
+// refusing a match that a file replay publishes.
 func (m *match) checkIfMatch(h string) error {
+	if m.replayed {
+		return refuse(http.StatusConflict, "replayed", "match %s is replayed from a file by crease ingest --match; the API does not write it", m.id)
+	}
 	if h == "" {
 		return nil
 	}

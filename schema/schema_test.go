@@ -14,6 +14,7 @@ import (
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	"crease/ingest"
+	"crease/internal/jsonshape"
 )
 
 var (
@@ -141,29 +142,9 @@ func readDoc(t *testing.T, name string) schemaDoc {
 	return d
 }
 
-// members lists a struct's JSON members (embedded structs flattened), "?" marking those
-// that may be absent (omitempty).
 func members(typ reflect.Type) []string {
-	var out []string
-	for f := range typ.Fields() {
-		if f.Anonymous && f.Type.Kind() == reflect.Struct {
-			out = append(out, members(f.Type)...)
-			continue
-		}
-		name, opts, _ := strings.Cut(f.Tag.Get("json"), ",")
-		if name == "-" || !f.IsExported() {
-			continue
-		}
-		if name == "" {
-			name = f.Name
-		}
-		if strings.Contains(opts, "omitempty") || strings.Contains(opts, "omitzero") {
-			name += "?"
-		}
-		out = append(out, name)
-	}
-	slices.Sort(out)
-	return out
+	m, _ := jsonshape.Members(typ)
+	return m
 }
 
 // schemaMembers lists a schema object's properties, "?" marking those not required.

@@ -57,7 +57,8 @@ local maxn, maxage, maxbytes = tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(A
 local bytes = 0
 if rule ~= 'applied' then
   redis.call('DEL', KEYS[4])
-else
+elseif redis.call('EXISTS', KEYS[4]) == 1 then
+  -- (an expired history left its count behind: it starts again from 0)
   bytes = tonumber(redis.call('HGET', KEYS[3], 'hist_bytes') or '0')
 end
 if maxn > 0 then

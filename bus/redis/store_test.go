@@ -322,3 +322,37 @@ func TestPublishRefusesBadEpoch(t *testing.T) {
 func deltaFrameNoEpoch(match string, seq uint64) string {
 	return fmt.Sprintf(`{"type":"delta","match":%q,"seq":%d,"prio":"high","ts":1,"patch":{}}`, match, seq)
 }
+
+// A history that expired (nothing published for MaxAge) starts again with the next
+// delta, its byte count from zero.
+func TestHistoryExpiresWithSilence(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	o := testOptions(srv.Addr())
+	o.History = bus.HistoryOptions{MaxDeltas: 10, MaxBytes: 3 * len(epochFrame("m1", "A", 10, 1))}
+	b, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	for seq := uint64(1); seq <= 3; seq++ {
+		if err := b.PublishDelta(t.Context(), epochDelta("m1", "A", seq, 1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if ttl, _ := srv.Cli("PTTL", "crease:{m1}:hist"); ttl == "-1" || ttl == "-2" {
+		t.Fatalf("history without expiry: PTTL %s", ttl)
+	}
+	if _, err := srv.Cli("DEL", "crease:{m1}:hist"); err != nil { // what the expiry does
+		t.Fatal(err)
+	}
+	for seq := uint64(4); seq <= 6; seq++ {
+		if err := b.PublishDelta(t.Context(), epochDelta("m1", "A", seq, 1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	msgs, ok, err := b.History(t.Context(), "m1", "A", 3)
+	if err != nil || !ok || len(msgs) != 3 {
+		t.Fatalf("after the expiry: %d %v %v (a stale byte count would have trimmed them)", len(msgs), ok, err)
+	}
+}

@@ -106,7 +106,7 @@ func runIngest(ctx context.Context, args []string) error {
 		if err != nil {
 			return fmt.Errorf("crease ingest: --listen: %w", err)
 		}
-		hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
 		log.Info("publish API listening", "addr", ln.Addr().String())
 		wg.Add(1)
 		go func() {

@@ -27,12 +27,18 @@ func podman(t *testing.T) string {
 	if err == nil {
 		return p
 	}
-	const msg = "podman not found: install it with `apt-get install -y podman runc` (make test does, via scripts/ensure-deps.sh)"
+	missing(t, "podman not found: install it with `apt-get install -y podman runc` (make test does, via scripts/ensure-deps.sh)")
+	return ""
+}
+
+// missing skips t for a tool this machine lacks, or fails it when CI is set (make test
+// installs every tool there).
+func missing(t *testing.T, msg string) {
+	t.Helper()
 	if os.Getenv("CI") != "" {
 		t.Fatal(msg)
 	}
 	t.Skip(msg)
-	return ""
 }
 
 func run(t *testing.T, name string, args ...string) (string, error) {
@@ -103,67 +109,70 @@ func TestImage(t *testing.T) {
 	pm := podman(t)
 	tag := image(t, pm)
 
-	t.Run("inspect", func(t *testing.T) {
-		out, err := run(t, pm, "image", "inspect", tag)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var imgs []struct {
-			Config struct {
-				User         string
-				ExposedPorts map[string]struct{}
-				Env          []string
-				Entrypoint   []string
-				Cmd          []string
-				StopSignal   string
-			}
-			Healthcheck *struct {
-				Test     []string
-				Interval time.Duration
-				Timeout  time.Duration
-				Retries  int
-			}
-			Os, Architecture string
-			Labels           map[string]string
-		}
-		if err := json.Unmarshal([]byte(out), &imgs); err != nil || len(imgs) != 1 {
-			t.Fatalf("inspect: %v (%d images)", err, len(imgs))
-		}
-		im := imgs[0]
-		c := im.Config
-		if c.User != "65532:65532" {
-			t.Errorf("user %q, want 65532:65532 (non-root, numeric)", c.User)
-		}
-		if _, ok := c.ExposedPorts["8080/tcp"]; !ok || len(c.ExposedPorts) != 2 {
-			t.Errorf("exposed ports %v, want 8080/tcp and 8081/tcp", c.ExposedPorts)
-		}
-		if _, ok := c.ExposedPorts["8081/tcp"]; !ok {
-			t.Errorf("exposed ports %v, want 8081/tcp", c.ExposedPorts)
-		}
-		if c.StopSignal != "SIGTERM" {
-			t.Errorf("stop signal %q", c.StopSignal)
-		}
-		if strings.Join(c.Entrypoint, " ") != "/crease" || strings.Join(c.Cmd, " ") != "serve" {
-			t.Errorf("entrypoint %q cmd %q", c.Entrypoint, c.Cmd)
-		}
-		env := strings.Join(c.Env, "\n")
-		for _, want := range []string{"CREASE_WS_ADDR=:8080", "CREASE_HTTP_ADDR=:8081"} {
-			if !strings.Contains(env, want) {
-				t.Errorf("env lacks %s: %q", want, c.Env)
-			}
-		}
-		hc := im.Healthcheck
-		if hc == nil || strings.Join(hc.Test, " ") != "CMD /crease healthcheck" || hc.Interval != 10*time.Second || hc.Timeout != 3*time.Second || hc.Retries != 3 {
-			t.Errorf("healthcheck %+v, want CMD /crease healthcheck every 10s, 3s timeout, 3 retries (built with --format docker?)", hc)
-		}
-		if im.Os != "linux" || im.Labels["org.opencontainers.image.licenses"] != "Apache-2.0" {
-			t.Errorf("os %q, labels %v", im.Os, im.Labels)
-		}
-	})
-
+	t.Run("inspect", func(t *testing.T) { checkConfig(t, pm, tag) })
 	t.Run("filesystem", func(t *testing.T) { checkFilesystem(t, pm, tag) })
 
 	t.Run("run", func(t *testing.T) { runAndDrain(t, pm, tag) })
+}
+
+// checkConfig checks what an orchestrator reads from the image: user, ports, stop
+// signal, entrypoint, environment, health check, labels.
+func checkConfig(t *testing.T, pm, tag string) {
+	out, err := run(t, pm, "image", "inspect", tag)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var imgs []struct {
+		Config struct {
+			User         string
+			ExposedPorts map[string]struct{}
+			Env          []string
+			Entrypoint   []string
+			Cmd          []string
+			StopSignal   string
+		}
+		Healthcheck *struct {
+			Test     []string
+			Interval time.Duration
+			Timeout  time.Duration
+			Retries  int
+		}
+		Os, Architecture string
+		Labels           map[string]string
+	}
+	if err := json.Unmarshal([]byte(out), &imgs); err != nil || len(imgs) != 1 {
+		t.Fatalf("inspect: %v (%d images)", err, len(imgs))
+	}
+	im := imgs[0]
+	c := im.Config
+	if c.User != "65532:65532" {
+		t.Errorf("user %q, want 65532:65532 (non-root, numeric)", c.User)
+	}
+	if _, ok := c.ExposedPorts["8080/tcp"]; !ok || len(c.ExposedPorts) != 2 {
+		t.Errorf("exposed ports %v, want 8080/tcp and 8081/tcp", c.ExposedPorts)
+	}
+	if _, ok := c.ExposedPorts["8081/tcp"]; !ok {
+		t.Errorf("exposed ports %v, want 8081/tcp", c.ExposedPorts)
+	}
+	if c.StopSignal != "SIGTERM" {
+		t.Errorf("stop signal %q", c.StopSignal)
+	}
+	if strings.Join(c.Entrypoint, " ") != "/crease" || strings.Join(c.Cmd, " ") != "serve" {
+		t.Errorf("entrypoint %q cmd %q", c.Entrypoint, c.Cmd)
+	}
+	env := strings.Join(c.Env, "\n")
+	for _, want := range []string{"CREASE_WS_ADDR=:8080", "CREASE_HTTP_ADDR=:8081"} {
+		if !strings.Contains(env, want) {
+			t.Errorf("env lacks %s: %q", want, c.Env)
+		}
+	}
+	hc := im.Healthcheck
+	if hc == nil || strings.Join(hc.Test, " ") != "CMD /crease healthcheck" || hc.Interval != 10*time.Second || hc.Timeout != 3*time.Second || hc.Retries != 3 {
+		t.Errorf("healthcheck %+v, want CMD /crease healthcheck every 10s, 3s timeout, 3 retries (built with --format docker?)", hc)
+	}
+	if im.Os != "linux" || im.Labels["org.opencontainers.image.licenses"] != "Apache-2.0" {
+		t.Errorf("os %q, labels %v", im.Os, im.Labels)
+	}
 }
 
 // checkFilesystem exports a created (not started) container: the image holds a static
@@ -242,9 +251,7 @@ func startContainer(t *testing.T, pm, tag, wsAddr, httpAddr string, args ...stri
 	base := []string{"run", "-d", "-p", wsAddr + ":8080", "-p", httpAddr + ":8081"}
 	attempts := [][]string{nil}
 	if _, err := exec.LookPath("runc"); err == nil {
-		var nofile syscall.Rlimit
-		_ = syscall.Getrlimit(syscall.RLIMIT_NOFILE, &nofile)
-		n := fmt.Sprint(nofile.Max)
+		n := nofile()
 		attempts = append(attempts, []string{"--runtime", "runc", "--ulimit", "nofile=" + n + ":" + n, "--ulimit", "nproc=4096:4096"})
 	}
 	var errs []string
@@ -369,4 +376,12 @@ func uidLine(status []byte) string {
 		}
 	}
 	return ""
+}
+
+// nofile is this process's hard RLIMIT_NOFILE, which a container may keep but not raise
+// without CAP_SYS_RESOURCE.
+func nofile() string {
+	var l syscall.Rlimit
+	_ = syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l)
+	return fmt.Sprint(l.Max)
 }

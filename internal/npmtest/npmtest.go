@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -126,7 +127,15 @@ type Package struct {
 	Files   map[string][]byte // path in the package (without "package/") -> content
 }
 
-// Pack runs npm pack in web/ into a temporary directory and extracts the tarball.
+var (
+	packMu  sync.Mutex
+	packed  *Package
+	packDir string
+)
+
+// Pack runs npm pack in web/ and extracts the tarball, once per test binary: the result
+// is shared by the tests (read it, do not change it) and lives in a temporary directory
+// that Cleanup removes (call it from TestMain; otherwise it stays in os.TempDir()).
 func Pack(t testing.TB) *Package {
 	t.Helper()
 	Node(t)
@@ -134,7 +143,16 @@ func Pack(t testing.TB) *Package {
 	if err != nil {
 		missing(t, "npm not found: apt-get install -y npm")
 	}
-	out := t.TempDir()
+	packMu.Lock()
+	defer packMu.Unlock()
+	if packed != nil {
+		return packed
+	}
+	out, err := os.MkdirTemp("", "crease-npm-pack-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	packDir = out
 	cmd := exec.Command(npm, "pack", "--json", "--pack-destination", out)
 	cmd.Dir = filepath.Join(Root(t), "web")
 	cmd.Env = append(os.Environ(), "npm_config_update_notifier=false", "npm_config_fund=false")
@@ -143,17 +161,28 @@ func Pack(t testing.TB) *Package {
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("npm pack: %v\n%s", err, stderr.String())
 	}
-	var packed []struct {
+	var list []struct {
 		Filename string `json:"filename"`
 	}
-	if err := json.Unmarshal(stdout.Bytes(), &packed); err != nil || len(packed) != 1 {
+	if err := json.Unmarshal(stdout.Bytes(), &list); err != nil || len(list) != 1 {
 		t.Fatalf("npm pack --json: %v: %s", err, stdout.String())
 	}
-	p := &Package{Tarball: filepath.Join(out, packed[0].Filename), Dir: filepath.Join(out, "extracted"), Files: map[string][]byte{}}
+	p := &Package{Tarball: filepath.Join(out, list[0].Filename), Dir: filepath.Join(out, "extracted"), Files: map[string][]byte{}}
 	if err := p.extract(); err != nil {
 		t.Fatalf("extracting %s: %v", p.Tarball, err)
 	}
+	packed = p
 	return p
+}
+
+// Cleanup removes what Pack made.
+func Cleanup() {
+	packMu.Lock()
+	defer packMu.Unlock()
+	if packDir != "" {
+		os.RemoveAll(packDir)
+	}
+	packed, packDir = nil, ""
 }
 
 func (p *Package) extract() error {

@@ -18,6 +18,7 @@ import (
 
 	"crease/bus"
 	"crease/ingest"
+	"crease/server/servertest"
 )
 
 // ---- the browser ----
@@ -109,8 +110,8 @@ const statusRecorder = `(() => {
 })();`
 
 // newTab opens a tab in the shared browser, closed when the test ends. Its context has
-// a deadline of limit.
-func newTab(t *testing.T, limit time.Duration) context.Context {
+// a deadline of limit. Each of scripts runs in every page before the page's own.
+func newTab(t *testing.T, limit time.Duration, scripts ...string) context.Context {
 	t.Helper()
 	path := chromiumPath(t)
 	browserOnce.Do(func() { browserCtx, browserStop, browserErr = startBrowser(path) })
@@ -122,9 +123,11 @@ func newTab(t *testing.T, limit time.Duration) context.Context {
 	if err := chromedp.Do(tab); err != nil { // opens the tab with no deadline
 		t.Fatalf("opening a tab: %v", err)
 	}
-	if _, err := chromedp.Call(tab, page.AddScriptToEvaluateOnNewDocument,
-		page.AddScriptToEvaluateOnNewDocumentParams{Source: statusRecorder}); err != nil {
-		t.Fatalf("installing the status recorder: %v", err)
+	for _, src := range append([]string{statusRecorder}, scripts...) {
+		if _, err := chromedp.Call(tab, page.AddScriptToEvaluateOnNewDocument,
+			page.AddScriptToEvaluateOnNewDocumentParams{Source: src}); err != nil {
+			t.Fatalf("installing a script before the page's: %v", err)
+		}
 	}
 	ctx, cancelT := context.WithTimeout(tab, limit)
 	t.Cleanup(cancelT)
@@ -171,19 +174,19 @@ func look(ctx context.Context) (view, error) {
 // waitView polls the page until cond holds, failing the test after timeout.
 func waitView(t *testing.T, ctx context.Context, timeout time.Duration, what string, cond func(view) bool) view {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
 	var last view
-	var err error
-	for {
-		last, err = look(ctx)
-		if err == nil && cond(last) {
-			return last
+	servertest.Eventually(t, timeout, func() error {
+		v, err := look(ctx)
+		if err != nil {
+			return fmt.Errorf("page: waiting for %s: %w", what, err)
 		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			t.Fatalf("page: waited %v for %s; last view %+v (err %v)", timeout, what, last, err)
+		last = v
+		if !cond(v) {
+			return fmt.Errorf("page: waiting for %s; last view %+v", what, v)
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
+	return last
 }
 
 // ---- the bus ----
@@ -244,13 +247,12 @@ func (r *recorder) lastSeq() uint64 {
 // waitSeq waits until seq has been published.
 func (r *recorder) waitSeq(t *testing.T, seq uint64, timeout time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for r.lastSeq() < seq {
-		if time.Now().After(deadline) {
-			t.Fatalf("replay: seq %d not published within %v (at %d)", seq, timeout, r.lastSeq())
+	servertest.Eventually(t, timeout, func() error {
+		if at := r.lastSeq(); at < seq {
+			return fmt.Errorf("replay: seq %d not published (at %d)", seq, at)
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // ---- the match ----
@@ -334,16 +336,11 @@ func getSnapshot(t *testing.T, httpBase, match string) restSnapshot {
 // waitBindable waits until addr can be bound again (a stopped gateway let it go).
 func waitBindable(t *testing.T, addr string) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	servertest.Eventually(t, 5*time.Second, func() error {
 		ln, err := net.Listen("tcp", addr)
-		if err == nil {
-			ln.Close()
-			return
+		if err != nil {
+			return fmt.Errorf("%s still bound: %w", addr, err)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s still bound: %v", addr, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return ln.Close()
+	})
 }

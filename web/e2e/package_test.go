@@ -42,6 +42,7 @@ func (p *packedClient) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func TestPageRunsOnThePackedClient(t *testing.T) {
 	ctx := newTab(t, 60*time.Second)
 	pkg := npmtest.Pack(t)
+	t.Cleanup(npmtest.Cleanup) // the only test of this package that packs
 	if _, ok := pkg.Files["crease-client.js"]; !ok {
 		t.Fatal("the packed package has no crease-client.js")
 	}

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -186,17 +187,12 @@ func TestResyncFrameRefetchesTheSnapshotOnTheSameConnection(t *testing.T) {
 	}
 
 	b.Lost(m.ID(), bus.ReasonGap) // as a bus that lost messages: the gateway sends resync{gap}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		gets, _, rs := counts()
-		if gets > gets0 && len(rs) > 0 {
-			break
+	servertest.Eventually(t, 10*time.Second, func() error {
+		if gets, _, rs := counts(); gets <= gets0 || len(rs) == 0 {
+			return fmt.Errorf("after Lost: %d snapshot GETs (had %d), resync frames %v", gets, gets0, rs)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after Lost: %d snapshot GETs (had %d), resync frames %v", gets, gets0, rs)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 	v := converge(t, ctx, rp, base, m.ID())
 
 	gets, sockets, rs := counts()

@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"image/png"
 	"os"
 	"path/filepath"
@@ -51,20 +52,16 @@ func TestScreenshots(t *testing.T) {
 	// The match went live after the page loaded its (empty) list: the list must show it
 	// now, not after its next 30 s poll.
 	listed := `document.querySelector('#matches a[data-match="` + m.ID() + `"]') !== null`
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	servertest.Eventually(t, 5*time.Second, func() error {
 		ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](listed))
 		if err != nil {
-			t.Fatalf("match list: %v", err)
+			return fmt.Errorf("match list: %w", err)
 		}
-		if ok {
-			break
+		if !ok {
+			return fmt.Errorf("the match list does not show %s, which is live on the page", m.ID())
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the match list does not show %s, which is live on the page", m.ID())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
 
 	for _, shot := range []struct {
 		name          string

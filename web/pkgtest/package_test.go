@@ -15,6 +15,7 @@ import (
 	"testing"
 
 	"crease/ingest"
+	"crease/internal/jsonshape"
 	"crease/internal/npmtest"
 )
 
@@ -169,37 +170,16 @@ var goShapes = map[string]reflect.Type{
 	"BowlerCard": reflect.TypeFor[ingest.BowlerCard](), "FallOfWicket": reflect.TypeFor[ingest.FallOfWicket](),
 }
 
-// jsonMembers lists a struct's JSON members, "name?" for those that may be absent
-// (omitempty). Pointer fields without omitempty would be null, which the state never is.
-func jsonMembers(t *testing.T, typ reflect.Type) []string {
-	t.Helper()
-	var out []string
-	for f := range typ.Fields() {
-		name, opts, _ := strings.Cut(f.Tag.Get("json"), ",")
-		if name == "-" || !f.IsExported() {
-			continue
-		}
-		if name == "" {
-			name = f.Name
-		}
-		if strings.Contains(opts, "omitempty") || strings.Contains(opts, "omitzero") {
-			name += "?"
-		} else if f.Type.Kind() == reflect.Pointer {
-			t.Errorf("%s.%s: a pointer without omitempty would be sent as null", typ.Name(), f.Name)
-		}
-		out = append(out, name)
-	}
-	slices.Sort(out)
-	return out
-}
-
 // TestStateDeclarationsMatchIngest: MatchState and its parts in crease-client.d.ts have
 // exactly the members of ingest's Go types, optional where the Go side omits them (a
 // field added to the state is added to the declarations with it).
 func TestStateDeclarationsMatchIngest(t *testing.T) {
 	r := readDeclarations(t)
 	for name, typ := range goShapes {
-		want := jsonMembers(t, typ)
+		want, nullable := jsonshape.Members(typ)
+		if len(nullable) > 0 {
+			t.Errorf("%v: pointers without omitempty would be sent as null", nullable)
+		}
 		if got := r.Shapes[name]; !slices.Equal(got, want) {
 			t.Errorf("%s: declared %v, ingest.%s has %v", name, got, typ.Name(), want)
 		}

@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"crease/bench/internal/repo"
 )
 
 type harness struct {
@@ -44,9 +46,11 @@ func main() {
 	flag.Parse()
 
 	h := &harness{quick: *quick, perProc: *perProc, settle: time.Second}
-	if err := h.locate(); err != nil {
+	root, err := repo.Root()
+	if err != nil {
 		die("%v", err)
 	}
+	h.root, h.benchDir, h.binDir = root, filepath.Join(root, "bench"), filepath.Join(root, "bench", "bin")
 	if *out == "" {
 		*out = filepath.Join(h.root, "BENCHMARKS.md")
 		if h.quick {
@@ -129,21 +133,4 @@ func main() {
 func die(f string, a ...any) {
 	fmt.Fprintf(os.Stderr, "harness: "+f+"\n", a...)
 	os.Exit(1)
-}
-
-// locate finds the repo root (module crease) and bench/ from the working directory.
-func (h *harness) locate() error {
-	dir, _ := os.Getwd()
-	for d := dir; ; d = filepath.Dir(d) {
-		b, err := os.ReadFile(filepath.Join(d, "go.mod"))
-		if err == nil && strings.HasPrefix(strings.TrimSpace(string(b)), "module crease\n") {
-			h.root = d
-			h.benchDir = filepath.Join(d, "bench")
-			h.binDir = filepath.Join(h.benchDir, "bin")
-			return nil
-		}
-		if d == filepath.Dir(d) {
-			return fmt.Errorf("run me inside the crease repository (no go.mod of module crease above %s)", dir)
-		}
-	}
 }

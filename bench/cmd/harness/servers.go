@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"crease/bench/internal/procs"
+	"crease/bench/internal/repo"
 )
 
 type serverSpec struct {
@@ -28,18 +29,11 @@ type serverSpec struct {
 // build compiles the load tools (required) and the baselines (each optional).
 func (h *harness) build() error {
 	for _, name := range []string{"loadgen", "publisher"} {
-		if out, err := goBuild(h.benchDir, h.bin(name), "./cmd/"+name); err != nil {
+		if out, err := repo.GoBuild(h.benchDir, h.bin(name), "./cmd/"+name); err != nil {
 			return fmt.Errorf("build %s: %v\n%s", name, err, out)
 		}
 	}
 	return nil
-}
-
-func goBuild(dir, out, pkg string) (string, error) {
-	cmd := exec.Command("go", "build", "-o", out, pkg)
-	cmd.Dir = dir
-	b, err := cmd.CombinedOutput()
-	return string(b), err
 }
 
 func firstLine(s string) string {
@@ -89,7 +83,7 @@ func (h *harness) defineServers(list, creaseBin string, loops int, creasePub str
 		if s.name == "crease" {
 			if creaseBin == "" {
 				creaseBin = h.bin("crease")
-				if out, err := goBuild(h.root, creaseBin, "./cmd/crease"); err != nil {
+				if out, err := repo.GoBuild(h.root, creaseBin, "./cmd/crease"); err != nil {
 					s.skip = "cannot build ./cmd/crease: " + firstLine(out)
 				}
 			}
@@ -101,7 +95,7 @@ func (h *harness) defineServers(list, creaseBin string, loops int, creasePub str
 			}
 		} else {
 			if _, ok := built[s.bin]; !ok {
-				out, err := goBuild(h.benchDir, h.bin(s.bin), "./cmd/"+s.bin)
+				out, err := repo.GoBuild(h.benchDir, h.bin(s.bin), "./cmd/"+s.bin)
 				built[s.bin] = ""
 				if err != nil {
 					built[s.bin] = "cannot build: " + firstLine(out)

@@ -305,7 +305,7 @@ func (w *worker) chainSnapshot(r snapResult) {
 		w.askSnapshot(c, r.sub)
 		return
 	}
-	s.waiting = false
+	s.waiting, s.asks = false, 0
 	s.last, s.fresh = k, s.bufFirst == (seqKey{})
 	if s.bufLast.epoch == k.epoch && s.bufLast.seq > k.seq {
 		s.last = s.bufLast
@@ -313,8 +313,17 @@ func (w *worker) chainSnapshot(r snapResult) {
 	s.bufFirst, s.bufLast = seqKey{}, seqKey{}
 }
 
+// maxSnapshotAsks bounds the requests of one subscription without a usable answer; past
+// it the subscription gives up and stays waiting, which the final check reports.
+const maxSnapshotAsks = 100
+
 func (w *worker) askSnapshot(c *conn, i int) {
-	w.lg.snaps.ask(snapReq{c: c, gen: c.gen, sub: i, match: c.subs[i].match, w: w})
+	s := &c.subs[i]
+	if s.asks++; s.asks > maxSnapshotAsks {
+		w.chain.gaveUp.Add(1)
+		return
+	}
+	w.lg.snaps.ask(snapReq{c: c, gen: c.gen, sub: i, match: s.match, w: w})
 }
 
 // recountFinal counts this worker's open subscriptions against the final snapshot.

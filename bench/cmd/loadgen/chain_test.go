@@ -216,3 +216,14 @@ func TestEpochKeysAgree(t *testing.T) {
 		t.Error("two epochs share a key")
 	}
 }
+
+func TestObjectAfter(t *testing.T) {
+	line := []byte(`{"push":{"channel":"m","pub":{"data":{"type":"delta","text":"a } \" {","patch":{"x":{}}},"offset":3}}}`)
+	want := `{"type":"delta","text":"a } \" {","patch":{"x":{}}}`
+	if got := string(objectAfter(line, `"data":`)); got != want {
+		t.Errorf("objectAfter = %s, want %s", got, want)
+	}
+	if objectAfter([]byte(`{"data":{"a":1`), `"data":`) != nil {
+		t.Error("a cut object was returned")
+	}
+}

@@ -42,6 +42,7 @@ type sub struct {
 	resynced          bool   // a resync came since the last delta: one gap is covered
 	fresh             bool   // no delta since the snapshot that had nothing buffered
 	bad               bool   // saw a divergent delta or snapshot
+	asks              int    // snapshot requests since the last one answered
 }
 
 // conn is owned by one worker once dialed; the dialer only creates and registers it.

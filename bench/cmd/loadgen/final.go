@@ -70,6 +70,7 @@ func (lg *loadgen) chainReport() *report.Chain {
 		ch.Divergent += w.chain.divergent.Load()
 		ch.SnapshotMismatch += w.chain.mismatch.Load()
 		ch.Refetches += w.chain.refetches.Load()
+		ch.GaveUp += w.chain.gaveUp.Load()
 	}
 	lg.refsMu.Lock()
 	refs := make([]*matchRef, 0, len(lg.refs))

@@ -47,7 +47,7 @@ func (s *stats) addNode(node string, d int64) {
 
 // chainStats are a worker's counts of the client algorithm's check (chain.go).
 type chainStats struct {
-	divergent, mismatch, refetches atomic.Int64
+	divergent, mismatch, refetches, gaveUp atomic.Int64
 	// The final count of this worker's open subscriptions, refreshed by the worker.
 	equal, behind, waiting, tainted atomic.Int64
 }

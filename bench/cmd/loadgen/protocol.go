@@ -166,6 +166,11 @@ func (w *worker) centrifuge(c *conn, p []byte, now int64) {
 		case bytes.Contains(line, []byte(`"pub":`)):
 			if bytes.Contains(line, []byte(`"type":"delta"`)) {
 				w.st.recv[rDelta].Add(1)
+				// The publication's data is the crease frame the publisher sent; the
+				// check reads that, as crease's clients read the frame itself.
+				if data := objectAfter(line, `"data":`); data != nil {
+					line = data
+				}
 				w.delta(c, line, now)
 			} else {
 				w.st.recv[rEvent].Add(1)
@@ -174,6 +179,10 @@ func (w *worker) centrifuge(c *conn, p []byte, now int64) {
 			w.st.recv[rHello].Add(1)
 			if bytes.Contains(line, []byte(`"subs":`)) {
 				w.st.recv[rSubscribed].Add(1)
+				if w.lg.snaps != nil {
+					// Subscribed on the server side at connect: the algorithm starts here.
+					w.chainSubscribed(c, c.match)
+				}
 			}
 		case bytes.Contains(line, []byte(`"error":`)):
 			w.st.recv[rError].Add(1)
@@ -211,4 +220,40 @@ func numField(p []byte, key string) uint64 {
 		v = v*10 + uint64(ch-'0')
 	}
 	return v
+}
+
+// objectAfter returns the JSON object that follows key in p (strings and escapes taken
+// into account), nil if there is none or it is cut.
+func objectAfter(p []byte, key string) []byte {
+	i := bytes.Index(p, []byte(key))
+	if i < 0 {
+		return nil
+	}
+	p = p[i+len(key):]
+	if len(p) == 0 || p[0] != '{' {
+		return nil
+	}
+	depth, inStr, esc := 0, false, false
+	for j, ch := range p {
+		switch {
+		case esc:
+			esc = false
+		case inStr:
+			if ch == '\\' {
+				esc = true
+			} else if ch == '"' {
+				inStr = false
+			}
+		case ch == '"':
+			inStr = true
+		case ch == '{':
+			depth++
+		case ch == '}':
+			depth--
+			if depth == 0 {
+				return p[:j+1]
+			}
+		}
+	}
+	return nil
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"net/http"
@@ -9,6 +10,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/redis/rueidis"
 
 	"crease/bench/internal/procs"
 )
@@ -50,8 +53,9 @@ type cluster struct {
 	lbs      []*procs.Proc
 	front    string // HAProxy's public address (haproxy variant)
 	ingest   *procs.Proc
-	wsURL    string   // what the load processes dial
-	snapURLs []string // where they fetch snapshots
+	relay    *procs.Proc // centrifuge: forwards the crease channel into its broker
+	wsURL    string      // what the load processes dial
+	snapURLs []string    // where they fetch snapshots
 	matchID  string
 }
 
@@ -205,6 +209,11 @@ func waitReady(g *gateway, gp *gwProc, within time.Duration) error {
 // in production.
 func (c *cluster) startIngest() error {
 	var err error
+	if c.o.server == "centrifuge" {
+		if err := c.startRelay(); err != nil {
+			return err
+		}
+	}
 	c.ingest, err = c.e.start(c.e.bins["crease"], []string{"ingest", "--redis", c.redisAdr, "--match", c.o.matchFile,
 		"--speed", fmt.Sprint(c.o.speed), "--log-level", "warn"}, c.variant+"-ingest.log")
 	return err
@@ -235,6 +244,9 @@ func (c *cluster) down() {
 	if c.ingest != nil {
 		c.ingest.Stop(5 * time.Second)
 	}
+	if c.relay != nil {
+		c.relay.Stop(5 * time.Second)
+	}
 	c.redis.Stop(5 * time.Second)
 }
 
@@ -252,4 +264,35 @@ func (c *cluster) logTail(name string) string {
 		s = "…" + s[len(s)-600:]
 	}
 	return s
+}
+
+// startRelay starts the relay of the crease channel into centrifuge's broker and waits
+// until it is subscribed, so that it misses no ball.
+func (c *cluster) startRelay() error {
+	var err error
+	c.relay, err = c.e.start(c.e.bins["publisher"], []string{"--redis", c.redisAdr, "--matches", c.matchID,
+		"--target", "centrifuge", "--relay"}, c.variant+"-relay.log")
+	if err != nil {
+		return err
+	}
+	rc, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{c.redisAdr}, DisableCache: true})
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	channel := "crease:{" + c.matchID + "}"
+	end := time.Now().Add(20 * time.Second)
+	for {
+		n, err := rc.Do(context.Background(), rc.B().PubsubNumsub().Channel(channel).Build()).AsIntMap()
+		if err == nil && n[channel] > 0 {
+			return nil
+		}
+		if !c.relay.Alive() {
+			return fmt.Errorf("the relay exited: %s", c.logTail(c.variant+"-relay.log"))
+		}
+		if time.Now().After(end) {
+			return fmt.Errorf("the relay is not subscribed to %s after 20 s (%v)", channel, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }

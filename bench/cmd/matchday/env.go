@@ -12,6 +12,7 @@ import (
 
 	"crease/bench/internal/load"
 	"crease/bench/internal/procs"
+	"crease/bench/internal/repo"
 )
 
 // env is what every run shares: the binaries, the log directory, and every process
@@ -43,7 +44,7 @@ func prepare(root, creaseBin string, o options) (*env, error) {
 	}
 	for _, name := range want {
 		out := filepath.Join(binDir, name)
-		if b, err := goBuild(e.benchDir, out, "./cmd/"+name); err != nil {
+		if b, err := repo.GoBuild(e.benchDir, out, "./cmd/"+name); err != nil {
 			return nil, fmt.Errorf("build %s: %v\n%s", name, err, b)
 		}
 		e.bins[name] = out
@@ -51,7 +52,7 @@ func prepare(root, creaseBin string, o options) (*env, error) {
 	// crease also replays the match (crease ingest), whatever the gateway under test.
 	if creaseBin == "" {
 		creaseBin = filepath.Join(binDir, "crease")
-		if b, err := goBuild(root, creaseBin, "./cmd/crease"); err != nil {
+		if b, err := repo.GoBuild(root, creaseBin, "./cmd/crease"); err != nil {
 			return nil, fmt.Errorf("build crease: %v\n%s", err, b)
 		}
 	}
@@ -70,13 +71,6 @@ func prepare(root, creaseBin string, o options) (*env, error) {
 		}
 	}
 	return e, nil
-}
-
-func goBuild(dir, out, pkg string) (string, error) {
-	cmd := exec.Command("go", "build", "-o", out, pkg)
-	cmd.Dir = dir
-	b, err := cmd.CombinedOutput()
-	return string(b), err
 }
 
 // start runs a child and remembers it; log is a file name under the log directory.

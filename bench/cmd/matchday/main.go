@@ -28,6 +28,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"crease/bench/internal/repo"
 )
 
 // options are the run's sizes and paces; scale sets them for the full or the quick run.
@@ -64,7 +66,7 @@ func scale(quick bool) options {
 		return options{quick: true, audience: 12000, base: 500, stages: []int{1000, 3000, 6000, 12000},
 			ramp: 18 * time.Second, hold: 2 * time.Second, settle: time.Second, gateways: 3, loops: 1,
 			perProc: 3000, perLB: 8000, slowFrac: 0.1, speed: 1, drain: 2 * time.Second, after: 2 * time.Second,
-			finalWait: 30 * time.Second, spread: time.Second, tick: 500 * time.Millisecond}
+			finalWait: time.Minute, spread: time.Second, tick: 500 * time.Millisecond}
 	}
 	return options{audience: 120000, base: 5000, stages: []int{10000, 30000, 60000, 120000},
 		ramp: 180 * time.Second, hold: 12 * time.Second, settle: 3 * time.Second, gateways: 8, loops: 1,
@@ -105,7 +107,7 @@ func main() {
 	// Slow readers take a little over half of what the match sends (~550 bytes a ball).
 	o.slowRate = max(64, int(300*o.speed))
 
-	root, err := repoRoot()
+	root, err := repo.Root()
 	if err != nil {
 		die("%v", err)
 	}
@@ -200,20 +202,6 @@ func (o options) check() error {
 func die(f string, a ...any) {
 	fmt.Fprintf(os.Stderr, "matchday: "+f+"\n", a...)
 	os.Exit(1)
-}
-
-// repoRoot finds the repository (module crease) from the working directory.
-func repoRoot() (string, error) {
-	dir, _ := os.Getwd()
-	for d := dir; ; d = filepath.Dir(d) {
-		b, err := os.ReadFile(filepath.Join(d, "go.mod"))
-		if err == nil && strings.HasPrefix(strings.TrimSpace(string(b)), "module crease\n") {
-			return d, nil
-		}
-		if d == filepath.Dir(d) {
-			return "", fmt.Errorf("run me inside the crease repository (no go.mod of module crease above %s)", dir)
-		}
-	}
 }
 
 func itoa(v int) string { return strconv.Itoa(v) }

@@ -125,7 +125,7 @@ type ProcSummary struct {
 func (r *Result) file() string { return r.Server + "-" + r.Variant + ".json" }
 
 func (r *Result) save(dir string) error {
-	b, err := json.MarshalIndent(r, "", " ")
+	b, err := json.Marshal(r)
 	if err != nil {
 		return err
 	}

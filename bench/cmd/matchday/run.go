@@ -4,9 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"syscall"
 	"time"
@@ -15,6 +13,7 @@ import (
 
 	"crease/bench/internal/load"
 	"crease/bench/internal/procs"
+	"crease/bench/internal/repo"
 	"crease/bench/internal/report"
 )
 
@@ -48,14 +47,14 @@ type mark struct {
 
 func runVariant(e *env, o options, variant string) *Result {
 	res := &Result{Server: o.server, Variant: variant, Quick: o.quick, Date: time.Now().UTC().Format("2006-01-02 15:04 MST"),
-		Commit: gitHead(e.root), Machine: machine(), Command: strings.Join(os.Args, " "), Audience: o.audience, Base: o.base,
+		Commit: repo.Head(e.root), Machine: repo.Machine(), Command: strings.Join(os.Args, " "), Audience: o.audience, Base: o.base,
 		Gateways: o.gateways, Loops: o.loops, Stages: o.stages, RampS: o.ramp.Seconds(), HoldS: o.hold.Seconds(), SettleS: o.settle.Seconds(),
 		DrainS: o.drain.Seconds(), Speed: o.speed, SlowFrac: o.slowFrac, SlowRate: o.slowRate, Match: filepath.Base(o.matchFile)}
 	r := &runner{o: o, res: res, ctx: context.Background(), t0: time.Now(), phase: "setup",
 		c: &cluster{e: e, o: o, variant: variant}}
 	defer func() { res.WallS = time.Since(r.t0).Seconds() }()
 	if err := r.run(); err != nil {
-		res.Failures = append(res.Failures, err.Error())
+		res.Failures = append(res.Failures, err.Error()+"; "+r.state())
 	}
 	r.c.down()
 	res.LBs = len(r.c.lbs)
@@ -112,6 +111,9 @@ func (r *runner) addLoad(n int, rate float64) error {
 		}
 		if r.c.variant == "haproxy" {
 			args = append(args, "--cookies")
+		}
+		if r.o.server == "centrifuge" {
+			args = append(args, "--proto", "centrifuge")
 		}
 		// Each process its own slice of 127.0.0.2-50, counted over the whole run.
 		log := filepath.Join(r.c.e.logDir, fmt.Sprintf("%s-lg%d.log", r.c.variant, r.procs))
@@ -307,12 +309,7 @@ func (r *runner) final() error {
 		r.res.Totals.Latency = report.Summarise(hist)
 	}
 	r.res.Totals.Equal = r.res.Totals.Chain.Equal
-	r.res.Totals.StateOK = len(all) > 0
-	for _, ln := range all {
-		if ln.Chain == nil || !ln.Chain.StateOK {
-			r.res.Totals.StateOK = false
-		}
-	}
+	r.res.Totals.StateOK = r.res.Totals.Chain.StateOK
 	r.check(all)
 	return err
 }
@@ -353,15 +350,19 @@ func (r *runner) check(lines []report.Line) {
 }
 
 func mergeChains(lines []report.Line) report.Chain {
-	var m report.Chain
+	m := report.Chain{StateOK: len(lines) > 0}
 	for _, ln := range lines {
 		c := ln.Chain
 		if c == nil {
+			m.StateOK = false
 			continue
 		}
+		m.StateOK = m.StateOK && c.StateOK
+		m.StateUnknown = m.StateUnknown || c.StateUnknown
 		m.Snapshots += c.Snapshots
 		m.SnapshotErrors += c.SnapshotErrors
 		m.Refetches += c.Refetches
+		m.GaveUp += c.GaveUp
 		m.Divergent += c.Divergent
 		m.SnapshotMismatch += c.SnapshotMismatch
 		m.Applied += c.Applied
@@ -376,24 +377,28 @@ func mergeChains(lines []report.Line) report.Chain {
 	return m
 }
 
-func gitHead(dir string) string {
-	out, err := exec.Command("git", "-C", dir, "rev-parse", "--short", "HEAD").Output()
-	if err != nil {
-		return "?"
-	}
-	return strings.TrimSpace(string(out))
-}
-
-func machine() string {
-	model := "?"
-	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for _, ln := range strings.Split(string(b), "\n") {
-			if v, ok := strings.CutPrefix(ln, "model name"); ok {
-				model = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
-				break
+// state says what the run's processes looked like when it stopped: where a server
+// could not hold the audience, the reason is usually here (a process gone, memory).
+func (r *runner) state() string {
+	alive, total := 0, 0
+	var rss int64
+	var gone []string
+	for _, g := range r.c.gws {
+		for _, gp := range g.procs {
+			total++
+			if gp.Alive() {
+				alive++
+				_, m := procs.Stat(gp.Pid())
+				rss += m
+			} else if gp.Cmd.ProcessState != nil && !gp.Cmd.ProcessState.Success() && len(g.procs) == 1 {
+				gone = append(gone, gp.label+" "+gp.Cmd.ProcessState.String())
 			}
 		}
 	}
-	kernel, _ := exec.Command("uname", "-r").Output()
-	return fmt.Sprintf("%s, %d cores, Linux %s", model, runtime.NumCPU(), strings.TrimSpace(string(kernel)))
+	s := fmt.Sprintf("at %.0f s in %q: %d of %d gateway processes alive, %.0f MB RSS in all, %.1f GB of memory available",
+		time.Since(r.t0).Seconds(), r.phase, alive, total, float64(rss)/(1<<20), float64(repo.MemAvailable())/(1<<30))
+	if len(gone) > 0 {
+		s += "; exited: " + strings.Join(gone, ", ")
+	}
+	return s
 }

@@ -9,18 +9,17 @@ import (
 	"flag"
 	"fmt"
 	"log"
-	"net"
 	"net/http"
 	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/gorilla/websocket"
 	"github.com/redis/rueidis"
-	"golang.org/x/sys/unix"
+
+	"crease/bench/internal/baseline"
 )
 
 type client struct {
@@ -115,22 +114,9 @@ func main() {
 	}
 	h := &hub{matches: map[string]map[*client]struct{}{}, cancels: map[string]context.CancelFunc{}, redis: rc, prefix: *prefix}
 	hello := []byte(`{"type":"hello","node":"` + *node + `","heartbeat_s":0}`)
-	// The snapshot the publisher stored, served as crease serves it, for the clients'
-	// resync: what a tutorial server next to the publisher's store would do.
-	http.HandleFunc("GET /v1/matches/{id}", func(w http.ResponseWriter, r *http.Request) {
-		raw, err := rc.Do(r.Context(), rc.B().Get().Key(*prefix+":{"+r.PathValue("id")+"}:snap").Build()).AsBytes()
-		if rueidis.IsRedisNil(err) {
-			http.Error(w, "unknown match", http.StatusNotFound)
-			return
-		}
-		if err != nil {
-			http.Error(w, "snapshot store unavailable", http.StatusServiceUnavailable)
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write(raw)
-	})
-	http.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ready\n")) })
+	// The snapshot the publisher stored and /readyz, as crease serves them, for the
+	// clients' resync: what a tutorial server next to the publisher's store would do.
+	baseline.Handle(http.DefaultServeMux, rc, *prefix)
 	http.HandleFunc("/ws", func(w http.ResponseWriter, r *http.Request) {
 		match := r.URL.Query().Get("match")
 		if match == "" || strings.Contains(match, ",") {
@@ -148,29 +134,12 @@ func main() {
 		go writer(c)
 		go reader(h, c)
 	})
-	ln, err := listen(*addr, *reusePort)
+	ln, err := baseline.Listen(*addr, *reusePort)
 	if err != nil {
 		log.Fatalf("naive: %v", err)
 	}
 	fmt.Fprintf(os.Stderr, "naive: pid %d listening on %s\n", os.Getpid(), *addr)
 	log.Fatal(http.Serve(ln, nil))
-}
-
-// listen binds addr, with SO_REUSEPORT if asked.
-func listen(addr string, reusePort bool) (net.Listener, error) {
-	lc := net.ListenConfig{}
-	if reusePort {
-		lc.Control = func(_, _ string, c syscall.RawConn) error {
-			var serr error
-			if err := c.Control(func(fd uintptr) {
-				serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
-			}); err != nil {
-				return err
-			}
-			return serr
-		}
-	}
-	return lc.Listen(context.Background(), "tcp", addr)
 }
 
 func reader(h *hub, c *client) {

@@ -33,6 +33,7 @@ func main() {
 	seqStart := flag.Uint64("seq-start", 1, "first seq")
 	target := flag.String("target", "crease", "crease (PUBLISH crease:{ID}), crease-lua (crease/bus/redis: snapshot+seq+publish) or centrifuge (its Redis broker, channel = match)")
 	prefix := flag.String("prefix", "crease", "key prefix for --target crease")
+	relayFrom := flag.Bool("relay", false, "forward the messages of the matches' crease channels (as crease ingest publishes them) to --target until SIGTERM, instead of making deltas")
 	flag.Parse()
 
 	var ms []string
@@ -53,6 +54,13 @@ func main() {
 		os.Exit(1)
 	}
 	defer closeFn()
+	if *relayFrom {
+		if err := relay(*redisAddr, *prefix, ms, pub); err != nil {
+			fmt.Fprintln(os.Stderr, "publisher:", err)
+			os.Exit(1)
+		}
+		return
+	}
 
 	start := time.Now()
 	var interval time.Duration

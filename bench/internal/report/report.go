@@ -61,6 +61,8 @@ type Chain struct {
 	Snapshots      int64 `json:"snapshots"`
 	SnapshotErrors int64 `json:"snapshot_errors"`
 	Refetches      int64 `json:"refetches"`
+	// GaveUp counts subscriptions that stopped asking after too many failed requests.
+	GaveUp int64 `json:"gave_up,omitempty"`
 	// Divergent counts deltas whose frame differs from another connection's frame of
 	// the same seq; SnapshotMismatch snapshots whose state is not the state the deltas
 	// led to.
