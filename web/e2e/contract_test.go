@@ -193,7 +193,7 @@ func TestPageWithATokenInItsURL(t *testing.T) {
 	if strings.Contains(loc, "token") || !strings.Contains(loc, "match="+m.ID()) {
 		t.Errorf("address bar %s: want the match and no token", loc)
 	}
-	converge(t, ctx, rp, base, m.ID())
+	converge(t, ctx, rp, base, m.ID(), tok)
 
 	nl.mu.Lock()
 	defer nl.mu.Unlock()

@@ -304,9 +304,18 @@ type restSnapshot struct {
 	Score string
 }
 
-func getSnapshot(t *testing.T, httpBase, match string) restSnapshot {
+// getSnapshot sends the token, if one is given, as Authorization: Bearer (a gateway with
+// --jwt-secret wants it on the HTTP API too).
+func getSnapshot(t *testing.T, httpBase, match string, token ...string) restSnapshot {
 	t.Helper()
-	resp, err := http.Get(httpBase + "/v1/matches/" + match)
+	req, err := http.NewRequest("GET", httpBase+"/v1/matches/"+match, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tok := range token {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatalf("GET snapshot: %v", err)
 	}

@@ -39,10 +39,10 @@ func checkAgainstReplay(t *testing.T, rec *recorder, v view) {
 
 // converge stops the replay and waits until the page shows the REST snapshot: same seq,
 // same runs/wickets, status live.
-func converge(t *testing.T, ctx context.Context, rp *replay, base, match string) view {
+func converge(t *testing.T, ctx context.Context, rp *replay, base, match string, token ...string) view {
 	t.Helper()
 	rp.stop(t)
-	snap := getSnapshot(t, base, match)
+	snap := getSnapshot(t, base, match, token...)
 	v := waitView(t, ctx, 15*time.Second, "the snapshot's seq", func(v view) bool {
 		return v.Seq == snap.Seq && v.Status == "live"
 	})
