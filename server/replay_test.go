@@ -19,6 +19,7 @@ import (
 
 type snapshotDoc struct {
 	Match string          `json:"match"`
+	Epoch string          `json:"epoch"`
 	Seq   uint64          `json:"seq"`
 	State json.RawMessage `json:"state"`
 }
@@ -38,7 +39,7 @@ func getSnapshot(t testing.TB, s *server.Server, match string) snapshotDoc {
 	if err := json.Unmarshal(body, &d); err != nil {
 		t.Fatal(err)
 	}
-	if resp.Header.Get("ETag") != fmt.Sprintf("%q", fmt.Sprint(d.Seq)) {
+	if resp.Header.Get("ETag") != fmt.Sprintf(`"%s.%d"`, d.Epoch, d.Seq) {
 		t.Fatalf("ETag %s for seq %d", resp.Header.Get("ETag"), d.Seq)
 	}
 	return d

@@ -50,6 +50,7 @@ type Server struct {
 	ln       net.Listener
 	httpLn   net.Listener
 	httpSrv  *http.Server
+	gz       gzipCache // compressed snapshots and page files (gzip.go)
 	admit    *admission
 	open     atomic.Int64 // accepted and not yet closed (handshakes included)
 	draining atomic.Bool

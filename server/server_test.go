@@ -518,11 +518,11 @@ func TestHTTPPaths(t *testing.T) {
 	}
 	_ = json.NewDecoder(resp.Body).Decode(&snap)
 	resp.Body.Close()
-	if resp.StatusCode != 200 || resp.Header.Get("ETag") != `"2"` || snap.Seq != 2 || snap.Match != "m1" || string(snap.State) != `{"score":{"runs":2}}` {
+	if resp.StatusCode != 200 || resp.Header.Get("ETag") != `"e1.2"` || snap.Seq != 2 || snap.Match != "m1" || string(snap.State) != `{"score":{"runs":2}}` {
 		t.Fatalf("snapshot: %d %q %+v", resp.StatusCode, resp.Header.Get("ETag"), snap)
 	}
 	req, _ := http.NewRequest("GET", base+"/v1/matches/m1", nil)
-	req.Header.Set("If-None-Match", `"2"`)
+	req.Header.Set("If-None-Match", `"e1.2"`)
 	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 304 {
 		t.Fatalf("conditional GET: %v %v", resp, err)
 	}
