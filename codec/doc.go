@@ -17,7 +17,10 @@
 // unfragmented message allocates nothing; a Reader holds a buffer only while a
 // fragmented message is being assembled and drops it when the message completes, so an
 // idle connection costs nothing here. The handshake is parsed by github.com/gobwas/ws
-// over exactly the header bytes; it allocates a little, once per connection.
+// over exactly the header bytes; it allocates a little, once per connection. Connection
+// and Upgrade are read as RFC 9110 lists first ("Connection: keep-alive, Upgrade", or on
+// two lines, "Upgrade: websocket, h2c"), and such a block is rewritten to the one-line
+// form gobwas insists on before it reads it.
 //
 // In OnTraffic: Peek(-1) once, call Next on the unconsumed rest until it returns n == 0,
 // use each Payload as it comes, and Discard the total at the end, since the payloads of

@@ -13,5 +13,13 @@
 //     once, encodes its frame once and posts it to the shards without blocking;
 //   - the interest goroutine applies bus Subscribe/Unsubscribe in order, off the loops;
 //   - the ticker goroutine posts ticks and lag probes to every loop;
-//   - net/http serves the HTTP listener.
+//   - net/http serves the HTTP listener (snapshots, the match list, the page and the
+//     publish API when given), behind CORS and, under a JWT secret, the token check;
+//     its gzip cache is shared by those goroutines under a mutex;
+//   - Start's goroutine opens one probe connection per loop (reachEveryLoop) so that
+//     every loop's shard and metrics exist before the first client.
+//
+// Timers a client is promised (heartbeat, idle close, handshake deadline, op bucket,
+// token expiry) run on the shards' connection clock, shard.Options.Now, which tests
+// replace with servertest.Clock.
 package server
