@@ -167,3 +167,19 @@ func (o Options) WithDefaults() (Options, error) {
 	}
 	return o, nil
 }
+
+// Hooks are the shard's calls back into the gateway. They run on the loop and must not
+// block.
+type Hooks struct {
+	// Interest is called when this shard gets its first subscriber of match (on) or
+	// loses its last (off).
+	Interest func(shard int, match string, on bool)
+	// Closed is called once per upgraded connection when it ends, and for a handshake
+	// closed at its deadline (ReasonHandshakeTimeout); not for a handshake refused with
+	// an HTTP status, which the gateway counts as it refuses.
+	Closed func(c *Conn, reason CloseReason)
+	// TokenExpired is called by the sweep for an open connection whose token has
+	// expired; it sends the `error` token_expired. The shard then closes c with 4001
+	// (ReasonTokenExpired) unless the hook closed it already.
+	TokenExpired func(c *Conn)
+}
