@@ -244,7 +244,7 @@ func (s *Server) subscribe(sh *shard.Shard, c *shard.Conn, match string) {
 		s.sendError(sh, c, codeTooManySubs, match,
 			"at most "+strconv.Itoa(s.opts.Shard.MaxSubscriptions)+" subscriptions per connection")
 	default:
-		sh.Send(c, sh.Subscribed(match))
+		sh.Send(c, sh.SubscribedFrame(match))
 	}
 }
 

@@ -6,12 +6,15 @@ import (
 	"crease/codec"
 )
 
+// ConnState is where a connection is in its life; it only moves forward.
+type ConnState uint8
+
 // Connection states.
 const (
-	StateHandshake uint8 = iota // waiting for the HTTP upgrade
-	StateOpen                   // upgraded: frames flow
-	StateClosing                // a close was decided; nothing more is written
-	StateClosed                 // gnet closed it; the value is dead
+	StateHandshake ConnState = iota // waiting for the HTTP upgrade
+	StateOpen                       // upgraded: frames flow
+	StateClosing                    // a close was decided; nothing more is written
+	StateClosed                     // gnet closed it; the value is dead
 )
 
 // Conn is the gateway's state for one connection. It is kept to 64 bytes on purpose: at
@@ -30,7 +33,7 @@ type Conn struct {
 	pos0   int32        // index of c in sub0.conns
 	tat    uint32       // op bucket: connection clock µs (mod 2^32) of the next op at the sustained rate (oprate.go)
 	seen   uint16       // connection clock quarter seconds (mod 2^16) of the last bytes received; open time during the handshake
-	state  uint8
+	state  ConnState
 	reason CloseReason
 }
 
@@ -45,7 +48,7 @@ type connExt struct {
 func (e *connExt) empty() bool { return e.more == nil && e.allow == nil && e.exp == 0 }
 
 // State returns the connection state.
-func (c *Conn) State() uint8 { return c.state }
+func (c *Conn) State() ConnState { return c.state }
 
 // Net returns the gnet connection. It must not be used once State is StateClosed.
 func (c *Conn) Net() gnet.Conn { return c.gc }

@@ -88,18 +88,13 @@ func (s *Shard) lostMatch(match string, reason bus.ResyncReason) {
 			continue
 		}
 		q := s.queue(c)
-		keep := q.state[:0]
-		for _, f := range q.state {
+		s.removeFrames(q, func(f *Frame) bool {
 			if f.Kind == KindDelta && f.Match == match {
-				q.bytes -= len(f.Bytes)
-				s.pending.Add(-int64(len(f.Bytes)))
 				s.m.dropped(f.Prio, string(reason))
-				continue
+				return true
 			}
-			keep = append(keep, f)
-		}
-		clear(q.state[len(keep):])
-		q.state = keep
+			return false
+		})
 		if !hasResync(q.state, match) {
 			s.enqueue(c, resyncFrame(match, reason))
 			s.m.resync(reason)

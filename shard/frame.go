@@ -7,13 +7,17 @@ import (
 	"crease/codec"
 )
 
-// Kind of a queued frame. The first two are bus kinds; the others are frames the gateway
-// makes for one connection.
+// FrameKind says what a queued frame is, which decides its lane (events go to the low
+// lane, everything else to the state lane) and what the OutboundBudget may do to it.
+type FrameKind uint8
+
+// Frame kinds. The first two are the bus kinds; the others are frames the gateway makes
+// for one connection.
 const (
-	KindDelta   = uint8(bus.KindDelta)
-	KindEvent   = uint8(bus.KindEvent)
-	KindControl = uint8(10) // hello, subscribed, error, pong, ping, reconnect
-	KindResync  = uint8(11) // a resync marker standing in for dropped deltas of Match
+	KindDelta             = FrameKind(bus.KindDelta)
+	KindEvent             = FrameKind(bus.KindEvent)
+	KindControl FrameKind = 10 // hello, subscribed, error, pong, ping, reconnect
+	KindResync  FrameKind = 11 // a resync marker standing in for dropped deltas of Match
 )
 
 // Frame is one pre-encoded server frame. Bus frames are encoded once per gateway and
@@ -23,7 +27,7 @@ type Frame struct {
 	Match string
 	Seq   uint64
 	TS    int64 // publish time, Unix µs (bus frames)
-	Kind  uint8
+	Kind  FrameKind
 	Prio  bus.Prio
 }
 
@@ -34,7 +38,7 @@ func NewBusFrame(m bus.Message) *Frame {
 		Match: m.Match,
 		Seq:   m.Seq,
 		TS:    m.TS,
-		Kind:  uint8(m.Kind),
+		Kind:  FrameKind(m.Kind),
 		Prio:  m.Prio,
 	}
 }

@@ -223,6 +223,29 @@ func (s *Shard) police(c *Conn, q *outQueue, ob int, now int64) bool {
 	return true
 }
 
+// removeFrames removes from both of q's lanes the frames for which drop returns true,
+// keeping the order of the others and the lanes' arrays; what it removes leaves q's and
+// the shard's byte counts. drop is called once per frame, state lane first, so it may
+// count what it drops.
+func (s *Shard) removeFrames(q *outQueue, drop func(*Frame) bool) {
+	q.state = s.removeFromLane(q, q.state, drop)
+	q.low = s.removeFromLane(q, q.low, drop)
+}
+
+func (s *Shard) removeFromLane(q *outQueue, lane []*Frame, drop func(*Frame) bool) []*Frame {
+	keep := lane[:0]
+	for _, f := range lane {
+		if drop(f) {
+			q.bytes -= len(f.Bytes)
+			s.pending.Add(-int64(len(f.Bytes)))
+			continue
+		}
+		keep = append(keep, f)
+	}
+	clear(lane[len(keep):])
+	return keep
+}
+
 // dropLow drops every queued event, counted under reason unless it is "".
 func (s *Shard) dropLow(q *outQueue, reason string) {
 	for _, f := range q.low {
@@ -239,21 +262,17 @@ func (s *Shard) dropLow(q *outQueue, reason string) {
 // shedDeltas replaces every queued delta of c by one resync marker per match.
 func (s *Shard) shedDeltas(c *Conn, q *outQueue, reason bus.ResyncReason) {
 	var shed []string
-	keep := q.state[:0]
-	for _, f := range q.state {
+	s.removeFrames(q, func(f *Frame) bool {
 		if f.Kind != KindDelta {
-			keep = append(keep, f)
-			continue
+			return false
 		}
-		q.bytes -= len(f.Bytes)
-		s.pending.Add(-int64(len(f.Bytes)))
 		s.m.dropped(f.Prio, string(reason))
 		if !contains(shed, f.Match) {
 			shed = append(shed, f.Match)
 		}
-	}
-	clear(q.state[len(keep):])
-	q.state = keep
+		return true
+	})
+	keep := q.state
 	if cap(keep) > 64 && len(keep) < cap(keep)/8 {
 		// A drain enqueues its whole batch before writing: a blocked connection's lane
 		// must not keep that high-water array (8 B per frame of every batch) while it

@@ -162,7 +162,7 @@ func TestShedDeltasKeepsOneResyncPerMatchAndControls(t *testing.T) {
 	checkAccounting(t, s, c)
 }
 
-func countKind(lane []*Frame, kind uint8) int {
+func countKind(lane []*Frame, kind FrameKind) int {
 	n := 0
 	for _, f := range lane {
 		if f.Kind == kind {
@@ -450,14 +450,14 @@ func TestSubscribedFrameIsShared(t *testing.T) {
 	s := newTestShard(t, Options{})
 	openConn(s, -1, "m1")
 	openConn(s, -1, "m1")
-	a, b := s.Subscribed("m1"), s.Subscribed("m1")
+	a, b := s.SubscribedFrame("m1"), s.SubscribedFrame("m1")
 	if a != b {
 		t.Fatal("two subscribers of m1 got two encodings of `subscribed`")
 	}
 	if want := string(codec.TextFrame(SubscribedJSON("m1"))); string(a.Bytes) != want {
 		t.Fatalf("subscribed frame %q, want %q", a.Bytes, want)
 	}
-	if s.Subscribed("m2") == s.Subscribed("m2") {
+	if s.SubscribedFrame("m2") == s.SubscribedFrame("m2") {
 		t.Fatal("a match without subscribers must not keep a cached frame")
 	}
 }

@@ -50,9 +50,10 @@ func (s *Shard) Subscribe(c *Conn, match string) SubResult {
 	return SubAdded
 }
 
-// Subscribed returns the `subscribed` answer for match. While the shard has subscribers
-// of match it is built once and shared by all of them, like every other frame.
-func (s *Shard) Subscribed(match string) *Frame {
+// SubscribedFrame returns the `subscribed` answer for match. While the shard has
+// subscribers of match it is built once and shared by all of them, like every other
+// frame.
+func (s *Shard) SubscribedFrame(match string) *Frame {
 	subs := s.index[match]
 	if subs == nil {
 		return ControlText(SubscribedJSON(match))
@@ -101,28 +102,12 @@ func (s *Shard) detach(c *Conn, r subRef) {
 	}
 }
 
-// dropQueued removes queued frames of match after an unsubscribe.
+// dropQueued removes queued frames of match after an unsubscribe: deltas, events and
+// resync markers; the connection's own control frames stay.
 func (s *Shard) dropQueued(c *Conn, match string) {
-	q := c.out
-	if q == nil {
-		return
+	if q := c.out; q != nil {
+		s.removeFrames(q, func(f *Frame) bool { return f.Match == match && f.Kind != KindControl })
 	}
-	q.state = s.filterMatch(q, q.state, match)
-	q.low = s.filterMatch(q, q.low, match)
-}
-
-func (s *Shard) filterMatch(q *outQueue, lane []*Frame, match string) []*Frame {
-	keep := lane[:0]
-	for _, f := range lane {
-		if f.Match == match && f.Kind != KindControl {
-			q.bytes -= len(f.Bytes)
-			s.pending.Add(-int64(len(f.Bytes)))
-			continue
-		}
-		keep = append(keep, f)
-	}
-	clear(lane[len(keep):])
-	return keep
 }
 
 // Counts adds this shard's subscriber count per match to dst.
