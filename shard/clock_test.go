@@ -3,6 +3,8 @@ package shard
 import (
 	"testing"
 	"time"
+
+	"crease/wire"
 )
 
 // testClock is a settable Options.Now.
@@ -105,7 +107,7 @@ func TestIdleAndHandshakeDeadlines(t *testing.T) {
 		}
 		clk.advance(time.Millisecond + quarter)
 		s.Sweep(nil)
-		if hs.state != StateClosing || hs.reason != ReasonHandshakeTimeout || hsFC.closes != 1 {
+		if hs.state != StateClosing || hs.reason != wire.ReasonHandshakeTimeout || hsFC.closes != 1 {
 			t.Fatalf("phase %v: handshake not closed a quarter past its deadline (state %d)", phase, hs.state)
 		}
 		clk.advance(9*time.Second - 2*time.Second - quarter - time.Millisecond)
@@ -115,7 +117,7 @@ func TestIdleAndHandshakeDeadlines(t *testing.T) {
 		}
 		clk.advance(time.Millisecond + quarter)
 		s.Sweep(nil)
-		if c.state != StateClosing || c.reason != ReasonIdle {
+		if c.state != StateClosing || c.reason != wire.ReasonIdle {
 			t.Fatalf("phase %v: not closed a quarter after 3 heartbeats (state %d)", phase, c.state)
 		}
 		if m := fc.frames(t, false); len(m) == 0 || m[len(m)-1].Code != 4000 {

@@ -4,6 +4,7 @@ import (
 	"github.com/panjf2000/gnet/v2"
 
 	"crease/codec"
+	"crease/wire"
 )
 
 // ConnState is where a connection is in its life; it only moves forward.
@@ -34,7 +35,7 @@ type Conn struct {
 	tat    uint32       // op bucket: connection clock µs (mod 2^32) of the next op at the sustained rate (oprate.go)
 	seen   uint16       // connection clock quarter seconds (mod 2^16) of the last bytes received; open time during the handshake
 	state  ConnState
-	reason CloseReason
+	reason wire.CloseReason
 }
 
 // connExt is the state only some connections need.

@@ -1,10 +1,9 @@
 package shard
 
 import (
-	"strconv"
-
 	"crease/bus"
 	"crease/codec"
+	"crease/wire"
 )
 
 // FrameKind says what a queued frame is, which decides its lane (events go to the low
@@ -54,33 +53,5 @@ func ControlRaw(b []byte) *Frame {
 }
 
 func resyncFrame(match string, reason bus.ResyncReason) *Frame {
-	b := make([]byte, 0, 48+len(match))
-	b = append(b, `{"type":"resync","match":`...)
-	b = strconv.AppendQuote(b, match)
-	b = append(b, `,"reason":"`...)
-	b = append(b, reason...)
-	b = append(b, `"}`...)
-	return &Frame{Bytes: codec.TextFrame(b), Match: match, Kind: KindResync, Prio: bus.PrioHigh}
-}
-
-// SubscribedJSON is the `subscribed` message for match.
-func SubscribedJSON(match string) []byte {
-	b := make([]byte, 0, 40+len(match))
-	b = append(b, `{"type":"subscribed","match":`...)
-	b = strconv.AppendQuote(b, match)
-	return append(b, '}')
-}
-
-// ErrorJSON is an `error` message; match is "" when the error concerns no match.
-func ErrorJSON(code, match, message string) []byte {
-	b := make([]byte, 0, 64+len(code)+len(match)+len(message))
-	b = append(b, `{"type":"error","code":`...)
-	b = strconv.AppendQuote(b, code)
-	if match != "" {
-		b = append(b, `,"match":`...)
-		b = strconv.AppendQuote(b, match)
-	}
-	b = append(b, `,"message":`...)
-	b = strconv.AppendQuote(b, message)
-	return append(b, '}')
+	return &Frame{Bytes: codec.TextFrame(wire.Resync(match, reason)), Match: match, Kind: KindResync, Prio: bus.PrioHigh}
 }

@@ -6,6 +6,7 @@ import (
 	"github.com/panjf2000/gnet/v2"
 
 	"crease/codec"
+	"crease/wire"
 )
 
 // Lifecycle: a connection from its accept (Open) through the upgrade to its close
@@ -35,7 +36,7 @@ func (s *Shard) Refuse(c *Conn) {
 	if c.state != StateHandshake {
 		return
 	}
-	c.reason = ReasonHandshakeRefused
+	c.reason = wire.ReasonHandshakeRefused
 	c.state = StateClosing
 	_ = c.gc.Close()
 }
@@ -44,7 +45,7 @@ func (s *Shard) Refuse(c *Conn) {
 // slow consumer), then the close frame, then gnet closes the socket; a slow consumer's
 // socket lingers first (Options.CloseLinger, sweepLinger). gnet writes what it holds
 // before closing, so no frame is cut in half by us.
-func (s *Shard) Close(c *Conn, reason CloseReason) {
+func (s *Shard) Close(c *Conn, reason wire.CloseReason) {
 	if c.state >= StateClosing {
 		return
 	}
@@ -53,7 +54,7 @@ func (s *Shard) Close(c *Conn, reason CloseReason) {
 	if wasOpen {
 		if q := c.out; q != nil {
 			s.dropLow(q, "")
-			if reason == ReasonSlow {
+			if reason == wire.ReasonSlow {
 				// Nothing more is written to a socket that cannot take it; the queued
 				// frames are forgotten with the connection.
 				s.pending.Add(-int64(q.bytes))
@@ -71,7 +72,7 @@ func (s *Shard) Close(c *Conn, reason CloseReason) {
 		return
 	}
 	c.state = StateClosing
-	if reason == ReasonSlow && wasOpen {
+	if reason == wire.ReasonSlow && wasOpen {
 		// The socket is full: keep it for CloseLinger so that the close frame can still
 		// reach a client that reads again (see Options.CloseLinger). It leaves its
 		// matches now, so that no fan-out reaches it meanwhile.
@@ -119,9 +120,9 @@ func (s *Shard) Closed(c *Conn) {
 	if c.state == StateClosed {
 		return
 	}
-	wasUpgraded := c.state == StateOpen || (c.state == StateClosing && c.reason != ReasonHandshakeTimeout && c.reason != ReasonHandshakeRefused)
+	wasUpgraded := c.state == StateOpen || (c.state == StateClosing && c.reason != wire.ReasonHandshakeTimeout && c.reason != wire.ReasonHandshakeRefused)
 	if c.state == StateOpen {
-		c.reason = ReasonPeer
+		c.reason = wire.ReasonPeer
 	}
 	c.state = StateClosed
 	s.leaveAll(c)
@@ -148,7 +149,7 @@ func (s *Shard) Closed(c *Conn) {
 		s.conns.Add(-1)
 		s.m.Connections.Dec()
 	}
-	if (wasUpgraded || c.reason == ReasonHandshakeTimeout) && s.hooks.Closed != nil {
+	if (wasUpgraded || c.reason == wire.ReasonHandshakeTimeout) && s.hooks.Closed != nil {
 		s.hooks.Closed(c, c.reason)
 	}
 	c.gc = nil
@@ -183,7 +184,7 @@ type drainState struct {
 
 // StartDrain sends every open connection `reconnect` with after_ms spread evenly over
 // window and schedules each close (1012) at its after_ms.
-func (s *Shard) StartDrain(window time.Duration, reconnect func(afterMS int64) *Frame) {
+func (s *Shard) StartDrain(window time.Duration) {
 	if s.drain != nil {
 		return
 	}
@@ -199,7 +200,7 @@ func (s *Shard) StartDrain(window time.Duration, reconnect func(afterMS int64) *
 	for i, c := range d.order {
 		after := window * time.Duration(i+1) / time.Duration(n+1)
 		d.due[i] = now + int64(after)
-		s.enqueue(c, reconnect(after.Milliseconds()))
+		s.enqueue(c, ControlText(wire.Reconnect(after)))
 	}
 	s.drain = d
 	s.flushDirty()
@@ -215,19 +216,19 @@ func (s *Shard) tickDrain(now int64) {
 		d.order[d.next] = nil
 		d.next++
 		if c.state == StateOpen {
-			s.Close(c, ReasonDrain)
+			s.Close(c, wire.ReasonDrain)
 		}
 	}
 }
 
 // CloseAll closes every connection at once with reason (a second signal, or shutdown).
-func (s *Shard) CloseAll(reason CloseReason) {
+func (s *Shard) CloseAll(reason wire.CloseReason) {
 	s.sweepLinger(0, true)
 	for i := len(s.all) - 1; i >= 0; i-- {
 		if i < len(s.all) {
 			c := s.all[i]
 			if c.state == StateHandshake {
-				c.reason = ReasonHandshakeRefused
+				c.reason = wire.ReasonHandshakeRefused
 				c.state = StateClosing
 				_ = c.gc.Close()
 				continue

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"crease/wire"
 )
 
 // Defaults of Options.
@@ -175,11 +177,11 @@ type Hooks struct {
 	// loses its last (off).
 	Interest func(shard int, match string, on bool)
 	// Closed is called once per upgraded connection when it ends, and for a handshake
-	// closed at its deadline (ReasonHandshakeTimeout); not for a handshake refused with
+	// closed at its deadline (wire.ReasonHandshakeTimeout); not for a handshake refused with
 	// an HTTP status, which the gateway counts as it refuses.
-	Closed func(c *Conn, reason CloseReason)
+	Closed func(c *Conn, reason wire.CloseReason)
 	// TokenExpired is called by the sweep for an open connection whose token has
 	// expired; it sends the `error` token_expired. The shard then closes c with 4001
-	// (ReasonTokenExpired) unless the hook closed it already.
+	// (wire.ReasonTokenExpired) unless the hook closed it already.
 	TokenExpired func(c *Conn)
 }

@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"crease/bus"
+	"crease/wire"
 )
 
 // Queue and budget: each connection's two outbound lanes, written in slices no larger
@@ -214,7 +215,7 @@ func (s *Shard) police(c *Conn, q *outQueue, ob int, now int64) bool {
 	blocked := time.Duration(now - q.blockedSince)
 	if blocked >= s.opts.CutLimit {
 		s.m.Cuts.Inc()
-		s.Close(c, ReasonSlow)
+		s.Close(c, wire.ReasonSlow)
 		return false
 	}
 	if total > s.opts.Budget || blocked >= s.opts.StallLimit {

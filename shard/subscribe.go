@@ -1,5 +1,7 @@
 package shard
 
+import "crease/wire"
+
 // Subscriptions: the shard's match -> Subscribers index and each connection's side of
 // it, kept consistent in O(1) per change. All of it runs on the loop.
 
@@ -56,10 +58,10 @@ func (s *Shard) Subscribe(c *Conn, match string) SubResult {
 func (s *Shard) SubscribedFrame(match string) *Frame {
 	subs := s.index[match]
 	if subs == nil {
-		return ControlText(SubscribedJSON(match))
+		return ControlText(wire.Subscribed(match))
 	}
 	if subs.subscribed == nil {
-		subs.subscribed = ControlText(SubscribedJSON(match))
+		subs.subscribed = ControlText(wire.Subscribed(match))
 	}
 	return subs.subscribed
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/redis/rueidis"
 
 	"crease/bus"
+	"crease/wire"
 )
 
 // snapCache serves GET /v1/matches/{id} without a Redis GET per request. An entry is
@@ -395,9 +396,7 @@ func (b *Bus) announceViewers(ctx context.Context, c rueidis.Client, counts map[
 			continue
 		}
 		a.total, a.quiet = total, 0
-		frame := `{"type":"event","match":"` + m + `","prio":"low","ts":` + strconv.FormatInt(now.UnixMicro(), 10) +
-			`,"kind":"viewers","viewers":` + strconv.FormatInt(total, 10) + `}`
-		if !b.q.pushMessage(m, frame) {
+		if !b.q.pushMessage(m, string(wire.Viewers(m, now.UnixMicro(), total))) {
 			b.m.dropped.WithLabelValues("overflow").Inc()
 		}
 	}
