@@ -118,10 +118,9 @@ func (s *Shard) flushDirty() {
 		return
 	}
 	now := s.now()
-	start := time.Now()
 	i := s.dirtyNext
 	for ; i < len(s.dirty); i++ {
-		if i > s.dirtyNext && (i-s.dirtyNext)&31 == 0 && time.Since(start) > s.opts.FlushSlice {
+		if i > s.dirtyNext && (i-s.dirtyNext)&31 == 0 && time.Duration(s.now()-now) > s.opts.FlushSlice {
 			break
 		}
 		c := s.dirty[i]
@@ -168,7 +167,7 @@ func (s *Shard) observeFanout() {
 	if len(s.batch) == 0 {
 		return
 	}
-	wall := time.Now().UnixMicro()
+	wall := s.opts.Now().UnixMicro()
 	for i, f := range s.batch {
 		if f.TS > 0 && wall >= f.TS {
 			s.m.Fanout.Observe(float64(wall-f.TS) / 1e6)

@@ -113,7 +113,7 @@ func (s *Shard) flush(c *Conn, now int64) {
 		ob = c.gc.OutboundBuffered()
 	}
 	if q.blockedSince == 0 {
-		q.blockedSince = now
+		q.blockedSince = max(now, 1) // 0 means not blocked; the shard clock starts at 0
 	}
 	if !s.police(c, q, ob, now) {
 		return

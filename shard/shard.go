@@ -16,7 +16,6 @@ type Shard struct {
 	opts  Options
 	hooks Hooks
 	m     *LoopMetrics
-	epoch time.Time
 
 	inbox     inbox
 	scheduled atomic.Bool
@@ -37,7 +36,7 @@ type Shard struct {
 	ticks   int64
 	drainFn gnet.RunnableFunc
 
-	connEpoch time.Time     // Options.Now at creation: the connection clock's zero (clock.go)
+	epoch     time.Time     // Options.Now at creation: the shard clock's zero (clock.go)
 	nextSweep time.Duration // connection clock of the next sweepConns
 	ops       opBucket
 
@@ -59,11 +58,10 @@ func New(idx int, loop gnet.EventLoop, opts Options, hooks Hooks, m *LoopMetrics
 		opts:  opts,
 		hooks: hooks,
 		m:     m,
-		epoch: time.Now(),
 		index: make(map[string]*Subscribers),
 
-		connEpoch: opts.Now(),
-		ops:       newOpBucket(opts.OpRate, opts.OpBurst),
+		epoch: opts.Now(),
+		ops:   newOpBucket(opts.OpRate, opts.OpBurst),
 	}
 	s.inbox.limit = int64(opts.InboxBytes)
 	s.drainFn = func(context.Context) error { s.drainInbox(); return nil }
@@ -85,8 +83,6 @@ func (s *Shard) Lag() time.Duration { return time.Duration(s.lag.Load()) }
 
 // PendingBytes returns the bytes queued in this shard's lanes (any goroutine).
 func (s *Shard) PendingBytes() int64 { return s.pending.Load() }
-
-func (s *Shard) now() int64 { return int64(time.Since(s.epoch)) }
 
 func (s *Shard) noteLag(d int64) { s.lag.Store(d) }
 
