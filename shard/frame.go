@@ -25,6 +25,8 @@ type Frame struct {
 	TS    int64 // publish time, Unix µs (bus frames)
 	Kind  uint8
 	Prio  bus.Prio
+	// Reason is a resync marker's reason.
+	Reason bus.ResyncReason
 }
 
 // NewBusFrame encodes a validated bus message once.
@@ -56,7 +58,7 @@ func resyncFrame(match string, reason bus.ResyncReason) *Frame {
 	b = append(b, `,"reason":"`...)
 	b = append(b, reason...)
 	b = append(b, `"}`...)
-	return &Frame{Bytes: codec.TextFrame(b), Match: match, Kind: KindResync, Prio: bus.PrioHigh}
+	return &Frame{Bytes: codec.TextFrame(b), Match: match, Kind: KindResync, Prio: bus.PrioHigh, Reason: reason}
 }
 
 // SubscribedJSON is the `subscribed` message for match.

@@ -644,6 +644,25 @@ func contains(list []string, s string) bool {
 	return false
 }
 
+// upgradeResync turns the queued resync of match into one with reason epoch; false when
+// it says epoch already.
+func (s *Shard) upgradeResync(q *outQueue, match string) bool {
+	for i, f := range q.state {
+		if f.Kind == KindResync && f.Match == match {
+			if f.Reason == bus.ReasonEpoch {
+				return false
+			}
+			nf := resyncFrame(match, bus.ReasonEpoch)
+			d := len(nf.Bytes) - len(f.Bytes)
+			q.bytes += d
+			s.pending.Add(int64(d))
+			q.state[i] = nf
+			return true
+		}
+	}
+	return false
+}
+
 func hasResync(lane []*Frame, match string) bool {
 	for _, f := range lane {
 		if f.Kind == KindResync && f.Match == match {
@@ -842,6 +861,13 @@ func (s *Shard) lostMatch(match string, reason bus.ResyncReason) {
 		if !hasResync(q.state, match) {
 			s.enqueue(c, resyncFrame(match, reason))
 			s.m.resync(reason)
+		} else if reason == bus.ReasonEpoch && s.upgradeResync(q, match) {
+			// A delta of a new epoch may follow only a resync that says so (rule 1).
+			s.m.resync(reason)
+			if !q.dirty {
+				q.dirty = true
+				s.dirty = append(s.dirty, c)
+			}
 		} else if !q.dirty {
 			q.dirty = true
 			s.dirty = append(s.dirty, c)
