@@ -3,6 +3,8 @@ package client
 import (
 	"encoding/json"
 	"time"
+
+	"crease/wire"
 )
 
 // Phase is the coarse state of a Client.
@@ -89,15 +91,15 @@ type ServerError struct {
 	Match   string // the match concerned, "" when none
 }
 
-// The `error` codes of PROTOCOL.md.
+// The `error` codes of PROTOCOL.md (crease/wire defines them).
 const (
-	CodeBadRequest           = "bad_request"
-	CodeUnknownOp            = "unknown_op"
-	CodeTooManySubscriptions = "too_many_subscriptions"
-	CodeForbidden            = "forbidden"
-	CodeRateLimited          = "rate_limited"
-	CodeTokenExpired         = "token_expired"
-	CodeUnauthorized         = "unauthorized" // an `auth` token was refused; the one held stays until it expires
+	CodeBadRequest           = string(wire.CodeBadRequest)
+	CodeUnknownOp            = string(wire.CodeUnknownOp)
+	CodeTooManySubscriptions = string(wire.CodeTooManySubscriptions)
+	CodeForbidden            = string(wire.CodeForbidden)
+	CodeRateLimited          = string(wire.CodeRateLimited)
+	CodeTokenExpired         = string(wire.CodeTokenExpired)
+	CodeUnauthorized         = string(wire.CodeUnauthorized) // an `auth` token was refused; the one held stays until it expires
 )
 
 func (e *ServerError) Error() string {

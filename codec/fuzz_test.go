@@ -81,7 +81,7 @@ func FuzzUpgrade(f *testing.F) {
 // checkUpgrade runs in through Upgrade and checks everything its answer promises.
 func checkUpgrade(t *testing.T, in []byte) {
 	t.Helper()
-	u := &Upgrader{}
+	u := &Upgrader{ValidMatch: bus.ValidMatchID}
 	orig := bytes.Clone(in)
 	n, resp, req, err := u.Upgrade(in, nil)
 	if n < 0 || n > len(in) {

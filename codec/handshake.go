@@ -12,8 +12,6 @@ import (
 
 	"github.com/gobwas/httphead"
 	"github.com/gobwas/ws"
-
-	"crease/bus"
 )
 
 const (
@@ -34,7 +32,7 @@ var ErrIncomplete = errors.New("codec: incomplete")
 // Request is what the gateway needs from a WebSocket handshake.
 type Request struct {
 	Path      string   // the request path, e.g. "/ws"
-	Matches   []string // from ?match=a,b (repeatable); each passed bus.ValidMatchID, duplicates removed
+	Matches   []string // from ?match=a,b (repeatable): each passed Upgrader.ValidMatch, duplicates removed
 	Token     string   // ?token=, "" if absent
 	Origin    string   // Origin header, "" if absent
 	Host      string   // Host header
@@ -78,6 +76,12 @@ type Upgrader struct {
 	// PlainBody is the body of the 426 answer to a plain HTTP request (one without
 	// "Upgrade: websocket", such as curl's). "" -> a line naming the WebSocket path.
 	PlainBody string
+
+	// ValidMatch reports whether an id listed in ?match= is one; a handshake naming
+	// another is refused with 400. nil accepts any non-empty id. What a match id is
+	// belongs to the application (the gateway passes bus.ValidMatchID), not to
+	// WebSocket.
+	ValidMatch func(id string) bool
 
 	// Check runs after the handshake is parsed and found valid, and before the 101 is
 	// produced; origin, token and admission checks live here. Returning an *HTTPError
@@ -230,7 +234,7 @@ func (u *Upgrader) accept(rawURI string, key []byte, req *Request) *HTTPError {
 			continue
 		}
 		for id := range strings.SplitSeq(v, ",") {
-			if !bus.ValidMatchID(id) {
+			if id == "" || (u.ValidMatch != nil && !u.ValidMatch(id)) {
 				return malformed("bad match id " + strconv.Quote(truncate(id, 70)))
 			}
 			if !contains(req.Matches, id) {

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 
+	"crease/bus"
 	"crease/codec"
 )
 
@@ -174,7 +175,7 @@ func TestUpgradeMatches(t *testing.T) {
 		{"?match=%zz", nil, 400},
 		{"?match=a;b", nil, 400},
 	} {
-		u := &codec.Upgrader{}
+		u := &codec.Upgrader{ValidMatch: bus.ValidMatchID}
 		_, resp, req, err := u.Upgrade([]byte(handshake("/ws"+tc.query)), nil)
 		if tc.status == 0 {
 			if err != nil || !slices.Equal(req.Matches, tc.want) {
@@ -190,6 +191,20 @@ func TestUpgradeMatches(t *testing.T) {
 		if r, _ := parseResponse(t, resp); r.StatusCode != tc.status {
 			t.Errorf("%q: response status %d", tc.query, r.StatusCode)
 		}
+	}
+}
+
+// What a match id is, is the application's: without ValidMatch any non-empty id of the
+// list passes, and an empty one never does.
+func TestUpgradeMatchesWithoutValidator(t *testing.T) {
+	u := &codec.Upgrader{}
+	_, _, req, err := u.Upgrade([]byte(handshake("/ws?match=bad!,a%20b")), nil)
+	if err != nil || !slices.Equal(req.Matches, []string{"bad!", "a b"}) {
+		t.Fatalf("err %v, matches %q", err, req.Matches)
+	}
+	var he *codec.HTTPError
+	if _, _, _, err := u.Upgrade([]byte(handshake("/ws?match=a,,b")), nil); !errors.As(err, &he) || he.Status != 400 {
+		t.Fatalf("an empty id: err %v, want 400", err)
 	}
 }
 

@@ -52,7 +52,8 @@ type Event struct {
 	Code    uint16 // for EventClose: the status code the client sent, 1005 if none
 }
 
-// Close status codes that crease sends or checks (RFC 6455 7.4.1).
+// Close status codes of RFC 6455 (7.4.1) that crease sends or checks; the gateway's own
+// (4000 and up) are crease/wire's.
 const (
 	CloseNormal        uint16 = 1000
 	CloseGoingAway     uint16 = 1001
@@ -62,9 +63,6 @@ const (
 	ClosePolicy        uint16 = 1008
 	CloseTooBig        uint16 = 1009
 	CloseRestart       uint16 = 1012
-	CloseIdle          uint16 = 4000 // PROTOCOL.md: nothing arrived for 3 heartbeats
-	CloseTokenExpired  uint16 = 4001 // PROTOCOL.md: the token expired and no auth op replaced it
-	CloseSlowConsumer  uint16 = 4008 // PROTOCOL.md: the connection could not keep up
 )
 
 // CloseError is a protocol violation by the client. The caller sends

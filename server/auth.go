@@ -11,6 +11,7 @@ import (
 
 	"crease/codec"
 	"crease/shard"
+	"crease/wire"
 )
 
 // checkHandshake is the Upgrader's Check: drain, origin and token. It runs on a loop.
@@ -141,19 +142,19 @@ func (s *Server) handleAuth(sh *shard.Shard, c *shard.Conn, tok string) {
 	}
 	claims, err := s.parseToken(tok)
 	if err != nil {
-		s.sendError(sh, c, codeUnauthorized, "", "token refused ("+err.Error()+"); the current token stays until it expires")
+		s.sendError(sh, c, wire.CodeUnauthorized, "", "token refused ("+err.Error()+"); the current token stays until it expires")
 		return
 	}
 	c.SetToken(claims.Matches, claims.ExpiresAt.Time)
 	for _, m := range c.Matches() {
 		if !claims.allows(m) {
 			sh.Unsubscribe(c, m)
-			s.sendError(sh, c, codeForbidden, m, "the new token does not allow match "+m+"; unsubscribed")
+			s.sendError(sh, c, wire.CodeForbidden, m, "the new token does not allow match "+m+"; unsubscribed")
 		}
 	}
 }
 
 // tokenExpired is the shard's TokenExpired hook: the `error` before the 4001 close.
 func (s *Server) tokenExpired(c *shard.Conn) {
-	s.sendError(s.shardFor(c.Net().EventLoop()), c, codeTokenExpired, "", "the token expired; reconnect with a new one")
+	s.sendError(s.shardFor(c.Net().EventLoop()), c, wire.CodeTokenExpired, "", "the token expired; reconnect with a new one")
 }

@@ -228,8 +228,8 @@ func TestJWTMatchesClaim(t *testing.T) {
 	if got := metricValues(t, s, "crease_client_errors_total")[`code="forbidden"`]; got != 5 {
 		t.Errorf("client_errors{forbidden} = %v, want 5", got)
 	}
-	if got := metricValues(t, s, "crease_disconnects_total")[`reason="policy"`]; got != 0 {
-		t.Errorf("disconnects{policy} = %v, want 0: nothing is closed for a forbidden match", got)
+	if got := metricValues(t, s, "crease_disconnects_total")[`reason="op_flood"`]; got != 0 {
+		t.Errorf("disconnects{op_flood} = %v, want 0: nothing is closed for a forbidden match", got)
 	}
 }
 

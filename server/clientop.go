@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"crease/bus"
+	"crease/wire"
 )
 
 // clientOp is one decoded client message (PROTOCOL.md "Messages, client to server").
@@ -15,33 +16,27 @@ type clientOp struct {
 	Token string // for auth: non-empty, not yet verified
 }
 
-// Error codes of PROTOCOL.md that parseOp answers with.
-const (
-	codeBadRequest = "bad_request"
-	codeUnknownOp  = "unknown_op"
-)
-
 // parseOp decodes one client message. It returns the op, or the `error` code and a
 // message that says exactly what is wrong, in the client's terms. Keys are exact (as
 // in bus.Parse): "Op" is not "op". Unknown fields are ignored, so that a newer client's
 // additions reach an older gateway harmlessly. It is pure, for FuzzClientOp.
-func parseOp(payload []byte) (op clientOp, code, message string) {
+func parseOp(payload []byte) (op clientOp, code wire.ErrorCode, message string) {
 	if !json.Valid(payload) {
-		return op, codeBadRequest, "message is not valid JSON"
+		return op, wire.CodeBadRequest, "message is not valid JSON"
 	}
 	if kind := jsonKind(payload); kind != "an object" {
-		return op, codeBadRequest, "message must be a JSON object, not " + kind
+		return op, wire.CodeBadRequest, "message must be a JSON object, not " + kind
 	}
 	var fields map[string]json.RawMessage
 	if err := json.Unmarshal(payload, &fields); err != nil {
-		return op, codeBadRequest, "message is not a JSON object" // unreachable after the checks above
+		return op, wire.CodeBadRequest, "message is not a JSON object" // unreachable after the checks above
 	}
 	raw, ok := fields["op"]
 	if !ok {
-		return op, codeBadRequest, `missing "op"`
+		return op, wire.CodeBadRequest, `missing "op"`
 	}
 	if json.Unmarshal(raw, &op.Op) != nil || jsonKind(raw) != "a string" {
-		return clientOp{}, codeBadRequest, `"op" must be a string, not ` + jsonKind(raw)
+		return clientOp{}, wire.CodeBadRequest, `"op" must be a string, not ` + jsonKind(raw)
 	}
 	switch op.Op {
 	case "subscribe", "unsubscribe":
@@ -50,7 +45,7 @@ func parseOp(payload []byte) (op clientOp, code, message string) {
 			return clientOp{}, code, message
 		}
 		if !bus.ValidMatchID(m) {
-			return clientOp{}, codeBadRequest, `"match" must be 1 to 64 characters of A-Z a-z 0-9 _ -`
+			return clientOp{}, wire.CodeBadRequest, `"match" must be 1 to 64 characters of A-Z a-z 0-9 _ -`
 		}
 		op.Match = m
 	case "auth":
@@ -59,26 +54,26 @@ func parseOp(payload []byte) (op clientOp, code, message string) {
 			return clientOp{}, code, message
 		}
 		if tok == "" {
-			return clientOp{}, codeBadRequest, `"token" must not be empty`
+			return clientOp{}, wire.CodeBadRequest, `"token" must not be empty`
 		}
 		op.Token = tok
 	case "":
-		return clientOp{}, codeBadRequest, `"op" must not be empty`
+		return clientOp{}, wire.CodeBadRequest, `"op" must not be empty`
 	default:
-		return clientOp{}, codeUnknownOp, fmt.Sprintf("unknown op %.40q; the ops are subscribe, unsubscribe and auth", op.Op)
+		return clientOp{}, wire.CodeUnknownOp, fmt.Sprintf("unknown op %.40q; the ops are subscribe, unsubscribe and auth", op.Op)
 	}
 	return op, "", ""
 }
 
 // stringField returns the string field name of fields, or the refusal for a missing or
 // non-string one.
-func stringField(fields map[string]json.RawMessage, name string) (v, code, message string) {
+func stringField(fields map[string]json.RawMessage, name string) (v string, code wire.ErrorCode, message string) {
 	raw, ok := fields[name]
 	if !ok {
-		return "", codeBadRequest, `missing "` + name + `"`
+		return "", wire.CodeBadRequest, `missing "` + name + `"`
 	}
 	if jsonKind(raw) != "a string" || json.Unmarshal(raw, &v) != nil {
-		return "", codeBadRequest, `"` + name + `" must be a string, not ` + jsonKind(raw)
+		return "", wire.CodeBadRequest, `"` + name + `" must be a string, not ` + jsonKind(raw)
 	}
 	return v, "", ""
 }

@@ -5,12 +5,12 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
-	"time"
 
 	"github.com/panjf2000/gnet/v2"
 
 	"crease/codec"
 	"crease/shard"
+	"crease/wire"
 )
 
 // handler implements gnet.EventHandler. Every method runs on an event loop and must not
@@ -137,16 +137,6 @@ func handshakeResult(status int) string {
 	return "error_" + strconv.Itoa(status)
 }
 
-func (s *Server) helloJSON() []byte {
-	b := make([]byte, 0, 64+len(s.opts.Node))
-	b = append(b, `{"type":"hello","node":`...)
-	b = strconv.AppendQuote(b, s.opts.Node)
-	b = append(b, `,"heartbeat_s":`...)
-	// A whole number of seconds: shard.Options refuses any other heartbeat.
-	b = strconv.AppendInt(b, int64(s.opts.Shard.Heartbeat/time.Second), 10)
-	return append(b, '}')
-}
-
 // readFrames consumes every complete client frame.
 func (s *Server) readFrames(sh *shard.Shard, c *shard.Conn) {
 	gc := c.Net()
@@ -158,9 +148,9 @@ func (s *Server) readFrames(sh *shard.Shard, c *shard.Conn) {
 			var ce *codec.CloseError
 			if errors.As(err, &ce) {
 				s.log.Debug("client protocol error", "code", ce.Code, "reason", ce.Reason)
-				sh.Close(c, shard.ReasonForCode(ce.Code))
+				sh.Close(c, wire.ReasonForCode(ce.Code))
 			} else {
-				sh.Close(c, shard.ReasonProtocol)
+				sh.Close(c, wire.ReasonProtocol)
 			}
 			break
 		}
@@ -172,11 +162,11 @@ func (s *Server) readFrames(sh *shard.Shard, c *shard.Conn) {
 		case codec.EventText:
 			s.handleOp(sh, c, ev.Payload)
 		case codec.EventBinary:
-			s.sendError(sh, c, codeBadRequest, "", "binary messages are not accepted; send JSON text")
+			s.sendError(sh, c, wire.CodeBadRequest, "", "binary messages are not accepted; send JSON text")
 		case codec.EventPing:
 			sh.Send(c, shard.ControlRaw(codec.PongFrame(ev.Payload)))
 		case codec.EventClose:
-			sh.Close(c, shard.ReasonNormal)
+			sh.Close(c, wire.ReasonNormal)
 		}
 	}
 	// After a close the loop discards whatever is left; otherwise only what was parsed.
@@ -191,15 +181,6 @@ func (s *Server) readFrames(sh *shard.Shard, c *shard.Conn) {
 	}
 }
 
-// Error codes of PROTOCOL.md sent besides parseOp's.
-const (
-	codeTooManySubs  = "too_many_subscriptions"
-	codeForbidden    = "forbidden"
-	codeRateLimited  = "rate_limited"
-	codeUnauthorized = "unauthorized"
-	codeTokenExpired = "token_expired"
-)
-
 // handleOp answers one client message. The op bucket is spent before anything else,
 // bad messages included; the op is parsed first only so that `rate_limited` can name
 // its match.
@@ -207,11 +188,11 @@ func (s *Server) handleOp(sh *shard.Shard, c *shard.Conn, payload []byte) {
 	op, code, message := parseOp(payload)
 	switch sh.AllowOp(c) {
 	case shard.OpRefused:
-		s.sendError(sh, c, codeRateLimited, op.Match, "over "+s.opRateText()+"; slow down")
+		s.sendError(sh, c, wire.CodeRateLimited, op.Match, "over "+s.opRateText()+"; slow down")
 		return
 	case shard.OpFlood:
 		s.log.Debug("client op flood", "loop", sh.Index())
-		sh.Close(c, shard.ReasonOpFlood)
+		sh.Close(c, wire.ReasonOpFlood)
 		return
 	}
 	if code != "" {
@@ -236,22 +217,22 @@ func (s *Server) opRateText() string {
 
 func (s *Server) subscribe(sh *shard.Shard, c *shard.Conn, match string) {
 	if !c.Allowed(match) {
-		s.sendError(sh, c, codeForbidden, match, "the token does not allow match "+match)
+		s.sendError(sh, c, wire.CodeForbidden, match, "the token does not allow match "+match)
 		return
 	}
 	switch sh.Subscribe(c, match) {
 	case shard.SubTooMany:
-		s.sendError(sh, c, codeTooManySubs, match,
+		s.sendError(sh, c, wire.CodeTooManySubscriptions, match,
 			"at most "+strconv.Itoa(s.opts.Shard.MaxSubscriptions)+" subscriptions per connection")
 	default:
-		sh.Send(c, sh.Subscribed(match))
+		sh.Send(c, sh.SubscribedFrame(match))
 	}
 }
 
 // sendError answers a refused request with `error`; match is "" when none is concerned.
-func (s *Server) sendError(sh *shard.Shard, c *shard.Conn, code, match, msg string) {
-	s.m.clientErrors.WithLabelValues(code).Inc()
-	sh.Send(c, shard.ControlText(shard.ErrorJSON(code, match, msg)))
+func (s *Server) sendError(sh *shard.Shard, c *shard.Conn, code wire.ErrorCode, match, msg string) {
+	s.m.clientErrors.WithLabelValues(string(code)).Inc()
+	sh.Send(c, shard.ControlText(wire.Error(code, match, msg)))
 }
 
 // gnetLogger routes gnet's logs to slog.

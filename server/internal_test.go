@@ -7,7 +7,7 @@ import (
 	"unicode/utf8"
 
 	"crease/bus"
-	"crease/shard"
+	"crease/wire"
 )
 
 // Each refusal says what is wrong in the client's terms (issue 13: `{"op":1}` used to be
@@ -36,7 +36,7 @@ func TestParseOpMessages(t *testing.T) {
 		{`{"op":"dance","match":"m1"}`, "unknown_op", `unknown op "dance"; the ops are subscribe, unsubscribe and auth`},
 	} {
 		op, code, message := parseOp([]byte(tc.in))
-		if code != tc.code || message != tc.message || op != (clientOp{}) {
+		if string(code) != tc.code || message != tc.message || op != (clientOp{}) {
 			t.Errorf("%s: %q %q %+v, want %q %q", tc.in, code, message, op, tc.code, tc.message)
 		}
 	}
@@ -117,9 +117,9 @@ func FuzzClientOp(f *testing.F) {
 			if message == "" || len(message) > 512 || !utf8.ValidString(message) {
 				t.Fatalf("message %q", message)
 			}
-			frame := shard.ErrorJSON(code, "m1", message)
+			frame := wire.Error(code, "m1", message)
 			var e struct{ Type, Code, Match, Message string }
-			if err := json.Unmarshal(frame, &e); err != nil || e.Type != "error" || e.Code != code || e.Match != "m1" || e.Message != message {
+			if err := json.Unmarshal(frame, &e); err != nil || e.Type != "error" || e.Code != string(code) || e.Match != "m1" || e.Message != message {
 				t.Fatalf("error frame %s: %v %+v", frame, err, e)
 			}
 		default:

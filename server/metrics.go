@@ -8,6 +8,7 @@ import (
 
 	"crease/bus"
 	"crease/shard"
+	"crease/wire"
 )
 
 // metrics are every collector of a gateway, registered on the Registerer given in.
@@ -94,7 +95,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			return nil, err
 		}
 	}
-	for _, r := range shard.CloseReasons() {
+	for _, r := range wire.CloseReasons() {
 		m.disconnects.WithLabelValues(r.String())
 	}
 	for _, k := range []string{"delta", "event"} {

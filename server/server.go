@@ -16,8 +16,10 @@ import (
 	"github.com/panjf2000/gnet/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"crease/bus"
 	"crease/codec"
 	"crease/shard"
+	"crease/wire"
 )
 
 // Server is one gateway.
@@ -88,9 +90,9 @@ func New(opts Options) (*Server, error) {
 	if s.m, err = newMetrics(reg); err != nil {
 		return nil, fmt.Errorf("server: registering metrics: %w", err)
 	}
-	s.upgrader = codec.Upgrader{Path: DefaultWSPath, Check: s.checkHandshake,
+	s.upgrader = codec.Upgrader{Path: DefaultWSPath, ValidMatch: bus.ValidMatchID, Check: s.checkHandshake,
 		PlainBody: "crease: WebSocket endpoint is " + DefaultWSPath + "; snapshots, metrics and the page are on the HTTP listener\n"}
-	s.hello = shard.ControlText(s.helloJSON())
+	s.hello = shard.ControlText(wire.Hello(o.Node, o.Shard.Heartbeat))
 	s.dispatch = newDispatcher(s)
 	s.admit = newAdmission(o.HandshakeRate, o.HandshakeBurst)
 	return s, nil
@@ -200,7 +202,7 @@ func (s *Server) Conns() int64 {
 	return n
 }
 
-func (s *Server) connClosed(_ *shard.Conn, reason shard.CloseReason) {
+func (s *Server) connClosed(_ *shard.Conn, reason wire.CloseReason) {
 	s.m.disconnects.WithLabelValues(reason.String()).Inc()
 }
 
@@ -277,7 +279,7 @@ func (s *Server) Drain(ctx context.Context) {
 		s.httpLn.Close()
 	}
 	s.eachShard(func(sh *shard.Shard) {
-		onLoop(sh, func() { sh.StartDrain(window, reconnectFrame) })
+		onLoop(sh, func() { sh.StartDrain(window) })
 	})
 	deadline := time.NewTimer(window + s.opts.DrainGrace)
 	defer deadline.Stop()
@@ -298,13 +300,6 @@ func (s *Server) Drain(ctx context.Context) {
 	s.Shutdown()
 }
 
-func reconnectFrame(afterMS int64) *shard.Frame {
-	b := make([]byte, 0, 40)
-	b = append(b, `{"type":"reconnect","after_ms":`...)
-	b = fmt.Appendf(b, "%d}", afterMS)
-	return shard.ControlText(b)
-}
-
 // Shutdown closes every connection at once (1001), stops the loops, the bus and the
 // listeners. It is what a second signal does during a drain.
 func (s *Server) Shutdown() {
@@ -317,7 +312,7 @@ func (s *Server) Shutdown() {
 		var wg sync.WaitGroup
 		s.eachShard(func(sh *shard.Shard) {
 			wg.Add(1)
-			onLoop(sh, func() { defer wg.Done(); sh.CloseAll(shard.ReasonShutdown) })
+			onLoop(sh, func() { defer wg.Done(); sh.CloseAll(wire.ReasonShutdown) })
 		})
 		waitTimeout(&wg, 2*time.Second)
 		// Give gnet a moment to run the queued closes, which write the close frames.

@@ -3,6 +3,8 @@ package shard
 import (
 	"testing"
 	"time"
+
+	"crease/wire"
 )
 
 // testClock is a settable Options.Now.
@@ -105,7 +107,7 @@ func TestIdleAndHandshakeDeadlines(t *testing.T) {
 		}
 		clk.advance(time.Millisecond + quarter)
 		s.Sweep(nil)
-		if hs.state != StateClosing || hs.reason != ReasonHandshakeTimeout || hsFC.closes != 1 {
+		if hs.state != StateClosing || hs.reason != wire.ReasonHandshakeTimeout || hsFC.closes != 1 {
 			t.Fatalf("phase %v: handshake not closed a quarter past its deadline (state %d)", phase, hs.state)
 		}
 		clk.advance(9*time.Second - 2*time.Second - quarter - time.Millisecond)
@@ -115,11 +117,66 @@ func TestIdleAndHandshakeDeadlines(t *testing.T) {
 		}
 		clk.advance(time.Millisecond + quarter)
 		s.Sweep(nil)
-		if c.state != StateClosing || c.reason != ReasonIdle {
+		if c.state != StateClosing || c.reason != wire.ReasonIdle {
 			t.Fatalf("phase %v: not closed a quarter after 3 heartbeats (state %d)", phase, c.state)
 		}
 		if m := fc.frames(t, false); len(m) == 0 || m[len(m)-1].Code != 4000 {
 			t.Fatalf("phase %v: frames %+v, want a 4000 close last", phase, m)
 		}
+	}
+}
+
+// The loop's own timing runs on Options.Now too: a stalled socket is shed, cut and reset
+// by Tick as the clock passes StallLimit, CutLimit and CloseLinger, and a drain closes
+// each connection when the clock reaches its after_ms, with no real time passing.
+func TestTickPolicesAndDrainsOnTheShardClock(t *testing.T) {
+	clk := &testClock{t: time.Unix(1_700_000_000, 0)}
+	s := newTestShard(t, Options{Budget: 1 << 20, StallLimit: 5 * time.Second, CutLimit: 30 * time.Second,
+		CloseLinger: 5 * time.Second, Heartbeat: time.Hour, Now: clk.now})
+	c, fc := blockedConn(t, s, "m")
+	clk.advance(time.Second)
+	postAll(s, deltaFrame(t, "m", 1, "high"))
+	clk.advance(5*time.Second - time.Millisecond)
+	s.Tick(nil)
+	if countKind(c.out.state, KindResync) != 0 {
+		t.Fatal("shed before the stall limit")
+	}
+	clk.advance(time.Millisecond)
+	s.Tick(nil)
+	if countKind(c.out.state, KindResync) != 1 || countKind(c.out.state, KindDelta) != 0 {
+		t.Fatal("not shed at the stall limit")
+	}
+	clk.advance(25 * time.Second)
+	s.Tick(nil)
+	if c.State() != StateClosing || c.reason != wire.ReasonSlow || fc.closes != 0 {
+		t.Fatalf("state %d, reason %v, closes %d: not cut at the cut limit", c.State(), c.reason, fc.closes)
+	}
+	clk.advance(5 * time.Second)
+	s.Tick(nil)
+	if fc.closes != 1 || fc.linger == nil || *fc.linger != 0 {
+		t.Fatalf("closes %d, linger %v: not reset when the linger ended", fc.closes, fc.linger)
+	}
+
+	d := newTestShard(t, Options{Heartbeat: time.Hour, Now: clk.now})
+	a, afc := openConn(d, -1)
+	b, _ := openConn(d, -1)
+	d.StartDrain(3 * time.Second) // after_ms 1000 and 2000
+	if m := afc.frames(t, false); len(m) != 1 || m[0].Type != "reconnect" {
+		t.Fatalf("frames %+v, want one reconnect", m)
+	}
+	clk.advance(time.Second - time.Millisecond)
+	d.Tick(nil)
+	if a.State() != StateOpen {
+		t.Fatal("closed before its after_ms")
+	}
+	clk.advance(time.Millisecond)
+	d.Tick(nil)
+	if a.State() != StateClosing || a.reason != wire.ReasonDrain || b.State() != StateOpen {
+		t.Fatalf("at 1 s: states %d %d, want the first closed (drain) and the second open", a.State(), b.State())
+	}
+	clk.advance(time.Second)
+	d.Tick(nil)
+	if b.State() != StateClosing {
+		t.Fatal("second connection not closed at its after_ms")
 	}
 }

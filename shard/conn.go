@@ -4,14 +4,18 @@ import (
 	"github.com/panjf2000/gnet/v2"
 
 	"crease/codec"
+	"crease/wire"
 )
+
+// ConnState is where a connection is in its life; it only moves forward.
+type ConnState uint8
 
 // Connection states.
 const (
-	StateHandshake uint8 = iota // waiting for the HTTP upgrade
-	StateOpen                   // upgraded: frames flow
-	StateClosing                // a close was decided; nothing more is written
-	StateClosed                 // gnet closed it; the value is dead
+	StateHandshake ConnState = iota // waiting for the HTTP upgrade
+	StateOpen                       // upgraded: frames flow
+	StateClosing                    // a close was decided; nothing more is written
+	StateClosed                     // gnet closed it; the value is dead
 )
 
 // Conn is the gateway's state for one connection. It is kept to 64 bytes on purpose: at
@@ -30,8 +34,8 @@ type Conn struct {
 	pos0   int32        // index of c in sub0.conns
 	tat    uint32       // op bucket: connection clock µs (mod 2^32) of the next op at the sustained rate (oprate.go)
 	seen   uint16       // connection clock quarter seconds (mod 2^16) of the last bytes received; open time during the handshake
-	state  uint8
-	reason CloseReason
+	state  ConnState
+	reason wire.CloseReason
 }
 
 // connExt is the state only some connections need.
@@ -45,7 +49,7 @@ type connExt struct {
 func (e *connExt) empty() bool { return e.more == nil && e.allow == nil && e.exp == 0 }
 
 // State returns the connection state.
-func (c *Conn) State() uint8 { return c.state }
+func (c *Conn) State() ConnState { return c.state }
 
 // Net returns the gnet connection. It must not be used once State is StateClosed.
 func (c *Conn) Net() gnet.Conn { return c.gc }
@@ -174,41 +178,4 @@ func (c *Conn) eachSub(fn func(subRef)) {
 			fn(r)
 		}
 	}
-}
-
-// outQueue is what is queued for one connection beyond what gnet holds: references to
-// shared frames in two lanes. The state lane (deltas, resync markers, control frames) is
-// always written before the low lane (events), so a high delta never waits behind
-// commentary.
-type outQueue struct {
-	state        []*Frame
-	low          []*Frame
-	bytes        int   // bytes in both lanes
-	blockedSince int64 // shard clock ns when the socket was first found full; 0 if not
-	listed       bool  // on Shard.blocked
-	dirty        bool  // on Shard.dirty
-}
-
-func (q *outQueue) reset() {
-	clear(q.state)
-	clear(q.low)
-	q.state = q.state[:0]
-	q.low = q.low[:0]
-	q.bytes = 0
-	q.blockedSince = 0
-	q.listed = false
-	q.dirty = false
-}
-
-// Subscribers is the set of a shard's connections subscribed to one match. Removal is
-// O(1): each connection remembers its position here.
-type Subscribers struct {
-	match      string
-	conns      []*Conn
-	subscribed *Frame // the match's `subscribed` answer, built on first use
-}
-
-type subRef struct {
-	s   *Subscribers
-	pos int32
 }

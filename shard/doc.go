@@ -3,6 +3,14 @@
 // connection's outbound queue (two lanes over shared pre-encoded frames, bounded by an
 // OutboundBudget) and the loop's inbox of bus messages.
 //
+// One file, one idea: shard.go the loop's state; options.go its configuration and the
+// hooks back into the gateway; lifecycle.go a connection from Open to Closed, the
+// periodic Tick, the drain; subscribe.go the index; fanout.go the bus side (Post,
+// PostLost, the inbox drain) and the flushes; queue.go the lanes and the budget's
+// policy; sweep.go, clock.go, oprate.go and token.go the once-a-second sweep on the
+// connection clock and what it enforces. The JSON of the frames it makes (subscribed,
+// resync, reconnect) and the close reasons are crease/wire's.
+//
 // Concurrency: everything in a Shard runs on its event loop's goroutine, except Post,
 // PostLost and the atomic lag/queue figures, which any goroutine may call. Nothing here
 // may block: the loop also serves every read and write of its connections. Writes never

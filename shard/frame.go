@@ -1,19 +1,22 @@
 package shard
 
 import (
-	"strconv"
-
 	"crease/bus"
 	"crease/codec"
+	"crease/wire"
 )
 
-// Kind of a queued frame. The first two are bus kinds; the others are frames the gateway
-// makes for one connection.
+// FrameKind says what a queued frame is, which decides its lane (events go to the low
+// lane, everything else to the state lane) and what the OutboundBudget may do to it.
+type FrameKind uint8
+
+// Frame kinds. The first two are the bus kinds; the others are frames the gateway makes
+// for one connection.
 const (
-	KindDelta   = uint8(bus.KindDelta)
-	KindEvent   = uint8(bus.KindEvent)
-	KindControl = uint8(10) // hello, subscribed, error, pong, ping, reconnect
-	KindResync  = uint8(11) // a resync marker standing in for dropped deltas of Match
+	KindDelta             = FrameKind(bus.KindDelta)
+	KindEvent             = FrameKind(bus.KindEvent)
+	KindControl FrameKind = 10 // hello, subscribed, error, pong, ping, reconnect
+	KindResync  FrameKind = 11 // a resync marker standing in for dropped deltas of Match
 )
 
 // Frame is one pre-encoded server frame. Bus frames are encoded once per gateway and
@@ -23,7 +26,7 @@ type Frame struct {
 	Match string
 	Seq   uint64
 	TS    int64 // publish time, Unix µs (bus frames)
-	Kind  uint8
+	Kind  FrameKind
 	Prio  bus.Prio
 	// Reason is a resync marker's reason.
 	Reason bus.ResyncReason
@@ -36,7 +39,7 @@ func NewBusFrame(m bus.Message) *Frame {
 		Match: m.Match,
 		Seq:   m.Seq,
 		TS:    m.TS,
-		Kind:  uint8(m.Kind),
+		Kind:  FrameKind(m.Kind),
 		Prio:  m.Prio,
 	}
 }
@@ -52,33 +55,5 @@ func ControlRaw(b []byte) *Frame {
 }
 
 func resyncFrame(match string, reason bus.ResyncReason) *Frame {
-	b := make([]byte, 0, 48+len(match))
-	b = append(b, `{"type":"resync","match":`...)
-	b = strconv.AppendQuote(b, match)
-	b = append(b, `,"reason":"`...)
-	b = append(b, reason...)
-	b = append(b, `"}`...)
-	return &Frame{Bytes: codec.TextFrame(b), Match: match, Kind: KindResync, Prio: bus.PrioHigh, Reason: reason}
-}
-
-// SubscribedJSON is the `subscribed` message for match.
-func SubscribedJSON(match string) []byte {
-	b := make([]byte, 0, 40+len(match))
-	b = append(b, `{"type":"subscribed","match":`...)
-	b = strconv.AppendQuote(b, match)
-	return append(b, '}')
-}
-
-// ErrorJSON is an `error` message; match is "" when the error concerns no match.
-func ErrorJSON(code, match, message string) []byte {
-	b := make([]byte, 0, 64+len(code)+len(match)+len(message))
-	b = append(b, `{"type":"error","code":`...)
-	b = strconv.AppendQuote(b, code)
-	if match != "" {
-		b = append(b, `,"match":`...)
-		b = strconv.AppendQuote(b, match)
-	}
-	b = append(b, `,"message":`...)
-	b = strconv.AppendQuote(b, message)
-	return append(b, '}')
+	return &Frame{Bytes: codec.TextFrame(wire.Resync(match, reason)), Match: match, Kind: KindResync, Prio: bus.PrioHigh, Reason: reason}
 }

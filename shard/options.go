@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"crease/wire"
 )
 
 // Defaults of Options.
@@ -51,49 +53,77 @@ var (
 	ErrOpRate     = errors.New("shard: op rate must be from 0.01 to 1,000,000 per second, op burst at least 1, and two bursts at most 30 minutes of the rate")
 )
 
-// Options configures every shard of a gateway. Zero fields take the defaults.
+// Options configures every shard of a gateway. Zero fields take the defaults named
+// below; WithDefaults fills them and validates the result.
 type Options struct {
-	Budget           int           // OutboundBudget: bytes queued per connection (ours + gnet's) before deltas are shed
-	SoftWatermark    int           // over it, queued events are dropped; default Budget/2
-	StallLimit       time.Duration // a socket full this long: deltas shed, resync queued
-	CutLimit         time.Duration // a socket full this long: closed with 4008
+	// Budget is the OutboundBudget: the bytes queued for one connection (the shard's
+	// lanes and gnet's buffer together) over which its queued deltas are shed for one
+	// `resync` per match. At least 4 KiB; default DefaultBudget (64 KiB).
+	Budget int
+	// SoftWatermark is the queued bytes over which a connection's events are dropped
+	// (commentary goes before wickets). From 1 to Budget; default Budget/2.
+	SoftWatermark int
+	// StallLimit is how long a connection's socket may stay full before its deltas are
+	// shed for a resync, whatever the bytes queued. Default DefaultStallLimit (5s).
+	StallLimit time.Duration
+	// CutLimit is how long a socket may stay full before the connection is closed with
+	// 4008 (slow_consumer). Above StallLimit; default DefaultCutLimit (30s).
+	CutLimit time.Duration
+	// MaxSubscriptions is the most matches one connection may subscribe to; one more is
+	// refused with too_many_subscriptions. At least 1; default
+	// DefaultMaxSubscriptions (16).
 	MaxSubscriptions int
-	ShedLag          time.Duration // loop lag over it: events dropped at dispatch
-	InboxBytes       int           // bytes of frames queued for one loop before they are refused
-	// Heartbeat is the ping interval (default 20s), a whole number of seconds because
+	// ShedLag is the loop lag over which events are dropped at dispatch, before they
+	// cost a queue slot per subscriber. Default DefaultShedLag (50ms).
+	ShedLag time.Duration
+	// InboxBytes bounds the frames queued for one loop by the bus; a delta refused for
+	// lack of room makes its match `resync` (reason bus). At least 64 KiB; default
+	// DefaultInboxBytes (8 MiB).
+	InboxBytes int
+	// Heartbeat is the ping interval, a whole number of seconds from 1s to 1h because
 	// `hello` announces it as the integer heartbeat_s: 1500ms would be announced as 1
 	// and the idle close would not match what clients were told. A connection from
 	// which nothing arrives for 3 heartbeats is closed with 4000, never earlier.
-	Heartbeat        time.Duration
-	HandshakeTimeout time.Duration // a handshake not complete within it is closed (default 5s)
-	// OpRate is the client ops per second a connection may sustain (default 20) and
-	// OpBurst how many it may send at once (default 2 x MaxSubscriptions): a token
-	// bucket. An op over it is answered `rate_limited`; refused ops still fill the
-	// bucket, so a connection that goes on sending another OpBurst ops beyond its
-	// allowance (a flood, not a burst) is closed with 1008.
+	// Default DefaultHeartbeat (20s).
+	Heartbeat time.Duration
+	// HandshakeTimeout is how long a connection may take to complete its handshake
+	// before it is closed, not earlier. Above 0 and at most 1h; default
+	// DefaultHandshakeTimeout (5s).
+	HandshakeTimeout time.Duration
+	// OpRate is the client ops per second a connection may sustain, and OpBurst how
+	// many it may send at once: a token bucket. An op over it is answered
+	// `rate_limited`; refused ops still fill the bucket, so a connection that goes on
+	// sending another OpBurst ops beyond its allowance (a flood, not a burst) is closed
+	// with 1008. OpRate from 0.01 to 1,000,000, default DefaultOpRate (20); OpBurst at
+	// least 1, default 2 x MaxSubscriptions (32), so that a client can swap all its
+	// subscriptions at once; two bursts must take at most 30 minutes of the rate.
 	OpRate  float64
 	OpBurst int
 	// FlushSlice bounds one stretch of socket writes on the loop. A fan-out to thousands
 	// of sockets is cut into slices, each continued by a task queued behind whatever
 	// else waits (reads, probes, ticks), so the loop's lag stays near one slice.
+	// Default DefaultFlushSlice (500µs).
 	FlushSlice time.Duration
 	// SendBuffer is the kernel send buffer (SO_SNDBUF) the server sets on each accepted
-	// socket (0: DefaultSendBuffer; -1 leaves the kernel's autotuning). The Budget
-	// bounds only what the gateway holds: with autotuning (tcp_wmem up to 4 MiB here) a
-	// socket whose peer stopped reading takes ~2.8 MB of kernel memory before the
-	// gateway sees it blocked at all, so 15,000 stalled clients could pin 40 GB.
+	// socket; -1 leaves the kernel's autotuning. The Budget bounds only what the
+	// gateway holds: with autotuning (tcp_wmem up to 4 MiB here) a socket whose peer
+	// stopped reading takes ~2.8 MB of kernel memory before the gateway sees it blocked
+	// at all, so 15,000 stalled clients could pin 40 GB. Default DefaultSendBuffer
+	// (64 KiB).
 	SendBuffer int
 	// CloseLinger is how long a connection cut as a slow consumer keeps its socket so
 	// that the client, if it reads again, gets what the socket holds and the 4008 close
 	// frame. It is closed gracefully once the peer has acknowledged everything, or reset
 	// when CloseLinger passes: a graceful close of a full socket would leave an orphan
 	// probing a zero window for minutes, holding its buffer, while a client that resumes
-	// reading could wait tens of seconds for the kernel's next probe.
+	// reading could wait tens of seconds for the kernel's next probe. Not negative;
+	// default DefaultCloseLinger (5s).
 	CloseLinger time.Duration
-	// Now is the clock of the connection timers: heartbeats, the idle close, the
-	// handshake deadline, the op bucket and token expiry (default time.Now). Tests set
-	// it to move those timers without waiting; the loop's own timing (lag, flush slices,
-	// drains, stalls) always uses the real clock.
+	// Now is the shard's clock: every time a shard reads goes through it (clock.go),
+	// the connection timers (heartbeats, the idle close, the handshake deadline, the op
+	// bucket, token expiry) and the loop's own timing (lag, flush slices, stalls, cuts,
+	// lingers, drains) alike, so that a test moves time instead of waiting. Any
+	// goroutine may call it. Default time.Now.
 	Now func() time.Time
 }
 
@@ -166,4 +196,20 @@ func (o Options) WithDefaults() (Options, error) {
 		return o, ErrLinger
 	}
 	return o, nil
+}
+
+// Hooks are the shard's calls back into the gateway. They run on the loop and must not
+// block.
+type Hooks struct {
+	// Interest is called when this shard gets its first subscriber of match (on) or
+	// loses its last (off).
+	Interest func(shard int, match string, on bool)
+	// Closed is called once per upgraded connection when it ends, and for a handshake
+	// closed at its deadline (wire.ReasonHandshakeTimeout); not for a handshake refused with
+	// an HTTP status, which the gateway counts as it refuses.
+	Closed func(c *Conn, reason wire.CloseReason)
+	// TokenExpired is called by the sweep for an open connection whose token has
+	// expired; it sends the `error` token_expired. The shard then closes c with 4001
+	// (wire.ReasonTokenExpired) unless the hook closed it already.
+	TokenExpired func(c *Conn)
 }

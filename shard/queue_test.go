@@ -6,6 +6,7 @@ import (
 
 	"crease/bus"
 	"crease/codec"
+	"crease/wire"
 )
 
 // postAll hands frames to the inbox as the dispatcher would and runs one drain.
@@ -162,7 +163,7 @@ func TestShedDeltasKeepsOneResyncPerMatchAndControls(t *testing.T) {
 	checkAccounting(t, s, c)
 }
 
-func countKind(lane []*Frame, kind uint8) int {
+func countKind(lane []*Frame, kind FrameKind) int {
 	n := 0
 	for _, f := range lane {
 		if f.Kind == kind {
@@ -258,8 +259,8 @@ func TestSoftWatermarkDropsEventsFirst(t *testing.T) {
 
 func TestStallThenCut(t *testing.T) {
 	s := newTestShard(t, Options{Budget: 1 << 20, StallLimit: 500 * time.Millisecond, CutLimit: 2 * time.Second})
-	var closed []CloseReason
-	s.hooks.Closed = func(_ *Conn, r CloseReason) { closed = append(closed, r) }
+	var closed []wire.CloseReason
+	s.hooks.Closed = func(_ *Conn, r wire.CloseReason) { closed = append(closed, r) }
 	c, fc := blockedConn(t, s, "m")
 	postAll(s, deltaFrame(t, "m", 1, "high"))
 	if len(s.blocked) != 1 {
@@ -294,7 +295,7 @@ func TestStallThenCut(t *testing.T) {
 		t.Fatalf("after the linger: closes %d, linger %v, lingering %d; want one reset (SetLinger(0))", fc.closes, fc.linger, len(s.linger))
 	}
 	s.Closed(c)
-	if len(closed) != 1 || closed[0] != ReasonSlow || closed[0].Code() != 4008 {
+	if len(closed) != 1 || closed[0] != wire.ReasonSlow || closed[0].Code() != 4008 {
 		t.Fatalf("closed %v, want slow_consumer (4008)", closed)
 	}
 	s.sweepBlocked(start + int64(2200*time.Millisecond))
@@ -338,8 +339,8 @@ func TestCutConsumerThatReadsAgainClosesGracefully(t *testing.T) {
 	}
 	// CloseAll (shutdown) resets whatever still lingers.
 	c2, fc2 := blockedConn(t, s, "m")
-	s.Close(c2, ReasonSlow)
-	s.CloseAll(ReasonShutdown)
+	s.Close(c2, wire.ReasonSlow)
+	s.CloseAll(wire.ReasonShutdown)
 	if fc2.closes != 1 || fc2.linger == nil || *fc2.linger != 0 {
 		t.Fatalf("shutdown with a lingering connection: closes %d, linger %v; want a reset", fc2.closes, fc2.linger)
 	}
@@ -411,9 +412,9 @@ func TestPendingBytesBalanceAfterUnsubscribeAndClose(t *testing.T) {
 	checkAccounting(t, s, a, b)
 	s.Unsubscribe(a, "m")
 	checkAccounting(t, s, a, b)
-	s.Close(b, ReasonSlow)
+	s.Close(b, wire.ReasonSlow)
 	checkAccounting(t, s, a)
-	s.Close(a, ReasonShutdown) // state frames are handed to gnet, events dropped
+	s.Close(a, wire.ReasonShutdown) // state frames are handed to gnet, events dropped
 	if p := s.PendingBytes(); p != 0 {
 		t.Fatalf("pending bytes %d after every connection closed", p)
 	}
@@ -450,14 +451,14 @@ func TestSubscribedFrameIsShared(t *testing.T) {
 	s := newTestShard(t, Options{})
 	openConn(s, -1, "m1")
 	openConn(s, -1, "m1")
-	a, b := s.Subscribed("m1"), s.Subscribed("m1")
+	a, b := s.SubscribedFrame("m1"), s.SubscribedFrame("m1")
 	if a != b {
 		t.Fatal("two subscribers of m1 got two encodings of `subscribed`")
 	}
-	if want := string(codec.TextFrame(SubscribedJSON("m1"))); string(a.Bytes) != want {
+	if want := string(codec.TextFrame(wire.Subscribed("m1"))); string(a.Bytes) != want {
 		t.Fatalf("subscribed frame %q, want %q", a.Bytes, want)
 	}
-	if s.Subscribed("m2") == s.Subscribed("m2") {
+	if s.SubscribedFrame("m2") == s.SubscribedFrame("m2") {
 		t.Fatal("a match without subscribers must not keep a cached frame")
 	}
 }

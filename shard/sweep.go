@@ -1,6 +1,10 @@
 package shard
 
-import "time"
+import (
+	"time"
+
+	"crease/wire"
+)
 
 // sweepConns is the once-a-second pass over every connection of the shard (Tick calls
 // it when the connection clock enters a new second; now is that clock): it closes
@@ -25,13 +29,13 @@ func (s *Shard) sweepConns(ping *Frame, now time.Duration) {
 		switch c.state {
 		case StateHandshake:
 			if q-c.seen >= handshake {
-				c.reason = ReasonHandshakeTimeout
+				c.reason = wire.ReasonHandshakeTimeout
 				c.state = StateClosing
 				_ = c.gc.Close()
 			}
 		case StateOpen:
 			if q-c.seen >= idle {
-				s.Close(c, ReasonIdle)
+				s.Close(c, wire.ReasonIdle)
 				continue
 			}
 			if c.expired(wallMS) {
@@ -39,7 +43,7 @@ func (s *Shard) sweepConns(ping *Frame, now time.Duration) {
 					s.hooks.TokenExpired(c)
 				}
 				if c.state == StateOpen {
-					s.Close(c, ReasonTokenExpired)
+					s.Close(c, wire.ReasonTokenExpired)
 				}
 				continue
 			}

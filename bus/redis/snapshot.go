@@ -13,6 +13,7 @@ import (
 	"github.com/redis/rueidis"
 
 	"crease/bus"
+	"crease/wire"
 )
 
 // snapCache serves GET /v1/matches/{id} without a Redis GET per request. A match this
@@ -399,8 +400,6 @@ func (b *Bus) announceViewers(ctx context.Context, c rueidis.Client, counts map[
 			continue
 		}
 		a.total, a.quiet = total, 0
-		frame := `{"type":"event","match":"` + m + `","prio":"low","ts":` + strconv.FormatInt(now.UnixMicro(), 10) +
-			`,"kind":"viewers","viewers":` + strconv.FormatInt(total, 10) + `}`
-		b.q.pushMessage(m, frame) // a drop is counted and reported by the deliverer
+		b.q.pushMessage(m, string(wire.Viewers(m, now.UnixMicro(), total))) // a drop is counted and reported by the deliverer
 	}
 }
