@@ -8,6 +8,7 @@ import (
 	"crease/client"
 	"crease/server"
 	"crease/server/servertest"
+	"crease/server/servertest/v1client"
 )
 
 // TestNewEpochResyncsClientsThatIgnoreEpochs: the embedded store loses a match and a
@@ -24,9 +25,9 @@ func TestNewEpochResyncsClientsThatIgnoreEpochs(t *testing.T) {
 	old := servertest.NewPublisher(b, match)
 	old.Set(t, "innings", 1)
 	ws, base := s.WSAddr().String(), servertest.HTTPURL(s)
-	var clients []*servertest.V1Client
+	var clients []*v1client.Client
 	for range 4 {
-		clients = append(clients, servertest.DialV1(t, ws, base, match))
+		clients = append(clients, v1client.Dial(t, ws, base, match))
 	}
 	for i := range 20 {
 		old.Set(t, "runs", i)
@@ -55,7 +56,7 @@ func TestNewEpochResyncsClientsThatIgnoreEpochs(t *testing.T) {
 	}
 }
 
-func converge(t *testing.T, clients []*servertest.V1Client, final client.Snapshot) {
+func converge(t *testing.T, clients []*v1client.Client, final client.Snapshot) {
 	t.Helper()
 	for _, c := range clients {
 		servertest.Eventually(t, 10*time.Second, func() error { return c.Converged(final) })

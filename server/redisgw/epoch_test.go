@@ -10,6 +10,7 @@ import (
 	"crease/client"
 	"crease/internal/redistest"
 	"crease/server/servertest"
+	"crease/server/servertest/v1client"
 )
 
 // TestNewEpochAfterFlush: Redis loses everything (FLUSHALL) and a publisher without
@@ -26,9 +27,9 @@ func TestNewEpochAfterFlush(t *testing.T) {
 	const match = "m1"
 	old := servertest.NewPublisher(pub, match)
 	old.Set(t, "innings", 1)
-	var clients []*servertest.V1Client
+	var clients []*v1client.Client
 	for range 4 {
-		clients = append(clients, servertest.DialV1(t, g.s.WSAddr().String(), g.http(), match))
+		clients = append(clients, v1client.Dial(t, g.s.WSAddr().String(), g.http(), match))
 	}
 	for i := range 20 {
 		old.Set(t, "runs", i)
@@ -81,7 +82,7 @@ func TestNewEpochAfterFlush(t *testing.T) {
 	}
 }
 
-func converge(t *testing.T, clients []*servertest.V1Client, final client.Snapshot) {
+func converge(t *testing.T, clients []*v1client.Client, final client.Snapshot) {
 	t.Helper()
 	for _, c := range clients {
 		servertest.Eventually(t, 10*time.Second, func() error { return c.Converged(final) })

@@ -1,4 +1,7 @@
-package servertest
+// Package v1client is a client of PROTOCOL.md version 1 for tests: it ignores `epoch`
+// wherever it appears, as clients written before epochs do. It lives apart from
+// servertest because it uses package client (whose tests use servertest).
+package v1client
 
 import (
 	"encoding/json"
@@ -12,15 +15,16 @@ import (
 	jsonpatch "github.com/evanphx/json-patch/v5"
 
 	"crease/client"
+	"crease/server/servertest"
 )
 
-// V1Client follows the version 1 client algorithm of PROTOCOL.md for one match over a
+// Client follows the version 1 client algorithm of PROTOCOL.md for one match over a
 // raw WebSocket, and ignores `epoch` wherever it appears: it reads a delta's seq and
 // patch only, and a snapshot's seq and state. It is the old client that a stream
 // starting a new epoch must not freeze: only the gateway's `resync` makes it refetch.
 // Beside it, a client.Checker watches the same frames with epochs, for rules 1 and 2.
-type V1Client struct {
-	conn    *WSConn
+type Client struct {
+	conn    *servertest.WSConn
 	httpURL string
 	match   string
 
@@ -39,15 +43,15 @@ type V1Client struct {
 	done     chan struct{}
 }
 
-// DialV1 connects a V1Client to the gateway at wsAddr, subscribed to match at connect
+// Dial connects a Client to the gateway at wsAddr, subscribed to match at connect
 // time, fetching snapshots from httpURL. It is closed when the test ends.
-func DialV1(t testing.TB, wsAddr, httpURL, match string) *V1Client {
+func Dial(t testing.TB, wsAddr, httpURL, match string) *Client {
 	t.Helper()
-	conn, resp, err := DialWS(wsAddr, "/ws?match="+match, nil, "")
+	conn, resp, err := servertest.DialWS(wsAddr, "/ws?match="+match, nil, "")
 	if err != nil || conn == nil {
-		t.Fatalf("servertest: v1 client: dial: %v %v", resp, err)
+		t.Fatalf("v1client: dial: %v %v", resp, err)
 	}
-	c := &V1Client{conn: conn, httpURL: httpURL, match: match, waiting: true,
+	c := &Client{conn: conn, httpURL: httpURL, match: match, waiting: true,
 		check: client.NewChecker(), resyncs: map[string]int{}, done: make(chan struct{})}
 	c.check.Connected()
 	go c.read()
@@ -56,7 +60,7 @@ func DialV1(t testing.TB, wsAddr, httpURL, match string) *V1Client {
 }
 
 // Close ends the connection and waits for the reader.
-func (c *V1Client) Close() {
+func (c *Client) Close() {
 	c.mu.Lock()
 	c.closed = true
 	c.mu.Unlock()
@@ -64,7 +68,7 @@ func (c *V1Client) Close() {
 	<-c.done
 }
 
-func (c *V1Client) read() {
+func (c *Client) read() {
 	defer close(c.done)
 	for {
 		f, err := c.conn.Next(time.Now().Add(time.Hour))
@@ -83,7 +87,7 @@ func (c *V1Client) read() {
 	}
 }
 
-func (c *V1Client) frame(f Frame) {
+func (c *Client) frame(f servertest.Frame) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.check.Frame(f.Raw)
@@ -122,7 +126,7 @@ type v1Delta struct {
 
 // applyLocked applies d to the held state: a stale seq is skipped, the next one applied,
 // a later one is a gap (refetch).
-func (c *V1Client) applyLocked(d v1Delta) {
+func (c *Client) applyLocked(d v1Delta) {
 	switch {
 	case d.Seq <= c.seq:
 	case d.Seq == c.seq+1:
@@ -141,7 +145,7 @@ func (c *V1Client) applyLocked(d v1Delta) {
 
 // fetchLocked fetches the snapshot unless a fetch is out (then it is fetched again
 // after it), retrying 503 and 404 (a store that lost its data, a match not started).
-func (c *V1Client) fetchLocked() {
+func (c *Client) fetchLocked() {
 	if c.fetching {
 		c.refetch = true
 		return
@@ -187,7 +191,7 @@ func (c *V1Client) fetchLocked() {
 }
 
 // get reads the snapshot as a version 1 client does: seq and state, epoch ignored.
-func (c *V1Client) get() (client.Snapshot, error) {
+func (c *Client) get() (client.Snapshot, error) {
 	resp, err := http.Get(c.httpURL + "/v1/matches/" + c.match)
 	if err != nil {
 		return client.Snapshot{}, err
@@ -215,7 +219,7 @@ func (c *V1Client) get() (client.Snapshot, error) {
 
 // Converged returns nil once the client holds final's seq and state, with no rule 1 or
 // 2 violation seen; otherwise what differs (for servertest.Eventually).
-func (c *V1Client) Converged(final client.Snapshot) error {
+func (c *Client) Converged(final client.Snapshot) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.err != nil {
@@ -234,14 +238,14 @@ func (c *V1Client) Converged(final client.Snapshot) error {
 }
 
 // Resyncs returns how many `resync` frames with reason came.
-func (c *V1Client) Resyncs(reason string) int {
+func (c *Client) Resyncs(reason string) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.resyncs[reason]
 }
 
 // Deltas returns how many delta frames came.
-func (c *V1Client) Deltas() int {
+func (c *Client) Deltas() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.deltas
