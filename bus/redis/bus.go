@@ -35,6 +35,7 @@ type Bus struct {
 	ready     atomic.Bool
 	master    string // Sentinel: the master's address last seen by healthLoop (its own)
 
+	track      atomic.Pointer[bus.Tracker] // set by Start
 	q          *handoff
 	subs       *manager
 	snaps      *snapCache
