@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -166,15 +167,15 @@ func TestHelloThenSubscribeAndDeliverVerbatim(t *testing.T) {
 	waitFor(t, func() bool { return !b.Subscribed("m2") }, "bus interest in m2 dropped")
 }
 
+// waitFor waits up to 5 s for cond (servertest.Eventually), naming what it waits for.
 func waitFor(t testing.TB, cond func() bool, what string) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
+	servertest.Eventually(t, 5*time.Second, func() error {
+		if cond() {
+			return nil
 		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return errors.New(what)
+	})
 }
 
 func TestSubscribersOnEveryLoopReceive(t *testing.T) {

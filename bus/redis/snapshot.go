@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/rueidis"
@@ -260,6 +261,8 @@ type viewers struct {
 	latest  map[string]int
 	changed bool
 	wake    chan struct{}
+	// reports counts the reports written (and announced), for tests to wait on.
+	reports atomic.Uint64
 }
 
 // SetViewers records this node's viewer count per match (the gateway calls it
@@ -337,6 +340,7 @@ func (b *Bus) viewersLoop() {
 			}
 		}
 		cancel()
+		b.views.reports.Add(1)
 	}
 }
 

@@ -1,5 +1,5 @@
-// Package backpressure_test is the real-socket suite of issue 4 (backpressure and
-// priority shedding). Every test starts a real gateway with servertest.Run on an embedded
+// Package backpressure_test is the real-socket suite of backpressure and priority
+// shedding. Every test starts a real gateway with servertest.Run on an embedded
 // bus and drives it with real loopback TCP clients: gorilla/websocket clients that keep
 // up, and hand-made clients (raw TCP, a 4 KiB SO_RCVBUF set before connect, the
 // WebSocket handshake written by hand) that stop reading, read slowly, or vanish.

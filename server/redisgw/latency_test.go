@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,14 +18,19 @@ import (
 	"crease/internal/redistest"
 )
 
-// TestLatency measures publish-to-client latency through real Redis: one gateway,
+// BenchmarkLatency measures publish-to-client latency through real Redis: one gateway,
 // CREASE_CONNS gorilla connections (default 2,000) subscribed to one match, 2 deltas/s
 // for CREASE_SECONDS (default 20). Latency is the client's receive time minus the
-// delta's ts (set just before the publish). Run with CREASE_MEASURE=1.
-func TestLatency(t *testing.T) {
-	if os.Getenv("CREASE_MEASURE") == "" {
-		t.Skip("set CREASE_MEASURE=1 to measure")
+// delta's ts (set just before the publish). One iteration is the whole run:
+//
+//	go test -run '^$' -bench Latency -benchtime 1x ./server/redisgw/
+func BenchmarkLatency(b *testing.B) {
+	for range b.N {
+		measureLatency(b)
 	}
+}
+
+func measureLatency(t *testing.B) {
 	conns := envInt("CREASE_CONNS", 2000)
 	seconds := envInt("CREASE_SECONDS", 20)
 	srv := redistest.Start(t)
@@ -34,6 +40,7 @@ func TestLatency(t *testing.T) {
 
 	var mu sync.Mutex
 	var lat []time.Duration
+	var got atomic.Int64 // deltas received over all connections
 	var wg sync.WaitGroup
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -61,6 +68,7 @@ func TestLatency(t *testing.T) {
 				}
 				if json.Unmarshal(data, &f) == nil && f.Type == "delta" {
 					mine = append(mine, now.Sub(time.UnixMicro(f.TS)))
+					got.Add(1)
 				}
 			}
 			mu.Lock()
@@ -69,7 +77,9 @@ func TestLatency(t *testing.T) {
 		}()
 	}
 	eventually(t, 10*time.Second, "all connections", func() bool { return g.s.Conns() == int64(conns) })
-	time.Sleep(500 * time.Millisecond) // the Redis subscription and its resync
+	eventually(t, 10*time.Second, "the Redis subscription", func() bool {
+		return slices.Equal(pubsub(t, srv.Cli, "CHANNELS"), []string{channel(match)})
+	})
 	n := 2 * seconds
 	tick := time.NewTicker(500 * time.Millisecond)
 	for seq := 1; seq <= n; seq++ {
@@ -82,7 +92,7 @@ func TestLatency(t *testing.T) {
 		}
 	}
 	tick.Stop()
-	time.Sleep(time.Second)
+	eventually(t, 10*time.Second, "every delta at every connection", func() bool { return got.Load() >= int64(conns*n) })
 	cancel()
 	wg.Wait()
 	slices.Sort(lat)
@@ -90,8 +100,10 @@ func TestLatency(t *testing.T) {
 		t.Fatal("no deltas received")
 	}
 	q := func(p float64) time.Duration { return lat[min(len(lat)-1, int(p*float64(len(lat))))] }
-	t.Logf("%d conns, %d deltas: received %d of %d; publish-to-client latency p50 %v p90 %v p99 %v max %v",
-		conns, n, len(lat), conns*n, q(0.50), q(0.90), q(0.99), lat[len(lat)-1])
+	t.ReportMetric(float64(len(lat))/float64(conns*n), "received/sent")
+	t.ReportMetric(q(0.50).Seconds()*1e3, "p50-ms")
+	t.ReportMetric(q(0.99).Seconds()*1e3, "p99-ms")
+	t.ReportMetric(lat[len(lat)-1].Seconds()*1e3, "max-ms")
 }
 
 func envInt(name string, def int) int {
