@@ -98,6 +98,13 @@ func (s *Shard) lostMatch(match string, reason bus.ResyncReason) {
 		if !hasResync(q.state, match) {
 			s.enqueue(c, resyncFrame(match, reason))
 			s.m.resync(reason)
+		} else if reason == bus.ReasonEpoch && s.upgradeResync(q, match) {
+			// A delta of a new epoch may follow only a resync that says so (rule 1).
+			s.m.resync(reason)
+			if !q.dirty {
+				q.dirty = true
+				s.dirty = append(s.dirty, c)
+			}
 		} else if !q.dirty {
 			q.dirty = true
 			s.dirty = append(s.dirty, c)

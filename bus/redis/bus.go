@@ -34,6 +34,7 @@ type Bus struct {
 	connected chan struct{}             // closed once client is set
 	ready     atomic.Bool
 
+	track      atomic.Pointer[bus.Tracker] // set by Start
 	q          *handoff
 	subs       *manager
 	snaps      *snapCache

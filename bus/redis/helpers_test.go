@@ -31,6 +31,7 @@ type fakeSink struct {
 	inside atomic.Int32
 	mu     sync.Mutex
 	calls  []call
+	drops  map[bus.DropReason]int
 }
 
 func (s *fakeSink) enter() {
@@ -39,12 +40,30 @@ func (s *fakeSink) enter() {
 	}
 }
 
-func (s *fakeSink) Deliver(data []byte) {
+func (s *fakeSink) Deliver(msg bus.Message) {
 	s.enter()
 	defer s.inside.Add(-1)
 	s.mu.Lock()
-	s.calls = append(s.calls, call{data: string(data)})
+	s.calls = append(s.calls, call{data: string(msg.Data)})
 	s.mu.Unlock()
+}
+
+func (s *fakeSink) Dropped(_ string, reason bus.DropReason) {
+	s.enter()
+	defer s.inside.Add(-1)
+	s.mu.Lock()
+	if s.drops == nil {
+		s.drops = map[bus.DropReason]int{}
+	}
+	s.drops[reason]++
+	s.mu.Unlock()
+}
+
+// dropped returns how many messages the bus reported dropped for reason.
+func (s *fakeSink) dropped(reason bus.DropReason) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.drops[reason]
 }
 
 func (s *fakeSink) Lost(match string, reason bus.ResyncReason) {

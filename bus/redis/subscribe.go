@@ -78,8 +78,10 @@ func (b *Bus) Start(ctx context.Context, sink bus.Sink) error {
 	if b.started.Swap(true) {
 		return ErrAlreadyStarted
 	}
+	tr := bus.NewTracker(sink)
+	b.track.Store(tr)
 	b.wg.Add(2)
-	go b.deliverLoop(sink)
+	go b.deliverLoop(tr)
 	go b.subs.run()
 	return nil
 }
@@ -282,10 +284,10 @@ func (s *sub) receiveCtx() context.Context {
 // reader through a small channel: it must not block, so it only queues.
 func (s *sub) onMessage(msg rueidis.PubSubMessage) {
 	if len(msg.Message) > bus.MaxMessageBytes {
-		s.b.m.invalid.Inc()
+		// Too large to queue: an empty stand-in has the deliverer count it invalid.
+		s.b.q.pushMessage(s.match, "")
 		return
 	}
-	if !s.b.q.pushMessage(s.match, msg.Message) {
-		s.b.m.dropped.WithLabelValues("overflow").Inc()
-	}
+	// A drop is counted, and reported Lost, by the deliverer.
+	s.b.q.pushMessage(s.match, msg.Message)
 }

@@ -34,11 +34,19 @@ func newFanBus() *fanBus {
 	return f
 }
 
-func (f *fanBus) Deliver(data []byte) {
+func (f *fanBus) Deliver(msg bus.Message) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for _, s := range f.sinks {
-		s.Deliver(append([]byte(nil), data...))
+		s.Deliver(msg) // read-only: the gateways share it
+	}
+}
+
+func (f *fanBus) Dropped(match string, reason bus.DropReason) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, s := range f.sinks {
+		s.Dropped(match, reason)
 	}
 }
 

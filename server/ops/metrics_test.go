@@ -23,7 +23,7 @@ func TestMetricsAfterTraffic(t *testing.T) {
 	// Before any traffic the families a dashboard rates over already exist at 0.
 	m0 := servertest.Scrape(t, servertest.HTTPURL(s))
 	for _, name := range []string{"crease_handshakes_total", "crease_disconnects_total", "crease_dropped_total",
-		"crease_resyncs_total", "crease_accept_errors_total", "crease_dispatch_messages_total", "crease_bus_lost_total",
+		"crease_resyncs_total", "crease_accept_errors_total", "crease_bus_messages_total", "crease_bus_lost_total", "crease_bus_dropped_total",
 		"crease_fanout_latency_seconds_count", "crease_draining"} {
 		if !m0.Has(name) {
 			t.Errorf("%s not exported before traffic", name)
@@ -179,9 +179,11 @@ func TestMetricsAfterTraffic(t *testing.T) {
 		`crease_disconnects_total{reason="drain"}`:           0,
 		`crease_delivered_total{prio="high"}`:                deltas / 2 * clients,
 		`crease_delivered_total{prio="normal"}`:              deltas / 2 * clients,
-		`crease_dispatch_messages_total{kind="delta"}`:       deltas,
-		`crease_dispatch_messages_total{kind="event"}`:       events,
-		`crease_dispatch_invalid_total`:                      0,
+		`crease_bus_messages_total{kind="delta"}`:            deltas,
+		`crease_bus_messages_total{kind="event"}`:            events,
+		`crease_bus_invalid_total`:                           0,
+		`crease_bus_dropped_total{reason="duplicate"}`:       0,
+		`crease_bus_latency_seconds_count`:                   deltas + events,
 		`crease_resyncs_total{reason="slow"}`:                0,
 		`crease_accept_errors_total{errno="EMFILE"}`:         0,
 		`crease_slow_consumer_cuts_total`:                    0,
