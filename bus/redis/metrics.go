@@ -16,6 +16,7 @@ type metrics struct {
 	snapshots     *prometheus.CounterVec // result = hit | coalesced | miss
 	gets          prometheus.Counter
 	publishes     *prometheus.CounterVec // result = bus.PublishResult
+	masters       prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -38,6 +39,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		publishes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "crease_store_publishes_total", Help: "Deltas this publisher sent to the store, by the store rule applied: applied, duplicate (a retry), new_epoch, reseeded_empty, reseeded_behind, refused.",
 		}, []string{"result"}),
+		masters: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "crease_bus_master_changes_total", Help: "Times the Redis master named by Sentinel changed address (a failover), as seen by this process's health checks.",
+		}),
 	}
 	for _, r := range bus.PublishResults {
 		m.publishes.WithLabelValues(string(r))
@@ -46,7 +50,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		m.snapshots.WithLabelValues(r)
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.reconnects, m.resubscribes, m.subscriptions, m.snapshots, m.gets, m.publishes} {
+		for _, c := range []prometheus.Collector{m.reconnects, m.resubscribes, m.subscriptions, m.snapshots, m.gets, m.publishes, m.masters} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}
