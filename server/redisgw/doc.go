@@ -20,7 +20,8 @@
 //     GETs;
 //   - /v1/matches sums the viewers of all gateways, and clients get `viewers` events.
 //
-// TestLatency (CREASE_MEASURE=1) measures publish-to-client latency through Redis.
+// BenchmarkLatency measures publish-to-client latency through Redis (run it alone:
+// go test -run XXX -bench Latency -benchtime 1x).
 //
 // The package has no non-test code; it skips without redis-server unless CI is set.
 package redisgw

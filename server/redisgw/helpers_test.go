@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -150,46 +149,14 @@ func get(t testing.TB, url string) ([]byte, int) {
 	return b, resp.StatusCode
 }
 
-// metric reads the sum of a metric's samples (all label values) from a gateway's /metrics.
+// metric sums every series of name on a gateway's /metrics; a name not there fails t.
 func metric(t testing.TB, g *gateway, name string) float64 {
 	t.Helper()
-	body, code := get(t, g.http()+"/metrics")
-	if code != http.StatusOK {
-		t.Fatalf("/metrics: HTTP %d", code)
-	}
-	var sum float64
-	found := false
-	for _, line := range strings.Split(string(body), "\n") {
-		if !strings.HasPrefix(line, name) {
-			continue
-		}
-		rest := line[len(name):]
-		if rest == "" || (rest[0] != ' ' && rest[0] != '{') {
-			continue
-		}
-		f := strings.Fields(line)
-		v, err := strconv.ParseFloat(f[len(f)-1], 64)
-		if err == nil {
-			sum += v
-			found = true
-		}
-	}
-	if !found {
+	m := servertest.Scrape(t, g.http())
+	if !m.Has(name) {
 		t.Fatalf("metric %s not in /metrics", name)
 	}
-	return sum
-}
-
-// eventually polls cond every 20 ms until it holds or timeout passes.
-func eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	return m.Sum(name)
 }
 
 // realMatch returns the first embedded real match.
