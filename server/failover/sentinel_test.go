@@ -87,7 +87,7 @@ func TestSentinelLaggingReplica(t *testing.T) {
 	// The replica holds at most what the primary had when it was cut off.
 	pub.waitPublished(t, paused+8, 10*time.Second)
 	waitReached(t, ws, epoch, paused+8, 10*time.Second) // the clients saw deltas the replica lacks
-	lag := storedSeq(t, replica, m.ID(), false) // frozen while paused
+	lag := storedSeq(t, replica, m.ID(), false)         // frozen while paused
 	primary.Kill()
 	fault := time.Now()
 	_, atKill := pub.position()
