@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -170,12 +169,7 @@ func TestHelloThenSubscribeAndDeliverVerbatim(t *testing.T) {
 // waitFor waits up to 5 s for cond (servertest.Eventually), naming what it waits for.
 func waitFor(t testing.TB, cond func() bool, what string) {
 	t.Helper()
-	servertest.Eventually(t, 5*time.Second, func() error {
-		if cond() {
-			return nil
-		}
-		return errors.New(what)
-	})
+	servertest.Eventually(t, 5*time.Second, servertest.Cond(what, cond))
 }
 
 func TestSubscribersOnEveryLoopReceive(t *testing.T) {

@@ -2,7 +2,6 @@ package redis
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -107,12 +106,7 @@ func (s *fakeSink) losses(match string, reason bus.ResyncReason) int {
 // eventually waits for cond (servertest.Eventually), naming what it waits for.
 func eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	servertest.Eventually(t, timeout, func() error {
-		if cond() {
-			return nil
-		}
-		return errors.New(what)
-	})
+	servertest.Eventually(t, timeout, servertest.Cond(what, cond))
 }
 
 func testOptions(addrs ...string) Options {

@@ -20,8 +20,8 @@
 //     GETs;
 //   - /v1/matches sums the viewers of all gateways, and clients get `viewers` events.
 //
-// BenchmarkLatency measures publish-to-client latency through Redis (one iteration is a
-// 20 s run: -benchtime 1x; CREASE_CONNS and CREASE_SECONDS size it).
+// BenchmarkLatency measures publish-to-client latency through Redis (run it alone:
+// go test -run XXX -bench Latency -benchtime 1x).
 //
 // The package has no non-test code; it skips without redis-server unless CI is set.
 package redisgw

@@ -2,6 +2,7 @@ package redisgw_test
 
 import (
 	"context"
+	"crease/internal/redistest"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -20,7 +21,6 @@ import (
 	busredis "crease/bus/redis"
 	"crease/client"
 	"crease/ingest"
-	"crease/internal/redistest"
 	"crease/server"
 	"crease/server/servertest"
 )
@@ -151,45 +151,14 @@ func get(t testing.TB, url string) ([]byte, int) {
 	return b, resp.StatusCode
 }
 
-// metric reads the sum of a metric's samples (all label values) from a gateway's /metrics.
+// metric sums every series of name on a gateway's /metrics; a name not there fails t.
 func metric(t testing.TB, g *gateway, name string) float64 {
 	t.Helper()
-	body, code := get(t, g.http()+"/metrics")
-	if code != http.StatusOK {
-		t.Fatalf("/metrics: HTTP %d", code)
-	}
-	var sum float64
-	found := false
-	for _, line := range strings.Split(string(body), "\n") {
-		if !strings.HasPrefix(line, name) {
-			continue
-		}
-		rest := line[len(name):]
-		if rest == "" || (rest[0] != ' ' && rest[0] != '{') {
-			continue
-		}
-		f := strings.Fields(line)
-		v, err := strconv.ParseFloat(f[len(f)-1], 64)
-		if err == nil {
-			sum += v
-			found = true
-		}
-	}
-	if !found {
+	m := servertest.Scrape(t, g.http())
+	if !m.Has(name) {
 		t.Fatalf("metric %s not in /metrics", name)
 	}
-	return sum
-}
-
-// eventually waits for cond (servertest.Eventually), naming what it waits for.
-func eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	servertest.Eventually(t, timeout, func() error {
-		if cond() {
-			return nil
-		}
-		return errors.New(what)
-	})
+	return m.Sum(name)
 }
 
 // realMatch returns the first embedded real match.
@@ -293,7 +262,7 @@ func storedSeq(t testing.TB, srv *redistest.Server, match string) uint64 {
 func publishSome(t testing.TB, srv *redistest.Server, pub bus.Publisher, m *ingest.Match, n uint64) {
 	t.Helper()
 	stop := replay(t, pub, m, 0)
-	eventually(t, 20*time.Second, "the match stored", func() bool { return storedSeq(t, srv, m.ID()) >= n })
+	servertest.Eventually(t, 20*time.Second, servertest.Cond("the match stored", func() bool { return storedSeq(t, srv, m.ID()) >= n }))
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}

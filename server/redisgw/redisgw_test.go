@@ -11,6 +11,7 @@ import (
 
 	"crease/bus"
 	"crease/internal/redistest"
+	"crease/server/servertest"
 )
 
 // TestTwoGatewaysConverge: one Redis, two gateways, clients on both, a real match
@@ -53,22 +54,22 @@ func TestSubscriptionFollowsInterest(t *testing.T) {
 	m := realMatch(t)
 	stop := replay(t, pub, m, 30)
 	defer stop()
-	eventually(t, 5*time.Second, "the match is live", func() bool {
+	servertest.Eventually(t, 5*time.Second, servertest.Cond("the match is live", func() bool {
 		_, code := get(t, g.http()+"/v1/matches/"+m.ID())
 		return code == http.StatusOK
-	})
+	}))
 	if chs := pubsub(t, srv.Cli, "CHANNELS"); len(chs) != 0 {
 		t.Fatalf("no subscribers, but the gateway holds %v", chs)
 	}
 	w := watch(t, g, m.ID())
-	eventually(t, 5*time.Second, "the subscription", func() bool {
+	servertest.Eventually(t, 5*time.Second, servertest.Cond("the subscription", func() bool {
 		return slices.Equal(pubsub(t, srv.Cli, "CHANNELS"), []string{channel(m.ID())})
-	})
-	eventually(t, 5*time.Second, "deltas", func() bool { return w.check.Stats(m.ID()).Applied > 3 })
+	}))
+	servertest.Eventually(t, 5*time.Second, servertest.Cond("deltas", func() bool { return w.check.Stats(m.ID()).Applied > 3 }))
 	w.unsub()
-	eventually(t, 5*time.Second, "the unsubscribe after the debounce", func() bool {
+	servertest.Eventually(t, 5*time.Second, servertest.Cond("the unsubscribe after the debounce", func() bool {
 		return len(pubsub(t, srv.Cli, "CHANNELS")) == 0
-	})
+	}))
 }
 
 // TestCluster: three masters, gateways with Cluster: true subscribe with SSUBSCRIBE on
@@ -95,14 +96,14 @@ func TestCluster(t *testing.T) {
 	for i := range 6 {
 		ws = append(ws, watch(t, gws[i%2], m.ID()))
 	}
-	eventually(t, 5*time.Second, "SSUBSCRIBE on the owner", func() bool {
+	servertest.Eventually(t, 5*time.Second, servertest.Cond("SSUBSCRIBE on the owner", func() bool {
 		return slices.Equal(pubsub(t, owner.Cli, "SHARDCHANNELS"), []string{channel(m.ID())})
-	})
+	}))
 	// Two gateways, one shard channel: both hold it (NUMSUB counts subscribers).
-	eventually(t, 5*time.Second, "both gateways subscribed", func() bool {
+	servertest.Eventually(t, 5*time.Second, servertest.Cond("both gateways subscribed", func() bool {
 		out, _ := owner.Cli("PUBSUB", "SHARDNUMSUB", channel(m.ID()))
 		return strings.HasSuffix(out, "\n2")
-	})
+	}))
 	for _, n := range cl.Nodes {
 		if n != owner && len(pubsub(t, n.Cli, "SHARDCHANNELS")) != 0 {
 			t.Fatalf("a shard channel on %s, which does not own the slot", n.Addr())
@@ -123,9 +124,9 @@ func TestCluster(t *testing.T) {
 	for _, w := range ws {
 		w.unsub()
 	}
-	eventually(t, 5*time.Second, "SUNSUBSCRIBE after the debounce", func() bool {
+	servertest.Eventually(t, 5*time.Second, servertest.Cond("SUNSUBSCRIBE after the debounce", func() bool {
 		return len(pubsub(t, owner.Cli, "SHARDCHANNELS")) == 0
-	})
+	}))
 }
 
 // TestRedisKilledMidMatch: Redis is killed with SIGKILL mid-match and restarted without
@@ -149,20 +150,22 @@ func TestRedisKilledMidMatch(t *testing.T) {
 
 	srv.Kill()
 	for _, g := range gws { // both gateways have seen Redis go
-		eventually(t, 10*time.Second, "readyz 503", func() bool {
+		servertest.Eventually(t, 10*time.Second, servertest.Cond("readyz 503", func() bool {
 			_, code := get(t, g.http()+"/readyz")
 			return code == http.StatusServiceUnavailable
-		})
+		}))
 	}
 	srv.Restart()
 	for _, g := range gws {
-		eventually(t, 10*time.Second, "readyz 200 again", func() bool {
+		servertest.Eventually(t, 10*time.Second, servertest.Cond("readyz 200 again", func() bool {
 			_, code := get(t, g.http()+"/readyz")
 			return code == http.StatusOK
-		})
+		}))
 	}
 	// Well into the match again: the store re-seeded and 20 deltas published since.
-	eventually(t, 20*time.Second, "20 deltas after the restart", func() bool { return storedSeq(t, srv, m.ID()) >= before+20 })
+	servertest.Eventually(t, 20*time.Second, servertest.Cond("20 deltas after the restart", func() bool {
+		return storedSeq(t, srv, m.ID()) >= before+20
+	}))
 	if err := stop(); err != nil {
 		t.Fatalf("replay: %v", err)
 	}
@@ -197,18 +200,20 @@ func TestRedisUnreachableAtStart(t *testing.T) {
 	}
 	m := realMatch(t)
 	w := watch(t, g, m.ID())
-	eventually(t, 5*time.Second, "the client subscribed", func() bool { return metric(t, g, "crease_subscriptions") == 1 })
+	servertest.Eventually(t, 5*time.Second, servertest.Cond("the client subscribed", func() bool {
+		return metric(t, g, "crease_subscriptions") == 1
+	}))
 	srv.Restart()
-	eventually(t, 10*time.Second, "/readyz 200", func() bool {
+	servertest.Eventually(t, 10*time.Second, servertest.Cond("/readyz 200", func() bool {
 		_, code := get(t, g.http()+"/readyz")
 		return code == http.StatusOK
-	})
-	eventually(t, 5*time.Second, "the subscription", func() bool {
+	}))
+	servertest.Eventually(t, 5*time.Second, servertest.Cond("the subscription", func() bool {
 		return slices.Equal(pubsub(t, srv.Cli, "CHANNELS"), []string{channel(m.ID())})
-	})
+	}))
 	pub := newBus(t, []string{srv.Addr()}, false, "pub", nil)
 	stop := replay(t, pub, m, 60)
-	eventually(t, 5*time.Second, "deltas", func() bool { return w.check.Stats(m.ID()).Applied > 10 })
+	servertest.Eventually(t, 5*time.Second, servertest.Cond("deltas", func() bool { return w.check.Stats(m.ID()).Applied > 10 }))
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -222,7 +227,7 @@ func TestGarbageNeverReachesClients(t *testing.T) {
 	srv := redistest.Start(t)
 	g := startGateway(t, []string{srv.Addr()}, gwOpts{})
 	w := watch(t, g, "m1")
-	eventually(t, 5*time.Second, "the subscription", func() bool { return len(pubsub(t, srv.Cli, "CHANNELS")) == 1 })
+	servertest.Eventually(t, 5*time.Second, servertest.Cond("the subscription", func() bool { return len(pubsub(t, srv.Cli, "CHANNELS")) == 1 }))
 	var frames []string
 	var mu sync.Mutex
 	w.c.OnEvent(func(_ string, raw []byte) { mu.Lock(); frames = append(frames, string(raw)); mu.Unlock() })
@@ -245,14 +250,14 @@ func TestGarbageNeverReachesClients(t *testing.T) {
 	if _, err := srv.Cli("PUBLISH", channel("m1"), good); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, "the valid event", func() bool { mu.Lock(); defer mu.Unlock(); return len(frames) > 0 })
-	eventually(t, 5*time.Second, "garbage counted", func() bool {
+	servertest.Eventually(t, 5*time.Second, servertest.Cond("the valid event", func() bool { mu.Lock(); defer mu.Unlock(); return len(frames) > 0 }))
+	servertest.Eventually(t, 5*time.Second, servertest.Cond("garbage counted", func() bool {
 		return metric(t, g, "crease_bus_invalid_total")-before == float64(len(garbage))
-	})
+	}))
 	if _, err := srv.Cli("PUBLISH", channel("m1"), `{"type":"delta","match":"m1","seq":1,"prio":"high","ts":1,"patch":{"x":1}}`); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, "the valid delta", func() bool { return w.check.Stats("m1").Applied == 1 })
+	servertest.Eventually(t, 5*time.Second, servertest.Cond("the valid delta", func() bool { return w.check.Stats("m1").Applied == 1 }))
 	mu.Lock()
 	defer mu.Unlock()
 	if len(frames) != 1 || frames[0] != good {
@@ -328,10 +333,10 @@ func TestSnapshotCoalescingOverHTTP(t *testing.T) {
 	w := watch(t, g, m.ID())
 	// The gateway follows the match once its subscription's resync has been answered by a
 	// second snapshot.
-	eventually(t, 5*time.Second, "the client's state after the subscription's resync", func() bool {
+	servertest.Eventually(t, 5*time.Second, servertest.Cond("the client's state after the subscription's resync", func() bool {
 		st := w.check.Stats(m.ID())
 		return st.Resyncs > 0 && st.Snapshots > 1
-	})
+	}))
 	warm := burst()
 	t.Logf("1,000 concurrent snapshot GETs, subscribed: %v Redis GETs", warm)
 	// Not subscribed, requests share a running GET and then its answer for 250 ms, so a
@@ -386,25 +391,25 @@ func TestViewersAcrossGateways(t *testing.T) {
 		ws = append(ws, watch(t, g, m.ID()))
 	}
 	for _, g := range []*gateway{g1, g2} {
-		eventually(t, 5*time.Second, "viewers 5 in /v1/matches", func() bool {
+		servertest.Eventually(t, 5*time.Second, servertest.Cond("viewers 5 in /v1/matches", func() bool {
 			body, code := get(t, g.http()+"/v1/matches")
 			return code == http.StatusOK && strings.Contains(string(body), `"viewers":5`)
-		})
+		}))
 	}
 	for i, w := range ws {
-		eventually(t, 5*time.Second, "a viewers event with 5", func() bool {
+		servertest.Eventually(t, 5*time.Second, servertest.Cond("a viewers event with 5", func() bool {
 			ev := w.viewerEvents()
 			return len(ev) > 0 && ev[len(ev)-1] == 5
-		})
+		}))
 		t.Logf("client %d viewers events %v", i, w.viewerEvents())
 	}
 	// Two leave gw1: the total drops to 3 everywhere.
 	ws[0].unsub()
 	ws[1].unsub()
-	eventually(t, 5*time.Second, "a viewers event with 3 on gw2", func() bool {
+	servertest.Eventually(t, 5*time.Second, servertest.Cond("a viewers event with 3 on gw2", func() bool {
 		ev := ws[4].viewerEvents()
 		return len(ev) > 0 && ev[len(ev)-1] == 3
-	})
+	}))
 	body, _ := get(t, g2.http()+"/v1/matches")
 	if !strings.Contains(string(body), `"viewers":3`) {
 		t.Fatalf("/v1/matches: %s", body)
