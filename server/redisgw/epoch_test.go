@@ -1,12 +1,14 @@
 package redisgw_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strconv"
 	"testing"
 	"time"
 
+	"crease/bus"
 	"crease/client"
 	"crease/internal/redistest"
 	"crease/server/servertest"
@@ -71,6 +73,11 @@ func TestNewEpochAfterFlush(t *testing.T) {
 	}
 	if s := snapshot(t, g, match); s.Epoch != fresh.Epoch || s.Seq != fresh.Seq {
 		t.Fatalf("snapshot at %s:%d, want %s:%d", s.Epoch, s.Seq, fresh.Epoch, fresh.Seq)
+	}
+	var rows []bus.MatchInfo
+	if body, code := get(t, g.http()+"/v1/matches"); code != http.StatusOK || json.Unmarshal(body, &rows) != nil ||
+		len(rows) != 1 || rows[0].Epoch != fresh.Epoch || rows[0].Seq != fresh.Seq {
+		t.Fatalf("/v1/matches: HTTP %d %s, want the one row at %s:%d", code, body, fresh.Epoch, fresh.Seq)
 	}
 	resp, err := http.Get(g.http() + "/v1/matches/" + match)
 	if err != nil {
