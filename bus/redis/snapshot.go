@@ -161,7 +161,8 @@ func (b *Bus) Snapshot(ctx context.Context, match string) (bus.Snapshot, error) 
 		if e.call == nil && e.snap == nil {
 			delete(sc.entries, match)
 		}
-	case tracked && stillTracked:
+	case tracked && stillTracked && (e.snap == nil || !e.tracked || call.gen >= e.validGen):
+		// (A fetch sent before the one whose answer is cached does not replace it.)
 		s := call.snap
 		// Unchanged Gen: nothing was delivered or lost while the GET was out, so no newer
 		// snapshot exists but one whose delta is still to come (and will change the Gen).
