@@ -16,7 +16,14 @@ const (
 	ReasonGap  ResyncReason = "gap"  // a seq was skipped on the bus
 	ReasonShed ResyncReason = "shed" // the gateway shed load
 	ReasonBus  ResyncReason = "bus"  // the bus link dropped or its hand-off queue overflowed
+	// ReasonEpoch: the stream started over with a new epoch (PROTOCOL.md rule 1): sent
+	// before the first delta of the new epoch, so that a client refetches the snapshot
+	// even if it ignores epochs.
+	ReasonEpoch ResyncReason = "epoch"
 )
+
+// ResyncReasons lists every ResyncReason, for metric labels.
+var ResyncReasons = []ResyncReason{ReasonSlow, ReasonGap, ReasonShed, ReasonBus, ReasonEpoch}
 
 // Sentinel errors shared by every implementation.
 var (
@@ -151,22 +158,30 @@ type History interface {
 	History(ctx context.Context, match, epoch string, after uint64) (msgs []Message, ok bool, err error)
 }
 
-// Sink receives bus messages on the gateway side. The gateway implements it.
-// Both methods run on the bus's own goroutine and must never block: they hand off to the
-// shards' queues and return.
+// Sink receives what a bus delivers, on the gateway side; the gateway implements it.
+// Every bus calls it through its Tracker, which owns the order (PROTOCOL.md rule 1 per
+// epoch) and the losses: each message is handed over once, parsed. The methods run on
+// the bus's delivering goroutine (or under its lock), one call at a time, and must
+// never block: they hand off to the shards' queues and return.
 type Sink interface {
-	// Deliver hands over the raw message text of a `delta` or `event` frame. The slice is
-	// owned by the sink from then on (the bus must not reuse it).
-	Deliver(data []byte)
-	// Lost says that messages of match may have been lost (a disconnect, a resubscribe, an
-	// overflow): the gateway sends `resync` with the given reason to its subscribers.
+	// Deliver hands over a valid `delta` or `event` frame. For a delta, its seq is the
+	// next one of its epoch, unless Lost for the match came since the last delivered.
+	// msg.Data is owned by the sink from then on (the bus must not reuse it).
+	Deliver(msg Message)
+	// Lost says that messages of match may have been lost (a disconnect, a resubscribe,
+	// an overflow, a gap), or that its stream starts a new epoch: the gateway sends
+	// `resync` with the given reason to its subscribers.
 	Lost(match string, reason ResyncReason)
+	// Dropped counts a message that reached the bus and will not be delivered.
+	Dropped(match string, reason DropReason)
 }
 
 // Subscriber is the read side of the bus for a gateway, driven by local interest: the
-// gateway calls Subscribe when its first local subscriber of a match appears and
-// Unsubscribe when its last leaves. Both are called from event loops and must not block;
-// implementations apply them asynchronously (and may debounce Unsubscribe).
+// gateway calls Subscribe when its first subscriber of a match appears on any event loop
+// and Unsubscribe when its last one leaves. The gateway makes these calls on the event
+// loop where the change happened, under its own interest lock, so that the calls for one
+// match come in order; implementations must return at once (record the wish and apply it
+// asynchronously, possibly debouncing Unsubscribe), and must not call the Sink from them.
 type Subscriber interface {
 	// Start begins delivering to sink; it returns once the bus is set up (it need not be
 	// connected yet) and delivers until Close.

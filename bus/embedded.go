@@ -13,17 +13,23 @@ import (
 // Embedded is the in-process bus: snapshot store, publisher and subscriber in one value,
 // the default of `crease demo` and of `crease serve` without Redis. A publish applies the
 // store rules (PublishResult), stores the snapshot, the journal and the history, and
-// hands the frame to the sink under one mutex, so a snapshot at seq N and the delta N+1
-// can never disagree and deltas reach the sink in seq order.
+// hands the frame to the gateway's Tracker under one mutex, so a snapshot at seq N and
+// the delta N+1 can never disagree and deltas reach the sink in seq order. The Tracker
+// still matters: a re-seed behind the gateway is a gap, and a stream that starts over
+// (Forget, then a publisher without memory) a new epoch to announce.
 type Embedded struct {
-	mu       sync.Mutex
-	hist     HistoryOptions
-	matches  map[string]*embeddedMatch
-	interest map[string]int
-	viewers  map[string]int64
-	results  map[PublishResult]uint64
-	sink     Sink
-	closed   bool
+	mu      sync.Mutex
+	hist    HistoryOptions
+	matches map[string]*embeddedMatch
+	viewers map[string]int64
+	results map[PublishResult]uint64
+	track   *Tracker // of the sink given to Start; nil before
+	closed  bool
+
+	// interestMu is not mu: the gateway calls Subscribe under its interest lock, which
+	// its Sink takes too, while a publish calls the Sink under mu.
+	interestMu sync.Mutex
+	interest   map[string]int
 }
 
 type embeddedMatch struct {
@@ -158,8 +164,11 @@ func (e *Embedded) PublishDelta(_ context.Context, d Delta) error {
 			cur.journal = append([][]byte(nil), j.Entries...)
 		}
 	}
-	e.appendHistoryLocked(cur, append([]byte(nil), d.Frame...), msg.TS)
-	e.deliverLocked(d.Match, d.Frame)
+	// One copy, shared by the history and the sink (neither modifies it); the publisher
+	// may reuse its slice.
+	msg.Data = append([]byte(nil), d.Frame...)
+	e.appendHistoryLocked(cur, msg.Data, msg.TS)
+	e.deliverLocked(msg)
 	return nil
 }
 
@@ -263,19 +272,33 @@ func (e *Embedded) PublishEvent(_ context.Context, match string, frame []byte) e
 	if e.closed {
 		return ErrClosed
 	}
-	e.deliverLocked(match, frame)
+	// The sink owns what it is given; the publisher may reuse its slice.
+	m.Data = append([]byte(nil), frame...)
+	e.deliverLocked(m)
 	return nil
 }
 
 // deliverLocked hands every message to the sink, interest or not: in-process there is
 // no subscription to set up, and the gateway filters by its own interest, so a
 // subscription that is just being declared can never miss a frame.
-func (e *Embedded) deliverLocked(match string, frame []byte) {
-	if e.sink == nil {
-		return
+func (e *Embedded) deliverLocked(msg Message) {
+	if e.track != nil {
+		e.track.Message(msg)
 	}
-	// The sink owns what it is given; the publisher may reuse its slice.
-	e.sink.Deliver(append([]byte(nil), frame...))
+}
+
+// Forget drops everything the store holds of match (snapshot, journal, history), as a
+// Redis that lost its data: the next delta starts a new epoch at seq 1, or re-seeds the
+// store from a publisher that kept the state (PublishResult). The gateway side keeps
+// what it delivered, so a new epoch is announced to its subscribers. It reports whether
+// the store held the match.
+func (e *Embedded) Forget(match string) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	_, ok := e.matches[match]
+	delete(e.matches, match)
+	delete(e.viewers, match)
+	return ok
 }
 
 // Snapshot implements Snapshots.
@@ -319,32 +342,32 @@ func (e *Embedded) Start(_ context.Context, sink Sink) error {
 	if e.closed {
 		return ErrClosed
 	}
-	e.sink = sink
+	e.track = NewTracker(sink)
 	return nil
 }
 
-// Subscribe implements Subscriber.
+// Subscribe implements Subscriber. It only counts: everything is delivered anyway.
 func (e *Embedded) Subscribe(match string) {
-	e.mu.Lock()
+	e.interestMu.Lock()
 	e.interest[match]++
-	e.mu.Unlock()
+	e.interestMu.Unlock()
 }
 
 // Unsubscribe implements Subscriber.
 func (e *Embedded) Unsubscribe(match string) {
-	e.mu.Lock()
+	e.interestMu.Lock()
 	if e.interest[match] <= 1 {
 		delete(e.interest, match)
 	} else {
 		e.interest[match]--
 	}
-	e.mu.Unlock()
+	e.interestMu.Unlock()
 }
 
-// Subscribed reports whether the bus currently forwards match (for tests).
+// Subscribed reports whether the gateway has declared interest in match (for tests).
 func (e *Embedded) Subscribed(match string) bool {
-	e.mu.Lock()
-	defer e.mu.Unlock()
+	e.interestMu.Lock()
+	defer e.interestMu.Unlock()
 	return e.interest[match] > 0
 }
 
@@ -355,7 +378,7 @@ func (e *Embedded) Ready() bool { return true }
 func (e *Embedded) Close() error {
 	e.mu.Lock()
 	e.closed = true
-	e.sink = nil
+	e.track = nil
 	e.mu.Unlock()
 	return nil
 }

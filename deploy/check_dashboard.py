@@ -12,7 +12,7 @@ METRICS = {
     "crease_disconnects_total": {"reason"}, "crease_delivered_total": {"prio"},
     "crease_dropped_total": {"prio", "reason"}, "crease_resyncs_total": {"reason"},
     "crease_pending_bytes": {"loop"}, "crease_subscriptions": set(),
-    "crease_bus_messages_total": set(), "crease_bus_reconnects_total": set(),
+    "crease_bus_messages_total": {"kind"}, "crease_bus_reconnects_total": set(),
 }
 HIST = {"crease_loop_lag_seconds", "crease_fanout_latency_seconds"}
 SCRAPE = {"instance", "job"}

@@ -9,9 +9,12 @@
 //     (deliveries, ticks, probes, drains); none of it may block;
 //   - the accept loop accepts, applies admission control and hands connections to the
 //     loops; refusals are answered by a small bounded pool of goroutines;
-//   - the bus's goroutine calls the dispatcher (Deliver, Lost), which parses a message
-//     once, encodes its frame once and posts it to the shards without blocking;
-//   - the interest goroutine applies bus Subscribe/Unsubscribe in order, off the loops;
+//   - the bus's goroutine calls the dispatcher, the gateway's bus.Sink, through the
+//     bus's Tracker: each message once, parsed and in order, counted once; the
+//     dispatcher encodes its frame once and posts it to the shards without blocking;
+//   - a loop whose shard gets its first subscriber of a match, or loses its last, calls
+//     the bus's Subscribe or Unsubscribe itself, under the dispatcher's lock (so the
+//     calls of one match stay in order across loops); the bus only records them;
 //   - the ticker goroutine posts ticks and lag probes to every loop;
 //   - net/http serves the HTTP listener (snapshots, the match list, the page and the
 //     publish API when given), behind CORS and, under a JWT secret, the token check;

@@ -21,6 +21,7 @@ type metrics struct {
 	pending       *prometheus.GaugeVec
 	subscriptions *prometheus.GaugeVec
 	handshakes    *prometheus.CounterVec
+	handshakesOK  prometheus.Counter // handshakes{result="ok"}, resolved once
 	disconnects   *prometheus.CounterVec
 	delivered     *prometheus.CounterVec
 	dropped       *prometheus.CounterVec
@@ -28,6 +29,7 @@ type metrics struct {
 	cuts          prometheus.Counter
 	busMessages   *prometheus.CounterVec
 	busInvalid    prometheus.Counter
+	busDropped    *prometheus.CounterVec
 	busLost       *prometheus.CounterVec
 	acceptErrors  *prometheus.CounterVec
 	clientErrors  *prometheus.CounterVec
@@ -72,12 +74,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Resync frames queued by reason."}, []string{"reason"}),
 		cuts: prometheus.NewCounter(prometheus.CounterOpts{Name: "crease_slow_consumer_cuts_total",
 			Help: "Connections closed with 4008 after their socket stayed full past the cut limit."}),
-		busMessages: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "crease_dispatch_messages_total",
-			Help: "Valid bus messages taken by the dispatcher, by kind."}, []string{"kind"}),
-		busInvalid: prometheus.NewCounter(prometheus.CounterOpts{Name: "crease_dispatch_invalid_total",
-			Help: "Bus messages that were not a valid delta or event frame, dropped."}),
+		busMessages: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "crease_bus_messages_total",
+			Help: "Valid bus messages handed to the gateway (each once, whether or not it has subscribers of the match), by kind."}, []string{"kind"}),
+		busInvalid: prometheus.NewCounter(prometheus.CounterOpts{Name: "crease_bus_invalid_total",
+			Help: "Bus messages dropped because they are not a valid delta or event frame of their channel's match."}),
+		busDropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "crease_bus_dropped_total",
+			Help: "Valid bus messages dropped by reason: duplicate (a seq already delivered), old_epoch (a delta of an epoch the stream has left), overflow (the bus's hand-off queue was full; a resync follows)."}, []string{"reason"}),
 		busLost: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "crease_bus_lost_total",
-			Help: "Bus notices of possibly lost messages, and duplicate or old deltas dropped, by reason."}, []string{"reason"}),
+			Help: "Bus notices that messages of a match may have been lost, or that its stream started a new epoch (each a resync to its subscribers here), by reason."}, []string{"reason"}),
 		acceptErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "crease_accept_errors_total",
 			Help: "accept(2) failures by errno."}, []string{"errno"}),
 		clientErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "crease_client_errors_total",
@@ -87,7 +91,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	for _, c := range []prometheus.Collector{m.connections, m.loopLag, m.dispatchDelay, m.fanout, m.busLatency, m.pending,
 		m.subscriptions, m.handshakes, m.disconnects, m.delivered, m.dropped, m.resyncs, m.cuts,
-		m.busMessages, m.busInvalid, m.busLost, m.acceptErrors, m.clientErrors, m.draining} {
+		m.busMessages, m.busInvalid, m.busDropped, m.busLost, m.acceptErrors, m.clientErrors, m.draining} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -104,11 +108,16 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	for _, r := range []string{"ok", "overloaded", "over_capacity", "draining"} {
 		m.handshakes.WithLabelValues(r)
 	}
-	for _, r := range []bus.ResyncReason{bus.ReasonSlow, bus.ReasonGap, bus.ReasonShed, bus.ReasonBus} {
+	m.handshakesOK = m.handshakes.WithLabelValues("ok")
+	for _, r := range bus.ResyncReasons {
 		m.resyncs.WithLabelValues(string(r))
+	}
+	for _, r := range []bus.ResyncReason{bus.ReasonGap, bus.ReasonBus, bus.ReasonEpoch} {
 		m.busLost.WithLabelValues(string(r))
 	}
-	m.busLost.WithLabelValues("duplicate")
+	for _, r := range []bus.DropReason{bus.DropDuplicate, bus.DropOldEpoch, bus.DropOverflow} {
+		m.busDropped.WithLabelValues(string(r))
+	}
 	for _, p := range []bus.Prio{bus.PrioHigh, bus.PrioNormal, bus.PrioLow} {
 		for _, r := range []string{"budget", "shed", "inbox_full"} {
 			m.dropped.WithLabelValues(p.String(), r)
@@ -139,8 +148,9 @@ func (m *metrics) loop(idx int) *shard.LoopMetrics {
 }
 
 // observeBusLatency records how long a bus message took from its publisher (ts, Unix
-// µs) to this gateway. A publisher clock ahead of ours is clamped to 0 rather than
-// dropped, so that the count stays the number of messages received.
+// µs) to this gateway; the Sink calls it once per message delivered. A publisher clock
+// ahead of ours is clamped to 0 rather than dropped, so that the count stays the number
+// of messages received.
 func (m *metrics) observeBusLatency(ts int64, now time.Time) {
 	m.busLatency.Observe(max(float64(now.UnixMicro()-ts), 0) / 1e6)
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/bits"
 	"net"
 	"net/http"
 	"os"
@@ -41,10 +40,11 @@ type Server struct {
 	gnetDir  string
 	gnetErr  chan error
 
-	shardsMu sync.Mutex
+	shardsMu sync.Mutex // creating a shard (shardFor)
 	shards   [maxLoops]atomic.Pointer[shard.Shard]
-	byLoop   map[gnet.EventLoop]*shard.Shard
+	byLoop   atomic.Pointer[map[gnet.EventLoop]*shard.Shard] // replaced, never modified
 	nShards  atomic.Int32
+	scratch  [maxLoops]loopScratch // by shard index, each used only on its loop
 
 	dispatch *dispatcher
 
@@ -75,7 +75,6 @@ func New(opts Options) (*Server, error) {
 		engineUp: make(chan struct{}),
 		loopsUp:  make(chan struct{}),
 		gnetErr:  make(chan error, 1),
-		byLoop:   make(map[gnet.EventLoop]*shard.Shard),
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
 		ping:     shard.ControlRaw(codec.PingFrame(nil)),
@@ -84,10 +83,15 @@ func New(opts Options) (*Server, error) {
 	if reg == nil {
 		s.reg = prometheus.NewRegistry()
 		reg = s.reg
-		if o.Gatherer == nil {
-			s.opts.Gatherer = s.reg
+	}
+	if s.opts.Gatherer == nil {
+		// What the metrics are registered on, when it can be gathered (a Registry).
+		s.opts.Gatherer = prometheus.Gatherers{}
+		if g, ok := reg.(prometheus.Gatherer); ok {
+			s.opts.Gatherer = g
 		}
 	}
+	s.byLoop.Store(&map[gnet.EventLoop]*shard.Shard{})
 	if s.m, err = newMetrics(reg); err != nil {
 		return nil, fmt.Errorf("server: registering metrics: %w", err)
 	}
@@ -167,7 +171,6 @@ func (s *Server) Start(ctx context.Context) error {
 		httpLn.Close()
 		return fmt.Errorf("server: starting bus: %w", err)
 	}
-	s.dispatch.start()
 
 	s.httpSrv = &http.Server{Handler: s.httpHandler(), ReadHeaderTimeout: 5 * time.Second}
 	s.wg.Add(3)
@@ -326,7 +329,6 @@ func (s *Server) Shutdown() {
 		_ = s.engine.Stop(ctx)
 		cancel()
 		_ = s.opts.Bus.Close()
-		s.dispatch.close()
 		if s.httpSrv != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			_ = s.httpSrv.Shutdown(ctx)
@@ -346,154 +348,6 @@ func waitTimeout(wg *sync.WaitGroup, d time.Duration) {
 	select {
 	case <-ch:
 	case <-time.After(d):
-	}
-}
-
-// ---- dispatcher ----
-
-// dispatcher is the bus.Sink: it validates each message once, encodes its frame once
-// and posts it to the shards that have subscribers of its match. It also turns the
-// shards' interest changes into bus Subscribe/Unsubscribe calls, in order, on its own
-// goroutine, so that no loop ever waits on the bus.
-type dispatcher struct {
-	s  *Server
-	mu sync.Mutex
-	// masks has a bit per shard with subscribers of the match.
-	masks map[string]uint64
-	seqs  map[string]uint64
-
-	changes []interestChange
-	signal  chan struct{}
-	quit    chan struct{}
-	wg      sync.WaitGroup
-}
-
-type interestChange struct {
-	match string
-	on    bool
-}
-
-var _ bus.Sink = (*dispatcher)(nil)
-
-func newDispatcher(s *Server) *dispatcher {
-	return &dispatcher{s: s, masks: make(map[string]uint64), seqs: make(map[string]uint64),
-		signal: make(chan struct{}, 1), quit: make(chan struct{})}
-}
-
-func (d *dispatcher) start() {
-	d.wg.Add(1)
-	go d.applyInterest()
-}
-
-func (d *dispatcher) close() {
-	close(d.quit)
-	d.wg.Wait()
-}
-
-// interest runs on a loop (shard hook).
-func (d *dispatcher) interest(idx int, match string, on bool) {
-	d.mu.Lock()
-	old := d.masks[match]
-	m := old
-	if on {
-		m |= 1 << idx
-	} else {
-		m &^= 1 << idx
-	}
-	if m == 0 {
-		delete(d.masks, match)
-		delete(d.seqs, match)
-	} else {
-		d.masks[match] = m
-	}
-	if (old == 0) != (m == 0) {
-		d.changes = append(d.changes, interestChange{match: match, on: m != 0})
-	}
-	d.mu.Unlock()
-	select {
-	case d.signal <- struct{}{}:
-	default:
-	}
-}
-
-func (d *dispatcher) applyInterest() {
-	defer d.wg.Done()
-	for {
-		select {
-		case <-d.quit:
-			return
-		case <-d.signal:
-		}
-		d.mu.Lock()
-		list := d.changes
-		d.changes = nil
-		d.mu.Unlock()
-		for _, c := range list {
-			if c.on {
-				d.s.opts.Bus.Subscribe(c.match)
-			} else {
-				d.s.opts.Bus.Unsubscribe(c.match)
-			}
-		}
-	}
-}
-
-// Deliver implements bus.Sink. It runs on the bus goroutine and never blocks.
-func (d *dispatcher) Deliver(data []byte) {
-	msg, err := bus.Parse(data)
-	if err != nil {
-		d.s.m.busInvalid.Inc()
-		return
-	}
-	d.s.m.observeBusLatency(msg.TS, time.Now())
-	d.mu.Lock()
-	mask := d.masks[msg.Match]
-	gap := false
-	if msg.Kind == bus.KindDelta && mask != 0 {
-		last := d.seqs[msg.Match]
-		if last != 0 && msg.Seq <= last {
-			d.mu.Unlock()
-			// Rule 1: never an older seq again.
-			d.s.m.busLost.WithLabelValues("duplicate").Inc()
-			return
-		}
-		gap = last != 0 && msg.Seq > last+1
-		d.seqs[msg.Match] = msg.Seq
-	}
-	d.mu.Unlock()
-	if msg.Kind == bus.KindDelta {
-		d.s.m.busMessages.WithLabelValues("delta").Inc()
-	} else {
-		d.s.m.busMessages.WithLabelValues("event").Inc()
-	}
-	if mask == 0 {
-		return
-	}
-	if gap {
-		d.s.m.busLost.WithLabelValues(string(bus.ReasonGap)).Inc()
-		d.post(mask, func(sh *shard.Shard) { sh.PostLost(msg.Match, bus.ReasonGap) })
-	}
-	f := shard.NewBusFrame(msg)
-	d.post(mask, func(sh *shard.Shard) { sh.Post(f) })
-}
-
-// Lost implements bus.Sink.
-func (d *dispatcher) Lost(match string, reason bus.ResyncReason) {
-	d.mu.Lock()
-	mask := d.masks[match]
-	delete(d.seqs, match)
-	d.mu.Unlock()
-	d.s.m.busLost.WithLabelValues(string(reason)).Inc()
-	d.post(mask, func(sh *shard.Shard) { sh.PostLost(match, reason) })
-}
-
-func (d *dispatcher) post(mask uint64, fn func(*shard.Shard)) {
-	for mask != 0 {
-		i := bits.TrailingZeros64(mask)
-		mask &^= 1 << i
-		if sh := d.s.shards[i].Load(); sh != nil {
-			fn(sh)
-		}
 	}
 }
 

@@ -28,6 +28,8 @@ type Frame struct {
 	TS    int64 // publish time, Unix µs (bus frames)
 	Kind  FrameKind
 	Prio  bus.Prio
+	// Reason is a resync marker's reason.
+	Reason bus.ResyncReason
 }
 
 // NewBusFrame encodes a validated bus message once.
@@ -53,5 +55,5 @@ func ControlRaw(b []byte) *Frame {
 }
 
 func resyncFrame(match string, reason bus.ResyncReason) *Frame {
-	return &Frame{Bytes: codec.TextFrame(wire.Resync(match, reason)), Match: match, Kind: KindResync, Prio: bus.PrioHigh}
+	return &Frame{Bytes: codec.TextFrame(wire.Resync(match, reason)), Match: match, Kind: KindResync, Prio: bus.PrioHigh, Reason: reason}
 }

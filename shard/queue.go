@@ -301,6 +301,25 @@ func contains(list []string, s string) bool {
 	return false
 }
 
+// upgradeResync turns the queued resync of match into one with reason epoch; false when
+// it says epoch already.
+func (s *Shard) upgradeResync(q *outQueue, match string) bool {
+	for i, f := range q.state {
+		if f.Kind == KindResync && f.Match == match {
+			if f.Reason == bus.ReasonEpoch {
+				return false
+			}
+			nf := resyncFrame(match, bus.ReasonEpoch)
+			d := len(nf.Bytes) - len(f.Bytes)
+			q.bytes += d
+			s.pending.Add(int64(d))
+			q.state[i] = nf
+			return true
+		}
+	}
+	return false
+}
+
 func hasResync(lane []*Frame, match string) bool {
 	for _, f := range lane {
 		if f.Kind == KindResync && f.Match == match {

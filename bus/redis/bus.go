@@ -33,7 +33,10 @@ type Bus struct {
 	client    atomic.Pointer[clientBox] // nil until the first successful connect
 	connected chan struct{}             // closed once client is set
 	ready     atomic.Bool
+	masterMu  sync.Mutex
+	master    string // Sentinel: the master's address last seen (connect, then healthLoop)
 
+	track      atomic.Pointer[bus.Tracker] // set by Start
 	q          *handoff
 	subs       *manager
 	snaps      *snapCache
@@ -95,12 +98,7 @@ func New(opts Options) (*Bus, error) {
 
 // connect makes the rueidis client once. rueidis then reconnects by itself.
 func (b *Bus) connect() error {
-	c, err := rueidis.NewClient(rueidis.ClientOption{
-		InitAddress:  b.opts.Addrs,
-		DisableCache: true, // no client-side caching: no CLIENT TRACKING, no invalidation channel
-		// Standalone: the first address only; cluster: seeds, and rueidis finds the rest.
-		ForceSingleClient: !b.opts.Cluster,
-	})
+	c, err := rueidis.NewClient(b.clientOption())
 	if err != nil {
 		if c != nil {
 			c.Close()
@@ -108,9 +106,29 @@ func (b *Bus) connect() error {
 		return err
 	}
 	b.client.Store(&clientBox{c: c})
+	b.noteMaster(c)
 	b.ready.Store(true)
 	close(b.connected)
 	return nil
+}
+
+// clientOption is the rueidis configuration of Options: standalone, cluster or
+// Sentinel.
+func (b *Bus) clientOption() rueidis.ClientOption {
+	o := rueidis.ClientOption{
+		InitAddress:  b.opts.Addrs,
+		DisableCache: true, // no client-side caching: no CLIENT TRACKING, no invalidation channel
+		// Standalone: the first address only; cluster: seeds, and rueidis finds the rest.
+		ForceSingleClient: !b.opts.Cluster && b.opts.Sentinel == "",
+	}
+	if b.opts.Sentinel != "" {
+		// InitAddress are the sentinels. rueidis asks them for the master, subscribes to
+		// their events and, on +switch-master, dials the new master and closes the old
+		// connection: every Receive on it ends and is retried on the new one (a
+		// resubscribe, so a `resync`), every command is retried there.
+		o.Sentinel = rueidis.SentinelOption{MasterSet: b.opts.Sentinel, TopologyRefreshInterval: b.opts.SentinelRefresh}
+	}
+	return o
 }
 
 func (b *Bus) connectLoop() {
@@ -167,6 +185,7 @@ func (b *Bus) healthLoop() {
 			continue
 		}
 		ok := b.pingAll(c)
+		b.noteMaster(c)
 		if was := b.ready.Swap(ok); was != ok {
 			if ok {
 				b.m.reconnects.Inc()
@@ -175,6 +194,26 @@ func (b *Bus) healthLoop() {
 				b.log.Warn("redis link down")
 			}
 		}
+	}
+}
+
+// noteMaster logs and counts a change of the master Sentinel names.
+func (b *Bus) noteMaster(c rueidis.Client) {
+	if b.opts.Sentinel == "" {
+		return
+	}
+	b.masterMu.Lock()
+	defer b.masterMu.Unlock()
+	for addr := range c.Nodes() { // the master only: the bus sends nothing to replicas
+		switch b.master {
+		case addr:
+		case "":
+			b.log.Info("redis master", "sentinel", b.opts.Sentinel, "addr", addr)
+		default:
+			b.m.masters.Inc()
+			b.log.Warn("redis master changed (failover)", "sentinel", b.opts.Sentinel, "from", b.master, "to", addr)
+		}
+		b.master = addr
 	}
 }
 

@@ -36,12 +36,12 @@ type handoff struct {
 	// while set every message is dropped, so no message that was queued after a drop
 	// can overtake the Lost that reports it.
 	full bool
-	lost map[string]struct{} // matches with dropped messages in this batch window
+	lost map[string]int // dropped messages per match in this batch window
 	wake chan struct{}
 }
 
 func newHandoff(maxItems, maxBytes int) *handoff {
-	return &handoff{maxItems: maxItems, maxBytes: maxBytes, lost: map[string]struct{}{}, wake: make(chan struct{}, 1)}
+	return &handoff{maxItems: maxItems, maxBytes: maxBytes, lost: map[string]int{}, wake: make(chan struct{}, 1)}
 }
 
 // pushMessage queues a message; false when it was dropped (the match is then reported
@@ -50,7 +50,7 @@ func (h *handoff) pushMessage(match, data string) bool {
 	h.mu.Lock()
 	if h.full || len(h.items) >= h.maxItems || h.bytes+len(data) > h.maxBytes {
 		h.full = true
-		h.lost[match] = struct{}{}
+		h.lost[match]++
 		h.mu.Unlock()
 		h.signal()
 		return false
@@ -79,17 +79,17 @@ func (h *handoff) signal() {
 	}
 }
 
-// take swaps out the pending batch and the matches lost in it. The returned slice is
-// valid until the next take.
-func (h *handoff) take(lost map[string]struct{}) []item {
+// take swaps out the pending batch and adds the messages dropped in it to lost, by
+// match. The returned slice is valid until the next take.
+func (h *handoff) take(lost map[string]int) []item {
 	h.mu.Lock()
 	batch := h.items
 	h.items = h.spare[:0]
 	h.spare = nil
 	h.bytes = 0
 	h.full = false
-	for m := range h.lost {
-		lost[m] = struct{}{}
+	for m, n := range h.lost {
+		lost[m] += n
 		delete(h.lost, m)
 	}
 	h.mu.Unlock()
@@ -106,18 +106,11 @@ func (h *handoff) recycle(batch []item) {
 	h.mu.Unlock()
 }
 
-// track is the deliverer's state of one subscribed match.
-type track struct {
-	last  uint64 // highest delivered seq; 0 = none yet
-	fresh bool   // the next delta is not gap-checked: the (re)subscribe was just reported
-}
-
-// deliverLoop is the only goroutine that calls the sink. It validates every message,
-// keeps the per-match seq order, and reports losses in order with the messages.
-func (b *Bus) deliverLoop(sink bus.Sink) {
+// deliverLoop is the only goroutine that calls the Tracker, and through it the sink. It
+// validates every message and reports losses in order with the messages.
+func (b *Bus) deliverLoop(tr *bus.Tracker) {
 	defer b.wg.Done()
-	tracks := map[string]*track{}
-	lost := map[string]struct{}{}
+	lost := map[string]int{}
 	for {
 		select {
 		case <-b.ctx.Done():
@@ -129,42 +122,31 @@ func (b *Bus) deliverLoop(sink bus.Sink) {
 			if b.ctx.Err() != nil {
 				return
 			}
-			b.process(sink, tracks, &batch[i])
+			b.process(tr, &batch[i])
 		}
 		b.q.recycle(batch)
-		for m := range lost {
-			sink.Lost(m, bus.ReasonBus)
-			b.snaps.lost(m)
-			if tr := tracks[m]; tr != nil {
-				tr.fresh = true
+		for m, n := range lost {
+			for range n {
+				tr.Dropped(m, bus.DropOverflow)
 			}
+			tr.Lost(m, bus.ReasonBus)
 			delete(lost, m)
 		}
 	}
 }
 
-func (b *Bus) process(sink bus.Sink, tracks map[string]*track, it *item) {
+func (b *Bus) process(tr *bus.Tracker, it *item) {
 	switch it.kind {
 	case itemSubscribed, itemResubscribed:
 		// Every confirmation is a possible loss: on the first one, the gateway told its
 		// clients `subscribed` before Redis had the subscription, so deltas published
 		// in between never reached us; on a later one, rueidis resubscribed after a
-		// disconnect (or we did after a slot migration). The seq of the last delivered
-		// delta is kept, so rule 1 holds across it.
-		tr := tracks[it.match]
-		if tr == nil {
-			tr = &track{}
-			tracks[it.match] = tr
-		}
-		tr.fresh = true
-		if it.kind == itemSubscribed {
-			b.snaps.track(it.match)
-		}
-		sink.Lost(it.match, bus.ReasonBus)
-		b.snaps.lost(it.match)
+		// disconnect (or we did after a slot migration). The Tracker keeps the last
+		// delivered seq, so rule 1 holds across it.
+		tr.Lost(it.match, bus.ReasonBus)
 		return
 	case itemStopped:
-		delete(tracks, it.match)
+		tr.Forget(it.match)
 		b.snaps.untrack(it.match)
 		return
 	}
@@ -172,32 +154,9 @@ func (b *Bus) process(sink bus.Sink, tracks map[string]*track, it *item) {
 	data := []byte(it.data)
 	msg, err := bus.Parse(data)
 	if err != nil || msg.Match != it.match {
-		b.m.invalid.Inc()
+		tr.Dropped(it.match, bus.DropInvalid)
 		b.log.Debug("invalid bus message dropped", "match", it.match, "err", err, "bytes", len(data))
 		return
 	}
-	if msg.Kind == bus.KindEvent {
-		b.m.messages.WithLabelValues("event").Inc()
-		sink.Deliver(data)
-		return
-	}
-	tr := tracks[it.match]
-	if tr == nil { // cannot happen: the subscribe confirmation precedes messages
-		tr = &track{fresh: true}
-		tracks[it.match] = tr
-	}
-	if msg.Seq <= tr.last {
-		// Never an older seq again (PROTOCOL.md rule 1), not even after a resync.
-		b.m.dropped.WithLabelValues("duplicate").Inc()
-		return
-	}
-	if !tr.fresh && msg.Seq > tr.last+1 {
-		sink.Lost(it.match, bus.ReasonGap)
-		b.snaps.lost(it.match)
-	}
-	tr.fresh = false
-	tr.last = msg.Seq
-	b.snaps.noteSeq(it.match, msg.Seq)
-	b.m.messages.WithLabelValues("delta").Inc()
-	sink.Deliver(data)
+	tr.Message(msg)
 }

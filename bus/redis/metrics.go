@@ -6,31 +6,21 @@ import (
 	"crease/bus"
 )
 
-// metrics of one Bus. They always exist (the code never checks for nil); they are
-// exported only when Options.Registerer is set.
+// metrics of one Bus: the Redis side only. What a gateway receives (messages, drops,
+// losses) is counted once, by the gateway's Sink. They always exist and are registered,
+// on a private registry when Options.Registerer is nil.
 type metrics struct {
-	messages      *prometheus.CounterVec // kind = delta | event, delivered to the sink
-	invalid       prometheus.Counter
-	dropped       *prometheus.CounterVec // reason = overflow | duplicate
 	reconnects    prometheus.Counter
 	resubscribes  prometheus.Counter
 	subscriptions prometheus.Gauge
 	snapshots     *prometheus.CounterVec // result = hit | coalesced | miss
 	gets          prometheus.Counter
 	publishes     *prometheus.CounterVec // result = bus.PublishResult
+	masters       prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
-		messages: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "crease_bus_messages_total", Help: "Bus messages handed to the gateway, by kind.",
-		}, []string{"kind"}),
-		invalid: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "crease_bus_invalid_total", Help: "Bus messages dropped because they are not a valid frame of their channel's match.",
-		}),
-		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "crease_bus_dropped_total", Help: "Valid bus messages dropped: overflow of the hand-off queue, or a duplicate seq.",
-		}, []string{"reason"}),
 		reconnects: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "crease_bus_reconnects_total", Help: "Times the Redis link came back after being down.",
 		}),
@@ -49,12 +39,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		publishes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "crease_store_publishes_total", Help: "Deltas this publisher sent to the store, by the store rule applied: applied, duplicate (a retry), new_epoch, reseeded_empty, reseeded_behind, refused.",
 		}, []string{"result"}),
-	}
-	for _, k := range []string{"delta", "event"} {
-		m.messages.WithLabelValues(k)
-	}
-	for _, r := range []string{"overflow", "duplicate"} {
-		m.dropped.WithLabelValues(r)
+		masters: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "crease_bus_master_changes_total", Help: "Times the Redis master named by Sentinel changed address (a failover), as seen by this process's health checks.",
+		}),
 	}
 	for _, r := range bus.PublishResults {
 		m.publishes.WithLabelValues(string(r))
@@ -62,11 +49,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	for _, r := range []string{"hit", "coalesced", "miss", "behind"} {
 		m.snapshots.WithLabelValues(r)
 	}
-	if reg != nil {
-		for _, c := range []prometheus.Collector{m.messages, m.invalid, m.dropped, m.reconnects, m.resubscribes, m.subscriptions, m.snapshots, m.gets, m.publishes} {
-			if err := reg.Register(c); err != nil {
-				return nil, err
-			}
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	for _, c := range []prometheus.Collector{m.reconnects, m.resubscribes, m.subscriptions, m.snapshots, m.gets, m.publishes, m.masters} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
 		}
 	}
 	return m, nil

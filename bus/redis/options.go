@@ -22,6 +22,7 @@ const (
 	DefaultHandoffBytes        = 16 << 20
 	DefaultViewerTTL           = 30 * time.Second
 	DefaultHealthInterval      = time.Second
+	DefaultSentinelRefresh     = 5 * time.Second
 )
 
 // Errors returned by New for invalid Options.
@@ -31,6 +32,7 @@ var (
 	ErrBadDuration    = errors.New("redis bus: durations in Options must not be negative")
 	ErrBadHandoff     = errors.New("redis bus: Options.HandoffMessages and HandoffBytes must not be negative")
 	ErrBadNodeID      = errors.New("redis bus: Options.NodeID must not contain spaces or colons")
+	ErrBadSentinel    = errors.New("redis bus: Options.Sentinel must be a master name without spaces, and not with Cluster")
 	ErrNotConnected   = errors.New("redis bus: not connected to Redis")
 	ErrAlreadyStarted = errors.New("redis bus: Start called twice")
 	ErrBadFrame       = errors.New("redis bus: frame does not match the message it is published as")
@@ -42,30 +44,44 @@ var (
 // Options configures a Bus. The zero value of each field means its default.
 type Options struct {
 	// Addrs are the Redis addresses, host:port. Standalone mode uses the first one; in
-	// cluster mode they are the seed nodes.
+	// cluster mode they are the seed nodes; with Sentinel they are the sentinels (any
+	// one that answers is enough; the others are learnt from it).
 	Addrs []string
 	// Cluster selects Redis Cluster: sharded pub/sub (SSUBSCRIBE/SPUBLISH).
 	Cluster bool
+	// Sentinel, when set, is the name of the master that Redis Sentinel monitors
+	// (`sentinel monitor NAME ...`): the bus asks the sentinels at Addrs for its address
+	// and follows it across failovers (their +switch-master event), subscriptions and
+	// publishes included. Empty (the default) means no Sentinel. Not with Cluster.
+	Sentinel string
+	// SentinelRefresh is how often the master's address is asked of the sentinels again
+	// besides their events, so that one missed +switch-master cannot leave the bus on a
+	// demoted master: DefaultSentinelRefresh. Only with Sentinel.
+	SentinelRefresh time.Duration
 	// Prefix of every key and channel (PROTOCOL.md): DefaultPrefix.
 	Prefix string
-	// Registerer receives the crease_bus_* metrics; nil means no metrics are exported.
+	// Registerer receives the bus's metrics (doc.go lists them); nil means a private
+	// registry, which nobody gathers (as server.Options.Registerer, whose gateway serves
+	// its own at /metrics).
 	Registerer prometheus.Registerer
 	// Logger; nil means slog.Default().
 	Logger *slog.Logger
 	// UnsubscribeDebounce delays the Redis unsubscribe after the last local subscriber
-	// of a match leaves; a Subscribe within it cancels the unsubscribe.
+	// of a match leaves; a Subscribe within it cancels the unsubscribe:
+	// DefaultUnsubscribeDebounce.
 	UnsubscribeDebounce time.Duration
 	// HandoffMessages and HandoffBytes bound the queue between the Redis connection and
-	// the goroutine that calls the Sink. Beyond either, messages are dropped and their
-	// matches reported Lost(bus).
+	// the goroutine that calls the Sink: DefaultHandoffMessages, DefaultHandoffBytes.
+	// Beyond either, messages are dropped and their matches reported Lost(bus).
 	HandoffMessages int
 	HandoffBytes    int
 	// NodeID names this gateway in the per-node viewer counts: hostname-pid-random by
 	// default. Two gateways with one NodeID overwrite each other's counts.
 	NodeID string
-	// ViewerTTL is how long a node's viewer counts count after its last SetViewers.
+	// ViewerTTL is how long a node's viewer counts count after its last SetViewers:
+	// DefaultViewerTTL.
 	ViewerTTL time.Duration
-	// HealthInterval is how often the link is PINGed for Ready.
+	// HealthInterval is how often the link is PINGed for Ready: DefaultHealthInterval.
 	HealthInterval time.Duration
 	// History bounds crease:{ID}:hist, the recent deltas a publisher keeps per match
 	// (by count, age and bytes): bus.DefaultHistoryDeltas, bus.DefaultHistoryAge,
@@ -92,7 +108,10 @@ func (o Options) withDefaults() (Options, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	if o.UnsubscribeDebounce < 0 || o.ViewerTTL < 0 || o.HealthInterval < 0 {
+	if o.Sentinel != "" && (o.Cluster || strings.ContainsAny(o.Sentinel, " \t\r\n")) {
+		return o, fmt.Errorf("%w: %q", ErrBadSentinel, o.Sentinel)
+	}
+	if o.UnsubscribeDebounce < 0 || o.ViewerTTL < 0 || o.HealthInterval < 0 || o.SentinelRefresh < 0 {
 		return o, ErrBadDuration
 	}
 	if o.UnsubscribeDebounce == 0 {
@@ -103,6 +122,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.HealthInterval == 0 {
 		o.HealthInterval = DefaultHealthInterval
+	}
+	if o.SentinelRefresh == 0 {
+		o.SentinelRefresh = DefaultSentinelRefresh
 	}
 	o.History = o.History.WithDefaults()
 	if o.HandoffMessages < 0 || o.HandoffBytes < 0 {

@@ -17,13 +17,13 @@ type gatedSink struct {
 	entered chan struct{}
 }
 
-func (s *gatedSink) Deliver(data []byte) {
+func (s *gatedSink) Deliver(msg bus.Message) {
 	select {
 	case s.entered <- struct{}{}:
 		<-s.gate
 	default:
 	}
-	s.fakeSink.Deliver(data)
+	s.fakeSink.Deliver(msg)
 }
 
 func TestHandoffOverflowReportsLost(t *testing.T) {
@@ -53,12 +53,18 @@ func TestHandoffOverflowReportsLost(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// 4 queued, the other 15 dropped.
-	eventually(t, 5*time.Second, "overflow drops", func() bool {
-		return value(b.m.dropped.WithLabelValues("overflow")) == n-1-float64(o.HandoffMessages)
+	// 4 queued, the other 15 dropped: counted in order with the deliveries, once the
+	// deliverer is free again.
+	eventually(t, 5*time.Second, "every message queued or dropped", func() bool {
+		b.q.mu.Lock()
+		defer b.q.mu.Unlock()
+		return len(b.q.items) == o.HandoffMessages && b.q.lost["m1"] == n-1-o.HandoffMessages
 	})
-	dropped := value(b.m.dropped.WithLabelValues("overflow"))
 	close(sink.gate)
+	eventually(t, 5*time.Second, "overflow drops", func() bool {
+		return sink.dropped(bus.DropOverflow) == n-1-o.HandoffMessages
+	})
+	dropped := float64(sink.dropped(bus.DropOverflow))
 	// One at the subscribe confirmation, one for the overflow.
 	eventually(t, 5*time.Second, "Lost(bus)", func() bool { return sink.losses("m1", bus.ReasonBus) == 2 })
 	if err := b.PublishDelta(ctx, delta("m1", n+1, "")); err != nil {

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/rueidis"
@@ -16,55 +17,52 @@ import (
 	"crease/wire"
 )
 
-// snapCache serves GET /v1/matches/{id} without a Redis GET per request. An entry is
-// kept only for a match this gateway is subscribed to, where the deliverer knows the
-// newest seq (seen): the cached snapshot is served while its seq equals seen. Any other
-// request joins the running fetch of its match, or starts one. A match this gateway is
-// not subscribed to (its clients' WebSockets are elsewhere, or a page lists it) is cached
-// for untrackedTTL: nobody here can tell whether it is current, and a client given a
-// snapshot that old recovers by the client algorithm (buffered deltas newer than it are
-// applied; a hole is a resync), while a burst of readers costs one GET per TTL.
+// snapCache serves GET /v1/matches/{id} without a Redis GET per request. A match this
+// gateway is subscribed to is tracked (bus.Tracker): its cached snapshot is served while
+// it is current, that is while nothing was delivered or lost since the GET that read it
+// was sent, or while it is at the position last delivered with no loss since. Any other
+// request joins the running fetch of its match when nothing was delivered or lost since
+// that fetch was sent (an older fetch could miss a delta the requester will never get),
+// or starts one. A match this gateway is not subscribed to (its clients' WebSockets are
+// elsewhere, or a page lists it) is cached for untrackedTTL: nobody here can tell
+// whether it is current, and a client given a snapshot that old recovers by the client
+// algorithm (buffered deltas newer than it are applied; a hole is a resync), while a
+// burst of readers costs one GET per TTL.
+//
+// The Tracker records a loss before the Sink hears of it, so a client that fetches
+// because of a `resync` never gets a snapshot read before the loss.
 type snapCache struct {
 	mu      sync.Mutex
 	entries map[string]*snapEntry
 }
 
 type snapEntry struct {
-	tracked bool   // subscribed: seen is maintained
-	seen    uint64 // newest seq delivered; 0 = unknown (just subscribed, or after a loss)
-	high    uint64 // newest seq ever delivered while tracked; kept across losses
-	gen     uint64 // bumped by every delivered delta and every loss
-	snap    *bus.Snapshot
-	call    *snapCall // running fetch
-	fetched time.Time // when snap was read (untracked entries)
+	snap     *bus.Snapshot
+	tracked  bool      // snap was read while the match was tracked
+	validGen uint64    // the Tracker's Gen when the GET of snap was sent
+	valid    bool      // the Gen had not changed when its answer came
+	fetched  time.Time // when snap was read (untracked entries)
+	call     *snapCall // the latest running fetch
 }
 
 // untrackedTTL is how long a snapshot of a match nobody here subscribes to is reused.
 const untrackedTTL = 250 * time.Millisecond
 
 type snapCall struct {
-	done chan struct{}
-	snap bus.Snapshot
-	err  error
+	done    chan struct{}
+	tracked bool
+	gen     uint64 // the Tracker's Gen when it was sent
+	snap    bus.Snapshot
+	err     error
 }
 
 func newSnapCache() *snapCache { return &snapCache{entries: map[string]*snapEntry{}} }
 
-func (c *snapCache) track(match string) {
-	c.mu.Lock()
-	e := c.entries[match]
-	if e == nil {
-		e = &snapEntry{}
-		c.entries[match] = e
-	}
-	e.tracked = true
-	c.mu.Unlock()
-}
-
+// untrack forgets the cached snapshot of a match whose subscription ended.
 func (c *snapCache) untrack(match string) {
 	c.mu.Lock()
-	if e := c.entries[match]; e != nil {
-		e.tracked, e.seen, e.high, e.snap = false, 0, 0, nil
+	if e := c.entries[match]; e != nil && e.tracked {
+		e.snap = nil
 		if e.call == nil {
 			delete(c.entries, match)
 		}
@@ -72,49 +70,51 @@ func (c *snapCache) untrack(match string) {
 	c.mu.Unlock()
 }
 
-// lost forgets what is known: deltas may have been missed, so neither seen nor the
-// cached snapshot can be trusted.
-func (c *snapCache) lost(match string) {
-	c.mu.Lock()
-	if e := c.entries[match]; e != nil {
-		e.seen, e.snap = 0, nil
-		e.gen++
+// current reports whether e's snapshot may be served to a request arriving at p.
+func (e *snapEntry) current(p bus.Position, tracked bool) bool {
+	switch {
+	case e.snap == nil || e.tracked != tracked:
+		return false
+	case !tracked:
+		return time.Since(e.fetched) < untrackedTTL
+	case e.valid && e.validGen == p.Gen:
+		return true
 	}
-	c.mu.Unlock()
+	return p.Current && e.snap.Epoch == p.Epoch && e.snap.Seq == p.Seq
 }
 
-func (c *snapCache) noteSeq(match string, seq uint64) {
-	c.mu.Lock()
-	if e := c.entries[match]; e != nil && e.tracked {
-		e.seen = seq
-		e.high = max(e.high, seq)
-		e.gen++
+// position returns the Tracker's record of match; false when it is not tracked.
+func (b *Bus) position(match string) (bus.Position, bool) {
+	if tr := b.track.Load(); tr != nil {
+		return tr.Position(match)
 	}
-	c.mu.Unlock()
+	return bus.Position{}, false
 }
 
 // Snapshot returns the stored snapshot of match or bus.ErrUnknownMatch, from the cache
-// when it is current, else from one GET shared by all concurrent callers.
+// when it is current, else from one GET shared by the concurrent callers it can serve.
 //
 // It returns ErrStoreBehind instead of a snapshot older than a delta this gateway has
-// already delivered (or instead of ErrUnknownMatch for such a match): Redis lost data
-// (a restart without persistence, a failover to a lagging replica) and the publisher has
-// not re-seeded it yet. The HTTP answer is then 503, which clients retry, rather than a
-// 404 or an old state that would claim deltas the clients have seen never happened.
+// already delivered of the same epoch, or of an epoch the stream has left (or instead of
+// ErrUnknownMatch for such a match): Redis lost data (a restart without persistence, a
+// failover to a lagging replica) and the publisher has not re-seeded it yet. The HTTP
+// answer is then 503, which clients retry, rather than a 404 or an old state that would
+// claim deltas the clients have seen never happened.
 func (b *Bus) Snapshot(ctx context.Context, match string) (bus.Snapshot, error) {
 	if !bus.ValidMatchID(match) {
 		return bus.Snapshot{}, fmt.Errorf("%w: %q", bus.ErrUnknownMatch, match)
 	}
 	sc := b.snaps
 	sc.mu.Lock()
+	pos, tracked := b.position(match)
 	e := sc.entries[match]
-	if e != nil && e.snap != nil && (e.tracked && e.seen == e.snap.Seq || !e.tracked && time.Since(e.fetched) < untrackedTTL) {
+	if e != nil && e.current(pos, tracked) {
 		s := *e.snap
 		sc.mu.Unlock()
 		b.m.snapshots.WithLabelValues("hit").Inc()
 		return s, nil
 	}
-	if e != nil && e.call != nil {
+	if e != nil && e.call != nil && e.call.tracked == tracked && (!tracked || e.call.gen == pos.Gen) {
 		call := e.call
 		sc.mu.Unlock()
 		b.m.snapshots.WithLabelValues("coalesced").Inc()
@@ -129,11 +129,8 @@ func (b *Bus) Snapshot(ctx context.Context, match string) (bus.Snapshot, error) 
 		e = &snapEntry{}
 		sc.entries[match] = e
 	}
-	call := &snapCall{done: make(chan struct{})}
+	call := &snapCall{done: make(chan struct{}), tracked: tracked, gen: pos.Gen}
 	e.call = call
-	// Every delta delivered so far had its snapshot stored before it was published
-	// (one script), so a GET sent now can only be older if Redis lost data.
-	high, gen := e.high, e.gen
 	sc.mu.Unlock()
 	b.m.snapshots.WithLabelValues("miss").Inc()
 
@@ -141,30 +138,39 @@ func (b *Bus) Snapshot(ctx context.Context, match string) (bus.Snapshot, error) 
 	fctx, cancel := context.WithTimeout(b.ctx, 5*time.Second)
 	call.snap, call.err = b.fetchSnapshot(fctx, match)
 	cancel()
-	if high > 0 && (errors.Is(call.err, bus.ErrUnknownMatch) || (call.err == nil && call.snap.Seq < high)) {
-		call.snap, call.err = bus.Snapshot{}, fmt.Errorf("%w: %s: stored snapshot is older than seq %d, already delivered", ErrStoreBehind, match, high)
-		b.m.snapshots.WithLabelValues("behind").Inc()
+	// Every delta delivered before the GET was sent had its snapshot stored before it
+	// was published (one script), so the answer can only be older if Redis lost data.
+	if tracked {
+		unknown := errors.Is(call.err, bus.ErrUnknownMatch)
+		if (unknown || call.err == nil) && pos.Behind(!unknown, call.snap.Epoch, call.snap.Seq) {
+			call.snap, call.err = bus.Snapshot{}, fmt.Errorf("%w: %s: the store is behind %s:%d, already delivered", ErrStoreBehind, match, pos.Epoch, pos.Seq)
+			b.m.snapshots.WithLabelValues("behind").Inc()
+		}
+		if call.err == nil {
+			b.track.Load().Served(match, call.snap.Epoch)
+		}
 	}
 
 	sc.mu.Lock()
-	e.call = nil
-	if call.err == nil && e.tracked {
-		s := call.snap
-		e.snap = &s
-		if e.gen == gen {
-			// Nothing was delivered or lost while the GET was out: no newer snapshot
-			// exists but one whose delta is still to come (and will invalidate this),
-			// so the answer is current. This revalidates a quiet match after a loss.
-			e.seen = s.Seq
-		}
+	if e.call == call {
+		e.call = nil
 	}
-	if !e.tracked {
-		if call.err == nil {
-			s := call.snap
-			e.snap, e.fetched = &s, time.Now()
-		} else {
+	now, stillTracked := b.position(match)
+	switch {
+	case call.err != nil:
+		if e.call == nil && e.snap == nil {
 			delete(sc.entries, match)
 		}
+	case tracked && stillTracked && (e.snap == nil || !e.tracked || call.gen >= e.validGen):
+		// (A fetch sent before the one whose answer is cached does not replace it.)
+		s := call.snap
+		// Unchanged Gen: nothing was delivered or lost while the GET was out, so no newer
+		// snapshot exists but one whose delta is still to come (and will change the Gen).
+		// This revalidates a quiet match after a loss.
+		e.snap, e.tracked, e.validGen, e.valid, e.fetched = &s, true, call.gen, now.Gen == call.gen, time.Time{}
+	case !tracked && !stillTracked:
+		s := call.snap
+		e.snap, e.tracked, e.valid, e.fetched = &s, false, false, time.Now()
 	}
 	sc.mu.Unlock()
 	close(call.done)
@@ -256,6 +262,8 @@ type viewers struct {
 	latest  map[string]int
 	changed bool
 	wake    chan struct{}
+	// reports counts the reports written (and announced), for tests to wait on.
+	reports atomic.Uint64
 }
 
 // SetViewers records this node's viewer count per match (the gateway calls it
@@ -333,6 +341,7 @@ func (b *Bus) viewersLoop() {
 			}
 		}
 		cancel()
+		b.views.reports.Add(1)
 	}
 }
 
@@ -396,8 +405,6 @@ func (b *Bus) announceViewers(ctx context.Context, c rueidis.Client, counts map[
 			continue
 		}
 		a.total, a.quiet = total, 0
-		if !b.q.pushMessage(m, string(wire.Viewers(m, now.UnixMicro(), total))) {
-			b.m.dropped.WithLabelValues("overflow").Inc()
-		}
+		b.q.pushMessage(m, string(wire.Viewers(m, now.UnixMicro(), total))) // a drop is counted and reported by the deliverer
 	}
 }

@@ -21,6 +21,12 @@ type manager struct {
 	pending map[string]bool // match -> wanted; the latest call wins
 	wake    chan struct{}
 
+	// now is the debounce's clock (time.Now; tests move one by hand), read only by run.
+	now func() time.Time
+	// settle asks run to answer (close the channel) once it has applied every change
+	// recorded before: tests wait on it instead of on time.
+	settle chan chan struct{}
+
 	// Owned by run.
 	active   map[string]*sub
 	unsubAt  map[string]time.Time     // debounced unsubscribes
@@ -33,6 +39,8 @@ func newManager(b *Bus) *manager {
 		b:        b,
 		pending:  map[string]bool{},
 		wake:     make(chan struct{}, 1),
+		now:      time.Now,
+		settle:   make(chan chan struct{}),
 		active:   map[string]*sub{},
 		unsubAt:  map[string]time.Time{},
 		stopping: map[string]chan struct{}{},
@@ -78,8 +86,10 @@ func (b *Bus) Start(ctx context.Context, sink bus.Sink) error {
 	if b.started.Swap(true) {
 		return ErrAlreadyStarted
 	}
+	tr := bus.NewTracker(sink)
+	b.track.Store(tr)
 	b.wg.Add(2)
-	go b.deliverLoop(sink)
+	go b.deliverLoop(tr)
 	go b.subs.run()
 	return nil
 }
@@ -89,20 +99,27 @@ func (m *manager) run() {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
+		var settled chan struct{}
 		select {
 		case <-m.b.ctx.Done():
 			m.stopAll()
 			return
 		case <-m.wake:
-			m.apply()
+		case settled = <-m.settle:
 		case s := <-m.exited:
 			if m.stopping[s.match] == s.done {
 				delete(m.stopping, s.match)
 			}
 		case <-timer.C:
 		}
+		// Whatever woke it, what was asked before is applied before anything expires:
+		// a Subscribe recorded in time cancels its match's unsubscribe.
+		m.apply()
 		m.expire()
 		m.arm(timer)
+		if settled != nil {
+			close(settled)
+		}
 	}
 }
 
@@ -120,14 +137,14 @@ func (m *manager) apply() {
 			}
 		case m.active[match] != nil:
 			if _, ok := m.unsubAt[match]; !ok {
-				m.unsubAt[match] = time.Now().Add(m.b.opts.UnsubscribeDebounce)
+				m.unsubAt[match] = m.now().Add(m.b.opts.UnsubscribeDebounce)
 			}
 		}
 	}
 }
 
 func (m *manager) expire() {
-	now := time.Now()
+	now := m.now()
 	for match, at := range m.unsubAt {
 		if !now.Before(at) {
 			delete(m.unsubAt, match)
@@ -145,7 +162,7 @@ func (m *manager) arm(timer *time.Timer) {
 	}
 	d := time.Hour
 	if !next.IsZero() {
-		d = max(time.Until(next), time.Millisecond)
+		d = max(next.Sub(m.now()), time.Millisecond)
 	}
 	timer.Reset(d)
 }
@@ -282,10 +299,10 @@ func (s *sub) receiveCtx() context.Context {
 // reader through a small channel: it must not block, so it only queues.
 func (s *sub) onMessage(msg rueidis.PubSubMessage) {
 	if len(msg.Message) > bus.MaxMessageBytes {
-		s.b.m.invalid.Inc()
+		// Too large to queue: an empty stand-in has the deliverer count it invalid.
+		s.b.q.pushMessage(s.match, "")
 		return
 	}
-	if !s.b.q.pushMessage(s.match, msg.Message) {
-		s.b.m.dropped.WithLabelValues("overflow").Inc()
-	}
+	// A drop is counted, and reported Lost, by the deliverer.
+	s.b.q.pushMessage(s.match, msg.Message)
 }

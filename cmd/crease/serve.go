@@ -145,14 +145,16 @@ func newRegistry() *prometheus.Registry {
 
 // redisFlags select the Redis bus.
 type redisFlags struct {
-	addrs   listFlag
-	cluster bool
-	prefix  string
+	addrs    listFlag
+	cluster  bool
+	sentinel string
+	prefix   string
 }
 
 func (r *redisFlags) register(fs *flag.FlagSet) {
-	fs.Var(&r.addrs, "redis", "Redis address(es) host:port[,host:port]; empty uses the embedded in-process bus")
+	fs.Var(&r.addrs, "redis", "Redis address(es) host:port[,host:port]; with --redis-sentinel the sentinels' addresses; empty uses the embedded in-process bus")
 	fs.BoolVar(&r.cluster, "redis-cluster", false, "Redis Cluster: sharded pub/sub (SSUBSCRIBE/SPUBLISH)")
+	fs.StringVar(&r.sentinel, "redis-sentinel", "", "Redis Sentinel: the name of the master the sentinels at --redis monitor; the bus follows it across failovers")
 	fs.StringVar(&r.prefix, "redis-prefix", busredis.DefaultPrefix, "key and channel prefix")
 }
 
@@ -161,9 +163,15 @@ func (r *redisFlags) open(log *slog.Logger, reg prometheus.Registerer, node stri
 		if r.cluster {
 			return nil, errors.New("--redis-cluster needs --redis ADDR")
 		}
+		if r.sentinel != "" {
+			return nil, errors.New("--redis-sentinel needs --redis SENTINEL_ADDR[,SENTINEL_ADDR]")
+		}
 		return bus.NewEmbedded(), nil
 	}
-	return busredis.New(busredis.Options{Addrs: r.addrs, Cluster: r.cluster, Prefix: r.prefix,
+	if r.cluster && r.sentinel != "" {
+		return nil, errors.New("--redis-sentinel and --redis-cluster exclude each other (a Redis Cluster fails over by itself)")
+	}
+	return busredis.New(busredis.Options{Addrs: r.addrs, Cluster: r.cluster, Sentinel: r.sentinel, Prefix: r.prefix,
 		Registerer: reg, Logger: log, NodeID: node})
 }
 

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"crease/server/servertest"
 )
 
 // TestServeHelpDocumentsEveryFlag: `crease serve --help` exits 0 and lists every flag
@@ -77,6 +79,9 @@ func TestServeRejectsBadConfig(t *testing.T) {
 		{"unknown flag", []string{"--nope"}, [2]string{}, "flag provided but not defined: -nope"},
 		{"stray argument", []string{"extra"}, [2]string{}, `unexpected argument "extra"`},
 		{"cluster without redis", []string{"--redis-cluster"}, [2]string{}, "--redis-cluster needs --redis"},
+		{"sentinel without redis", []string{"--redis-sentinel=crease"}, [2]string{}, "--redis-sentinel needs --redis"},
+		{"sentinel and cluster", []string{"--redis=127.0.0.1:1", "--redis-sentinel=crease", "--redis-cluster"}, [2]string{}, "--redis-sentinel and --redis-cluster exclude each other"},
+		{"sentinel name with a space", []string{"--redis=127.0.0.1:1", "--redis-sentinel=my master"}, [2]string{}, "Options.Sentinel must be a master name"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -191,7 +196,7 @@ func checkDraining(t *testing.T, p *proc) {
 			t.Errorf("%s %d during the drain, want %d", path, resp.StatusCode, want)
 		}
 	}
-	c, resp, err := dialWS(p.ws, "/ws")
+	c, resp, err := servertest.DialWS(p.ws, "/ws", nil, "")
 	if c != nil || err != nil {
 		t.Fatalf("handshake during the drain: upgraded=%v err=%v", c != nil, err)
 	}

@@ -28,7 +28,14 @@ type Server struct {
 	bin  string
 	port int
 	dir  string
-	args []string // extra arguments (cluster mode)
+	args []string // extra arguments (cluster mode, sentinel directives)
+	// sentinel: a Sentinel process (redis-server sentinel.conf --sentinel), not a data node.
+	sentinel bool
+	// replicaOf is the primary's address given at launch ("" for none).
+	replicaOf string
+	// pausedOn is the port of the primary on which PauseReplication disabled this
+	// replica's user (0 when not paused).
+	pausedOn int
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -71,12 +78,13 @@ func freePort() (int, error) {
 func Start(t testing.TB) *Server {
 	t.Helper()
 	bin, _ := binaries(t)
-	return start(t, bin, func(int) ([]string, error) { return nil, nil })
+	return start(t, bin, func(*Server) error { return nil })
 }
 
-// start tries fresh ports until a server comes up. extra builds additional arguments
-// for a port (the cluster bus port must be free too).
-func start(t testing.TB, bin string, extra func(port int) ([]string, error)) *Server {
+// start tries fresh ports until a server comes up. setup configures the server for
+// its port before the launch (arguments, files in its directory; the cluster bus port
+// must be free too).
+func start(t testing.TB, bin string, setup func(s *Server) error) *Server {
 	t.Helper()
 	var lastErr error
 	for attempt := 0; attempt < startAttempts; attempt++ {
@@ -84,12 +92,10 @@ func start(t testing.TB, bin string, extra func(port int) ([]string, error)) *Se
 		if err != nil {
 			t.Fatalf("redistest: no free port: %v", err)
 		}
-		args, err := extra(port)
-		if err != nil {
-			lastErr = err
+		s := &Server{t: t, bin: bin, port: port, dir: t.TempDir()}
+		if lastErr = setup(s); lastErr != nil {
 			continue
 		}
-		s := &Server{t: t, bin: bin, port: port, dir: t.TempDir(), args: args}
 		if lastErr = s.launch(); lastErr == nil {
 			t.Cleanup(s.stop)
 			return s
@@ -100,14 +106,31 @@ func start(t testing.TB, bin string, extra func(port int) ([]string, error)) *Se
 }
 
 func (s *Server) launch() error {
-	args := append([]string{
+	args := []string{
 		"--port", strconv.Itoa(s.port),
 		"--bind", "127.0.0.1",
-		"--save", "",
-		"--appendonly", "no",
 		"--dir", s.dir,
 		"--protected-mode", "no",
-	}, s.args...)
+	}
+	if s.sentinel {
+		// The sentinel rewrites its file with what it learns; it must be writable.
+		args = append([]string{filepath.Join(s.dir, "sentinel.conf"), "--sentinel"}, args...)
+	} else {
+		// A config file, even empty, lets CONFIG REWRITE (sent by sentinels with every
+		// REPLICAOF) succeed.
+		conf := filepath.Join(s.dir, "redis.conf")
+		if err := os.WriteFile(conf, nil, 0o644); err != nil {
+			return err
+		}
+		args = append([]string{conf}, args...)
+		args = append(args, "--save", "", "--appendonly", "no")
+		args = append(args, replicationArgs...)
+		if s.replicaOf != "" {
+			host, port, _ := strings.Cut(s.replicaOf, ":")
+			args = append(args, "--replicaof", host, port)
+		}
+	}
+	args = append(args, s.args...)
 	logPath := filepath.Join(s.dir, "redis.log")
 	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {

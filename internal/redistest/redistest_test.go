@@ -1,8 +1,10 @@
 package redistest
 
 import (
+	"fmt"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestStartKillRestart(t *testing.T) {
@@ -51,5 +53,119 @@ func TestCluster(t *testing.T) {
 	out, _ := c.Nodes[0].Cli("CLUSTER", "INFO")
 	if !strings.Contains(out, "cluster_slots_ok:16384") {
 		t.Fatalf("cluster info: %s", out)
+	}
+}
+
+// TestSentinel: the replica follows, a paused replica misses writes, and a kill -9 of
+// the primary gets the lagging replica promoted (without the writes it missed).
+func TestSentinel(t *testing.T) {
+	t.Parallel()
+	began := time.Now()
+	s := StartSentinel(t)
+	t.Logf("started in %v", time.Since(began))
+	primary, replica := s.Master(), s.Replica()
+	if primary != s.Data[0] || replica != s.Data[1] {
+		t.Fatalf("master %v, replica %v; want Data[0] and Data[1]", primary, replica)
+	}
+	if out, err := primary.Cli("SET", "k", "1"); err != nil || out != "OK" {
+		t.Fatalf("SET on the primary: %q %v", out, err)
+	}
+	waitUntil(t, 5*time.Second, "the write on the replica", func() error {
+		if out, _ := replica.Cli("GET", "k"); out != "1" {
+			return fmt.Errorf("GET k on the replica: %q", out)
+		}
+		return nil
+	})
+	replica.PauseReplication(t)
+	if out, err := primary.Cli("SET", "k", "2"); err != nil || out != "OK" {
+		t.Fatalf("SET on the primary: %q %v", out, err)
+	}
+	primary.Kill()
+	killed := time.Now()
+	m := s.WaitNewMaster(t, primary)
+	t.Logf("replica promoted %v after the kill", time.Since(killed))
+	if m != replica {
+		t.Fatalf("new master %s, want the replica %s", m.Addr(), replica.Addr())
+	}
+	if out, _ := m.Cli("GET", "k"); out != "1" {
+		t.Fatalf("the lagging replica holds k=%q after promotion, want the value before the pause, 1", out)
+	}
+	if out, err := m.Cli("SET", "k", "3"); err != nil || out != "OK" {
+		t.Fatalf("SET on the new master: %q %v", out, err)
+	}
+	// The old primary comes back as a replica of the new one, and the setup can fail
+	// over again, now by request.
+	primary.RestartAsReplicaOf(m)
+	began = time.Now()
+	s.WaitReady(t)
+	t.Logf("ready again %v after the restart", time.Since(began))
+	began = time.Now()
+	if got := s.Failover(t); got != primary {
+		t.Fatalf("SENTINEL FAILOVER promoted %v, want %s", got, primary.Addr())
+	}
+	t.Logf("SENTINEL FAILOVER done in %v", time.Since(began))
+	if out, _ := primary.Cli("GET", "k"); out != "3" {
+		t.Fatalf("k=%q after the second failover, want 3", out)
+	}
+}
+
+// TestClusterWithReplicas: a killed primary is replaced by its replica; a paused
+// replica promoted with CLUSTER FAILOVER FORCE lacks the writes it missed.
+func TestClusterWithReplicas(t *testing.T) {
+	t.Parallel()
+	began := time.Now()
+	c := StartClusterWithReplicas(t)
+	t.Logf("started in %v", time.Since(began))
+	if len(c.Replicas) != ClusterSize {
+		t.Fatalf("%d replicas", len(c.Replicas))
+	}
+	for i, m := range c.Nodes {
+		waitUntil(t, 5*time.Second, "the master's view of its replica", func() error {
+			if r := c.ReplicaOf(m); r != c.Replicas[i] {
+				return fmt.Errorf("replica of %s is %v, want %s", m.Addr(), r, c.Replicas[i].Addr())
+			}
+			return nil
+		})
+	}
+	const key = "{m1}:k"
+	p := c.PrimaryForKey(key)
+	r := c.ReplicaOf(p)
+	if out, err := p.Cli("SET", key, "1"); err != nil || out != "OK" {
+		t.Fatalf("SET: %q %v", out, err)
+	}
+	waitUntil(t, 5*time.Second, "the write on the replica", func() error {
+		if out, _ := r.Session("READONLY", "GET "+key); out != "OK\n1" {
+			return fmt.Errorf("READONLY, GET on the replica: %q", out)
+		}
+		return nil
+	})
+	r.PauseReplication(t)
+	if out, err := p.Cli("SET", key, "2"); err != nil || out != "OK" {
+		t.Fatalf("SET: %q %v", out, err)
+	}
+	began = time.Now()
+	r.FailoverForce(t)
+	t.Logf("forced failover in %v", time.Since(began))
+	if got := c.WaitNewPrimaryForKey(t, key, p); got != r {
+		t.Fatalf("new primary %s, want %s", got.Addr(), r.Addr())
+	}
+	if out, _ := r.Cli("GET", key); out != "1" {
+		t.Fatalf("the forced lagging replica holds %q, want 1", out)
+	}
+	r.ResumeReplication(t)
+	began = time.Now()
+	c.WaitHealthy(t) // the old primary is now r's replica, in sync
+	t.Logf("healthy again in %v", time.Since(began))
+	if got := c.ReplicaOf(r); got != p {
+		t.Fatalf("replica of the new primary: %v, want the old primary %s", got, p.Addr())
+	}
+	r.Kill()
+	began = time.Now()
+	if got := c.WaitNewPrimaryForKey(t, key, r); got != p {
+		t.Fatalf("after killing %s the primary is %s, want %s", r.Addr(), got.Addr(), p.Addr())
+	}
+	t.Logf("replica promoted %v after the kill", time.Since(began))
+	if out, _ := p.Cli("GET", key); out != "1" {
+		t.Fatalf("%q after the second failover, want 1", out)
 	}
 }

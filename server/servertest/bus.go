@@ -25,13 +25,19 @@ func NewBus() *Bus { return &Bus{Embedded: bus.NewEmbedded()} }
 // relay is the embedded bus's only sink: it forwards to the current gateway.
 type relay struct{ b *Bus }
 
-func (r relay) Deliver(data []byte) {
+func (r relay) Deliver(msg bus.Message) {
 	if s := r.b.current(); s != nil {
-		s.Deliver(data)
+		s.Deliver(msg)
 	}
 }
 
 func (r relay) Lost(match string, reason bus.ResyncReason) { r.b.Lost(match, reason) }
+
+func (r relay) Dropped(match string, reason bus.DropReason) {
+	if s := r.b.current(); s != nil {
+		s.Dropped(match, reason)
+	}
+}
 
 func (b *Bus) current() bus.Sink {
 	b.mu.Lock()

@@ -1,0 +1,137 @@
+package failover_test
+
+import (
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"crease/internal/redistest"
+	"crease/server/servertest"
+)
+
+// TestSentinelPrimaryKilled: a primary, its replica and three sentinels; two gateways
+// and the publisher find the master through the sentinels. Mid-match the primary is
+// killed with SIGKILL. The sentinels promote the replica; the publisher's retried
+// publishes and the gateways' subscriptions move to it by themselves (rueidis follows
+// +switch-master); while no master answers /readyz is 503. Every client ends with the
+// publisher's state, in the same epoch, with nothing lost.
+func TestSentinelPrimaryKilled(t *testing.T) {
+	t.Parallel()
+	s := redistest.StartSentinel(t)
+	st := sentinelStore(s)
+	gws := startGateways(t, 2, st)
+	pub := newPublisher(t, st, "pub")
+	m := realMatch(t)
+	ws := startClients(t, pick(10, 200), gws, m.ID())
+	stop := pub.replay(t, m, 25, nil)
+	waitReached(t, ws, "", 10, 20*time.Second)
+	epoch, atKill := pub.position()
+
+	old := s.Master()
+	old.Kill()
+	fault := time.Now()
+	servertest.Eventually(t, 10*time.Second, func() error {
+		if code := gws[0].readyz(); code != http.StatusServiceUnavailable {
+			return fmt.Errorf("/readyz %d with the master dead, want 503", code)
+		}
+		return nil
+	})
+	nm := s.WaitNewMaster(t, old)
+	back := time.Now()
+	if nm != s.Data[1] {
+		t.Fatalf("new master %s, want the replica %s", nm.Addr(), s.Data[1].Addr())
+	}
+	converged(t, "sentinel, primary killed", ws, pub, fault, back)
+	pub.waitPublished(t, atKill+10, 20*time.Second)
+	if err := stop(); err != nil {
+		t.Fatalf("the replay stopped by itself across the failover: %v", err)
+	}
+	final := verifyEnd(t, gws, pub, ws)
+	if final.Epoch != epoch {
+		t.Fatalf("the epoch changed across the failover: %s -> %s", epoch, final.Epoch)
+	}
+	for _, g := range gws {
+		if code := g.readyz(); code != http.StatusOK {
+			t.Errorf("%s: /readyz %d after the failover, want 200", g.name, code)
+		}
+		if n := counter(t, g.reg, "crease_bus_master_changes_total"); n < 1 {
+			t.Errorf("%s: crease_bus_master_changes_total %v, want ≥ 1", g.name, n)
+		}
+	}
+	followed(t, gws, pub)
+}
+
+// TestSentinelLaggingReplica: the replica is shut out of replication (its user disabled
+// on the primary) and misses the last deltas; then the primary is killed and the
+// sentinels promote the lagging replica. The store is now behind the publisher: the
+// publisher's next delta re-seeds it at the publisher's own next seq, same epoch
+// (crease_store_publishes_total{result="reseeded_behind"}); gateways answer snapshots
+// 503 until then rather than serve the older state; every client converges.
+func TestSentinelLaggingReplica(t *testing.T) {
+	t.Parallel()
+	s := redistest.StartSentinel(t)
+	st := sentinelStore(s)
+	gws := startGateways(t, 2, st)
+	pub := newPublisher(t, st, "pub")
+	m := realMatch(t)
+	ws := startClients(t, pick(10, 200), gws, m.ID())
+	stop := pub.replay(t, m, 25, nil)
+	waitReached(t, ws, "", 10, 20*time.Second)
+
+	primary, replica := s.Master(), s.Replica()
+	replica.PauseReplication(t)
+	epoch, paused := pub.position()
+	// The replica holds at most what the primary had when it was cut off.
+	pub.waitPublished(t, paused+8, 10*time.Second)
+	waitReached(t, ws, epoch, paused+8, 10*time.Second) // the clients saw deltas the replica lacks
+	lag := storedSeq(t, replica, m.ID(), false)         // frozen while paused
+	primary.Kill()
+	fault := time.Now()
+	_, atKill := pub.position()
+	if lag >= atKill {
+		t.Fatalf("the replica holds seq %d, not behind the publisher's %d: it did not lag", lag, atKill)
+	}
+	t.Logf("the replica to be promoted holds seq %d, the publisher was at %d", lag, atKill)
+	nm := s.WaitNewMaster(t, primary)
+	back := time.Now()
+	if nm != replica {
+		t.Fatalf("new master %s, want the replica %s", nm.Addr(), replica.Addr())
+	}
+	converged(t, "sentinel, lagging replica promoted", ws, pub, fault, back)
+	pub.waitPublished(t, atKill+10, 20*time.Second)
+	if err := stop(); err != nil {
+		t.Fatalf("the replay stopped by itself across the failover: %v", err)
+	}
+	final := verifyEnd(t, gws, pub, ws)
+	if final.Epoch != epoch {
+		t.Fatalf("the epoch changed across the re-seed: %s -> %s", epoch, final.Epoch)
+	}
+	if n := counter(t, pub.reg, "crease_store_publishes_total", "result", "reseeded_behind"); n != 1 {
+		t.Errorf("crease_store_publishes_total{result=reseeded_behind} = %v, want 1 (one re-seed of the lagging store)", n)
+	}
+	followed(t, gws, pub)
+}
+
+// storedSeq reads the seq of crease:{ID}:seq (EPOCH:SEQ) on n, a replica (of a
+// cluster: READONLY first) or a primary; 0 when there is none.
+func storedSeq(t testing.TB, n *redistest.Server, match string, cluster bool) uint64 {
+	t.Helper()
+	get := "GET crease:{" + match + "}:seq"
+	lines := []string{get}
+	if cluster {
+		lines = []string{"READONLY", get}
+	}
+	out, err := n.Session(lines...)
+	if err != nil {
+		t.Fatalf("%s on %s: %v %s", get, n.Addr(), err, out)
+	}
+	out = out[strings.LastIndexByte(out, '\n')+1:]
+	seq, err := strconv.ParseUint(out[strings.LastIndexByte(out, ':')+1:], 10, 64)
+	if err != nil {
+		t.Fatalf("%s on %s: %q", get, n.Addr(), out)
+	}
+	return seq
+}
