@@ -112,7 +112,7 @@ func (s *Server) handshake(sh *shard.Shard, c *shard.Conn) bool {
 	}
 	sh.Send(c, s.hello)
 	for _, m := range req.Matches {
-		s.subscribe(sh, c, m)
+		s.subscribe(sh, c, m, nil)
 	}
 	return c.State() == shard.StateOpen
 }
@@ -203,7 +203,11 @@ func (s *Server) handleOp(sh *shard.Shard, c *shard.Conn, payload []byte) {
 	case "unsubscribe":
 		sh.Unsubscribe(c, op.Match)
 	case "subscribe":
-		s.subscribe(sh, c, op.Match)
+		var since *shard.Since
+		if op.HasSince {
+			since = &op.Since
+		}
+		s.subscribe(sh, c, op.Match, since)
 	case "auth":
 		s.handleAuth(sh, c, op.Token)
 	}
@@ -215,15 +219,25 @@ func (s *Server) opRateText() string {
 		strconv.Itoa(s.opts.Shard.OpBurst) + ")"
 }
 
-func (s *Server) subscribe(sh *shard.Shard, c *shard.Conn, match string) {
+// subscribe answers a subscribe; since is its position, nil without one. A subscribe
+// with since is answered by the shard once the replay is known (shard.SubscribeSince).
+func (s *Server) subscribe(sh *shard.Shard, c *shard.Conn, match string, since *shard.Since) {
 	if !c.Allowed(match) {
 		s.sendError(sh, c, wire.CodeForbidden, match, "the token does not allow match "+match)
 		return
 	}
-	switch sh.Subscribe(c, match) {
-	case shard.SubTooMany:
+	var res shard.SubResult
+	if since != nil {
+		res = sh.SubscribeSince(c, match, *since)
+	} else {
+		res = sh.Subscribe(c, match)
+	}
+	switch {
+	case res == shard.SubTooMany:
 		s.sendError(sh, c, wire.CodeTooManySubscriptions, match,
 			"at most "+strconv.Itoa(s.opts.Shard.MaxSubscriptions)+" subscriptions per connection")
+	case since != nil && res == shard.SubAdded, res == shard.SubAlready && sh.Recovering(c, match):
+		// The shard answers once the replay is known; a repeat waits for the same answer.
 	default:
 		sh.Send(c, sh.SubscribedFrame(match))
 	}

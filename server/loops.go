@@ -23,11 +23,15 @@ func (s *Server) shardFor(loop gnet.EventLoop) *shard.Shard {
 		return sh
 	}
 	idx := int(s.nShards.Load())
-	sh := shard.New(idx, loop, s.opts.Shard, shard.Hooks{
+	hooks := shard.Hooks{
 		Interest:     s.dispatch.interest,
 		Closed:       s.connClosed,
 		TokenExpired: s.tokenExpired,
-	}, s.m.loop(idx))
+	}
+	if s.recovery != nil {
+		hooks.History = s.recovery
+	}
+	sh := shard.New(idx, loop, s.opts.Shard, hooks, s.m.loop(idx))
 	s.byLoop[loop] = sh
 	s.shards[idx].Store(sh)
 	s.nShards.Add(1)

@@ -57,6 +57,8 @@ type Options struct {
 	Node       string // gateway name in `hello`; default the host name
 
 	Shard shard.Options
+	// Recovery configures history replay for subscribes with `since` (recovery.go).
+	Recovery RecoveryOptions
 
 	AllowedOrigins []string // empty: any origin
 	JWTSecret      []byte   // empty: no token needed
@@ -115,6 +117,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	var err error
 	if o.Shard, err = o.Shard.WithDefaults(); err != nil {
+		return o, err
+	}
+	if o.Recovery, err = o.Recovery.withDefaults(); err != nil {
 		return o, err
 	}
 	if o.HandshakeRate == 0 {
