@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -294,17 +293,6 @@ func metric(t *testing.T, s *server.Server, sample string) float64 {
 	return servertest.Metric(t, servertest.HTTPURL(s), sample)
 }
 
-func waitBindable(t *testing.T, addr string) {
-	t.Helper()
-	servertest.Eventually(t, 5*time.Second, func() error {
-		ln, err := net.Listen("tcp", addr)
-		if err != nil {
-			return fmt.Errorf("%s still bound: %w", addr, err)
-		}
-		return ln.Close()
-	})
-}
-
 // ---- the tests ----
 
 func TestClientsJoiningMidMatchEndWithTheSnapshot(t *testing.T) {
@@ -414,8 +402,8 @@ func TestClientsReconnectToAGatewayRestartedOnTheSamePorts(t *testing.T) {
 	// The match goes on while no gateway runs.
 	downSeq := rp.seq()
 	rp.waitSeq(t, downSeq+10)
-	waitBindable(t, opts.WSAddr)
-	waitBindable(t, opts.HTTPAddr)
+	servertest.WaitBindable(t, opts.WSAddr)
+	servertest.WaitBindable(t, opts.HTTPAddr)
 	s2 := servertest.Run(t, opts)
 	waitLive(t, ws, downSeq+10)
 	rp.stop(t)

@@ -1,6 +1,4 @@
-// Package examples holds publishers in other languages and the tests that run them
-// against a real Redis, a real gateway and a real client.
-package examples
+package examples_test
 
 import (
 	"bytes"

@@ -83,11 +83,13 @@ func (h *handler) OnTraffic(gc gnet.Conn) gnet.Action {
 }
 
 // handshake runs the upgrade once the header block is complete. It returns true when c
-// is open and frames may follow.
+// is open and frames may follow. The 101 answer, `hello` and the answers to the
+// subscriptions of the request go out in one write, built in the loop's scratch buffer.
 func (s *Server) handshake(sh *shard.Shard, c *shard.Conn) bool {
 	gc := c.Net()
 	in, _ := gc.Peek(-1)
-	n, resp, req, err := s.upgrader.Upgrade(in, nil)
+	scratch := &s.scratch[sh.Index()]
+	n, resp, req, err := s.upgrader.Upgrade(in, scratch.buf[:0])
 	if errors.Is(err, codec.ErrIncomplete) {
 		return false
 	}
@@ -100,21 +102,33 @@ func (s *Server) handshake(sh *shard.Shard, c *shard.Conn) bool {
 		s.m.handshakes.WithLabelValues(handshakeResult(status)).Inc()
 		_, _ = gc.Discard(gc.InboundBuffered())
 		_, _ = gc.Write(resp)
+		scratch.buf = resp[:0]
 		sh.Refuse(c)
 		return false
 	}
 	_, _ = gc.Discard(n)
-	_, _ = gc.Write(resp)
-	s.m.handshakes.WithLabelValues("ok").Inc()
+	s.m.handshakesOK.Inc()
 	sh.Upgraded(c)
 	if claims, ok := req.Auth.(*tokenClaims); ok {
 		c.SetToken(claims.Matches, claims.ExpiresAt.Time)
 	}
-	sh.Send(c, s.hello)
+	frames := append(scratch.frames[:0], s.hello)
 	for _, m := range req.Matches {
-		s.subscribe(sh, c, m, nil)
+		if f := s.subscribe(sh, c, m, nil); f != nil {
+			frames = append(frames, f)
+		}
 	}
+	scratch.buf = sh.Greet(c, resp, frames)
+	clear(frames)
+	scratch.frames = frames[:0]
 	return c.State() == shard.StateOpen
+}
+
+// loopScratch is what one loop reuses from handshake to handshake; only that loop
+// touches it.
+type loopScratch struct {
+	buf    []byte
+	frames []*shard.Frame
 }
 
 func handshakeResult(status int) string {
@@ -207,7 +221,9 @@ func (s *Server) handleOp(sh *shard.Shard, c *shard.Conn, payload []byte) {
 		if op.HasSince {
 			since = &op.Since
 		}
-		s.subscribe(sh, c, op.Match, since)
+		if f := s.subscribe(sh, c, op.Match, since); f != nil {
+			sh.Send(c, f)
+		}
 	case "auth":
 		s.handleAuth(sh, c, op.Token)
 	}
@@ -219,12 +235,13 @@ func (s *Server) opRateText() string {
 		strconv.Itoa(s.opts.Shard.OpBurst) + ")"
 }
 
-// subscribe answers a subscribe; since is its position, nil without one. A subscribe
-// with since is answered by the shard once the replay is known (shard.SubscribeSince).
-func (s *Server) subscribe(sh *shard.Shard, c *shard.Conn, match string, since *shard.Since) {
+// subscribe adds c to match's subscribers and returns the answer: `subscribed`, or the
+// `error` that refuses it; nil when the shard answers itself. since is the subscribe's
+// position, nil without one: the shard then answers once the replay is known
+// (shard.SubscribeSince), and a repeat while it waits gets no second answer.
+func (s *Server) subscribe(sh *shard.Shard, c *shard.Conn, match string, since *shard.Since) *shard.Frame {
 	if !c.Allowed(match) {
-		s.sendError(sh, c, wire.CodeForbidden, match, "the token does not allow match "+match)
-		return
+		return s.errorFrame(wire.CodeForbidden, match, "the token does not allow match "+match)
 	}
 	var res shard.SubResult
 	if since != nil {
@@ -234,19 +251,23 @@ func (s *Server) subscribe(sh *shard.Shard, c *shard.Conn, match string, since *
 	}
 	switch {
 	case res == shard.SubTooMany:
-		s.sendError(sh, c, wire.CodeTooManySubscriptions, match,
+		return s.errorFrame(wire.CodeTooManySubscriptions, match,
 			"at most "+strconv.Itoa(s.opts.Shard.MaxSubscriptions)+" subscriptions per connection")
 	case since != nil && res == shard.SubAdded, res == shard.SubAlready && sh.Recovering(c, match):
-		// The shard answers once the replay is known; a repeat waits for the same answer.
-	default:
-		sh.Send(c, sh.SubscribedFrame(match))
+		return nil
 	}
+	return sh.SubscribedFrame(match)
 }
 
 // sendError answers a refused request with `error`; match is "" when none is concerned.
 func (s *Server) sendError(sh *shard.Shard, c *shard.Conn, code wire.ErrorCode, match, msg string) {
+	sh.Send(c, s.errorFrame(code, match, msg))
+}
+
+// errorFrame is an `error` frame, counted as sent.
+func (s *Server) errorFrame(code wire.ErrorCode, match, msg string) *shard.Frame {
 	s.m.clientErrors.WithLabelValues(string(code)).Inc()
-	sh.Send(c, shard.ControlText(wire.Error(code, match, msg)))
+	return shard.ControlText(wire.Error(code, match, msg))
 }
 
 // gnetLogger routes gnet's logs to slog.

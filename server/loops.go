@@ -15,11 +15,17 @@ import (
 // shard, ticks and metrics (crease_connections, crease_loop_lag_seconds) exist before
 // any client connects: a fresh gateway's dashboard shows zeros, not "no data".
 
-// shardFor returns (creating on first use) the shard of a loop. It runs on that loop.
+// shardFor returns (creating on first use) the shard of a loop. It runs on that loop, in
+// every OnOpen, OnTraffic and OnClose, so the lookup takes no lock: byLoop is a map
+// written once per loop (copied on write, under shardsMu) and read atomically.
 func (s *Server) shardFor(loop gnet.EventLoop) *shard.Shard {
+	if sh := (*s.byLoop.Load())[loop]; sh != nil {
+		return sh
+	}
 	s.shardsMu.Lock()
 	defer s.shardsMu.Unlock()
-	if sh := s.byLoop[loop]; sh != nil {
+	old := *s.byLoop.Load()
+	if sh := old[loop]; sh != nil {
 		return sh
 	}
 	idx := int(s.nShards.Load())
@@ -32,9 +38,14 @@ func (s *Server) shardFor(loop gnet.EventLoop) *shard.Shard {
 		hooks.History = s.recovery
 	}
 	sh := shard.New(idx, loop, s.opts.Shard, hooks, s.m.loop(idx))
-	s.byLoop[loop] = sh
+	next := make(map[gnet.EventLoop]*shard.Shard, len(old)+1)
+	for l, x := range old {
+		next[l] = x
+	}
+	next[loop] = sh
 	s.shards[idx].Store(sh)
 	s.nShards.Add(1)
+	s.byLoop.Store(&next)
 	return sh
 }
 

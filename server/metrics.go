@@ -21,6 +21,7 @@ type metrics struct {
 	pending       *prometheus.GaugeVec
 	subscriptions *prometheus.GaugeVec
 	handshakes    *prometheus.CounterVec
+	handshakesOK  prometheus.Counter // handshakes{result="ok"}, resolved once
 	disconnects   *prometheus.CounterVec
 	delivered     *prometheus.CounterVec
 	dropped       *prometheus.CounterVec
@@ -113,6 +114,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	for _, r := range []string{"ok", "overloaded", "over_capacity", "draining"} {
 		m.handshakes.WithLabelValues(r)
 	}
+	m.handshakesOK = m.handshakes.WithLabelValues("ok")
 	for _, r := range bus.ResyncReasons {
 		m.resyncs.WithLabelValues(string(r))
 	}

@@ -40,10 +40,11 @@ type Server struct {
 	gnetDir  string
 	gnetErr  chan error
 
-	shardsMu sync.Mutex
+	shardsMu sync.Mutex // creating a shard (shardFor)
 	shards   [maxLoops]atomic.Pointer[shard.Shard]
-	byLoop   map[gnet.EventLoop]*shard.Shard
+	byLoop   atomic.Pointer[map[gnet.EventLoop]*shard.Shard] // replaced, never modified
 	nShards  atomic.Int32
+	scratch  [maxLoops]loopScratch // by shard index, each used only on its loop
 
 	dispatch *dispatcher
 	recovery *recoverer // nil when Options.Recovery.Disabled
@@ -75,7 +76,6 @@ func New(opts Options) (*Server, error) {
 		engineUp: make(chan struct{}),
 		loopsUp:  make(chan struct{}),
 		gnetErr:  make(chan error, 1),
-		byLoop:   make(map[gnet.EventLoop]*shard.Shard),
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
 		ping:     shard.ControlRaw(codec.PingFrame(nil)),
@@ -84,10 +84,15 @@ func New(opts Options) (*Server, error) {
 	if reg == nil {
 		s.reg = prometheus.NewRegistry()
 		reg = s.reg
-		if o.Gatherer == nil {
-			s.opts.Gatherer = s.reg
+	}
+	if s.opts.Gatherer == nil {
+		// What the metrics are registered on, when it can be gathered (a Registry).
+		s.opts.Gatherer = prometheus.Gatherers{}
+		if g, ok := reg.(prometheus.Gatherer); ok {
+			s.opts.Gatherer = g
 		}
 	}
+	s.byLoop.Store(&map[gnet.EventLoop]*shard.Shard{})
 	if s.m, err = newMetrics(reg); err != nil {
 		return nil, fmt.Errorf("server: registering metrics: %w", err)
 	}

@@ -219,6 +219,27 @@ func (s *Shard) Send(c *Conn, f *Frame) {
 	s.flush(c, s.now())
 }
 
+// Greet writes a just upgraded connection's first bytes in one write: head (the 101
+// answer) and then frames (hello, subscribed, errors), which count as delivered. frames
+// are appended to head's array, which is returned emptied for the next handshake.
+func (s *Shard) Greet(c *Conn, head []byte, frames []*Frame) []byte {
+	if c.state != StateOpen || c.out != nil {
+		// Not the fresh connection Greet is for: keep the order through the queue.
+		_, _ = c.gc.Write(head)
+		for _, f := range frames {
+			s.Send(c, f)
+		}
+		return head[:0]
+	}
+	b := head
+	for _, f := range frames {
+		b = append(b, f.Bytes...)
+		s.counts[countIndex(f)]++
+	}
+	_, _ = c.gc.Write(b) // gnet copies what the socket does not take
+	return b[:0]
+}
+
 // writeNow writes one frame to an idle connection. A failed write closes c inside Write.
 func (s *Shard) writeNow(c *Conn, f *Frame) {
 	s.counts[countIndex(f)]++

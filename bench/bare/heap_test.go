@@ -3,12 +3,13 @@ package bare
 import (
 	"fmt"
 	"net"
-	"runtime"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
+
+	"crease/internal/heaptest"
 )
 
 // counter counts upgraded connections so the benchmark knows when all are open.
@@ -26,28 +27,6 @@ func (c *counter) OnTraffic(conn gnet.Conn) gnet.Action {
 	return a
 }
 
-func rawClient(port int, query string) (int, error) {
-	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
-	if err != nil {
-		return -1, err
-	}
-	if err := syscall.Connect(fd, &syscall.SockaddrInet4{Port: port, Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		syscall.Close(fd)
-		return -1, err
-	}
-	req := "GET /ws?" + query + " HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-	_, err = syscall.Write(fd, []byte(req))
-	return fd, err
-}
-
-func liveHeap() uint64 {
-	runtime.GC()
-	runtime.GC()
-	var m runtime.MemStats
-	runtime.ReadMemStats(&m)
-	return m.HeapAlloc
-}
-
 // BenchmarkBareIdleConnHeap reports the live heap per idle upgraded connection of the
 // bare gnet + gobwas server, measured exactly like crease's BenchmarkIdleConnHeap
 // (clients are raw sockets costing the Go heap nothing), for a same-run comparison.
@@ -63,10 +42,10 @@ func BenchmarkBareIdleConnHeap(b *testing.B) {
 	time.Sleep(300 * time.Millisecond)
 	defer gnet.Stop(b.Context(), fmt.Sprintf("tcp://127.0.0.1:%d", port)) //nolint:staticcheck
 	for i := 0; i < b.N; i++ {
-		before := liveHeap()
+		before := heaptest.LiveHeap()
 		fds := make([]int, 0, conns)
 		for j := 0; j < conns; j++ {
-			fd, err := rawClient(port, fmt.Sprintf("match=m%d", j%10))
+			fd, err := heaptest.RawClient(&net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port}, fmt.Sprintf("match=m%d", j%10))
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -80,7 +59,7 @@ func BenchmarkBareIdleConnHeap(b *testing.B) {
 			}
 		}
 		time.Sleep(1200 * time.Millisecond)
-		after := liveHeap()
+		after := heaptest.LiveHeap()
 		b.ReportMetric(float64(int64(after)-int64(before))/conns, "heap-B/conn")
 		for _, fd := range fds {
 			syscall.Close(fd)

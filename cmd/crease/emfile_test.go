@@ -42,7 +42,7 @@ func TestEMFILEDoesNotKillTheGateway(t *testing.T) {
 	// while descriptors are exhausted.
 	hc := &http.Client{Transport: &http.Transport{MaxConnsPerHost: 1, MaxIdleConnsPerHost: 1}, Timeout: 5 * time.Second}
 	metricsURL := "http://" + p.http + "/metrics"
-	metricsOf(t, hc, metricsURL)
+	servertest.ScrapeURL(t, hc, metricsURL)
 	base := openFDs(pid)
 
 	const keep, extra = 150, 200
@@ -93,7 +93,7 @@ func TestEMFILEDoesNotKillTheGateway(t *testing.T) {
 	c0 := cpuTicks(t, pid)
 	time.Sleep(2 * time.Second)
 	cpu := float64(cpuTicks(t, pid)-c0) / 100 / 2
-	m := metricsOf(t, hc, metricsURL)
+	m := servertest.ScrapeURL(t, hc, metricsURL)
 	emfile := m[`crease_accept_errors_total{errno="EMFILE"}`]
 	starved := 0
 	for i := range got {
@@ -122,7 +122,7 @@ func TestEMFILEDoesNotKillTheGateway(t *testing.T) {
 	}
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		c, resp, err := dialWS(p.ws, "/ws?match="+match)
+		c, resp, err := servertest.DialWS(p.ws, "/ws?match="+match, nil, "")
 		if c != nil {
 			f, err := c.Next(time.Now().Add(5 * time.Second))
 			c.Close()
@@ -159,7 +159,7 @@ func TestDefaultMaxConnsRefusesBeforeEMFILE(t *testing.T) {
 	connectMany(t, p.ws, "/ws", capConns, false)
 	refused := 0
 	for range 20 {
-		c, resp, err := dialWS(p.ws, "/ws")
+		c, resp, err := servertest.DialWS(p.ws, "/ws", nil, "")
 		if err != nil {
 			t.Fatalf("over the cap: %v", err)
 		}
@@ -172,7 +172,7 @@ func TestDefaultMaxConnsRefusesBeforeEMFILE(t *testing.T) {
 		}
 		refused++
 	}
-	m := metricsOf(t, http.DefaultClient, "http://"+p.http+"/metrics")
+	m := servertest.ScrapeURL(t, http.DefaultClient, "http://"+p.http+"/metrics")
 	if m[`crease_accept_errors_total{errno="EMFILE"}`] != 0 || m[`crease_handshakes_total{result="over_capacity"}`] != float64(refused) {
 		t.Fatalf("EMFILE %v, over_capacity %v (want 0, %d)", m[`crease_accept_errors_total{errno="EMFILE"}`],
 			m[`crease_handshakes_total{result="over_capacity"}`], refused)

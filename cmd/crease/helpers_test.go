@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -176,17 +175,12 @@ type (
 	frame  = servertest.Frame
 )
 
-// dialWS upgrades; a non-101 answer comes back as resp with a nil conn.
-func dialWS(addr, path string) (*wsConn, *http.Response, error) {
-	return servertest.DialWS(addr, path, nil, "")
-}
-
 // connectMany opens n clients on path, each past hello (and subscribed, if sub).
 func connectMany(t testing.TB, addr, path string, n int, sub bool) []*wsConn {
 	t.Helper()
 	var out []*wsConn
 	for i := range n {
-		c, resp, err := dialWS(addr, path)
+		c, resp, err := servertest.DialWS(addr, path, nil, "")
 		if err != nil || c == nil {
 			t.Fatalf("client %d: %v %v", i, resp, err)
 		}
@@ -202,28 +196,6 @@ func connectMany(t testing.TB, addr, path string, n int, sub bool) []*wsConn {
 			}
 		}
 		out = append(out, c)
-	}
-	return out
-}
-
-// metricsOf scrapes url with client (which may hold a kept-alive connection) and
-// returns series text → value.
-func metricsOf(t testing.TB, hc *http.Client, url string) map[string]float64 {
-	t.Helper()
-	resp, err := hc.Get(url)
-	if err != nil {
-		t.Fatalf("scrape: %v", err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	out := map[string]float64{}
-	for _, line := range strings.Split(string(body), "\n") {
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		i := strings.LastIndexByte(line, ' ')
-		v, _ := strconv.ParseFloat(line[i+1:], 64)
-		out[line[:i]] = v
 	}
 	return out
 }

@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"crease/server/servertest"
 )
 
 // The README's "Publishing your own feed", against a real `crease demo`: keys from
@@ -54,7 +56,7 @@ func TestDemoServesThePublishAPI(t *testing.T) {
 	if _, list := do("GET", "/v1/matches", "", ""); !strings.Contains(list, `{"match":"final","title":"Lions v Tigers","epoch":"`+s.Epoch+`","seq":2}`) {
 		t.Fatalf("listing %s", list)
 	}
-	m := metricsOf(t, http.DefaultClient, base+"/metrics")
+	m := servertest.ScrapeURL(t, http.DefaultClient, base+"/metrics")
 	if m[`crease_store_publishes_total{result="new_epoch"}`] < 4 || m[`crease_store_publishes_total{result="applied"}`] < 1 ||
 		m[`crease_api_requests_total{code="201",endpoint="match"}`] != 1 || m[`crease_api_requests_total{code="401",endpoint="match"}`] != 1 {
 		t.Fatalf("metrics: %v", m)

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"crease/server/servertest"
 )
 
 // TestServeHelpDocumentsEveryFlag: `crease serve --help` exits 0 and lists every flag
@@ -194,7 +196,7 @@ func checkDraining(t *testing.T, p *proc) {
 			t.Errorf("%s %d during the drain, want %d", path, resp.StatusCode, want)
 		}
 	}
-	c, resp, err := dialWS(p.ws, "/ws")
+	c, resp, err := servertest.DialWS(p.ws, "/ws", nil, "")
 	if c != nil || err != nil {
 		t.Fatalf("handshake during the drain: upgraded=%v err=%v", c != nil, err)
 	}

@@ -1,4 +1,4 @@
-package container
+package container_test
 
 import (
 	"archive/tar"

@@ -1,8 +1,9 @@
-// Package backpressure_test is the real-socket suite of issue 4 (backpressure and
-// priority shedding). Every test starts a real gateway with servertest.Run on an embedded
-// bus and drives it with real loopback TCP clients: gorilla/websocket clients that keep
-// up, and hand-made clients (raw TCP, a 4 KiB SO_RCVBUF set before connect, the
-// WebSocket handshake written by hand) that stop reading, read slowly, or vanish.
+// Package backpressure is the real-socket suite of backpressure and priority shedding
+// (its tests are package backpressure_test; it has no other code). Every test starts a
+// real gateway with servertest.Run on an embedded bus and drives it with real loopback
+// TCP clients: gorilla/websocket clients that keep up, and hand-made clients (raw TCP,
+// a 4 KiB SO_RCVBUF set before connect, the WebSocket handshake written by hand) that
+// stop reading, read slowly, or vanish.
 //
 // What the suite proves, against PROTOCOL.md:
 //   - TestStalledClientsBoundedMemory: 500 stalled clients and 20 fast ones on one hot
@@ -22,4 +23,4 @@
 //     clients keep getting every delta meanwhile.
 //
 // The tests are sized for a shared 2-core machine: a few seconds of publishing each.
-package backpressure_test
+package backpressure

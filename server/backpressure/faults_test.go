@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"crease/server"
+	"crease/server/servertest"
 	"crease/shard"
 )
 
@@ -43,7 +44,7 @@ func TestFaultyClientsAreFreed(t *testing.T) {
 		// answer none.
 		dialRawTo(t, g, "quiet", 4<<10, nil)
 	}
-	waitFor(t, 5*time.Second, "every connection open", func() bool { return g.s.Conns() == fast+trickle+resets+silent })
+	servertest.Eventually(t, 5*time.Second, servertest.Cond("every connection open", func() bool { return g.s.Conns() == fast+trickle+resets+silent }))
 
 	start := time.Now()
 	deltas := 0
@@ -53,9 +54,9 @@ func TestFaultyClientsAreFreed(t *testing.T) {
 			for _, c := range gone {
 				c.reset()
 			}
-			waitFor(t, 2*time.Second, "reset clients freed", func() bool {
-				return g.metric(t, "crease_disconnects_total", "reason=peer_gone") == resets
-			})
+			servertest.Eventually(t, 2*time.Second, servertest.Cond("reset clients freed", func() bool {
+				return g.metric(t, "crease_disconnects_total", `reason="peer_gone"`) == resets
+			}))
 			t.Logf("reset clients freed within %v of the resets", time.Since(resetAt).Round(time.Millisecond))
 		}
 		g.delta(t, "high")
@@ -64,20 +65,20 @@ func TestFaultyClientsAreFreed(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	final := g.snapshot(t)
-	waitFor(t, 5*time.Second, "trickling clients cut", func() bool {
+	servertest.Eventually(t, 5*time.Second, servertest.Cond("trickling clients cut", func() bool {
 		return g.metric(t, "crease_slow_consumer_cuts_total") == trickle
-	})
-	waitFor(t, 5*time.Second, "silent clients closed by the heartbeat", func() bool {
-		return g.metric(t, "crease_disconnects_total", "reason=idle_timeout") == silent
-	})
+	}))
+	servertest.Eventually(t, 5*time.Second, servertest.Cond("silent clients closed by the heartbeat", func() bool {
+		return g.metric(t, "crease_disconnects_total", `reason="idle_timeout"`) == silent
+	}))
 	// A trickling client cannot read its socket empty within the close linger: it is
 	// reset when the linger ends.
-	waitFor(t, shard.DefaultCloseLinger+5*time.Second, "only the fast clients left", func() bool { return g.s.Conns() == fast })
-	if got := g.metric(t, "crease_disconnects_total", "reason=slow_consumer"); got != trickle {
+	servertest.Eventually(t, shard.DefaultCloseLinger+5*time.Second, servertest.Cond("only the fast clients left", func() bool { return g.s.Conns() == fast }))
+	if got := g.metric(t, "crease_disconnects_total", `reason="slow_consumer"`); got != trickle {
 		t.Errorf("slow_consumer disconnects %v, want %d", got, trickle)
 	}
 	for i, r := range fastR {
-		waitFor(t, 10*time.Second, "fast client at the final seq", func() bool { return r.seq() == final.Seq })
+		servertest.Eventually(t, 10*time.Second, servertest.Cond("fast client at the final seq", func() bool { return r.seq() == final.Seq }))
 		if err := r.checker.Verify(final); err != nil {
 			t.Errorf("fast client %d: %v", i, err)
 		}
@@ -87,8 +88,8 @@ func TestFaultyClientsAreFreed(t *testing.T) {
 		}
 		r.mu.Unlock()
 	}
-	waitFor(t, 2*time.Second, "pending bytes back to zero", func() bool { return g.metric(t, "crease_pending_bytes") == 0 })
+	servertest.Eventually(t, 2*time.Second, servertest.Cond("pending bytes back to zero", func() bool { return g.metric(t, "crease_pending_bytes") == 0 }))
 	t.Logf("%d deltas in %v; disconnects: peer_gone %v, slow_consumer %v, idle_timeout %v", deltas,
-		time.Since(start).Round(time.Millisecond), g.metric(t, "crease_disconnects_total", "reason=peer_gone"),
-		g.metric(t, "crease_disconnects_total", "reason=slow_consumer"), g.metric(t, "crease_disconnects_total", "reason=idle_timeout"))
+		time.Since(start).Round(time.Millisecond), g.metric(t, "crease_disconnects_total", `reason="peer_gone"`),
+		g.metric(t, "crease_disconnects_total", `reason="slow_consumer"`), g.metric(t, "crease_disconnects_total", `reason="idle_timeout"`))
 }

@@ -9,7 +9,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"runtime/metrics"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -69,39 +68,11 @@ func (g *gateway) event(t testing.TB, n int) {
 	}
 }
 
-// metric sums the samples of family name whose labels contain every "k=v" given.
+// metric sums the series of name on the gateway's /metrics whose labels contain every
+// one of labels (`reason="slow"`).
 func (g *gateway) metric(t testing.TB, name string, labels ...string) float64 {
 	t.Helper()
-	fams, err := g.reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sum float64
-	for _, f := range fams {
-		if f.GetName() != name {
-			continue
-		}
-	next:
-		for _, m := range f.GetMetric() {
-			have := map[string]string{}
-			for _, l := range m.GetLabel() {
-				have[l.GetName()] = l.GetValue()
-			}
-			for _, kv := range labels {
-				k, v, _ := strings.Cut(kv, "=")
-				if have[k] != v {
-					continue next
-				}
-			}
-			switch {
-			case m.Counter != nil:
-				sum += m.Counter.GetValue()
-			case m.Gauge != nil:
-				sum += m.Gauge.GetValue()
-			}
-		}
-	}
-	return sum
+	return servertest.Scrape(t, servertest.HTTPURL(g.s)).Sum(name, labels...)
 }
 
 func (g *gateway) snapshot(t testing.TB) client.Snapshot {
@@ -118,57 +89,6 @@ func (g *gateway) snapshot(t testing.TB) client.Snapshot {
 	}
 	return s
 }
-
-// waitFor polls cond until it holds or within passes.
-func waitFor(t testing.TB, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", within, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-// heapPeak samples the heap objects (live and not yet swept) every 2 ms until stopped.
-type heapPeak struct {
-	stop chan struct{}
-	done chan struct{}
-	peak atomic.Uint64
-}
-
-const heapMetric = "/memory/classes/heap/objects:bytes"
-
-func heapNow() uint64 {
-	s := []metrics.Sample{{Name: heapMetric}}
-	metrics.Read(s)
-	return s[0].Value.Uint64()
-}
-
-func sampleHeap() *heapPeak {
-	h := &heapPeak{stop: make(chan struct{}), done: make(chan struct{})}
-	go func() {
-		defer close(h.done)
-		s := []metrics.Sample{{Name: heapMetric}}
-		tk := time.NewTicker(2 * time.Millisecond)
-		defer tk.Stop()
-		for {
-			metrics.Read(s)
-			if v := s[0].Value.Uint64(); v > h.peak.Load() {
-				h.peak.Store(v)
-			}
-			select {
-			case <-h.stop:
-				return
-			case <-tk.C:
-			}
-		}
-	}()
-	return h
-}
-
-func (h *heapPeak) Stop() uint64 { close(h.stop); <-h.done; return h.peak.Load() }
 
 // ---- raw clients ----
 
@@ -398,7 +318,7 @@ func dialFast(t testing.TB, g *gateway) *reader {
 	done := make(chan struct{})
 	t.Cleanup(func() { c.Close(); <-done })
 	go func() { defer close(done); _ = r.runWS(c) }()
-	waitFor(t, 5*time.Second, "fast client subscribed", func() bool { return r.seq() > 0 })
+	servertest.Eventually(t, 5*time.Second, servertest.Cond("fast client subscribed", func() bool { return r.seq() > 0 }))
 	return r
 }
 

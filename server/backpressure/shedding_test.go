@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"crease/server"
+	"crease/server/servertest"
 	"crease/shard"
 )
 
@@ -32,8 +33,8 @@ func TestShedsEventsBeforeDeltas(t *testing.T) {
 	go func() {
 		defer close(watched)
 		for {
-			low := g.metric(t, "crease_dropped_total", "prio=low")
-			deltas := g.metric(t, "crease_dropped_total", "prio=high")
+			low := g.metric(t, "crease_dropped_total", `prio="low"`)
+			deltas := g.metric(t, "crease_dropped_total", `prio="high"`)
 			n := sample.Add(1)
 			if low > 0 && lowAt.Load() < 0 {
 				lowAt.Store(n)
@@ -56,7 +57,7 @@ func TestShedsEventsBeforeDeltas(t *testing.T) {
 		time.Sleep(2 * time.Millisecond)
 	}
 	final := g.snapshot(t)
-	waitFor(t, 20*time.Second, "slow client at the final seq", func() bool { return r.seq() == final.Seq })
+	servertest.Eventually(t, 20*time.Second, servertest.Cond("slow client at the final seq", func() bool { return r.seq() == final.Seq }))
 	close(stop)
 	<-watched
 
@@ -66,8 +67,8 @@ func TestShedsEventsBeforeDeltas(t *testing.T) {
 	r.mu.Lock()
 	events, deltas, resyncs := len(r.events), r.deltas, r.resyncs["slow"]
 	r.mu.Unlock()
-	low := g.metric(t, "crease_dropped_total", "prio=low")
-	shed := g.metric(t, "crease_dropped_total", "prio=high")
+	low := g.metric(t, "crease_dropped_total", `prio="low"`)
+	shed := g.metric(t, "crease_dropped_total", `prio="high"`)
 	t.Logf("client got %d of %d events, %d of %d deltas, %d resyncs (slow); gateway dropped %v events, %v deltas; first event drop at sample %d, first delta drop at sample %d",
 		events, 2*rounds, deltas, rounds, resyncs, low, shed, lowAt.Load(), deltaAt.Load())
 	if low == 0 || events >= 2*rounds {

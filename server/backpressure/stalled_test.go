@@ -11,7 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"crease/internal/heaptest"
 	"crease/server"
+	"crease/server/servertest"
 	"crease/shard"
 )
 
@@ -48,11 +50,11 @@ func TestStalledClientsBoundedMemory(t *testing.T) {
 		stalledR[i] = newReader(t, g)
 		stalledC[i] = dialRaw(t, g, rcvbuf, stalledR[i])
 	}
-	waitFor(t, 5*time.Second, "every connection open", func() bool { return g.s.Conns() == stalled+fast })
+	servertest.Eventually(t, 5*time.Second, servertest.Cond("every connection open", func() bool { return g.s.Conns() == stalled+fast }))
 
 	runtime.GC()
-	base := heapNow()
-	heap := sampleHeap()
+	base := heaptest.HeapNow()
+	heap := heaptest.WatchHeap(t, 2*time.Millisecond)
 	start := time.Now()
 	// Once every stalled client has a resync queued (each is blocked, by the budget or
 	// the stall limit, and none is cut yet): measure what the gateway retains, then
@@ -62,7 +64,7 @@ func TestStalledClientsBoundedMemory(t *testing.T) {
 	plateauDone := make(chan struct{})
 	go func() {
 		defer close(plateauDone)
-		for g.metric(t, "crease_resyncs_total", "reason=slow") < stalled && time.Since(start) < 20*time.Second {
+		for g.metric(t, "crease_resyncs_total", `reason="slow"`) < stalled && time.Since(start) < 20*time.Second {
 			time.Sleep(5 * time.Millisecond)
 		}
 		resumedAt = time.Since(start)
@@ -70,7 +72,7 @@ func TestStalledClientsBoundedMemory(t *testing.T) {
 			go func() { _ = stalledR[i].runRaw(stalledC[i]) }()
 		}
 		runtime.GC()
-		plateau = heapNow()
+		plateau = heaptest.HeapNow()
 	}()
 	// Bursts of 20 deltas (~6.6 KB) and 5 events every 10 ms: ~1,500 deltas a second,
 	// ~500 KB/s to every subscriber, far above any real match yet within what a client
@@ -96,7 +98,7 @@ func TestStalledClientsBoundedMemory(t *testing.T) {
 	<-plateauDone
 
 	for i, r := range fastR {
-		waitFor(t, 20*time.Second, "fast client at the final seq", func() bool { return r.seq() == final.Seq })
+		servertest.Eventually(t, 20*time.Second, servertest.Cond("fast client at the final seq", func() bool { return r.seq() == final.Seq }))
 		if err := r.checker.Verify(final); err != nil {
 			t.Errorf("fast client %d: %v", i, err)
 		}
@@ -130,9 +132,9 @@ func TestStalledClientsBoundedMemory(t *testing.T) {
 		r.mu.Unlock()
 	}
 	cutWant := float64(stalled - resumed)
-	waitFor(t, cut+5*time.Second, "stalled clients cut", func() bool {
+	servertest.Eventually(t, cut+5*time.Second, servertest.Cond("stalled clients cut", func() bool {
 		return g.metric(t, "crease_slow_consumer_cuts_total") >= cutWant
-	})
+	}))
 	cutAfter := time.Since(start)
 	peak := heap.Stop()
 
@@ -156,8 +158,8 @@ func TestStalledClientsBoundedMemory(t *testing.T) {
 	if got := g.metric(t, "crease_slow_consumer_cuts_total"); got != cutWant {
 		t.Errorf("cuts %v, want %v (the resumed clients must stay)", got, cutWant)
 	}
-	waitFor(t, linger+5*time.Second, "cut connections gone", func() bool { return g.s.Conns() == fast+resumed })
-	if got := g.metric(t, "crease_disconnects_total", "reason=slow_consumer"); got != cutWant {
+	servertest.Eventually(t, linger+5*time.Second, servertest.Cond("cut connections gone", func() bool { return g.s.Conns() == fast+resumed }))
+	if got := g.metric(t, "crease_disconnects_total", `reason="slow_consumer"`); got != cutWant {
 		t.Errorf("slow_consumer disconnects %v, want %v", got, cutWant)
 	}
 
@@ -169,8 +171,8 @@ func TestStalledClientsBoundedMemory(t *testing.T) {
 	// twice what it found live, so the peak's bound is twice that.
 	retained := base + uint64(budget*(stalled+fast)) + 4<<20
 	bound := 2 * retained
-	lowDrops := g.metric(t, "crease_dropped_total", "prio=low")
-	deltaDrops := g.metric(t, "crease_dropped_total", "prio=high") + g.metric(t, "crease_dropped_total", "prio=normal")
+	lowDrops := g.metric(t, "crease_dropped_total", `prio="low"`)
+	deltaDrops := g.metric(t, "crease_dropped_total", `prio="high"`) + g.metric(t, "crease_dropped_total", `prio="normal"`)
 	t.Logf("published %d deltas + %d events in %v; every stalled client had a resync at %v; last cut at %v",
 		deltas, deltas/4, published.Round(time.Millisecond), resumedAt.Round(time.Millisecond), cutAfter.Round(time.Millisecond))
 	t.Logf("heap: idle setup %.1f MiB; live while blocked %.1f MiB (+%.1f KiB per stalled connection), bound %.1f MiB; sampled peak %.1f MiB, bound %.1f MiB; unbounded buffering would hold ~%.0f MiB",
@@ -178,7 +180,7 @@ func TestStalledClientsBoundedMemory(t *testing.T) {
 	if plateau > retained {
 		t.Errorf("live heap %.1f MiB while blocked, over the bound %.1f MiB", mib(plateau), mib(retained))
 	}
-	t.Logf("dropped: low %v, deltas %v; resyncs slow %v", lowDrops, deltaDrops, g.metric(t, "crease_resyncs_total", "reason=slow"))
+	t.Logf("dropped: low %v, deltas %v; resyncs slow %v", lowDrops, deltaDrops, g.metric(t, "crease_resyncs_total", `reason="slow"`))
 	if peak > bound {
 		t.Errorf("heap peak %.1f MiB over the bound %.1f MiB", mib(peak), mib(bound))
 	}
@@ -213,9 +215,9 @@ func TestStalledClientsBoundedMemory(t *testing.T) {
 	if with4008 == 0 {
 		t.Error("no cut client that read right after the cut got the 4008 close frame")
 	}
-	waitFor(t, 2*time.Second, "pending bytes back to zero", func() bool {
+	servertest.Eventually(t, 2*time.Second, servertest.Cond("pending bytes back to zero", func() bool {
 		return g.metric(t, "crease_pending_bytes") == 0
-	})
+	}))
 }
 
 func mib(b uint64) float64 { return float64(b) / (1 << 20) }

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"crease/bus"
+	"crease/internal/heaptest"
 	"crease/server"
 	"crease/server/servertest"
 	"crease/shard"
@@ -30,7 +31,7 @@ func TestTwoGClients(t *testing.T) {
 	b := bus.NewEmbedded()
 	gw := servertest.Run(t, server.Options{Bus: b, Loops: 2,
 		Shard: shard.Options{StallLimit: time.Second, CutLimit: 15 * time.Second}})
-	heap := watchHeap(t)
+	heap := heaptest.WatchHeap(t, 50*time.Millisecond)
 	m := realMatch(t)
 	n := newClientNet(t, gw)
 	// Bandwidth first: toxics chain in the order added, and the latency toxic buffers
@@ -57,7 +58,7 @@ func TestTwoGClients(t *testing.T) {
 	if s := direct.chk.Stats(m.ID()); s.Resyncs > 0 {
 		t.Errorf("the direct client was resynced %d times: slow links disturbed a fast one", s.Resyncs)
 	}
-	heap.check(t, 48<<20)
+	heap.Check(t, 48<<20)
 	freshClient(t, gw, final)
 }
 
@@ -68,7 +69,7 @@ func TestTwoGClients(t *testing.T) {
 func TestFlappingLinks(t *testing.T) {
 	b := bus.NewEmbedded()
 	gw := servertest.Run(t, server.Options{Bus: b, Loops: 2})
-	heap := watchHeap(t)
+	heap := heaptest.WatchHeap(t, 50*time.Millisecond)
 	m := realMatch(t)
 	n := newClientNet(t, gw)
 
@@ -93,10 +94,10 @@ func TestFlappingLinks(t *testing.T) {
 		}
 	}
 	// Every dead connection is gone from the gateway: only the live clients remain.
-	waitFor(t, 10*time.Second, "the gateway to hold only the live connections", func() bool {
+	servertest.Eventually(t, 10*time.Second, servertest.Cond("the gateway to hold only the live connections", func() bool {
 		return gw.Conns() == int64(len(clients))
-	})
-	heap.check(t, 48<<20)
+	}))
+	heap.Check(t, 48<<20)
 	freshClient(t, gw, final)
 }
 
@@ -109,7 +110,7 @@ func TestFlappingLinks(t *testing.T) {
 func TestAirplaneMode(t *testing.T) {
 	b := bus.NewEmbedded()
 	gw := servertest.Run(t, server.Options{Bus: b, Loops: 2, Shard: shard.Options{Heartbeat: time.Second}})
-	heap := watchHeap(t)
+	heap := heaptest.WatchHeap(t, 50*time.Millisecond)
 	m := realMatch(t)
 	n := newClientNet(t, gw)
 
@@ -118,14 +119,14 @@ func TestAirplaneMode(t *testing.T) {
 	stop := replay(t, b, m, 10)
 	rounds := pick(1, 5)
 	for range rounds {
-		waitFor(t, 10*time.Second, "every client live", func() bool {
+		servertest.Eventually(t, 10*time.Second, servertest.Cond("every client live", func() bool {
 			for _, w := range clients {
 				if w.seq.Load() == 0 {
 					return false
 				}
 			}
 			return true
-		})
+		}))
 		idleBefore := metric(t, gw, "crease_disconnects_total", `reason="idle_timeout"`)
 		time.Sleep(time.Second)
 		n.both("air", "blackhole", nil)
@@ -145,6 +146,6 @@ func TestAirplaneMode(t *testing.T) {
 	if s := direct.chk.Stats(m.ID()); s.Resyncs > 0 || direct.conns.Load() != 1 {
 		t.Errorf("direct client: %d resyncs, %d connects; want 0 and 1", s.Resyncs, direct.conns.Load())
 	}
-	heap.check(t, 48<<20)
+	heap.Check(t, 48<<20)
 	freshClient(t, gw, final)
 }

@@ -9,8 +9,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"runtime/metrics"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -299,108 +297,13 @@ func converge(t *testing.T, final client.Snapshot, within time.Duration, ws ...*
 	}
 }
 
-// ---- memory ----
-
-// heapWatch samples the live heap of the process (runtime/metrics) every 50 ms.
-type heapWatch struct {
-	max  atomic.Uint64
-	stop chan struct{}
-	done chan struct{}
-}
-
-const heapMetric = "/memory/classes/heap/objects:bytes"
-
-func watchHeap(t *testing.T) *heapWatch {
-	h := &heapWatch{stop: make(chan struct{}), done: make(chan struct{})}
-	sample := []metrics.Sample{{Name: heapMetric}}
-	go func() {
-		defer close(h.done)
-		tk := time.NewTicker(50 * time.Millisecond)
-		defer tk.Stop()
-		for {
-			metrics.Read(sample)
-			if v := sample[0].Value.Uint64(); v > h.max.Load() {
-				h.max.Store(v)
-			}
-			select {
-			case <-h.stop:
-				return
-			case <-tk.C:
-			}
-		}
-	}()
-	t.Cleanup(h.end)
-	return h
-}
-
-func (h *heapWatch) end() {
-	select {
-	case <-h.stop:
-	default:
-		close(h.stop)
-	}
-	<-h.done
-}
-
-// check stops sampling and fails the test if the peak was over bound.
-func (h *heapWatch) check(t *testing.T, bound uint64) {
-	t.Helper()
-	h.end()
-	peak := h.max.Load()
-	t.Logf("peak live heap (gateway, proxies and clients in this process): %.1f MiB, bound %d MiB", float64(peak)/(1<<20), bound>>20)
-	if peak > bound {
-		t.Errorf("live heap peaked at %.1f MiB, over the %d MiB bound", float64(peak)/(1<<20), bound>>20)
-	}
-}
-
 // ---- metrics ----
 
-// metric sums the samples of one family on the gateway's /metrics whose labels contain
-// every one of want.
+// metric sums the series of name on the gateway's /metrics whose labels contain every
+// one of want (`reason="bus"`).
 func metric(t *testing.T, gw *server.Server, name string, want ...string) float64 {
 	t.Helper()
-	resp, err := http.Get(servertest.HTTPURL(gw) + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	var sum float64
-	for _, line := range strings.Split(string(body), "\n") {
-		if !strings.HasPrefix(line, name) {
-			continue
-		}
-		rest := line[len(name):]
-		labels := ""
-		if strings.HasPrefix(rest, "{") {
-			end := strings.Index(rest, "}")
-			labels, rest = rest[1:end], rest[end+1:]
-		} else if !strings.HasPrefix(rest, " ") {
-			continue
-		}
-		ok := true
-		for _, w := range want {
-			ok = ok && strings.Contains(labels, w)
-		}
-		if !ok {
-			continue
-		}
-		var v float64
-		fmt.Sscan(strings.TrimSpace(rest), &v)
-		sum += v
-	}
-	return sum
-}
-
-func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", within, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	return servertest.Scrape(t, servertest.HTTPURL(gw)).Sum(name, want...)
 }
 
 // freshClient proves the gateway still serves: a new client straight to the gateway

@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"crease/bus/redis"
+	"crease/internal/heaptest"
 	"crease/internal/redistest"
 	"crease/server"
 	"crease/server/servertest"
@@ -39,7 +40,7 @@ func startRedisGateway(t *testing.T) *redisGateway {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { pub.Close() })
-	waitFor(t, 10*time.Second, "the gateway's Redis bus ready", gb.Ready)
+	servertest.Eventually(t, 10*time.Second, servertest.Cond("the gateway's Redis bus ready", gb.Ready))
 	return &redisGateway{gw: gw, link: link, pub: pub}
 }
 
@@ -49,7 +50,7 @@ func startRedisGateway(t *testing.T) *redisGateway {
 // fetched through the slow link must still agree with the deltas around them.
 func TestSlowRedis(t *testing.T) {
 	r := startRedisGateway(t)
-	heap := watchHeap(t)
+	heap := heaptest.WatchHeap(t, 50*time.Millisecond)
 	m := realMatch(t)
 	r.link.both("slow", "latency", map[string]any{"latency": 150, "jitter": 100})
 
@@ -69,7 +70,7 @@ func TestSlowRedis(t *testing.T) {
 		metric(t, r.gw, "crease_resyncs_total"))
 	t.Logf("fan-out latency: %v s summed over %v frames", metric(t, r.gw, "crease_fanout_latency_seconds_sum"),
 		metric(t, r.gw, "crease_fanout_latency_seconds_count"))
-	heap.check(t, 48<<20)
+	heap.Check(t, 48<<20)
 	freshClient(t, r.gw, final)
 }
 
@@ -81,19 +82,19 @@ func TestSlowRedis(t *testing.T) {
 // no delta published while the link was down is lost silently.
 func TestRedisLinkCutMidMessage(t *testing.T) {
 	r := startRedisGateway(t)
-	heap := watchHeap(t)
+	heap := heaptest.WatchHeap(t, 50*time.Millisecond)
 	m := realMatch(t)
 
 	clients := startClients(t, pick(6, 30), "cut-", servertest.WSURL(r.gw, ""), servertest.HTTPURL(r.gw), m.ID())
 	stop := replay(t, r.pub, m, 25)
-	waitFor(t, 10*time.Second, "every client live", func() bool {
+	servertest.Eventually(t, 10*time.Second, servertest.Cond("every client live", func() bool {
 		for _, w := range clients {
 			if w.seq.Load() == 0 {
 				return false
 			}
 		}
 		return true
-	})
+	}))
 	cuts := pick(3, 20)
 	for i := range cuts {
 		time.Sleep(time.Second)
@@ -111,9 +112,9 @@ func TestRedisLinkCutMidMessage(t *testing.T) {
 		} else {
 			r.link.remove("cut")
 		}
-		waitFor(t, 10*time.Second, "the bus to resubscribe after the cut", func() bool {
+		servertest.Eventually(t, 10*time.Second, servertest.Cond("the bus to resubscribe after the cut", func() bool {
 			return metric(t, r.gw, "crease_bus_resubscribes_total") > before
-		})
+		}))
 	}
 	time.Sleep(time.Second)
 	stop()
@@ -129,6 +130,6 @@ func TestRedisLinkCutMidMessage(t *testing.T) {
 			t.Errorf("%s never resynced across %d link cuts", w.name, cuts)
 		}
 	}
-	heap.check(t, 48<<20)
+	heap.Check(t, 48<<20)
 	freshClient(t, r.gw, final)
 }

@@ -30,7 +30,7 @@ func TestAdmissionStorm(t *testing.T) {
 
 	subs := make([]*wsConn, subscribers)
 	for i := range subs {
-		c, resp, err := dialWS(addr, "/ws?match=live", nil, "")
+		c, resp, err := servertest.DialWS(addr, "/ws?match=live", nil, "")
 		if err != nil || c == nil {
 			t.Fatalf("subscriber %d: %v %v", i, resp, err)
 		}
@@ -121,7 +121,7 @@ func TestAdmissionStorm(t *testing.T) {
 			defer done.Done()
 			ready.Done()
 			<-gate
-			c, resp, err := dialWS(addr, "/ws", nil, "")
+			c, resp, err := servertest.DialWS(addr, "/ws", nil, "")
 			o := &outs[i]
 			switch {
 			case err != nil:
@@ -173,7 +173,7 @@ func TestAdmissionStorm(t *testing.T) {
 			t.Errorf("storm handshake answered %d", o.status)
 		}
 	}
-	m := scrape(t, s)
+	m := servertest.Scrape(t, servertest.HTTPURL(s))
 	overloaded := m[`crease_handshakes_total{result="overloaded"}`]
 	t.Logf("storm of %d in %v: %d upgraded, %d refused 503 (Retry-After %v), %d cut without an answer (%v); overloaded counter %v",
 		storm, elapsed.Round(time.Millisecond), ok, refused, retry, closed, firstErr, overloaded)
@@ -217,7 +217,7 @@ func TestMaxConnsExact(t *testing.T) {
 	addr := s.WSAddr().String()
 	var conns []*wsConn
 	for i := range 5 {
-		c, resp, err := dialWS(addr, "/ws", nil, "")
+		c, resp, err := servertest.DialWS(addr, "/ws", nil, "")
 		if err != nil || c == nil {
 			t.Fatalf("connection %d: %v %v", i+1, resp, err)
 		}
@@ -225,20 +225,20 @@ func TestMaxConnsExact(t *testing.T) {
 		c.Expect(t, "hello")
 		conns = append(conns, c)
 	}
-	c, resp, err := dialWS(addr, "/ws", nil, "")
+	c, resp, err := servertest.DialWS(addr, "/ws", nil, "")
 	if err != nil || c != nil || resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" {
 		t.Fatalf("sixth connection: upgraded=%v %v %v", c != nil, resp, err)
 	}
-	if v := scrape(t, s)[`crease_handshakes_total{result="over_capacity"}`]; v != 1 {
+	if v := servertest.Scrape(t, servertest.HTTPURL(s))[`crease_handshakes_total{result="over_capacity"}`]; v != 1 {
 		t.Fatalf("over_capacity %v, want 1", v)
 	}
 	conns[0].Close()
-	eventually(t, 5*time.Second, "a place freed by a close", func() bool {
-		c, _, err := dialWS(addr, "/ws", nil, "")
+	servertest.Eventually(t, 5*time.Second, servertest.Cond("a place freed by a close", func() bool {
+		c, _, err := servertest.DialWS(addr, "/ws", nil, "")
 		if err != nil || c == nil {
 			return false
 		}
 		c.Close()
 		return true
-	})
+	}))
 }

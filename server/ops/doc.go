@@ -1,4 +1,4 @@
-// Package ops holds the operations tests of the gateway (issue 5): every metric of
+// Package ops holds the operations tests of the gateway: every metric of
 // PROTOCOL.md present with sane values after real traffic, the graceful drain of 2,000
 // clients (reconnect spread, 1012 closes, /readyz, refusals), admission control under a
 // handshake storm while subscribers keep receiving, and HAProxy (deploy/haproxy.cfg)

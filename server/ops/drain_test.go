@@ -51,7 +51,7 @@ func TestDrain2000(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := int(next.Add(1)) - 1; i < n; i = int(next.Add(1)) - 1 {
-				c, resp, err := dialWS(addr, "/ws?match=m1", nil, "")
+				c, resp, err := servertest.DialWS(addr, "/ws?match=m1", nil, "")
 				if err == nil && c == nil {
 					err = fmt.Errorf("status %d", resp.StatusCode)
 				}
@@ -167,7 +167,7 @@ func TestDrain2000(t *testing.T) {
 		t.Errorf("/healthz %d during the drain, want 200", code)
 	}
 	for range 3 {
-		c, resp, err := dialWS(addr, "/ws?match=m1", nil, "")
+		c, resp, err := servertest.DialWS(addr, "/ws?match=m1", nil, "")
 		if c != nil {
 			c.Close()
 			t.Fatal("a handshake was upgraded during the drain")
@@ -180,7 +180,7 @@ func TestDrain2000(t *testing.T) {
 			t.Fatalf("handshake during the drain: %d, Retry-After %q", resp.StatusCode, resp.Header.Get("Retry-After"))
 		}
 	}
-	m := scrape(t, s)
+	m := servertest.Scrape(t, servertest.HTTPURL(s))
 	if m[`crease_draining`] != 1 || m[`crease_handshakes_total{result="draining"}`] != 3 {
 		t.Errorf("during the drain: draining %v, handshakes refused as draining %v", m[`crease_draining`], m[`crease_handshakes_total{result="draining"}`])
 	}

@@ -33,7 +33,7 @@ func TestHandoverWithReusePort(t *testing.T) {
 
 	conns := make([]*wsConn, n)
 	for i := range conns {
-		c, resp, err := dialWS(wsAddr, "/ws?match=m1", nil, "")
+		c, resp, err := servertest.DialWS(wsAddr, "/ws?match=m1", nil, "")
 		if err != nil || c == nil {
 			t.Fatalf("client %d: %v %v", i, err, resp)
 		}
@@ -78,7 +78,7 @@ func TestHandoverWithReusePort(t *testing.T) {
 			}
 			once.Do(func() { close(reconnecting) })
 			time.Sleep(time.Duration(f.AfterMS) * time.Millisecond)
-			nc, resp, err := dialWS(wsAddr, "/ws?match=m1", nil, "")
+			nc, resp, err := servertest.DialWS(wsAddr, "/ws?match=m1", nil, "")
 			if err != nil {
 				fail("reconnect: %v", err)
 				return
@@ -125,7 +125,7 @@ func TestHandoverWithReusePort(t *testing.T) {
 		t.Fatal("the old gateway did not finish its drain")
 	}
 	// The successor keeps serving after the old gateway is gone.
-	c, _, err := dialWS(wsAddr, "/ws?match=m1", nil, "")
+	c, _, err := servertest.DialWS(wsAddr, "/ws?match=m1", nil, "")
 	if err != nil || c == nil {
 		t.Fatalf("dial after the handover: %v", err)
 	}
@@ -133,7 +133,7 @@ func TestHandoverWithReusePort(t *testing.T) {
 	if h := c.Expect(t, "hello"); h.Node != "new" {
 		t.Errorf("hello from %q after the handover", h.Node)
 	}
-	eventually(t, 5*time.Second, "reconnected clients' connections closed", func() bool { return successor.Conns() == 1 })
+	servertest.Eventually(t, 5*time.Second, servertest.Cond("reconnected clients' connections closed", func() bool { return successor.Conns() == 1 }))
 }
 
 // TestReusePortIsNeededToShare: a gateway bound without ReusePort keeps its ports to

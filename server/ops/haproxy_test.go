@@ -178,7 +178,7 @@ func TestHAProxyStickinessAndDrain(t *testing.T) {
 	// The cookie brings every WebSocket (and every reconnect) to the same gateway.
 	for _, node := range []string{"gw1", "gw2"} {
 		for range 3 {
-			c, resp, err := dialWS(front, "/ws?match="+match.ID(), nil, "Cookie: "+cookies[node]+"\r\n")
+			c, resp, err := servertest.DialWS(front, "/ws?match="+match.ID(), nil, "Cookie: "+cookies[node]+"\r\n")
 			if err != nil || c == nil {
 				t.Fatalf("upgrade through haproxy: %v %v", resp, err)
 			}
@@ -237,7 +237,7 @@ func TestHAProxyStickinessAndDrain(t *testing.T) {
 		runs.Add(1)
 		go func() { defer runs.Done(); _ = c.Run(runCtx) }()
 	}
-	eventually(t, 10*time.Second, "six clients live on their cookie's gateway", func() bool {
+	servertest.Eventually(t, 10*time.Second, servertest.Cond("six clients live on their cookie's gateway", func() bool {
 		for i, w := range ws {
 			w.mu.Lock()
 			ok := len(w.nodes) == 1 && w.nodes[0] == []string{"gw1", "gw2"}[i%2] && w.state.Seq > 0
@@ -247,7 +247,7 @@ func TestHAProxyStickinessAndDrain(t *testing.T) {
 			}
 		}
 		return true
-	})
+	}))
 
 	// gw1 drains: its clients move to gw2 through HAProxy.
 	drained := make(chan struct{})
@@ -257,7 +257,7 @@ func TestHAProxyStickinessAndDrain(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("gw1 did not finish draining within window + grace")
 	}
-	eventually(t, 15*time.Second, "every client on gw2", func() bool {
+	servertest.Eventually(t, 15*time.Second, servertest.Cond("every client on gw2", func() bool {
 		for _, w := range ws {
 			w.mu.Lock()
 			last := w.nodes[len(w.nodes)-1]
@@ -267,7 +267,7 @@ func TestHAProxyStickinessAndDrain(t *testing.T) {
 			}
 		}
 		return true
-	})
+	}))
 	// Stop publishing; every client converges to the snapshot.
 	cancel()
 	<-replayDone
@@ -282,7 +282,7 @@ func TestHAProxyStickinessAndDrain(t *testing.T) {
 	if err := json.Unmarshal(snap.Raw, &want); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "every client at the snapshot's seq", func() bool {
+	servertest.Eventually(t, 10*time.Second, servertest.Cond("every client at the snapshot's seq", func() bool {
 		for _, w := range ws {
 			w.mu.Lock()
 			seq := w.state.Seq
@@ -292,7 +292,7 @@ func TestHAProxyStickinessAndDrain(t *testing.T) {
 			}
 		}
 		return true
-	})
+	}))
 	for i, w := range ws {
 		w.mu.Lock()
 		if wantR := 1 - i%2; w.reconnects != wantR {

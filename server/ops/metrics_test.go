@@ -21,11 +21,11 @@ func TestMetricsAfterTraffic(t *testing.T) {
 	addr := s.WSAddr().String()
 
 	// Before any traffic the families a dashboard rates over already exist at 0.
-	m0 := scrape(t, s)
+	m0 := servertest.Scrape(t, servertest.HTTPURL(s))
 	for _, name := range []string{"crease_handshakes_total", "crease_disconnects_total", "crease_dropped_total",
 		"crease_resyncs_total", "crease_accept_errors_total", "crease_bus_messages_total", "crease_bus_lost_total", "crease_bus_dropped_total",
 		"crease_fanout_latency_seconds_count", "crease_draining"} {
-		if !m0.has(name) {
+		if !m0.Has(name) {
 			t.Errorf("%s not exported before traffic", name)
 		}
 	}
@@ -33,7 +33,7 @@ func TestMetricsAfterTraffic(t *testing.T) {
 	const clients, deltas, events = 8, 10, 5
 	var conns []*wsConn
 	for range clients {
-		c, resp, err := dialWS(addr, "/ws?match=m1", nil, "")
+		c, resp, err := servertest.DialWS(addr, "/ws?match=m1", nil, "")
 		if err != nil || c == nil {
 			t.Fatalf("dial: %v %v", resp, err)
 		}
@@ -117,13 +117,13 @@ func TestMetricsAfterTraffic(t *testing.T) {
 	}
 	conns[1].Close()
 
-	var m samples
-	eventually(t, 5*time.Second, "connections gauge at 6 and loop-lag samples", func() bool {
-		m = scrape(t, s)
+	var m servertest.Samples
+	servertest.Eventually(t, 5*time.Second, servertest.Cond("connections gauge at 6 and loop-lag samples", func() bool {
+		m = servertest.Scrape(t, servertest.HTTPURL(s))
 		// Ticks (every 50 ms) carry the loop-lag probe: wait for a few.
-		return m.sum("crease_connections") == clients-2 && m.sum("crease_disconnects_total") == 2 &&
-			m.sum("crease_loop_lag_seconds_count", `loop="0"`) >= 3 && m.sum("crease_loop_lag_seconds_count", `loop="1"`) >= 3
-	})
+		return m.Sum("crease_connections") == clients-2 && m.Sum("crease_disconnects_total") == 2 &&
+			m.Sum("crease_loop_lag_seconds_count", `loop="0"`) >= 3 && m.Sum("crease_loop_lag_seconds_count", `loop="1"`) >= 3
+	}))
 
 	// The three numbers.
 	loops := 0
@@ -133,13 +133,13 @@ func TestMetricsAfterTraffic(t *testing.T) {
 			continue // a loop that never had a connection has no shard yet
 		}
 		loops++
-		if n := m.sum("crease_loop_lag_seconds_count", lbl); n < 1 {
-			t.Errorf("loop %d: no loop-lag samples %v", l, m.family("crease_loop_lag_seconds_count"))
+		if n := m.Sum("crease_loop_lag_seconds_count", lbl); n < 1 {
+			t.Errorf("loop %d: no loop-lag samples %v", l, m.Family("crease_loop_lag_seconds_count"))
 		}
-		if inf := m.sum("crease_loop_lag_seconds_bucket", lbl, `le="+Inf"`); inf != m.sum("crease_loop_lag_seconds_count", lbl) {
+		if inf := m.Sum("crease_loop_lag_seconds_bucket", lbl, `le="+Inf"`); inf != m.Sum("crease_loop_lag_seconds_count", lbl) {
 			t.Errorf("loop %d: +Inf bucket %v != count", l, inf)
 		}
-		if m.sum("crease_dispatch_delay_seconds_count", lbl) < 1 {
+		if m.Sum("crease_dispatch_delay_seconds_count", lbl) < 1 {
 			t.Errorf("loop %d: no dispatch-delay samples", l)
 		}
 		if v, ok := m[`crease_pending_bytes{`+lbl+`}`]; !ok || v < 0 {
@@ -150,21 +150,21 @@ func TestMetricsAfterTraffic(t *testing.T) {
 		}
 	}
 	if loops != 2 {
-		t.Errorf("connections on %d loops, want both: %v", loops, m.family("crease_connections"))
+		t.Errorf("connections on %d loops, want both: %v", loops, m.Family("crease_connections"))
 	}
-	if lag := m.sum("crease_loop_lag_seconds_sum") / m.sum("crease_loop_lag_seconds_count"); lag > 0.5 {
+	if lag := m.Sum("crease_loop_lag_seconds_sum") / m.Sum("crease_loop_lag_seconds_count"); lag > 0.5 {
 		t.Errorf("mean loop lag %.3fs on an idle gateway", lag)
 	}
 	// Fan-out latency: one observation per frame per loop with subscribers.
-	shed := m.sum("crease_dropped_total", `prio="low"`, `reason="shed"`)
-	fan := m.sum("crease_fanout_latency_seconds_count")
+	shed := m.Sum("crease_dropped_total", `prio="low"`, `reason="shed"`)
+	fan := m.Sum("crease_fanout_latency_seconds_count")
 	if fan < float64(deltas*loops) || fan > float64((deltas+events)*loops) {
 		t.Errorf("fanout_latency count %v, want between %d and %d", fan, deltas*loops, (deltas+events)*loops)
 	}
-	if mean := m.sum("crease_fanout_latency_seconds_sum") / fan; mean <= 0 || mean > 1 {
+	if mean := m.Sum("crease_fanout_latency_seconds_sum") / fan; mean <= 0 || mean > 1 {
 		t.Errorf("mean fan-out latency %.4fs", mean)
 	}
-	if got := m.sum("crease_subscriptions"); got != clients-2 {
+	if got := m.Sum("crease_subscriptions"); got != clients-2 {
 		t.Errorf("subscriptions %v, want %d", got, clients-2)
 	}
 
@@ -205,6 +205,6 @@ func TestMetricsAfterTraffic(t *testing.T) {
 		t.Errorf("control frames delivered %v, want ≥ %d", c, 2*clients)
 	}
 	t.Logf("loop lag samples %v, fan-out observations %v (mean %.2f ms), dispatch delay samples %v",
-		m.sum("crease_loop_lag_seconds_count"), fan, 1000*m.sum("crease_fanout_latency_seconds_sum")/fan,
-		m.sum("crease_dispatch_delay_seconds_count"))
+		m.Sum("crease_loop_lag_seconds_count"), fan, 1000*m.Sum("crease_fanout_latency_seconds_sum")/fan,
+		m.Sum("crease_dispatch_delay_seconds_count"))
 }

@@ -11,6 +11,7 @@ import (
 
 	"crease/bus"
 	"crease/internal/redistest"
+	"crease/server/servertest"
 )
 
 // TestTwoGatewaysConverge: one Redis, two gateways, clients on both, a real match
@@ -29,12 +30,14 @@ func TestTwoGatewaysConverge(t *testing.T) {
 		ws = append(ws, watch(t, gws[i%2], m.ID()))
 	}
 	stop := replay(t, pub, m, 60)
-	time.Sleep(time.Second)
-	for i := range 10 { // mid-match: the gateways' Redis subscriptions exist already
+	applied(t, ws[0], m.ID(), 30) // mid-match: the gateways' Redis subscriptions exist already
+	for i := range 10 {
 		ws = append(ws, watch(t, gws[i%2], m.ID()))
-		time.Sleep(50 * time.Millisecond)
+		applied(t, ws[0], m.ID(), 32+2*i) // each at another point of the match
 	}
-	time.Sleep(time.Second)
+	for _, w := range ws[10:] {
+		applied(t, w, m.ID(), 10) // the late ones follow live deltas too
+	}
 	if err := stop(); err != nil {
 		t.Fatalf("replay: %v", err)
 	}
@@ -51,22 +54,22 @@ func TestSubscriptionFollowsInterest(t *testing.T) {
 	m := realMatch(t)
 	stop := replay(t, pub, m, 30)
 	defer stop()
-	eventually(t, 5*time.Second, "the match is live", func() bool {
+	servertest.Eventually(t, 5*time.Second, servertest.Cond("the match is live", func() bool {
 		_, code := get(t, g.http()+"/v1/matches/"+m.ID())
 		return code == http.StatusOK
-	})
+	}))
 	if chs := pubsub(t, srv.Cli, "CHANNELS"); len(chs) != 0 {
 		t.Fatalf("no subscribers, but the gateway holds %v", chs)
 	}
 	w := watch(t, g, m.ID())
-	eventually(t, 5*time.Second, "the subscription", func() bool {
+	servertest.Eventually(t, 5*time.Second, servertest.Cond("the subscription", func() bool {
 		return slices.Equal(pubsub(t, srv.Cli, "CHANNELS"), []string{channel(m.ID())})
-	})
-	eventually(t, 5*time.Second, "deltas", func() bool { return w.check.Stats(m.ID()).Applied > 3 })
+	}))
+	servertest.Eventually(t, 5*time.Second, servertest.Cond("deltas", func() bool { return w.check.Stats(m.ID()).Applied > 3 }))
 	w.unsub()
-	eventually(t, 5*time.Second, "the unsubscribe after the debounce", func() bool {
+	servertest.Eventually(t, 5*time.Second, servertest.Cond("the unsubscribe after the debounce", func() bool {
 		return len(pubsub(t, srv.Cli, "CHANNELS")) == 0
-	})
+	}))
 }
 
 // TestCluster: three masters, gateways with Cluster: true subscribe with SSUBSCRIBE on
@@ -93,25 +96,27 @@ func TestCluster(t *testing.T) {
 	for i := range 6 {
 		ws = append(ws, watch(t, gws[i%2], m.ID()))
 	}
-	eventually(t, 5*time.Second, "SSUBSCRIBE on the owner", func() bool {
+	servertest.Eventually(t, 5*time.Second, servertest.Cond("SSUBSCRIBE on the owner", func() bool {
 		return slices.Equal(pubsub(t, owner.Cli, "SHARDCHANNELS"), []string{channel(m.ID())})
-	})
+	}))
 	// Two gateways, one shard channel: both hold it (NUMSUB counts subscribers).
-	eventually(t, 5*time.Second, "both gateways subscribed", func() bool {
+	servertest.Eventually(t, 5*time.Second, servertest.Cond("both gateways subscribed", func() bool {
 		out, _ := owner.Cli("PUBSUB", "SHARDNUMSUB", channel(m.ID()))
 		return strings.HasSuffix(out, "\n2")
-	})
+	}))
 	for _, n := range cl.Nodes {
 		if n != owner && len(pubsub(t, n.Cli, "SHARDCHANNELS")) != 0 {
 			t.Fatalf("a shard channel on %s, which does not own the slot", n.Addr())
 		}
 	}
 	stop := replay(t, pub, m, 60)
-	time.Sleep(time.Second)
+	applied(t, ws[0], m.ID(), 30)
 	for i := range 4 {
 		ws = append(ws, watch(t, gws[i%2], m.ID()))
 	}
-	time.Sleep(time.Second)
+	for _, w := range ws[6:] {
+		applied(t, w, m.ID(), 10)
+	}
 	if err := stop(); err != nil {
 		t.Fatalf("replay: %v", err)
 	}
@@ -119,9 +124,9 @@ func TestCluster(t *testing.T) {
 	for _, w := range ws {
 		w.unsub()
 	}
-	eventually(t, 5*time.Second, "SUNSUBSCRIBE after the debounce", func() bool {
+	servertest.Eventually(t, 5*time.Second, servertest.Cond("SUNSUBSCRIBE after the debounce", func() bool {
 		return len(pubsub(t, owner.Cli, "SHARDCHANNELS")) == 0
-	})
+	}))
 }
 
 // TestRedisKilledMidMatch: Redis is killed with SIGKILL mid-match and restarted without
@@ -140,23 +145,27 @@ func TestRedisKilledMidMatch(t *testing.T) {
 		ws = append(ws, watch(t, gws[i%2], m.ID()))
 	}
 	stop := replay(t, pub, m, 40)
-	eventually(t, 5*time.Second, "deltas before the kill", func() bool { return ws[0].check.Stats(m.ID()).Applied > 20 })
+	applied(t, ws[0], m.ID(), 21) // mid-match
 	before := snapshot(t, gws[0], m.ID()).Seq
 
 	srv.Kill()
-	eventually(t, 5*time.Second, "readyz 503", func() bool {
-		_, code := get(t, gws[0].http()+"/readyz")
-		return code == http.StatusServiceUnavailable
-	})
-	time.Sleep(500 * time.Millisecond)
+	for _, g := range gws { // both gateways have seen Redis go
+		servertest.Eventually(t, 10*time.Second, servertest.Cond("readyz 503", func() bool {
+			_, code := get(t, g.http()+"/readyz")
+			return code == http.StatusServiceUnavailable
+		}))
+	}
 	srv.Restart()
 	for _, g := range gws {
-		eventually(t, 10*time.Second, "readyz 200 again", func() bool {
+		servertest.Eventually(t, 10*time.Second, servertest.Cond("readyz 200 again", func() bool {
 			_, code := get(t, g.http()+"/readyz")
 			return code == http.StatusOK
-		})
+		}))
 	}
-	time.Sleep(1500 * time.Millisecond)
+	// Well into the match again: the store re-seeded and 20 deltas published since.
+	servertest.Eventually(t, 20*time.Second, servertest.Cond("20 deltas after the restart", func() bool {
+		return storedSeq(t, srv, m.ID()) >= before+20
+	}))
 	if err := stop(); err != nil {
 		t.Fatalf("replay: %v", err)
 	}
@@ -191,18 +200,20 @@ func TestRedisUnreachableAtStart(t *testing.T) {
 	}
 	m := realMatch(t)
 	w := watch(t, g, m.ID())
-	time.Sleep(200 * time.Millisecond)
+	servertest.Eventually(t, 5*time.Second, servertest.Cond("the client subscribed", func() bool {
+		return metric(t, g, "crease_subscriptions") == 1
+	}))
 	srv.Restart()
-	eventually(t, 10*time.Second, "/readyz 200", func() bool {
+	servertest.Eventually(t, 10*time.Second, servertest.Cond("/readyz 200", func() bool {
 		_, code := get(t, g.http()+"/readyz")
 		return code == http.StatusOK
-	})
-	eventually(t, 5*time.Second, "the subscription", func() bool {
+	}))
+	servertest.Eventually(t, 5*time.Second, servertest.Cond("the subscription", func() bool {
 		return slices.Equal(pubsub(t, srv.Cli, "CHANNELS"), []string{channel(m.ID())})
-	})
+	}))
 	pub := newBus(t, []string{srv.Addr()}, false, "pub", nil)
 	stop := replay(t, pub, m, 60)
-	eventually(t, 5*time.Second, "deltas", func() bool { return w.check.Stats(m.ID()).Applied > 10 })
+	servertest.Eventually(t, 5*time.Second, servertest.Cond("deltas", func() bool { return w.check.Stats(m.ID()).Applied > 10 }))
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -216,7 +227,7 @@ func TestGarbageNeverReachesClients(t *testing.T) {
 	srv := redistest.Start(t)
 	g := startGateway(t, []string{srv.Addr()}, gwOpts{})
 	w := watch(t, g, "m1")
-	eventually(t, 5*time.Second, "the subscription", func() bool { return len(pubsub(t, srv.Cli, "CHANNELS")) == 1 })
+	servertest.Eventually(t, 5*time.Second, servertest.Cond("the subscription", func() bool { return len(pubsub(t, srv.Cli, "CHANNELS")) == 1 }))
 	var frames []string
 	var mu sync.Mutex
 	w.c.OnEvent(func(_ string, raw []byte) { mu.Lock(); frames = append(frames, string(raw)); mu.Unlock() })
@@ -239,14 +250,14 @@ func TestGarbageNeverReachesClients(t *testing.T) {
 	if _, err := srv.Cli("PUBLISH", channel("m1"), good); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, "the valid event", func() bool { mu.Lock(); defer mu.Unlock(); return len(frames) > 0 })
-	eventually(t, 5*time.Second, "garbage counted", func() bool {
+	servertest.Eventually(t, 5*time.Second, servertest.Cond("the valid event", func() bool { mu.Lock(); defer mu.Unlock(); return len(frames) > 0 }))
+	servertest.Eventually(t, 5*time.Second, servertest.Cond("garbage counted", func() bool {
 		return metric(t, g, "crease_bus_invalid_total")-before == float64(len(garbage))
-	})
+	}))
 	if _, err := srv.Cli("PUBLISH", channel("m1"), `{"type":"delta","match":"m1","seq":1,"prio":"high","ts":1,"patch":{"x":1}}`); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, "the valid delta", func() bool { return w.check.Stats("m1").Applied == 1 })
+	servertest.Eventually(t, 5*time.Second, servertest.Cond("the valid delta", func() bool { return w.check.Stats("m1").Applied == 1 }))
 	mu.Lock()
 	defer mu.Unlock()
 	if len(frames) != 1 || frames[0] != good {
@@ -266,11 +277,7 @@ func TestSnapshotCoalescingOverHTTP(t *testing.T) {
 	g := startGateway(t, []string{srv.Addr()}, gwOpts{})
 	pub := newBus(t, []string{srv.Addr()}, false, "pub", nil)
 	m := realMatch(t)
-	stop := replay(t, pub, m, 0)
-	time.Sleep(200 * time.Millisecond)
-	if err := stop(); err != nil {
-		t.Fatal(err)
-	}
+	publishSome(t, srv, pub, m, 10)
 	burst := func() (gets float64) {
 		before := metric(t, g, "crease_redis_gets_total")
 		before0, _ := srv.Cli("INFO", "commandstats")
@@ -324,8 +331,12 @@ func TestSnapshotCoalescingOverHTTP(t *testing.T) {
 	cold := burst()
 	t.Logf("1,000 concurrent snapshot GETs, not subscribed: %v Redis GETs", cold)
 	w := watch(t, g, m.ID())
-	eventually(t, 5*time.Second, "the client's state", func() bool { return w.check.Stats(m.ID()).Snapshots > 0 })
-	time.Sleep(200 * time.Millisecond)
+	// The gateway follows the match once its subscription's resync has been answered by a
+	// second snapshot.
+	servertest.Eventually(t, 5*time.Second, servertest.Cond("the client's state after the subscription's resync", func() bool {
+		st := w.check.Stats(m.ID())
+		return st.Resyncs > 0 && st.Snapshots > 1
+	}))
 	warm := burst()
 	t.Logf("1,000 concurrent snapshot GETs, subscribed: %v Redis GETs", warm)
 	// Not subscribed, requests share a running GET and then its answer for 250 ms, so a
@@ -370,11 +381,7 @@ func TestViewersAcrossGateways(t *testing.T) {
 	g2 := startGateway(t, addrs, o)
 	pub := newBus(t, addrs, false, "pub", nil)
 	m := realMatch(t)
-	stop := replay(t, pub, m, 0)
-	time.Sleep(100 * time.Millisecond)
-	if err := stop(); err != nil {
-		t.Fatal(err)
-	}
+	publishSome(t, srv, pub, m, 10)
 	var ws []*watcher
 	for i := range 5 {
 		g := g1
@@ -384,25 +391,25 @@ func TestViewersAcrossGateways(t *testing.T) {
 		ws = append(ws, watch(t, g, m.ID()))
 	}
 	for _, g := range []*gateway{g1, g2} {
-		eventually(t, 5*time.Second, "viewers 5 in /v1/matches", func() bool {
+		servertest.Eventually(t, 5*time.Second, servertest.Cond("viewers 5 in /v1/matches", func() bool {
 			body, code := get(t, g.http()+"/v1/matches")
 			return code == http.StatusOK && strings.Contains(string(body), `"viewers":5`)
-		})
+		}))
 	}
 	for i, w := range ws {
-		eventually(t, 5*time.Second, "a viewers event with 5", func() bool {
+		servertest.Eventually(t, 5*time.Second, servertest.Cond("a viewers event with 5", func() bool {
 			ev := w.viewerEvents()
 			return len(ev) > 0 && ev[len(ev)-1] == 5
-		})
+		}))
 		t.Logf("client %d viewers events %v", i, w.viewerEvents())
 	}
 	// Two leave gw1: the total drops to 3 everywhere.
 	ws[0].unsub()
 	ws[1].unsub()
-	eventually(t, 5*time.Second, "a viewers event with 3 on gw2", func() bool {
+	servertest.Eventually(t, 5*time.Second, servertest.Cond("a viewers event with 3 on gw2", func() bool {
 		ev := ws[4].viewerEvents()
 		return len(ev) > 0 && ev[len(ev)-1] == 3
-	})
+	}))
 	body, _ := get(t, g2.http()+"/v1/matches")
 	if !strings.Contains(string(body), `"viewers":3`) {
 		t.Fatalf("/v1/matches: %s", body)

@@ -1,6 +1,7 @@
 package servertest
 
 import (
+	"errors"
 	"testing"
 	"time"
 )
@@ -14,6 +15,18 @@ func Eventually(t testing.TB, within time.Duration, cond func() error) {
 	t.Helper()
 	if err := poll(within, cond); err != nil {
 		t.Fatalf("not within %v: %v", within, err)
+	}
+}
+
+// Cond adapts a condition that has nothing more to say than whether it holds: its
+// error, while it does not, names what is awaited. A condition that can say how far it
+// got (a count, the last frame) should return its own error instead.
+func Cond(what string, holds func() bool) func() error {
+	return func() error {
+		if holds() {
+			return nil
+		}
+		return errors.New("still waiting for " + what)
 	}
 }
 

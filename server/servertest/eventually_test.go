@@ -60,3 +60,15 @@ func TestPollChecksOnceMoreAtTheDeadline(t *testing.T) {
 		t.Fatalf("poll = %v, want %v", err, errNo)
 	}
 }
+
+func TestCondNamesWhatIsAwaited(t *testing.T) {
+	holds := false
+	c := Cond("the thing", func() bool { return holds })
+	if err := c(); err == nil || err.Error() != "still waiting for the thing" {
+		t.Fatalf("%v", err)
+	}
+	holds = true
+	if err := c(); err != nil {
+		t.Fatal(err)
+	}
+}

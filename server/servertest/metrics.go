@@ -1,48 +1,105 @@
 package servertest
 
 import (
-	"bufio"
-	"net"
+	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
-// Metric reads one sample of the /metrics page under httpBase (HTTPURL of a gateway),
-// such as `crease_handshakes_total{result="ok"}`; 0 when absent.
-func Metric(t testing.TB, httpBase, sample string) float64 {
+// Samples is one reading of a Prometheus text page: every series, as the text format
+// writes it (name or name{label="v",...}), and its value. Histograms' _bucket, _sum and
+// _count series are series like any other.
+type Samples map[string]float64
+
+// metricsClient has a timeout, so that a gateway that stopped answering fails the test
+// instead of hanging it.
+var metricsClient = &http.Client{Timeout: 10 * time.Second}
+
+// Scrape reads the /metrics page under httpBase (HTTPURL of a gateway, or the base URL
+// of any process serving /metrics).
+func Scrape(t testing.TB, httpBase string) Samples {
 	t.Helper()
-	resp, err := http.Get(httpBase + "/metrics")
-	if err != nil {
-		t.Fatalf("GET /metrics: %v", err)
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), sample+" "); ok {
-			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-			if err != nil {
-				t.Fatalf("metric %s: %v", sample, err)
-			}
-			return f
-		}
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatalf("reading /metrics: %v", err)
-	}
-	return 0
+	return ScrapeURL(t, metricsClient, httpBase+"/metrics")
 }
 
-// FreeAddr returns a loopback address that was free a moment ago, for a gateway that
-// must be restarted on the same address.
-func FreeAddr(t testing.TB) string {
+// ScrapeURL reads the Prometheus text page at url with hc, which may hold a kept-alive
+// connection (a test that counts the gateway's open connections wants that).
+func ScrapeURL(t testing.TB, hc *http.Client, url string) Samples {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	resp, err := hc.Get(url)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("GET %s: %v", url, err)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: HTTP %d, %v", url, resp.StatusCode, err)
+	}
+	s, err := ParseSamples(string(body))
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	return s
+}
+
+// ParseSamples parses the Prometheus text format: comment lines are skipped, every
+// other line is a series and its value (a timestamp after it is not expected).
+func ParseSamples(text string) (Samples, error) {
+	out := Samples{}
+	for line := range strings.SplitSeq(text, "\n") {
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		if i < 0 {
+			return nil, fmt.Errorf("metrics line %q: no value", line)
+		}
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if err != nil {
+			return nil, fmt.Errorf("metrics line %q: %w", line, err)
+		}
+		out[line[:i]] = v
+	}
+	return out, nil
+}
+
+// Family returns the series of the metric name (exactly that name, any labels).
+func (s Samples) Family(name string) Samples {
+	out := Samples{}
+	for k, v := range s {
+		if k == name || strings.HasPrefix(k, name+"{") {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// Sum adds the series of name whose labels contain every one of with, each written as
+// the text format does (`reason="slow"`): with none, the whole family.
+func (s Samples) Sum(name string, with ...string) float64 {
+	var total float64
+outer:
+	for k, v := range s.Family(name) {
+		for _, w := range with {
+			if !strings.Contains(k, w) {
+				continue outer
+			}
+		}
+		total += v
+	}
+	return total
+}
+
+// Has reports whether any series of name was read.
+func (s Samples) Has(name string) bool { return len(s.Family(name)) > 0 }
+
+// Metric reads one series of the /metrics page under httpBase, such as
+// `crease_handshakes_total{result="ok"}`; 0 when absent.
+func Metric(t testing.TB, httpBase, series string) float64 {
+	t.Helper()
+	return Scrape(t, httpBase)[series]
 }

@@ -1,4 +1,4 @@
-package e2e
+package e2e_test
 
 // The page under contract version 2 in Chromium: the backoff does not start over on
 // `hello` alone (a gateway that closes right after it sees the delays grow), a token in
@@ -28,7 +28,7 @@ import (
 	"crease/web"
 )
 
-// helloThenClose is the gateway of issue 13: it upgrades, says hello, and closes at
+// helloThenClose is a gateway that closes right after the upgrade: it says hello, and closes at
 // once. It serves the page too, with /config.json pointing at itself.
 type helloThenClose struct {
 	mu    sync.Mutex

@@ -1,11 +1,10 @@
-package e2e
+package e2e_test
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -340,16 +339,4 @@ func getSnapshot(t *testing.T, httpBase, match string, token ...string) restSnap
 		t.Fatalf("GET snapshot: match %q, score %v", s.Match, s.State.Score)
 	}
 	return restSnapshot{Seq: s.Seq, Score: fmt.Sprintf("%d/%d", s.State.Score.Runs, s.State.Score.Wickets)}
-}
-
-// waitBindable waits until addr can be bound again (a stopped gateway let it go).
-func waitBindable(t *testing.T, addr string) {
-	t.Helper()
-	servertest.Eventually(t, 5*time.Second, func() error {
-		ln, err := net.Listen("tcp", addr)
-		if err != nil {
-			return fmt.Errorf("%s still bound: %w", addr, err)
-		}
-		return ln.Close()
-	})
 }

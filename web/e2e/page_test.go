@@ -1,4 +1,4 @@
-package e2e
+package e2e_test
 
 import (
 	"context"
@@ -116,8 +116,8 @@ func TestPageReconnectsToARestartedGatewayAndConverges(t *testing.T) {
 	downSeq := rec.lastSeq()
 	rec.waitSeq(t, downSeq+5, 10*time.Second)
 
-	waitBindable(t, opts.WSAddr)
-	waitBindable(t, opts.HTTPAddr)
+	servertest.WaitBindable(t, opts.WSAddr)
+	servertest.WaitBindable(t, opts.HTTPAddr)
 	s2 := servertest.Run(t, opts)
 	if got := servertest.HTTPURL(s2); got != base {
 		t.Fatalf("new gateway on %s, want %s", got, base)

@@ -1,4 +1,4 @@
-package pkgtest
+package pkgtest_test
 
 import (
 	"bytes"

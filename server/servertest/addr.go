@@ -1,0 +1,33 @@
+package servertest
+
+import (
+	"fmt"
+	"net"
+	"testing"
+	"time"
+)
+
+// FreeAddr returns a loopback address that was free a moment ago, for a gateway that
+// must be restarted on the same address.
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// WaitBindable waits until addr can be bound again: a stopped gateway let it go, and a
+// new one may listen there.
+func WaitBindable(t testing.TB, addr string) {
+	t.Helper()
+	Eventually(t, 5*time.Second, func() error {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("%s still bound: %w", addr, err)
+		}
+		return ln.Close()
+	})
+}
