@@ -1,7 +1,7 @@
 // Package redis is the Redis implementation of bus.Bus on rueidis: the publisher side
 // for `crease ingest --redis` and the gateway side for `crease serve --redis ADDR[,ADDR]
-// [--redis-cluster | --redis-sentinel NAME]`. The key and channel layout is PROTOCOL.md's
-// "Publishing (Redis)":
+// [--redis-cluster | --redis-sentinel MASTER]`. The key and channel layout is
+// PROTOCOL.md's "Publishing (Redis)":
 //
 //	crease:{ID}          channel of match ID (SUBSCRIBE/PUBLISH, or SSUBSCRIBE/SPUBLISH in a cluster)
 //	crease:{ID}:snap     snapshot {"match","epoch","seq","state"}
