@@ -527,6 +527,27 @@ func (h *harness) waitStatus(t *testing.T, p Phase) Status {
 	}
 }
 
+// waitSettledStatus waits until the last status reported is of phase p: it reads the
+// statuses until one of phase p is the last queued. It is for a condition the client
+// has reached already (its states received): the loop reports the status only after a
+// state's delivery, so it may still be on its way, and a status is reported only when
+// it changes, so nothing still pending behind the one read can be p again.
+func (h *harness) waitSettledStatus(t *testing.T, p Phase) {
+	t.Helper()
+	timeout := time.After(5 * time.Second)
+	var last Status
+	for {
+		select {
+		case last = <-h.status:
+			if last.Phase == p && len(h.status) == 0 {
+				return
+			}
+		case <-timeout:
+			t.Fatalf("status %v, want %v as the last one", last.Phase, p)
+		}
+	}
+}
+
 // frameObserver wraps a Checker and reports observed frames on a channel.
 type frameObserver struct {
 	*Checker
