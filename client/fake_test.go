@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -455,6 +456,7 @@ func startClientOn(t *testing.T, gw *fakeGW, clk clock, tweak func(*Options)) *h
 		Backoff:  Backoff{Base: 10 * time.Millisecond, Cap: 200 * time.Millisecond, InitialSpread: 20 * time.Millisecond},
 		Rand:     func() float64 { return 0.5 },
 		OnStatus: func(s Status) { h.status <- s },
+		Logger:   slog.New(slog.DiscardHandler), // the tests check behaviour, not logs
 	}
 	if tweak != nil {
 		tweak(&opts)
