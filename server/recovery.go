@@ -483,8 +483,9 @@ func (r *recoverer) keepLocked(m *keptMatch, rd *histRead, frames, rec []*shard.
 		if r0 > h+1 {
 			return false
 		}
-		if tail := rec[h+1-r0:]; len(tail) > 0 {
-			run = append(frames[:len(frames):len(frames)], tail...)
+		if skip := h + 1 - r0; skip < uint64(len(rec)) {
+			// The live deltas past the read's last (those up to it, the read has).
+			run = append(frames[:len(frames):len(frames)], rec[skip:]...)
 		}
 	}
 	if m.kept && m.epoch == rd.epoch && m.first < rd.after+1 && m.last() >= rd.after {
