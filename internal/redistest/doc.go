@@ -3,7 +3,8 @@
 // sentinels monitoring them as SentinelMaster (StartSentinel); and a three-master Redis
 // Cluster (StartCluster), with one replica per master (StartClusterWithReplicas). Every
 // process is private to the test, bound to 127.0.0.1 on a free port, persists nothing,
-// and is stopped by t.Cleanup.
+// and is stopped by t.Cleanup (on Linux also by the kernel if the test process dies
+// first: a panic, -timeout or SIGKILL leaks no redis-server).
 //
 // Failovers are driven and observed, never waited for by sleeping: Kill (SIGKILL),
 // Freeze and Thaw (SIGSTOP, SIGCONT: a hung host), PauseReplication (the replica shut
