@@ -37,6 +37,7 @@ type Request struct {
 	Origin    string   // Origin header, "" if absent
 	Host      string   // Host header
 	Protocols []string // Sec-WebSocket-Protocol tokens offered by the client, in order
+	CatchUp   bool     // ?catchup=1: the client takes catch-up deltas (PROTOCOL.md `from`)
 
 	// Selected is the subprotocol to accept. Check may set it to one of Protocols (for
 	// example when the token arrives as a subprotocol, a browser needs one echoed back);
@@ -263,21 +264,38 @@ func (u *Upgrader) accept(uri []byte, key []byte, req *Request) *HTTPError {
 	if eachQueryPair(rawQuery, nil) != nil {
 		return malformed("bad query string")
 	}
-	var tokenSeen bool
-	var refusal *HTTPError
-	_ = eachQueryPair(rawQuery, func(k, v string) bool {
+	// Read as main's url.ParseQuery version did: the first token, the first catchup
+	// (refused if not a boolean) before any match id, then every match value in order.
+	var tokenSeen, catchUpSeen bool
+	var catchUp string
+	_ = eachQueryPair(rawQuery, func(k string, raw []byte) bool {
 		switch {
 		case k == "token" && !tokenSeen:
-			req.Token, tokenSeen = v, true
-		case k == "match" && v != "":
-			for id := range strings.SplitSeq(v, ",") {
-				if id == "" || (u.ValidMatch != nil && !u.ValidMatch(id)) {
-					refusal = malformed("bad match id " + strconv.Quote(truncate(id, 70)))
-					return false
-				}
-				if !contains(req.Matches, id) {
-					req.Matches = append(req.Matches, id)
-				}
+			req.Token, tokenSeen = queryValue(raw), true
+		case k == "catchup" && !catchUpSeen:
+			catchUp, catchUpSeen = queryValue(raw), true
+		}
+		return true
+	})
+	switch catchUp {
+	case "1", "true":
+		req.CatchUp = true
+	case "", "0", "false":
+	default:
+		return malformed("bad catchup " + strconv.Quote(truncate(catchUp, 20)) + "; catchup=1 opts in")
+	}
+	var refusal *HTTPError
+	_ = eachQueryPair(rawQuery, func(k string, raw []byte) bool {
+		if k != "match" || len(raw) == 0 {
+			return true
+		}
+		for id := range strings.SplitSeq(queryValue(raw), ",") {
+			if id == "" || (u.ValidMatch != nil && !u.ValidMatch(id)) {
+				refusal = malformed("bad match id " + strconv.Quote(truncate(id, 70)))
+				return false
+			}
+			if !contains(req.Matches, id) {
+				req.Matches = append(req.Matches, id)
 			}
 		}
 		return true

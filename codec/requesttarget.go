@@ -27,10 +27,11 @@ func splitRequestURI(uri []byte) (path string, rawQuery []byte, e *HTTPError) {
 }
 
 // eachQueryPair checks a query string as url.ParseQuery does (a semicolon separator or
-// a bad escape in any pair is an error) and, given fn, calls it with the unescaped key
-// and value of each "token" and "match" pair in order, until fn returns false. It
-// builds no map: a pair with nothing to unescape costs no allocation but its value.
-func eachQueryPair(query []byte, fn func(k, v string) bool) error {
+// a bad escape in any pair is an error) and, given fn, calls it with each pair's
+// unescaped key (valid only during the call) and raw value (queryValue unescapes it),
+// in order, until fn returns false. It builds no map and allocates nothing for a query
+// with nothing to unescape.
+func eachQueryPair(query []byte, fn func(k string, raw []byte) bool) error {
 	var first error
 	for len(query) > 0 {
 		var pair []byte
@@ -51,15 +52,17 @@ func eachQueryPair(query []byte, fn func(k, v string) bool) error {
 			first = cmpOr(first, err)
 			continue
 		}
-		if fn == nil || key != "token" && key != "match" {
-			continue
-		}
-		value, _ := queryUnescape(v, false)
-		if !fn(key, value) {
+		if fn != nil && !fn(key, v) {
 			return first
 		}
 	}
 	return first
+}
+
+// queryValue is the unescaped value of a pair that eachQueryPair has checked.
+func queryValue(raw []byte) string {
+	v, _ := queryUnescape(raw, false)
+	return v
 }
 
 // queryUnescape is url.QueryUnescape of b. With borrow, a result with nothing to

@@ -9,11 +9,11 @@ import (
 // FuzzRequestTargetMatchesNetURL: Upgrade splits the request target and reads its query
 // without net/url (splitRequestURI, eachQueryPair); what it finds must be what
 // url.ParseRequestURI and url.ParseQuery find: the same path, the same errors, the
-// first token and every match value in order.
+// first token and catchup and every match value in order.
 func FuzzRequestTargetMatchesNetURL(f *testing.F) {
 	for _, s := range []string{
 		"/ws?match=m1,m2&token=t", "/ws", "/ws?", "/w%73?match=a", "/ws?match=a%2Cb&match=&token=x&token=y",
-		"/ws?match=a;b", "/ws?a=%zz&match=m", "/ws?%=1", "/ws?match=a+b&token=%41", "http://h/ws?match=m",
+		"/ws?match=a;b", "/ws?a=%zz&match=m", "/ws?%=1", "/ws?match=a+b&token=%41", "/ws?catchup=1&catchup=x&match=m", "http://h/ws?match=m",
 		"*", "ws", "//ws?x", "/ws?&&match=m&", "/ws?match", "/ws?token", "/a b?c", "/ws?x=\x01", "/\x7f",
 	} {
 		f.Add(s)
@@ -37,22 +37,27 @@ func FuzzRequestTargetMatchesNetURL(f *testing.F) {
 		if qerr != nil {
 			return
 		}
-		var token string
-		var tokenSeen bool
+		var token, catchUp string
+		var tokenSeen, catchUpSeen bool
 		var matches []string
-		_ = eachQueryPair(rawQuery, func(k, v string) bool {
+		_ = eachQueryPair(rawQuery, func(k string, raw []byte) bool {
+			v := queryValue(raw)
 			switch k {
 			case "token":
 				if !tokenSeen {
 					token, tokenSeen = v, true
+				}
+			case "catchup":
+				if !catchUpSeen {
+					catchUp, catchUpSeen = v, true
 				}
 			case "match":
 				matches = append(matches, v)
 			}
 			return true
 		})
-		if token != q.Get("token") || !slices.Equal(matches, q["match"]) {
-			t.Fatalf("%q: token %q matches %q, net/url %q %q", target, token, matches, q.Get("token"), q["match"])
+		if token != q.Get("token") || catchUp != q.Get("catchup") || !slices.Equal(matches, q["match"]) {
+			t.Fatalf("%q: token %q catchup %q matches %q, net/url %q %q %q", target, token, catchUp, matches, q.Get("token"), q.Get("catchup"), q["match"])
 		}
 	})
 }

@@ -126,6 +126,7 @@ func (s *Shard) Closed(c *Conn) {
 	}
 	c.state = StateClosed
 	s.leaveAll(c)
+	s.forgetCatchUp(c)
 	if q := c.out; q != nil {
 		s.pending.Add(-int64(q.bytes))
 		c.out = nil
@@ -164,6 +165,7 @@ func (s *Shard) Tick(ping *Frame) {
 		s.sweepLinger(now, false)
 	}
 	s.tickDrain(now)
+	s.sweepRecoveries(now)
 	s.flushCounts() // frames written directly (writeNow) since the last tick
 	s.ticks++
 	if s.ticks%20 == 0 {

@@ -19,6 +19,9 @@ type LoopMetrics struct {
 	Delivered     *prometheus.CounterVec // prio
 	Dropped       *prometheus.CounterVec // prio, reason
 	Resyncs       *prometheus.CounterVec // reason
+	Recoveries    *prometheus.CounterVec // result: subscribes with `since` (RecoveryResults)
+	Replayed      prometheus.Counter     // deltas queued from history answers
+	CatchUps      *prometheus.CounterVec // source (queue, replay), result (CatchUpResults)
 
 	deliveredBy [4]prometheus.Counter
 }
@@ -36,6 +39,9 @@ func NopLoopMetrics() *LoopMetrics {
 		Delivered:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "dl"}, []string{"prio"}),
 		Dropped:       prometheus.NewCounterVec(prometheus.CounterOpts{Name: "dr"}, []string{"prio", "reason"}),
 		Resyncs:       prometheus.NewCounterVec(prometheus.CounterOpts{Name: "r"}, []string{"reason"}),
+		Recoveries:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rc"}, []string{"result"}),
+		Replayed:      prometheus.NewCounter(prometheus.CounterOpts{Name: "rp"}),
+		CatchUps:      prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cu"}, []string{"source", "result"}),
 	}
 	m.Resolve()
 	return m
@@ -65,4 +71,12 @@ func (m *LoopMetrics) droppedN(p bus.Prio, reason string, n int) {
 
 func (m *LoopMetrics) resync(reason bus.ResyncReason) {
 	m.Resyncs.WithLabelValues(string(reason)).Inc()
+}
+
+func (m *LoopMetrics) recovery(result string) {
+	m.Recoveries.WithLabelValues(result).Inc()
+}
+
+func (m *LoopMetrics) catchUp(source, result string) {
+	m.CatchUps.WithLabelValues(source, result).Inc()
 }

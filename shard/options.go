@@ -42,15 +42,17 @@ const (
 
 // Sentinel errors of Options.WithDefaults.
 var (
-	ErrBudget     = errors.New("shard: budget must be at least 4 KiB")
-	ErrLimits     = errors.New("shard: stall limit must be > 0 and below the cut limit")
-	ErrHeartbeat  = errors.New("shard: heartbeat must be a whole number of seconds from 1s to 1h")
-	ErrHandshake  = errors.New("shard: handshake timeout must be > 0 and at most 1h")
-	ErrMaxSubs    = errors.New("shard: max subscriptions must be at least 1")
-	ErrInboxBytes = errors.New("shard: inbox bytes must be at least 64 KiB")
-	ErrSendBuffer = errors.New("shard: send buffer must be > 0, or -1 for the kernel's autotuning")
-	ErrLinger     = errors.New("shard: close linger must not be negative")
-	ErrOpRate     = errors.New("shard: op rate must be from 0.01 to 1,000,000 per second, op burst at least 1, and two bursts at most 30 minutes of the rate")
+	ErrBudget       = errors.New("shard: budget must be at least 4 KiB")
+	ErrLimits       = errors.New("shard: stall limit must be > 0 and below the cut limit")
+	ErrHeartbeat    = errors.New("shard: heartbeat must be a whole number of seconds from 1s to 1h")
+	ErrHandshake    = errors.New("shard: handshake timeout must be > 0 and at most 1h")
+	ErrMaxSubs      = errors.New("shard: max subscriptions must be at least 1")
+	ErrInboxBytes   = errors.New("shard: inbox bytes must be at least 64 KiB")
+	ErrSendBuffer   = errors.New("shard: send buffer must be > 0, or -1 for the kernel's autotuning")
+	ErrLinger       = errors.New("shard: close linger must not be negative")
+	ErrRecoveryWait = errors.New("shard: recovery wait must not be negative")
+	ErrCatchUp      = errors.New("shard: catch-up bytes must be from 1 to the budget, catch-up work at least 1")
+	ErrOpRate       = errors.New("shard: op rate must be from 0.01 to 1,000,000 per second, op burst at least 1, and two bursts at most 30 minutes of the rate")
 )
 
 // Options configures every shard of a gateway. Zero fields take the defaults named
@@ -119,6 +121,18 @@ type Options struct {
 	// reading could wait tens of seconds for the kernel's next probe. Not negative;
 	// default DefaultCloseLinger (5s).
 	CloseLinger time.Duration
+	// CatchUpBytes is the largest patch of a catch-up delta made for one connection that
+	// opted in (catchup.go); a composition over it is shed for `resync`. From 1 to
+	// Budget; default DefaultCatchUpBytes (16 KiB).
+	CatchUpBytes int
+	// CatchUpWork bounds the patch bytes a shard composes per tick over all its
+	// connections; past it, the tick's other compositions are shed for `resync`. At
+	// least 1; default DefaultCatchUpWork (256 KiB).
+	CatchUpWork int
+	// RecoveryWait is how long a subscribe with `since` may wait for the gateway's
+	// history answer before it is answered `recovered:false` (recover.go). Above 0;
+	// default DefaultRecoveryWait (5s).
+	RecoveryWait time.Duration
 	// Now is the shard's clock: every time a shard reads goes through it (clock.go),
 	// the connection timers (heartbeats, the idle close, the handshake deadline, the op
 	// bucket, token expiry) and the loop's own timing (lag, flush slices, stalls, cuts,
@@ -171,6 +185,15 @@ func (o Options) WithDefaults() (Options, error) {
 	if o.CloseLinger == 0 {
 		o.CloseLinger = DefaultCloseLinger
 	}
+	if o.CatchUpBytes == 0 {
+		o.CatchUpBytes = min(DefaultCatchUpBytes, o.Budget)
+	}
+	if o.CatchUpWork == 0 {
+		o.CatchUpWork = DefaultCatchUpWork
+	}
+	if o.RecoveryWait == 0 {
+		o.RecoveryWait = DefaultRecoveryWait
+	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
@@ -194,6 +217,10 @@ func (o Options) WithDefaults() (Options, error) {
 		return o, ErrSendBuffer
 	case o.CloseLinger < 0:
 		return o, ErrLinger
+	case o.RecoveryWait < 0:
+		return o, ErrRecoveryWait
+	case o.CatchUpBytes < 1 || o.CatchUpBytes > o.Budget || o.CatchUpWork < 1:
+		return o, ErrCatchUp
 	}
 	return o, nil
 }
@@ -212,4 +239,7 @@ type Hooks struct {
 	// expired; it sends the `error` token_expired. The shard then closes c with 4001
 	// (wire.ReasonTokenExpired) unless the hook closed it already.
 	TokenExpired func(c *Conn)
+	// History reads the deltas a subscribe with `since` missed (recover.go); nil: every
+	// such subscribe is answered `recovered:false`.
+	History History
 }
