@@ -31,7 +31,9 @@ type drainClient struct {
 // the after_ms spread evenly (each quarter of the window 15-35% of the clients), then a
 // 1012 close near its after_ms, with every delta before it in order and every frame
 // whole. During the drain /readyz is 503, /healthz 200, and a new handshake gets 503 with
-// Retry-After 1-5. Drain returns (the server stopped) well within window + grace.
+// Retry-After 1-5. Drain returns (the server stopped) well within window + grace. This is
+// the paced drain (RestartGap off), for clients that have other gateways to go to;
+// restart_test.go has the restart in place.
 func TestDrain2000(t *testing.T) {
 	const (
 		n      = 2000
@@ -39,7 +41,7 @@ func TestDrain2000(t *testing.T) {
 		grace  = 5 * time.Second
 	)
 	b := bus.NewEmbedded()
-	s := servertest.Run(t, server.Options{Bus: b, Loops: 2, DrainWindow: window, DrainGrace: grace})
+	s := servertest.Run(t, server.Options{Bus: b, Loops: 2, DrainWindow: window, DrainGrace: grace, RestartGap: -1})
 	addr := s.WSAddr().String()
 
 	conns := make([]*wsConn, n)
