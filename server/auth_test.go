@@ -165,7 +165,7 @@ func TestJWTHandshake(t *testing.T) {
 	}
 }
 
-// A token's matches claim (issue 13 item 1): a match outside it, at connect time or by
+// A token's matches claim: a match outside it, at connect time or by
 // op, is answered `error` forbidden naming the match, and the connection goes on.
 func TestJWTMatchesClaim(t *testing.T) {
 	b := bus.NewEmbedded()
@@ -233,7 +233,7 @@ func TestJWTMatchesClaim(t *testing.T) {
 	}
 }
 
-// The op bucket (issue 13 item 3), on the connection clock so that the test decides
+// The op bucket, on the connection clock so that the test decides
 // when time passes: 20 ops/s, a burst of twice the subscription limit (32), refused ops
 // answered `rate_limited` with their match, and 1008 only for a flood.
 func TestOpRateLimit(t *testing.T) {

@@ -20,7 +20,7 @@ import (
 )
 
 // Version 2 of the contract where a client meets it: the idle close, header lists,
-// 401 challenges, token expiry and the auth op, metrics from the start (issue 13).
+// 401 challenges, token expiry and the auth op, metrics from the start.
 
 // pingPong sends a ping on c and reads until its pong, skipping the gateway's own
 // pings: it fails t if a close frame (or anything else) comes first. It proves the
@@ -48,8 +48,8 @@ func pingPong(t testing.TB, c *rawConn) {
 	}
 }
 
-// The idle close on the connection clock, at --heartbeat 3s (issue 13 item 2: it used
-// to fire after 8.3-9.0 s): open at 9 s - 1 ms of silence, closed with 4000 a quarter
+// The idle close on the connection clock, at --heartbeat 3s (it once
+// fired after 8.3-9.0 s): open at 9 s - 1 ms of silence, closed with 4000 a quarter
 // second after 9 s; any bytes from the client, a ping here, start the count again.
 func TestIdleCloseNeverBeforeThreeHeartbeats(t *testing.T) {
 	clock := servertest.NewClock()
@@ -92,7 +92,7 @@ func TestHeartbeatMustBeWholeSeconds(t *testing.T) {
 	}
 }
 
-// RFC 9110 header lists in the handshake (issue 13 item 4).
+// RFC 9110 header lists in the handshake.
 func TestHandshakeHeaderLists(t *testing.T) {
 	s := servertest.Run(t, server.Options{})
 	key := "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
@@ -126,7 +126,7 @@ func TestHandshakeHeaderLists(t *testing.T) {
 	}
 }
 
-// A 401 carries the Bearer challenge (RFC 6750; issue 13 item 5), with error
+// A 401 carries the Bearer challenge (RFC 6750), with error
 // invalid_token when a token was sent.
 func TestUnauthorizedCarriesBearerChallenge(t *testing.T) {
 	s := servertest.Run(t, server.Options{JWTSecret: authSecret})
@@ -147,7 +147,7 @@ func TestUnauthorizedCarriesBearerChallenge(t *testing.T) {
 	}
 }
 
-// Token expiry on a live connection and the auth op (issue 13 item 6), on the
+// Token expiry on a live connection and the auth op, on the
 // connection clock: open until the last millisecond before exp, then `error`
 // token_expired and 4001; an auth op with a valid token moves exp on and ends the
 // subscriptions outside its claim with forbidden; a refused token changes nothing.
@@ -247,8 +247,7 @@ func TestAuthOpWithoutSecretIsIgnored(t *testing.T) {
 	expect(t, c, "subscribed") // the next frame: nothing answered the auth op
 }
 
-// A fresh gateway exports its per-loop series before any connection (issue 13 item
-// 10), and a handshake closed at its deadline is counted as handshake_timeout.
+// A fresh gateway exports its per-loop series before any connection, and a handshake closed at its deadline is counted as handshake_timeout.
 func TestMetricsFromTheStart(t *testing.T) {
 	s := servertest.Run(t, server.Options{Loops: 2, Shard: shard.Options{HandshakeTimeout: time.Second}})
 	conns := metricValues(t, s, "crease_connections")

@@ -21,7 +21,7 @@ import (
 	"crease/web"
 )
 
-// The HTTP listener under version 2 (issue 13 items 7, 8, 9): tokens on the API, CORS,
+// The HTTP listener under version 2: tokens on the API, CORS,
 // conditional requests and gzip.
 
 // plainClient never asks for or undoes compression by itself, so that tests see the

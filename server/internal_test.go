@@ -10,7 +10,7 @@ import (
 	"crease/wire"
 )
 
-// Each refusal says what is wrong in the client's terms (issue 13: `{"op":1}` used to be
+// Each refusal says what is wrong in the client's terms (`{"op":1}` was once
 // answered "not a JSON object").
 func TestParseOpMessages(t *testing.T) {
 	for _, tc := range []struct{ in, code, message string }{

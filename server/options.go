@@ -43,48 +43,82 @@ var (
 	ErrReusePort    = errors.New("server: reuse-port needs SO_REUSEPORT (a Unix system)")
 )
 
-// Options configures a Server. Zero fields take the defaults.
+// Options configures a Server. A zero field takes its default, given with each field;
+// New validates the result and refuses it with the sentinel errors above.
 type Options struct {
-	WSAddr   string // WebSocket listener; the path is /ws
-	HTTPAddr string // HTTP listener: snapshots, health, metrics, the page
-	Loops    int    // event loops (shards); default the number of cores
+	// WSAddr is the WebSocket listener's address (the path is /ws): DefaultWSAddr.
+	WSAddr string
+	// HTTPAddr is the HTTP listener's address (snapshots, health, metrics, the page):
+	// DefaultHTTPAddr.
+	HTTPAddr string
+	// Loops is the number of event loops, one shard each, 1 to 64: the number of cores.
+	Loops int
 
+	// Bus is where matches come from and snapshots are read: required (ErrNoBus).
 	Bus bus.Bus
 
-	Registerer prometheus.Registerer // nil: a private registry
-	Gatherer   prometheus.Gatherer   // served at /metrics; nil: the private registry
-	Logger     *slog.Logger
-	Node       string // gateway name in `hello`; default the host name
+	// Registerer receives the gateway's metrics; nil means a private registry (as
+	// bus/redis.Options.Registerer), which Gatherer then defaults to.
+	Registerer prometheus.Registerer
+	// Gatherer is what /metrics serves: nil serves what the metrics are registered on
+	// (the private registry, or Registerer when it is a *prometheus.Registry; any other
+	// Registerer serves nothing unless Gatherer is given).
+	Gatherer prometheus.Gatherer
+	// Logger receives the gateway's logs: slog.Default().
+	Logger *slog.Logger
+	// Node names the gateway in `hello`: the host name ("crease" without one).
+	Node string
 
+	// Shard configures every loop's shard (limits, budget, heartbeat, clock): the
+	// defaults of shard.Options.
 	Shard shard.Options
 
-	AllowedOrigins []string // empty: any origin
-	JWTSecret      []byte   // empty: no token needed
+	// AllowedOrigins are the browser origins accepted (handshakes and CORS): empty
+	// accepts any.
+	AllowedOrigins []string
+	// JWTSecret, when set, makes every handshake and API request need an HS256 token
+	// signed with it: empty needs none.
+	JWTSecret []byte
 
-	MaxConns       int     // open connections (including handshakes); default from RLIMIT_NOFILE
-	HandshakeRate  float64 // handshakes per second admitted (token bucket)
+	// MaxConns caps open connections, handshakes included: RLIMIT_NOFILE minus
+	// DefaultDescriptorReserve.
+	MaxConns int
+	// HandshakeRate and HandshakeBurst are the token bucket of handshakes admitted per
+	// second: DefaultHandshakeRate, DefaultHandshakeBurst. The excess is answered 503.
+	HandshakeRate  float64
 	HandshakeBurst int
 
-	DrainWindow time.Duration // reconnect after_ms spread over it; closes paced over it
-	DrainGrace  time.Duration // after the window, the hard deadline
+	// DrainWindow is what Drain spreads the `reconnect` after_ms and the closes over:
+	// DefaultDrainWindow.
+	DrainWindow time.Duration
+	// DrainGrace is how long after DrainWindow the drain's hard deadline falls:
+	// DefaultDrainGrace.
+	DrainGrace time.Duration
 
 	// ReusePort binds both listeners with SO_REUSEPORT, so that a new crease process
 	// can bind the same ports while this one runs: a restart on one host without
 	// refusing anyone. With it, Drain closes the listeners at once, so that the kernel
 	// hands every new connection to the successor (without one, they are refused).
+	// Default false.
 	ReusePort bool
 
-	PublicWSURL string // WebSocket URL the page is told (behind a load balancer); "": same host, WS port
+	// PublicWSURL is the WebSocket URL the page is told (behind a load balancer):
+	// empty tells it the page's host on the WebSocket port.
+	PublicWSURL string
 
-	Page  http.Handler // served at / (the scoreboard page); nil: a plain text answer
-	Pprof bool         // net/http/pprof under /debug/pprof/
+	// Page is served at / (the scoreboard page): nil answers a line of plain text.
+	Page http.Handler
+	// Pprof serves net/http/pprof under /debug/pprof/: default false.
+	Pprof bool
 	// PublishAPI, when set, serves the writes under /v1/matches/ on the HTTP listener
-	// (the publish API of package publish, with the embedded bus); nil: none.
+	// (the publish API of package publish, with the embedded bus): nil serves none.
 	PublishAPI http.Handler
 
+	// TickInterval is how often every loop gets its tick (sweeps, pings, the loop-lag
+	// probe): DefaultTickInterval.
 	TickInterval time.Duration
 	// ViewerInterval is how often the per-match viewer counts are handed to a bus that
-	// aggregates them (SetViewers); default DefaultViewerInterval.
+	// aggregates them (SetViewers): DefaultViewerInterval.
 	ViewerInterval time.Duration
 }
 
@@ -105,7 +139,7 @@ func (o Options) withDefaults() (Options, error) {
 		return o, fmt.Errorf("%w (got %d)", ErrLoops, o.Loops)
 	}
 	if o.Logger == nil {
-		o.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+		o.Logger = slog.Default()
 	}
 	if o.Node == "" {
 		o.Node, _ = os.Hostname()

@@ -83,8 +83,12 @@ func New(opts Options) (*Server, error) {
 	if reg == nil {
 		s.reg = prometheus.NewRegistry()
 		reg = s.reg
-		if o.Gatherer == nil {
-			s.opts.Gatherer = s.reg
+	}
+	if s.opts.Gatherer == nil {
+		// What the metrics are registered on, when it can be gathered (a Registry).
+		s.opts.Gatherer = prometheus.Gatherers{}
+		if g, ok := reg.(prometheus.Gatherer); ok {
+			s.opts.Gatherer = g
 		}
 	}
 	s.byLoop.Store(&map[gnet.EventLoop]*shard.Shard{})

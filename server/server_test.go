@@ -166,15 +166,10 @@ func TestHelloThenSubscribeAndDeliverVerbatim(t *testing.T) {
 	waitFor(t, func() bool { return !b.Subscribed("m2") }, "bus interest in m2 dropped")
 }
 
+// waitFor waits up to 5 s for cond (servertest.Eventually), naming what it waits for.
 func waitFor(t testing.TB, cond func() bool, what string) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	servertest.Eventually(t, 5*time.Second, servertest.Cond(what, cond))
 }
 
 func TestSubscribersOnEveryLoopReceive(t *testing.T) {

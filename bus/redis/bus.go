@@ -33,7 +33,8 @@ type Bus struct {
 	client    atomic.Pointer[clientBox] // nil until the first successful connect
 	connected chan struct{}             // closed once client is set
 	ready     atomic.Bool
-	master    string // Sentinel: the master's address last seen by healthLoop (its own)
+	masterMu  sync.Mutex
+	master    string // Sentinel: the master's address last seen (connect, then healthLoop)
 
 	track      atomic.Pointer[bus.Tracker] // set by Start
 	q          *handoff
@@ -105,6 +106,7 @@ func (b *Bus) connect() error {
 		return err
 	}
 	b.client.Store(&clientBox{c: c})
+	b.noteMaster(c)
 	b.ready.Store(true)
 	close(b.connected)
 	return nil
@@ -195,11 +197,13 @@ func (b *Bus) healthLoop() {
 	}
 }
 
-// noteMaster logs and counts a change of the master Sentinel names (healthLoop only).
+// noteMaster logs and counts a change of the master Sentinel names.
 func (b *Bus) noteMaster(c rueidis.Client) {
 	if b.opts.Sentinel == "" {
 		return
 	}
+	b.masterMu.Lock()
+	defer b.masterMu.Unlock()
 	for addr := range c.Nodes() { // the master only: the bus sends nothing to replicas
 		switch b.master {
 		case addr:

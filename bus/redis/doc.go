@@ -1,6 +1,7 @@
 // Package redis is the Redis implementation of bus.Bus on rueidis: the publisher side
 // for `crease ingest --redis` and the gateway side for `crease serve --redis ADDR[,ADDR]
-// [--redis-cluster]`. The key and channel layout is PROTOCOL.md's "Publishing (Redis)":
+// [--redis-cluster | --redis-sentinel MASTER]`. The key and channel layout is
+// PROTOCOL.md's "Publishing (Redis)":
 //
 //	crease:{ID}          channel of match ID (SUBSCRIBE/PUBLISH, or SSUBSCRIBE/SPUBLISH in a cluster)
 //	crease:{ID}:snap     snapshot {"match","epoch","seq","state"}
@@ -64,7 +65,7 @@
 // # Metrics (Options.Registerer)
 //
 // crease_bus_reconnects_total, crease_bus_resubscribes_total, crease_bus_subscriptions,
-// crease_store_publishes_total{result}, crease_snapshot_requests_total{result="hit|
+// crease_bus_master_changes_total (Sentinel), crease_store_publishes_total{result}, crease_snapshot_requests_total{result="hit|
 // coalesced|miss|behind"}, crease_redis_gets_total. What the gateway receives (messages,
 // drops, losses, latency) is counted once, by its Sink.
 package redis

@@ -1,7 +1,9 @@
 package redis
 
 import (
+	"context"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync"
@@ -14,6 +16,7 @@ import (
 
 	"crease/bus"
 	"crease/internal/redistest"
+	"crease/server/servertest"
 )
 
 // call is one Sink call, in order.
@@ -100,16 +103,10 @@ func (s *fakeSink) losses(match string, reason bus.ResyncReason) int {
 	return n
 }
 
-// eventually polls cond every 10 ms until it holds or timeout passes.
+// eventually waits for cond (servertest.Eventually), naming what it waits for.
 func eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	servertest.Eventually(t, timeout, servertest.Cond(what, cond))
 }
 
 func testOptions(addrs ...string) Options {
@@ -192,4 +189,27 @@ func channels(t testing.TB, s *redistest.Server, shard bool) []string {
 	}
 	slices.Sort(chs)
 	return chs
+}
+
+// logRecorder is a slog.Handler keeping the messages logged, for tests that wait for
+// something the bus only logs.
+type logRecorder struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+func (l *logRecorder) Enabled(context.Context, slog.Level) bool { return true }
+func (l *logRecorder) Handle(_ context.Context, r slog.Record) error {
+	l.mu.Lock()
+	l.msgs = append(l.msgs, r.Message)
+	l.mu.Unlock()
+	return nil
+}
+func (l *logRecorder) WithAttrs([]slog.Attr) slog.Handler { return l }
+func (l *logRecorder) WithGroup(string) slog.Handler      { return l }
+
+func (l *logRecorder) has(msg string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Contains(l.msgs, msg)
 }

@@ -7,8 +7,8 @@ import (
 )
 
 // metrics of one Bus: the Redis side only. What a gateway receives (messages, drops,
-// losses) is counted once, by the gateway's Sink. They always exist (the code never
-// checks for nil); they are exported only when Options.Registerer is set.
+// losses) is counted once, by the gateway's Sink. They always exist and are registered,
+// on a private registry when Options.Registerer is nil.
 type metrics struct {
 	reconnects    prometheus.Counter
 	resubscribes  prometheus.Counter
@@ -49,11 +49,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	for _, r := range []string{"hit", "coalesced", "miss", "behind"} {
 		m.snapshots.WithLabelValues(r)
 	}
-	if reg != nil {
-		for _, c := range []prometheus.Collector{m.reconnects, m.resubscribes, m.subscriptions, m.snapshots, m.gets, m.publishes, m.masters} {
-			if err := reg.Register(c); err != nil {
-				return nil, err
-			}
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	for _, c := range []prometheus.Collector{m.reconnects, m.resubscribes, m.subscriptions, m.snapshots, m.gets, m.publishes, m.masters} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
 		}
 	}
 	return m, nil

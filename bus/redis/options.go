@@ -60,24 +60,28 @@ type Options struct {
 	SentinelRefresh time.Duration
 	// Prefix of every key and channel (PROTOCOL.md): DefaultPrefix.
 	Prefix string
-	// Registerer receives the crease_bus_* metrics; nil means no metrics are exported.
+	// Registerer receives the bus's metrics (doc.go lists them); nil means a private
+	// registry, which nobody gathers (as server.Options.Registerer, whose gateway serves
+	// its own at /metrics).
 	Registerer prometheus.Registerer
 	// Logger; nil means slog.Default().
 	Logger *slog.Logger
 	// UnsubscribeDebounce delays the Redis unsubscribe after the last local subscriber
-	// of a match leaves; a Subscribe within it cancels the unsubscribe.
+	// of a match leaves; a Subscribe within it cancels the unsubscribe:
+	// DefaultUnsubscribeDebounce.
 	UnsubscribeDebounce time.Duration
 	// HandoffMessages and HandoffBytes bound the queue between the Redis connection and
-	// the goroutine that calls the Sink. Beyond either, messages are dropped and their
-	// matches reported Lost(bus).
+	// the goroutine that calls the Sink: DefaultHandoffMessages, DefaultHandoffBytes.
+	// Beyond either, messages are dropped and their matches reported Lost(bus).
 	HandoffMessages int
 	HandoffBytes    int
 	// NodeID names this gateway in the per-node viewer counts: hostname-pid-random by
 	// default. Two gateways with one NodeID overwrite each other's counts.
 	NodeID string
-	// ViewerTTL is how long a node's viewer counts count after its last SetViewers.
+	// ViewerTTL is how long a node's viewer counts count after its last SetViewers:
+	// DefaultViewerTTL.
 	ViewerTTL time.Duration
-	// HealthInterval is how often the link is PINGed for Ready.
+	// HealthInterval is how often the link is PINGed for Ready: DefaultHealthInterval.
 	HealthInterval time.Duration
 	// History bounds crease:{ID}:hist, the recent deltas a publisher keeps per match
 	// (by count, age and bytes): bus.DefaultHistoryDeltas, bus.DefaultHistoryAge,

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync"
@@ -13,6 +14,7 @@ import (
 
 	"crease/bus"
 	"crease/internal/redistest"
+	"crease/server/servertest"
 )
 
 func TestOptionsValidation(t *testing.T) {
@@ -48,7 +50,17 @@ func TestOptionsValidation(t *testing.T) {
 func TestSubscribeByInterestAndDebounce(t *testing.T) {
 	t.Parallel()
 	srv := redistest.Start(t)
-	b, _ := newTestBus(t, testOptions(srv.Addr()))
+	b, err := New(testOptions(srv.Addr()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	clock := servertest.NewClock() // the debounce runs on it: the test moves it
+	b.subs.now = clock.Now
+	if err := b.Start(t.Context(), &fakeSink{t: t}); err != nil {
+		t.Fatal(err)
+	}
+	debounce := b.opts.UnsubscribeDebounce
 
 	b.Subscribe("m1")
 	b.Subscribe("m2")
@@ -64,31 +76,53 @@ func TestSubscribeByInterestAndDebounce(t *testing.T) {
 	// m1 leaves and comes back within the debounce: it must stay; m2 leaves for good.
 	b.Unsubscribe("m1")
 	b.Unsubscribe("m2")
-	time.Sleep(50 * time.Millisecond)
 	b.Subscribe("m1")
-	// Still inside the debounce: nothing removed yet.
-	if got := channels(t, srv, false); !slices.Equal(got, want) {
-		t.Fatalf("within the debounce channels are %v, want %v", got, want)
+	settle(t, b)
+	if got := value(b.m.subscriptions); got != 2 {
+		t.Fatalf("within the debounce the gauge is %v, want 2", got)
+	}
+	clock.Advance(debounce)
+	settle(t, b)
+	if got := value(b.m.subscriptions); got != 1 {
+		t.Fatalf("after the debounce the gauge is %v, want 1 (m2 gone, m1 kept)", got)
 	}
 	eventually(t, 5*time.Second, "m2 unsubscribed after the debounce", func() bool {
 		return slices.Equal(channels(t, srv, false), []string{"crease:{m1}"})
 	})
-	// Well past m1's debounce too: it must still be there.
-	time.Sleep(3 * b.opts.UnsubscribeDebounce)
+	// Well past m1's debounce too: still there (nothing was stopped, so no UNSUBSCRIBE
+	// can be on its way).
+	clock.Advance(3 * debounce)
+	settle(t, b)
+	if got := value(b.m.subscriptions); got != 1 {
+		t.Fatalf("after a quick resubscribe the gauge is %v, want 1", got)
+	}
 	if got := channels(t, srv, false); !slices.Equal(got, []string{"crease:{m1}"}) {
 		t.Fatalf("after a quick resubscribe channels are %v", got)
-	}
-	if got := value(b.m.subscriptions); got != 1 {
-		t.Fatalf("subscriptions gauge %v, want 1", got)
 	}
 
 	// Unsubscribe then subscribe again after the channel is gone: back again.
 	b.Unsubscribe("m1")
+	settle(t, b)
+	clock.Advance(debounce)
+	settle(t, b)
 	eventually(t, 5*time.Second, "m1 unsubscribed", func() bool { return len(channels(t, srv, false)) == 0 })
 	b.Subscribe("m1")
 	eventually(t, 5*time.Second, "m1 resubscribed", func() bool {
 		return slices.Equal(channels(t, srv, false), []string{"crease:{m1}"})
 	})
+}
+
+// settle waits until the subscription manager has applied every Subscribe and
+// Unsubscribe made before, and expired what is due by its clock.
+func settle(t testing.TB, b *Bus) {
+	t.Helper()
+	done := make(chan struct{})
+	select {
+	case b.subs.settle <- done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the subscription manager does not answer")
+	}
+	<-done
 }
 
 // waitSubscribed waits until the server confirms the channel of match.
@@ -377,7 +411,10 @@ func TestSnapshotBehindDeliveredIs503(t *testing.T) {
 func TestPublishRetriesThroughOutage(t *testing.T) {
 	t.Parallel()
 	srv := redistest.Start(t)
-	pub, err := New(testOptions(srv.Addr()))
+	o := testOptions(srv.Addr())
+	logs := &logRecorder{}
+	o.Logger = slog.New(logs)
+	pub, err := New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -389,7 +426,9 @@ func TestPublishRetriesThroughOutage(t *testing.T) {
 	srv.Kill()
 	done := make(chan error, 1)
 	go func() { done <- pub.PublishDelta(ctx, delta("m1", 2, "")) }()
-	time.Sleep(300 * time.Millisecond)
+	eventually(t, 5*time.Second, "the publish failing and retrying", func() bool {
+		return logs.has("publish failed, retrying until Redis answers")
+	})
 	select {
 	case err := <-done:
 		t.Fatalf("publish returned while Redis was down: %v", err)
@@ -423,7 +462,6 @@ func TestUnreachableAtStartThenUp(t *testing.T) {
 	o := testOptions(srv.Addr())
 	b, sink := newTestBus(t, o)
 	b.Subscribe("m1")
-	time.Sleep(200 * time.Millisecond)
 	if b.Ready() {
 		t.Fatal("Ready with Redis down")
 	}
@@ -587,6 +625,10 @@ func TestViewersEvent(t *testing.T) {
 	ob := testOptions(srv.Addr())
 	ob.NodeID = "b"
 	b, _ := newTestBus(t, ob)
+	// a follows m1, so that a message published on its channel can show that every
+	// event queued before it has reached the sink.
+	a.Subscribe("m1")
+	waitSubscribed(t, srv, "m1", false)
 
 	viewers := func() []int64 {
 		var out []int64
@@ -606,24 +648,50 @@ func TestViewersEvent(t *testing.T) {
 		}
 		return out
 	}
-	b.SetViewers(map[string]int{"m1": 5})
-	time.Sleep(100 * time.Millisecond) // b's count is written before a reads
-	a.SetViewers(map[string]int{"m1": 2})
-	eventually(t, 5*time.Second, "the first announcement", func() bool { return slices.Equal(viewers(), []int64{7}) })
-	a.SetViewers(map[string]int{"m1": 2}) // unchanged: nothing
-	b.SetViewers(map[string]int{"m1": 6})
-	time.Sleep(100 * time.Millisecond)
-	a.SetViewers(map[string]int{"m1": 2})
-	eventually(t, 5*time.Second, "the changed total", func() bool { return slices.Equal(viewers(), []int64{7, 8}) })
-	time.Sleep(100 * time.Millisecond)
-	if got := viewers(); !slices.Equal(got, []int64{7, 8}) {
-		t.Fatalf("announcements %v", got)
+	// report has node n report m1's count and waits until the report is written (and,
+	// for a, announced).
+	report := func(n *Bus, count int) {
+		t.Helper()
+		before := n.views.reports.Load()
+		n.SetViewers(map[string]int{"m1": count})
+		eventually(t, 5*time.Second, "the report written", func() bool { return n.views.reports.Load() > before })
 	}
-	// Unchanged, it is repeated every viewerRepeat reports (reports made while one is
-	// being written coalesce, so keep reporting until it comes).
-	eventually(t, 5*time.Second, "the repeated total", func() bool {
-		a.SetViewers(map[string]int{"m1": 2})
-		time.Sleep(20 * time.Millisecond)
-		return slices.Equal(viewers(), []int64{7, 8, 8})
-	})
+	// delivered waits until whatever a announced so far has reached the sink: a marker
+	// published behind it arrives through the same queue.
+	barrier := 0
+	delivered := func() {
+		t.Helper()
+		barrier++
+		ev := eventFrame("m1", fmt.Sprint("barrier ", barrier))
+		if _, err := srv.Cli("PUBLISH", "crease:{m1}", ev); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 5*time.Second, "the barrier event", func() bool { return slices.Contains(sink.delivered(), ev) })
+	}
+	report(b, 5)
+	report(a, 2)
+	delivered()
+	if got := viewers(); !slices.Equal(got, []int64{7}) {
+		t.Fatalf("first announcement %v, want [7]", got)
+	}
+	report(a, 2) // unchanged: nothing
+	report(b, 6)
+	report(a, 2)
+	delivered()
+	if got := viewers(); !slices.Equal(got, []int64{7, 8}) {
+		t.Fatalf("after the change: %v, want [7 8]", got)
+	}
+	// Unchanged, it is repeated once every viewerRepeat reports, and only then.
+	for range viewerRepeat - 1 {
+		report(a, 2)
+	}
+	delivered()
+	if got := viewers(); !slices.Equal(got, []int64{7, 8}) {
+		t.Fatalf("repeated too early: %v", got)
+	}
+	report(a, 2)
+	delivered()
+	if got := viewers(); !slices.Equal(got, []int64{7, 8, 8}) {
+		t.Fatalf("on the %dth report of an unchanged total: %v, want [7 8 8]", viewerRepeat, got)
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/rueidis"
@@ -160,7 +161,8 @@ func (b *Bus) Snapshot(ctx context.Context, match string) (bus.Snapshot, error) 
 		if e.call == nil && e.snap == nil {
 			delete(sc.entries, match)
 		}
-	case tracked && stillTracked:
+	case tracked && stillTracked && (e.snap == nil || !e.tracked || call.gen >= e.validGen):
+		// (A fetch sent before the one whose answer is cached does not replace it.)
 		s := call.snap
 		// Unchanged Gen: nothing was delivered or lost while the GET was out, so no newer
 		// snapshot exists but one whose delta is still to come (and will change the Gen).
@@ -260,6 +262,8 @@ type viewers struct {
 	latest  map[string]int
 	changed bool
 	wake    chan struct{}
+	// reports counts the reports written (and announced), for tests to wait on.
+	reports atomic.Uint64
 }
 
 // SetViewers records this node's viewer count per match (the gateway calls it
@@ -337,6 +341,7 @@ func (b *Bus) viewersLoop() {
 			}
 		}
 		cancel()
+		b.views.reports.Add(1)
 	}
 }
 

@@ -21,6 +21,12 @@ type manager struct {
 	pending map[string]bool // match -> wanted; the latest call wins
 	wake    chan struct{}
 
+	// now is the debounce's clock (time.Now; tests move one by hand), read only by run.
+	now func() time.Time
+	// settle asks run to answer (close the channel) once it has applied every change
+	// recorded before: tests wait on it instead of on time.
+	settle chan chan struct{}
+
 	// Owned by run.
 	active   map[string]*sub
 	unsubAt  map[string]time.Time     // debounced unsubscribes
@@ -33,6 +39,8 @@ func newManager(b *Bus) *manager {
 		b:        b,
 		pending:  map[string]bool{},
 		wake:     make(chan struct{}, 1),
+		now:      time.Now,
+		settle:   make(chan chan struct{}),
 		active:   map[string]*sub{},
 		unsubAt:  map[string]time.Time{},
 		stopping: map[string]chan struct{}{},
@@ -91,20 +99,27 @@ func (m *manager) run() {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
+		var settled chan struct{}
 		select {
 		case <-m.b.ctx.Done():
 			m.stopAll()
 			return
 		case <-m.wake:
-			m.apply()
+		case settled = <-m.settle:
 		case s := <-m.exited:
 			if m.stopping[s.match] == s.done {
 				delete(m.stopping, s.match)
 			}
 		case <-timer.C:
 		}
+		// Whatever woke it, what was asked before is applied before anything expires:
+		// a Subscribe recorded in time cancels its match's unsubscribe.
+		m.apply()
 		m.expire()
 		m.arm(timer)
+		if settled != nil {
+			close(settled)
+		}
 	}
 }
 
@@ -122,14 +137,14 @@ func (m *manager) apply() {
 			}
 		case m.active[match] != nil:
 			if _, ok := m.unsubAt[match]; !ok {
-				m.unsubAt[match] = time.Now().Add(m.b.opts.UnsubscribeDebounce)
+				m.unsubAt[match] = m.now().Add(m.b.opts.UnsubscribeDebounce)
 			}
 		}
 	}
 }
 
 func (m *manager) expire() {
-	now := time.Now()
+	now := m.now()
 	for match, at := range m.unsubAt {
 		if !now.Before(at) {
 			delete(m.unsubAt, match)
@@ -147,7 +162,7 @@ func (m *manager) arm(timer *time.Timer) {
 	}
 	d := time.Hour
 	if !next.IsZero() {
-		d = max(time.Until(next), time.Millisecond)
+		d = max(next.Sub(m.now()), time.Millisecond)
 	}
 	timer.Reset(d)
 }

@@ -19,7 +19,7 @@ const SentinelMaster = "crease"
 // the replica, usually within another second.
 const (
 	SentinelDownAfter       = time.Second
-	SentinelFailoverTimeout = 4 * time.Second
+	SentinelFailoverTimeout = 2 * time.Second
 	sentinelCount           = 3
 	sentinelQuorum          = 2
 )

@@ -145,10 +145,17 @@ type publisher struct {
 	*busredis.Bus
 	reg *prometheus.Registry
 
+	halted atomic.Bool // stop asked: the next delta is not sent
+
 	mu   sync.Mutex
 	last bus.Delta
 	acks []ack
 }
+
+// errHalted ends a replay at a delta boundary, so that the publisher's last
+// acknowledged delta is exactly what the store holds (a canceled publish may have been
+// applied without its answer arriving).
+var errHalted = errors.New("publisher halted by the test")
 
 type ack struct {
 	epoch string
@@ -164,6 +171,9 @@ func newPublisher(t testing.TB, st store, name string) *publisher {
 }
 
 func (p *publisher) PublishDelta(ctx context.Context, d bus.Delta) error {
+	if p.halted.Load() {
+		return errHalted
+	}
 	err := p.Bus.PublishDelta(ctx, d)
 	if err == nil {
 		p.mu.Lock()
@@ -200,12 +210,13 @@ func (p *publisher) final() client.Snapshot {
 	return client.Snapshot{Match: p.last.Match, Epoch: p.last.Epoch, Seq: p.last.Seq, State: p.last.State}
 }
 
-// replay publishes m through p at speed deltas/s, looping, until stop (which returns
-// the replay's error, nil when stopped by stop).
+// replay publishes m through p at speed deltas/s, looping, until stop, which ends it
+// between two deltas and returns the replay's error (nil when stopped by stop).
 func (p *publisher) replay(t testing.TB, m *ingest.Match, speed float64, resume *bus.Stored) (stop func() error) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
+	p.halted.Store(false)
 	go func() {
 		errc <- ingest.Replay(ctx, p, m, ingest.ReplayOptions{Speed: speed, Loop: true, LoopPause: time.Second, Resume: resume})
 	}()
@@ -213,9 +224,15 @@ func (p *publisher) replay(t testing.TB, m *ingest.Match, speed float64, resume 
 	var err error
 	stop = func() error {
 		once.Do(func() {
+			p.halted.Store(true)
+			select {
+			case err = <-errc:
+			case <-time.After(30 * time.Second):
+				cancel() // a publish stuck on a store that never came back
+				err = fmt.Errorf("a publish did not return within 30 s of stop: %w", <-errc)
+			}
 			cancel()
-			err = <-errc
-			if errors.Is(err, context.Canceled) {
+			if errors.Is(err, errHalted) {
 				err = nil
 			}
 		})
@@ -292,6 +309,59 @@ type watched struct {
 	epoch string
 	seq   uint64
 	conns atomic.Int64
+	trace trace
+}
+
+// trace keeps what a client's Observer saw last (frames by type and position,
+// snapshots), for the failure message of a client that breaks a delivery rule.
+type trace struct {
+	mu    sync.Mutex
+	start time.Time
+	lines []string
+}
+
+const traceLines = 64
+
+func (tr *trace) add(format string, args ...any) {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	if tr.start.IsZero() {
+		tr.start = time.Now()
+	}
+	if len(tr.lines) == traceLines {
+		tr.lines = tr.lines[1:]
+	}
+	tr.lines = append(tr.lines, fmt.Sprintf("%6dms ", time.Since(tr.start).Milliseconds())+fmt.Sprintf(format, args...))
+}
+
+func (tr *trace) String() string {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	return strings.Join(tr.lines, "\n")
+}
+
+// observer feeds the Checker and the trace.
+type observer struct{ w *watched }
+
+func (o observer) Connected() { o.w.trace.add("connected"); o.w.chk.Connected() }
+func (o observer) Frame(raw []byte) {
+	var f struct {
+		Type, Match, Epoch, Reason string
+		Seq                        uint64
+		Recovered                  bool
+	}
+	if json.Unmarshal(raw, &f) == nil && f.Type != "event" {
+		o.w.trace.add("%s %s %s:%d %s", f.Type, f.Match, f.Epoch, f.Seq, f.Reason)
+	}
+	o.w.chk.Frame(raw)
+}
+func (o observer) SnapshotRequested(match string) {
+	o.w.trace.add("snapshot requested")
+	o.w.chk.SnapshotRequested(match)
+}
+func (o observer) Snapshot(s client.Snapshot) {
+	o.w.trace.add("snapshot %s:%d", s.Epoch, s.Seq)
+	o.w.chk.Snapshot(s)
 }
 
 func (w *watched) position() (string, uint64) {
@@ -312,7 +382,7 @@ func startClients(t testing.TB, n int, gws []*gateway, match string) []*watched 
 		c, err := client.New(client.Options{
 			URL: g.ws(), BaseHTTP: g.http(), Dialer: &d,
 			HTTPClient: &http.Client{Timeout: 5 * time.Second},
-			Observer:   w.chk,
+			Observer:   observer{w},
 			Backoff:    client.Backoff{Base: 100 * time.Millisecond, Cap: time.Second, InitialSpread: 300 * time.Millisecond},
 			OnStatus: func(s client.Status) {
 				if s.Phase == client.Connecting {
@@ -410,7 +480,7 @@ func verifyEnd(t testing.TB, gws []*gateway, p *publisher, ws []*watched) client
 		var errs []error
 		for _, w := range ws {
 			if v := w.chk.Violations(); len(v) > 0 {
-				t.Fatalf("%s: %d delivery violations, first: %v", w.name, len(v), v[0])
+				t.Fatalf("%s: %d delivery violations, first: %v; what it saw last:\n%s", w.name, len(v), v[0], &w.trace)
 			}
 			if err := w.chk.Verify(final); err != nil {
 				errs = append(errs, fmt.Errorf("%s: %w", w.name, err))

@@ -87,19 +87,19 @@ func TestSentinelLaggingReplica(t *testing.T) {
 	// The replica holds at most what the primary had when it was cut off.
 	pub.waitPublished(t, paused+8, 10*time.Second)
 	waitReached(t, ws, epoch, paused+8, 10*time.Second) // the clients saw deltas the replica lacks
+	lag := storedSeq(t, replica, m.ID(), false)         // frozen while paused
 	primary.Kill()
 	fault := time.Now()
 	_, atKill := pub.position()
+	if lag >= atKill {
+		t.Fatalf("the replica holds seq %d, not behind the publisher's %d: it did not lag", lag, atKill)
+	}
+	t.Logf("the replica to be promoted holds seq %d, the publisher was at %d", lag, atKill)
 	nm := s.WaitNewMaster(t, primary)
 	back := time.Now()
 	if nm != replica {
 		t.Fatalf("new master %s, want the replica %s", nm.Addr(), replica.Addr())
 	}
-	stored := storedSeq(t, nm, m.ID())
-	if stored >= atKill {
-		t.Fatalf("the promoted replica holds seq %d, not behind the publisher's %d: it did not lag", stored, atKill)
-	}
-	t.Logf("the promoted replica holds seq %d, the publisher was at %d", stored, atKill)
 	converged(t, "sentinel, lagging replica promoted", ws, pub, fault, back)
 	pub.waitPublished(t, atKill+10, 20*time.Second)
 	if err := stop(); err != nil {
@@ -115,13 +115,23 @@ func TestSentinelLaggingReplica(t *testing.T) {
 	followed(t, gws, pub)
 }
 
-// storedSeq reads the seq of crease:{ID}:seq (EPOCH:SEQ) on n; 0 when there is none.
-func storedSeq(t testing.TB, n *redistest.Server, match string) uint64 {
+// storedSeq reads the seq of crease:{ID}:seq (EPOCH:SEQ) on n, a replica (of a
+// cluster: READONLY first) or a primary; 0 when there is none.
+func storedSeq(t testing.TB, n *redistest.Server, match string, cluster bool) uint64 {
 	t.Helper()
-	out, err := n.Cli("GET", "crease:{"+match+"}:seq")
-	if err != nil {
-		t.Fatalf("GET seq on %s: %v %s", n.Addr(), err, out)
+	get := "GET crease:{" + match + "}:seq"
+	lines := []string{get}
+	if cluster {
+		lines = []string{"READONLY", get}
 	}
-	seq, _ := strconv.ParseUint(out[strings.LastIndexByte(out, ':')+1:], 10, 64)
+	out, err := n.Session(lines...)
+	if err != nil {
+		t.Fatalf("%s on %s: %v %s", get, n.Addr(), err, out)
+	}
+	out = out[strings.LastIndexByte(out, '\n')+1:]
+	seq, err := strconv.ParseUint(out[strings.LastIndexByte(out, ':')+1:], 10, 64)
+	if err != nil {
+		t.Fatalf("%s on %s: %q", get, n.Addr(), out)
+	}
 	return seq
 }

@@ -13,6 +13,10 @@
 //   - Redis killed with SIGKILL mid-match and restarted empty: the publisher waits,
 //     re-seeds the match at its next seq, and every client ends with the exact final
 //     state, never seeing an older seq;
+//   - Redis flushed and the match started over by a publisher without memory (a new
+//     epoch, at seqs below those delivered): version 1 clients, which ignore epochs,
+//     converge through the `resync` reason epoch; the new epoch's snapshot is served at
+//     once; a late delta of the old epoch never reaches a client;
 //   - a gateway started with Redis unreachable is live (/healthz) but not ready
 //     (/readyz 503) and recovers by itself;
 //   - garbage on a match channel never reaches a client and is counted;

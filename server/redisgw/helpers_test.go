@@ -2,12 +2,14 @@ package redisgw_test
 
 import (
 	"context"
+	"crease/internal/redistest"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -204,18 +206,13 @@ func verifyAll(t testing.TB, match string, gws []*gateway, ws []*watcher) {
 			t.Fatalf("gateways disagree on the snapshot: seq %d and %d", final.Seq, s.Seq)
 		}
 	}
-	deadline := time.Now().Add(10 * time.Second)
 	for i, w := range ws {
-		for {
-			err := w.check.Verify(final)
-			if err == nil {
-				break
+		servertest.Eventually(t, 10*time.Second, func() error {
+			if err := w.check.Verify(final); err != nil {
+				return fmt.Errorf("client %d: %w", i, err)
 			}
-			if len(w.check.Violations()) > 0 || time.Now().After(deadline) {
-				t.Fatalf("client %d: %v", i, err)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+			return nil
+		})
 	}
 	t.Logf("%d clients verified at seq %d", len(ws), final.Seq)
 }
@@ -236,3 +233,37 @@ func pubsub(t testing.TB, cli func(...string) (string, error), sub string) []str
 }
 
 func channel(match string) string { return fmt.Sprintf("crease:{%s}", match) }
+
+// applied waits until w has applied n deltas of match.
+func applied(t testing.TB, w *watcher, match string, n int) {
+	t.Helper()
+	servertest.Eventually(t, 20*time.Second, func() error {
+		if got := w.check.Stats(match).Applied; got < uint64(n) {
+			return fmt.Errorf("client applied %d deltas of %s, waiting for %d", got, match, n)
+		}
+		return nil
+	})
+}
+
+// storedSeq reads the seq Redis stores for match (0 when it holds none).
+func storedSeq(t testing.TB, srv *redistest.Server, match string) uint64 {
+	t.Helper()
+	out, err := srv.Cli("GET", channel(match)+":seq")
+	if err != nil {
+		return 0
+	}
+	_, seq, _ := strings.Cut(strings.TrimSpace(out), ":")
+	n, _ := strconv.ParseUint(seq, 10, 64)
+	return n
+}
+
+// publishSome replays m through pub as fast as it goes until Redis stores seq n, then
+// stops: a match with a stored snapshot and no more deltas.
+func publishSome(t testing.TB, srv *redistest.Server, pub bus.Publisher, m *ingest.Match, n uint64) {
+	t.Helper()
+	stop := replay(t, pub, m, 0)
+	servertest.Eventually(t, 20*time.Second, servertest.Cond("the match stored", func() bool { return storedSeq(t, srv, m.ID()) >= n }))
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -30,12 +30,14 @@ func TestTwoGatewaysConverge(t *testing.T) {
 		ws = append(ws, watch(t, gws[i%2], m.ID()))
 	}
 	stop := replay(t, pub, m, 60)
-	time.Sleep(time.Second)
-	for i := range 10 { // mid-match: the gateways' Redis subscriptions exist already
+	applied(t, ws[0], m.ID(), 30) // mid-match: the gateways' Redis subscriptions exist already
+	for i := range 10 {
 		ws = append(ws, watch(t, gws[i%2], m.ID()))
-		time.Sleep(50 * time.Millisecond)
+		applied(t, ws[0], m.ID(), 32+2*i) // each at another point of the match
 	}
-	time.Sleep(time.Second)
+	for _, w := range ws[10:] {
+		applied(t, w, m.ID(), 10) // the late ones follow live deltas too
+	}
 	if err := stop(); err != nil {
 		t.Fatalf("replay: %v", err)
 	}
@@ -108,11 +110,13 @@ func TestCluster(t *testing.T) {
 		}
 	}
 	stop := replay(t, pub, m, 60)
-	time.Sleep(time.Second)
+	applied(t, ws[0], m.ID(), 30)
 	for i := range 4 {
 		ws = append(ws, watch(t, gws[i%2], m.ID()))
 	}
-	time.Sleep(time.Second)
+	for _, w := range ws[6:] {
+		applied(t, w, m.ID(), 10)
+	}
 	if err := stop(); err != nil {
 		t.Fatalf("replay: %v", err)
 	}
@@ -141,15 +145,16 @@ func TestRedisKilledMidMatch(t *testing.T) {
 		ws = append(ws, watch(t, gws[i%2], m.ID()))
 	}
 	stop := replay(t, pub, m, 40)
-	servertest.Eventually(t, 5*time.Second, servertest.Cond("deltas before the kill", func() bool { return ws[0].check.Stats(m.ID()).Applied > 20 }))
+	applied(t, ws[0], m.ID(), 21) // mid-match
 	before := snapshot(t, gws[0], m.ID()).Seq
 
 	srv.Kill()
-	servertest.Eventually(t, 5*time.Second, servertest.Cond("readyz 503", func() bool {
-		_, code := get(t, gws[0].http()+"/readyz")
-		return code == http.StatusServiceUnavailable
-	}))
-	time.Sleep(500 * time.Millisecond)
+	for _, g := range gws { // both gateways have seen Redis go
+		servertest.Eventually(t, 10*time.Second, servertest.Cond("readyz 503", func() bool {
+			_, code := get(t, g.http()+"/readyz")
+			return code == http.StatusServiceUnavailable
+		}))
+	}
 	srv.Restart()
 	for _, g := range gws {
 		servertest.Eventually(t, 10*time.Second, servertest.Cond("readyz 200 again", func() bool {
@@ -157,7 +162,10 @@ func TestRedisKilledMidMatch(t *testing.T) {
 			return code == http.StatusOK
 		}))
 	}
-	time.Sleep(1500 * time.Millisecond)
+	// Well into the match again: the store re-seeded and 20 deltas published since.
+	servertest.Eventually(t, 20*time.Second, servertest.Cond("20 deltas after the restart", func() bool {
+		return storedSeq(t, srv, m.ID()) >= before+20
+	}))
 	if err := stop(); err != nil {
 		t.Fatalf("replay: %v", err)
 	}
@@ -192,7 +200,9 @@ func TestRedisUnreachableAtStart(t *testing.T) {
 	}
 	m := realMatch(t)
 	w := watch(t, g, m.ID())
-	time.Sleep(200 * time.Millisecond)
+	servertest.Eventually(t, 5*time.Second, servertest.Cond("the client subscribed", func() bool {
+		return metric(t, g, "crease_subscriptions") == 1
+	}))
 	srv.Restart()
 	servertest.Eventually(t, 10*time.Second, servertest.Cond("/readyz 200", func() bool {
 		_, code := get(t, g.http()+"/readyz")
@@ -267,11 +277,7 @@ func TestSnapshotCoalescingOverHTTP(t *testing.T) {
 	g := startGateway(t, []string{srv.Addr()}, gwOpts{})
 	pub := newBus(t, []string{srv.Addr()}, false, "pub", nil)
 	m := realMatch(t)
-	stop := replay(t, pub, m, 0)
-	time.Sleep(200 * time.Millisecond)
-	if err := stop(); err != nil {
-		t.Fatal(err)
-	}
+	publishSome(t, srv, pub, m, 10)
 	burst := func() (gets float64) {
 		before := metric(t, g, "crease_redis_gets_total")
 		before0, _ := srv.Cli("INFO", "commandstats")
@@ -325,8 +331,12 @@ func TestSnapshotCoalescingOverHTTP(t *testing.T) {
 	cold := burst()
 	t.Logf("1,000 concurrent snapshot GETs, not subscribed: %v Redis GETs", cold)
 	w := watch(t, g, m.ID())
-	servertest.Eventually(t, 5*time.Second, servertest.Cond("the client's state", func() bool { return w.check.Stats(m.ID()).Snapshots > 0 }))
-	time.Sleep(200 * time.Millisecond)
+	// The gateway follows the match once its subscription's resync has been answered by a
+	// second snapshot.
+	servertest.Eventually(t, 5*time.Second, servertest.Cond("the client's state after the subscription's resync", func() bool {
+		st := w.check.Stats(m.ID())
+		return st.Resyncs > 0 && st.Snapshots > 1
+	}))
 	warm := burst()
 	t.Logf("1,000 concurrent snapshot GETs, subscribed: %v Redis GETs", warm)
 	// Not subscribed, requests share a running GET and then its answer for 250 ms, so a
@@ -371,11 +381,7 @@ func TestViewersAcrossGateways(t *testing.T) {
 	g2 := startGateway(t, addrs, o)
 	pub := newBus(t, addrs, false, "pub", nil)
 	m := realMatch(t)
-	stop := replay(t, pub, m, 0)
-	time.Sleep(100 * time.Millisecond)
-	if err := stop(); err != nil {
-		t.Fatal(err)
-	}
+	publishSome(t, srv, pub, m, 10)
 	var ws []*watcher
 	for i := range 5 {
 		g := g1
