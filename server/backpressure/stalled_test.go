@@ -2,6 +2,7 @@ package backpressure_test
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -17,6 +18,11 @@ import (
 	"crease/shard"
 )
 
+// TestStalledClientsBoundedMemory: the budget sheds a stalled client's deltas for a
+// resync by bytes alone; the cut limit and the close linger run on the shard clock
+// (a servertest.Clock) that the test moves only once the resumed clients have caught
+// up, so that on a loaded machine a resumed client is never cut for reading slowly and
+// the cut is exactly the test's decision.
 func TestStalledClientsBoundedMemory(t *testing.T) {
 	const (
 		stalled = 500
@@ -38,7 +44,9 @@ func TestStalledClientsBoundedMemory(t *testing.T) {
 		// and the resumed clients get more time to drain before the cut limit.
 		deltas, burst, cut = 500, 5, 4*time.Second
 	}
-	g := startGateway(t, server.Options{Loops: 2, Shard: shard.Options{Budget: budget, StallLimit: stall, CutLimit: cut, SendBuffer: sndbuf, CloseLinger: linger}})
+	clock := servertest.NewClock()
+	g := startGateway(t, server.Options{Loops: 2, Shard: shard.Options{Budget: budget, StallLimit: stall, CutLimit: cut,
+		SendBuffer: sndbuf, CloseLinger: linger, Now: clock.Now}})
 	g.delta(t, "high") // seq 1: every client starts from this snapshot
 	fastR := make([]*reader, fast)
 	for i := range fastR {
@@ -56,8 +64,8 @@ func TestStalledClientsBoundedMemory(t *testing.T) {
 	base := heaptest.HeapNow()
 	heap := heaptest.WatchHeap(t, 2*time.Millisecond)
 	start := time.Now()
-	// Once every stalled client has a resync queued (each is blocked, by the budget or
-	// the stall limit, and none is cut yet): measure what the gateway retains, then
+	// Once every stalled client has a resync queued (each is over the budget, and none
+	// is cut: the shard clock stands still): measure what the gateway retains, then
 	// resume the first 20.
 	var plateau uint64
 	var resumedAt time.Duration
@@ -113,15 +121,15 @@ func TestStalledClientsBoundedMemory(t *testing.T) {
 	}
 	for i := range resumed {
 		r := stalledR[i]
-		deadline := time.Now().Add(20 * time.Second)
-		for r.seq() != final.Seq && time.Now().Before(deadline) {
-			time.Sleep(10 * time.Millisecond)
-		}
-		if r.seq() != final.Seq {
+		servertest.Eventually(t, 30*time.Second, func() error {
+			if r.seq() == final.Seq {
+				return nil
+			}
 			r.mu.Lock()
-			t.Fatalf("resumed client %d: state at seq %d (waiting %v), final %d; %d deltas from %d, resyncs %v, close %d, %d frames, read error %v; conns %d",
+			defer r.mu.Unlock()
+			return fmt.Errorf("resumed client %d: state at seq %d (waiting %v), final %d; %d deltas from %d, resyncs %v, close %d, %d frames, read error %v; conns %d",
 				i, r.stream.Seq(), r.stream.Waiting(), final.Seq, r.deltas, r.firstSeq, r.resyncs, r.closeCode, r.frames, r.err, g.s.Conns())
-		}
+		})
 		if err := r.checker.Verify(final); err != nil {
 			t.Errorf("resumed client %d: %v", i, err)
 		}
@@ -131,8 +139,11 @@ func TestStalledClientsBoundedMemory(t *testing.T) {
 		}
 		r.mu.Unlock()
 	}
+	// Past the cut limit on the shard clock, the clients still stalled are cut; the
+	// clock stays there, so their sockets linger until they have read everything.
 	cutWant := float64(stalled - resumed)
-	servertest.Eventually(t, cut+5*time.Second, servertest.Cond("stalled clients cut", func() bool {
+	clock.Advance(cut + stall)
+	servertest.Eventually(t, 10*time.Second, servertest.Cond("stalled clients cut", func() bool {
 		return g.metric(t, "crease_slow_consumer_cuts_total") >= cutWant
 	}))
 	cutAfter := time.Since(start)
@@ -149,7 +160,9 @@ func TestStalledClientsBoundedMemory(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_ = stalledC[i].nc.SetReadDeadline(time.Now().Add(linger + 10*time.Second))
+			// The shard clock stands still: the socket lingers until its client has read
+			// it all, however slowly this loaded process gets to it.
+			_ = stalledC[i].nc.SetReadDeadline(time.Now().Add(2 * time.Minute))
 			errs[i] = stalledR[i].runRaw(stalledC[i])
 		}()
 	}
@@ -158,7 +171,9 @@ func TestStalledClientsBoundedMemory(t *testing.T) {
 	if got := g.metric(t, "crease_slow_consumer_cuts_total"); got != cutWant {
 		t.Errorf("cuts %v, want %v (the resumed clients must stay)", got, cutWant)
 	}
-	servertest.Eventually(t, linger+5*time.Second, servertest.Cond("cut connections gone", func() bool { return g.s.Conns() == fast+resumed }))
+	// Whatever still lingers is reset when the linger ends.
+	clock.Advance(linger)
+	servertest.Eventually(t, 10*time.Second, servertest.Cond("cut connections gone", func() bool { return g.s.Conns() == fast+resumed }))
 	if got := g.metric(t, "crease_disconnects_total", `reason="slow_consumer"`); got != cutWant {
 		t.Errorf("slow_consumer disconnects %v, want %v", got, cutWant)
 	}
