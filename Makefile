@@ -82,6 +82,11 @@ fuzz:
 		done; \
 	done
 
-# The long versions of the fault tests of server/faults (more clients, longer replays).
+# The long versions of the fault tests of server/faults (more clients, longer replays)
+# and of the Redis failover tests of server/failover, among them the failover loop: a
+# failover every 20 s for 5 minutes under a replaying match and 2,000 clients (without
+# -race: 2,000 in-process clients under the race detector starve two cores; make test
+# runs the same tests shorter with -race).
 soak:
 	CREASE_SOAK=1 $(GO) test -race -count=1 -timeout 60m -v -run . ./server/faults/
+	CREASE_SOAK=1 $(GO) test -count=1 -timeout 30m -v -run . ./server/failover/

@@ -13,6 +13,8 @@ METRICS = {
     "crease_dropped_total": {"prio", "reason"}, "crease_resyncs_total": {"reason"},
     "crease_pending_bytes": {"loop"}, "crease_subscriptions": set(),
     "crease_bus_messages_total": {"kind"}, "crease_bus_reconnects_total": set(),
+    "crease_bus_master_changes_total": set(), "crease_bus_resubscribes_total": set(),
+    "crease_snapshot_requests_total": {"result"}, "crease_store_publishes_total": {"result"},
 }
 HIST = {"crease_loop_lag_seconds", "crease_fanout_latency_seconds"}
 SCRAPE = {"instance", "job"}

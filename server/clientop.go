@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"crease/bus"
+	"crease/shard"
 	"crease/wire"
 )
 
@@ -14,6 +15,9 @@ type clientOp struct {
 	Op    string // "subscribe", "unsubscribe" or "auth"
 	Match string // a valid match id, for subscribe and unsubscribe
 	Token string // for auth: non-empty, not yet verified
+	// Since is a subscribe's optional position (PROTOCOL.md `since`), when HasSince.
+	Since    shard.Since
+	HasSince bool
 }
 
 // parseOp decodes one client message. It returns the op, or the `error` code and a
@@ -48,6 +52,11 @@ func parseOp(payload []byte) (op clientOp, code wire.ErrorCode, message string) 
 			return clientOp{}, wire.CodeBadRequest, `"match" must be 1 to 64 characters of A-Z a-z 0-9 _ -`
 		}
 		op.Match = m
+		if op.Op == "subscribe" {
+			if op.Since, op.HasSince, code, message = sinceField(fields); code != "" {
+				return clientOp{}, code, message
+			}
+		}
 	case "auth":
 		tok, code, message := stringField(fields, "token")
 		if code != "" {
@@ -97,4 +106,31 @@ func jsonKind(v []byte) string {
 		return "null"
 	}
 	return "a number"
+}
+
+// sinceField reads a subscribe's optional `since`: {"epoch": a valid epoch, "seq": a
+// whole number ≥ 0}; null is the same as none.
+func sinceField(fields map[string]json.RawMessage) (since shard.Since, has bool, code wire.ErrorCode, message string) {
+	raw, ok := fields["since"]
+	if !ok || jsonKind(raw) == "null" {
+		return since, false, "", ""
+	}
+	const want = `"since" must be {"epoch":"...","seq":N}, the position held`
+	var pos map[string]json.RawMessage
+	if jsonKind(raw) != "an object" || json.Unmarshal(raw, &pos) != nil {
+		return since, false, wire.CodeBadRequest, want + ", not " + jsonKind(raw)
+	}
+	epoch, code, message := stringField(pos, "epoch")
+	if code != "" {
+		return since, false, code, `"since": ` + message
+	}
+	if !bus.ValidEpoch(epoch) {
+		return since, false, wire.CodeBadRequest, `"since" epoch must be 1 to 32 characters of A-Z a-z 0-9 _ -`
+	}
+	seqRaw, ok := pos["seq"]
+	var seq uint64
+	if !ok || jsonKind(seqRaw) != "a number" || json.Unmarshal(seqRaw, &seq) != nil {
+		return since, false, wire.CodeBadRequest, `"since" seq must be a whole number from 0`
+	}
+	return shard.Since{Epoch: epoch, Seq: seq}, true, "", ""
 }

@@ -54,8 +54,10 @@ func (d *dispatcher) interest(idx int, match string, on bool) {
 	}
 	switch {
 	case old == 0 && m != 0:
+		d.s.recovery.interest(match, true)
 		d.bus.Subscribe(match)
 	case old != 0 && m == 0:
+		d.s.recovery.interest(match, false)
 		d.bus.Unsubscribe(match)
 	}
 }
@@ -79,12 +81,19 @@ func (d *dispatcher) Deliver(msg bus.Message) {
 		return
 	}
 	f := shard.NewBusFrame(msg)
+	if msg.Kind == bus.KindDelta && d.s.recovery.delivered(msg, f) {
+		// Kept for replay before the loops see it, and posted to the loops interested
+		// once it is kept: a loop that asked for a replay since then has it in the
+		// answer or gets it after (recovery.go).
+		mask = d.mask(msg.Match)
+	}
 	d.post(mask, func(sh *shard.Shard) { sh.Post(f) })
 }
 
 // Lost implements bus.Sink.
 func (d *dispatcher) Lost(match string, reason bus.ResyncReason) {
 	d.m.busLost.WithLabelValues(string(reason)).Inc()
+	d.s.recovery.lost(match) // before the loops hear of it (recovery.go)
 	d.post(d.mask(match), func(sh *shard.Shard) { sh.PostLost(match, reason) })
 }
 

@@ -15,6 +15,11 @@
 //   - a loop whose shard gets its first subscriber of a match, or loses its last, calls
 //     the bus's Subscribe or Unsubscribe itself, under the dispatcher's lock (so the
 //     calls of one match stay in order across loops); the bus only records them;
+//   - the history service (recovery.go) answers the loops' replay requests for
+//     subscribes with `since` under its own lock, from the deltas it keeps of a match or
+//     by a read on one of its Reads worker goroutines (bus.History, bounded by a
+//     timeout and --replay-rate); the dispatcher hands it each delta before the loops
+//     get it, and each loss first;
 //   - the ticker goroutine posts ticks and lag probes to every loop;
 //   - net/http serves the HTTP listener (snapshots, the match list, the page and the
 //     publish API when given), behind CORS and, under a JWT secret, the token check;

@@ -114,7 +114,9 @@ func (s *Server) handshake(sh *shard.Shard, c *shard.Conn) bool {
 	}
 	frames := append(scratch.frames[:0], s.hello)
 	for _, m := range req.Matches {
-		frames = append(frames, s.subscribe(sh, c, m))
+		if f := s.subscribe(sh, c, m, nil); f != nil {
+			frames = append(frames, f)
+		}
 	}
 	scratch.buf = sh.Greet(c, resp, frames)
 	clear(frames)
@@ -215,7 +217,13 @@ func (s *Server) handleOp(sh *shard.Shard, c *shard.Conn, payload []byte) {
 	case "unsubscribe":
 		sh.Unsubscribe(c, op.Match)
 	case "subscribe":
-		sh.Send(c, s.subscribe(sh, c, op.Match))
+		var since *shard.Since
+		if op.HasSince {
+			since = &op.Since
+		}
+		if f := s.subscribe(sh, c, op.Match, since); f != nil {
+			sh.Send(c, f)
+		}
 	case "auth":
 		s.handleAuth(sh, c, op.Token)
 	}
@@ -228,14 +236,25 @@ func (s *Server) opRateText() string {
 }
 
 // subscribe adds c to match's subscribers and returns the answer: `subscribed`, or the
-// `error` that refuses it.
-func (s *Server) subscribe(sh *shard.Shard, c *shard.Conn, match string) *shard.Frame {
+// `error` that refuses it; nil when the shard answers itself. since is the subscribe's
+// position, nil without one: the shard then answers once the replay is known
+// (shard.SubscribeSince), and a repeat while it waits gets no second answer.
+func (s *Server) subscribe(sh *shard.Shard, c *shard.Conn, match string, since *shard.Since) *shard.Frame {
 	if !c.Allowed(match) {
 		return s.errorFrame(wire.CodeForbidden, match, "the token does not allow match "+match)
 	}
-	if sh.Subscribe(c, match) == shard.SubTooMany {
+	var res shard.SubResult
+	if since != nil {
+		res = sh.SubscribeSince(c, match, *since)
+	} else {
+		res = sh.Subscribe(c, match)
+	}
+	switch {
+	case res == shard.SubTooMany:
 		return s.errorFrame(wire.CodeTooManySubscriptions, match,
 			"at most "+strconv.Itoa(s.opts.Shard.MaxSubscriptions)+" subscriptions per connection")
+	case since != nil && res == shard.SubAdded, res == shard.SubAlready && sh.Recovering(c, match):
+		return nil
 	}
 	return sh.SubscribedFrame(match)
 }

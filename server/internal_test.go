@@ -7,6 +7,7 @@ import (
 	"unicode/utf8"
 
 	"crease/bus"
+	"crease/shard"
 	"crease/wire"
 )
 
@@ -34,6 +35,10 @@ func TestParseOpMessages(t *testing.T) {
 		{`{"op":"auth","token":true}`, "bad_request", `"token" must be a string, not a boolean`},
 		{`{"op":"auth","token":""}`, "bad_request", `"token" must not be empty`},
 		{`{"op":"dance","match":"m1"}`, "unknown_op", `unknown op "dance"; the ops are subscribe, unsubscribe and auth`},
+		{`{"op":"subscribe","match":"m1","since":41}`, "bad_request", `"since" must be {"epoch":"...","seq":N}, the position held, not a number`},
+		{`{"op":"subscribe","match":"m1","since":{"seq":41}}`, "bad_request", `"since": missing "epoch"`},
+		{`{"op":"subscribe","match":"m1","since":{"epoch":"k3 x","seq":41}}`, "bad_request", `"since" epoch must be 1 to 32 characters of A-Z a-z 0-9 _ -`},
+		{`{"op":"subscribe","match":"m1","since":{"epoch":"k3x9","seq":-1}}`, "bad_request", `"since" seq must be a whole number from 0`},
 	} {
 		op, code, message := parseOp([]byte(tc.in))
 		if string(code) != tc.code || message != tc.message || op != (clientOp{}) {
@@ -46,7 +51,9 @@ func TestParseOpMessages(t *testing.T) {
 	}{
 		{`{"op":"subscribe","match":"m1"}`, clientOp{Op: "subscribe", Match: "m1"}},
 		{` {"match":"m-1_x","op":"unsubscribe","extra":[1]} `, clientOp{Op: "unsubscribe", Match: "m-1_x"}},
-		{`{"op":"subscribe","match":"m1","since":{"epoch":"k3x9","seq":41}}`, clientOp{Op: "subscribe", Match: "m1"}},
+		{`{"op":"subscribe","match":"m1","since":{"epoch":"k3x9","seq":41}}`, clientOp{Op: "subscribe", Match: "m1", Since: shard.Since{Epoch: "k3x9", Seq: 41}, HasSince: true}},
+		{`{"op":"subscribe","match":"m1","since":null}`, clientOp{Op: "subscribe", Match: "m1"}},
+		{`{"op":"unsubscribe","match":"m1","since":"ignored"}`, clientOp{Op: "unsubscribe", Match: "m1"}},
 		{`{"op":"auth","token":"a.b.c"}`, clientOp{Op: "auth", Token: "a.b.c"}},
 	} {
 		if op, code, message := parseOp([]byte(tc.in)); op != tc.want || code != "" {
@@ -85,7 +92,7 @@ func FuzzClientOp(f *testing.F) {
 		case "":
 			switch op.Op {
 			case "subscribe", "unsubscribe":
-				if !bus.ValidMatchID(op.Match) || op.Token != "" {
+				if !bus.ValidMatchID(op.Match) || op.Token != "" || (op.HasSince && (op.Op != "subscribe" || !bus.ValidEpoch(op.Since.Epoch))) {
 					t.Fatalf("accepted %+v", op)
 				}
 			case "auth":
@@ -99,12 +106,15 @@ func FuzzClientOp(f *testing.F) {
 				t.Fatalf("accepted with message %q", message)
 			}
 			// What was accepted survives a round trip.
-			m := map[string]string{"op": op.Op}
+			m := map[string]any{"op": op.Op}
 			if op.Match != "" {
 				m["match"] = op.Match
 			}
 			if op.Token != "" {
 				m["token"] = op.Token
+			}
+			if op.HasSince {
+				m["since"] = map[string]any{"epoch": op.Since.Epoch, "seq": op.Since.Seq}
 			}
 			again, _ := json.Marshal(m)
 			if op2, code2, _ := parseOp(again); op2 != op || code2 != "" {

@@ -29,11 +29,15 @@ func (s *Server) shardFor(loop gnet.EventLoop) *shard.Shard {
 		return sh
 	}
 	idx := int(s.nShards.Load())
-	sh := shard.New(idx, loop, s.opts.Shard, shard.Hooks{
+	hooks := shard.Hooks{
 		Interest:     s.dispatch.interest,
 		Closed:       s.connClosed,
 		TokenExpired: s.tokenExpired,
-	}, s.m.loop(idx))
+	}
+	if s.recovery != nil {
+		hooks.History = s.recovery
+	}
+	sh := shard.New(idx, loop, s.opts.Shard, hooks, s.m.loop(idx))
 	next := make(map[gnet.EventLoop]*shard.Shard, len(old)+1)
 	for l, x := range old {
 		next[l] = x

@@ -26,6 +26,8 @@ type metrics struct {
 	delivered     *prometheus.CounterVec
 	dropped       *prometheus.CounterVec
 	resyncs       *prometheus.CounterVec
+	recoveries    *prometheus.CounterVec
+	replayed      prometheus.Counter
 	cuts          prometheus.Counter
 	busMessages   *prometheus.CounterVec
 	busInvalid    prometheus.Counter
@@ -72,6 +74,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Frames not delivered by priority and reason."}, []string{"prio", "reason"}),
 		resyncs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "crease_resyncs_total",
 			Help: "Resync frames queued by reason."}, []string{"reason"}),
+		recoveries: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "crease_recoveries_total",
+			Help: "Subscribes with since, by result: recovered (subscribed recovered:true and the missed deltas), or why not (unavailable, rate_limited, error, timeout, disabled, invalid)."}, []string{"result"}),
+		replayed: prometheus.NewCounter(prometheus.CounterOpts{Name: "crease_replayed_deltas_total",
+			Help: "Deltas queued from history for subscribes with since."}),
 		cuts: prometheus.NewCounter(prometheus.CounterOpts{Name: "crease_slow_consumer_cuts_total",
 			Help: "Connections closed with 4008 after their socket stayed full past the cut limit."}),
 		busMessages: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "crease_bus_messages_total",
@@ -90,7 +96,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "1 while the gateway drains."}),
 	}
 	for _, c := range []prometheus.Collector{m.connections, m.loopLag, m.dispatchDelay, m.fanout, m.busLatency, m.pending,
-		m.subscriptions, m.handshakes, m.disconnects, m.delivered, m.dropped, m.resyncs, m.cuts,
+		m.subscriptions, m.handshakes, m.disconnects, m.delivered, m.dropped, m.resyncs, m.recoveries, m.replayed, m.cuts,
 		m.busMessages, m.busInvalid, m.busDropped, m.busLost, m.acceptErrors, m.clientErrors, m.draining} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
@@ -123,6 +129,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			m.dropped.WithLabelValues(p.String(), r)
 		}
 	}
+	for _, r := range shard.RecoveryResults {
+		m.recoveries.WithLabelValues(r)
+	}
 	for _, e := range []string{"EMFILE", "ENFILE"} {
 		m.acceptErrors.WithLabelValues(e)
 	}
@@ -142,6 +151,8 @@ func (m *metrics) loop(idx int) *shard.LoopMetrics {
 		Delivered:     m.delivered,
 		Dropped:       m.dropped,
 		Resyncs:       m.resyncs,
+		Recoveries:    m.recoveries,
+		Replayed:      m.replayed,
 	}
 	lm.Resolve()
 	return lm

@@ -72,6 +72,8 @@ type Options struct {
 	// Shard configures every loop's shard (limits, budget, heartbeat, clock): the
 	// defaults of shard.Options.
 	Shard shard.Options
+	// Recovery configures history replay for subscribes with `since` (recovery.go).
+	Recovery RecoveryOptions
 
 	// AllowedOrigins are the browser origins accepted (handshakes and CORS): empty
 	// accepts any.
@@ -149,6 +151,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	var err error
 	if o.Shard, err = o.Shard.WithDefaults(); err != nil {
+		return o, err
+	}
+	if o.Recovery, err = o.Recovery.withDefaults(); err != nil {
 		return o, err
 	}
 	if o.HandshakeRate == 0 {

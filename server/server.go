@@ -47,6 +47,7 @@ type Server struct {
 	scratch  [maxLoops]loopScratch // by shard index, each used only on its loop
 
 	dispatch *dispatcher
+	recovery *recoverer // nil when Options.Recovery.Disabled
 
 	ln       net.Listener
 	httpLn   net.Listener
@@ -98,6 +99,11 @@ func New(opts Options) (*Server, error) {
 	s.upgrader = codec.Upgrader{Path: DefaultWSPath, ValidMatch: bus.ValidMatchID, Check: s.checkHandshake,
 		PlainBody: "crease: WebSocket endpoint is " + DefaultWSPath + "; snapshots, metrics and the page are on the HTTP listener\n"}
 	s.hello = shard.ControlText(wire.Hello(o.Node, o.Shard.Heartbeat))
+	if !o.Recovery.Disabled {
+		if s.recovery, err = newRecoverer(s, reg); err != nil {
+			return nil, fmt.Errorf("server: registering metrics: %w", err)
+		}
+	}
 	s.dispatch = newDispatcher(s)
 	s.admit = newAdmission(o.HandshakeRate, o.HandshakeBurst)
 	return s, nil
@@ -171,6 +177,7 @@ func (s *Server) Start(ctx context.Context) error {
 		httpLn.Close()
 		return fmt.Errorf("server: starting bus: %w", err)
 	}
+	s.recovery.start()
 
 	s.httpSrv = &http.Server{Handler: s.httpHandler(), ReadHeaderTimeout: 5 * time.Second}
 	s.wg.Add(3)
@@ -221,7 +228,8 @@ func (s *Server) tickLoop() {
 		select {
 		case <-s.stop:
 			return
-		case <-t.C:
+		case now := <-t.C:
+			s.recovery.tick(now)
 			s.eachShard(func(sh *shard.Shard) {
 				posted := sh.Clock()
 				onLoop(sh, func() { sh.Probe(posted); sh.Tick(s.ping) })
@@ -328,6 +336,7 @@ func (s *Server) Shutdown() {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 		_ = s.engine.Stop(ctx)
 		cancel()
+		s.recovery.stop()
 		_ = s.opts.Bus.Close()
 		if s.httpSrv != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)

@@ -8,11 +8,12 @@
 // periodic Tick, the drain; subscribe.go the index; fanout.go the bus side (Post,
 // PostLost, the inbox drain) and the flushes; queue.go the lanes and the budget's
 // policy; sweep.go, clock.go, oprate.go and token.go the once-a-second sweep on the
-// connection clock and what it enforces. The JSON of the frames it makes (subscribed,
+// connection clock and what it enforces; recover.go and history.go the subscribes with
+// `since` waiting for their replay (Hooks.History, PostHistory). The JSON of the frames it makes (subscribed,
 // resync, reconnect) and the close reasons are crease/wire's.
 //
 // Concurrency: everything in a Shard runs on its event loop's goroutine, except Post,
-// PostLost and the atomic lag/queue figures, which any goroutine may call. Nothing here
+// PostLost, PostHistory and the atomic lag/queue figures, which any goroutine may call. Nothing here
 // may block: the loop also serves every read and write of its connections. Writes never
 // happen while a subscriber list is being walked: a delivery first queues the frame on
 // each subscriber and then flushes the touched connections, so a write that fails (and

@@ -57,6 +57,10 @@ func (s *Shard) drainInbox() {
 			s.lostMatch(it.lost, it.reason)
 			continue
 		}
+		if it.hist != nil {
+			s.historyAnswered(it.hist)
+			continue
+		}
 		f := it.frame
 		s.inbox.bytes.Add(-int64(len(f.Bytes)))
 		subs := s.index[f.Match]
@@ -70,6 +74,7 @@ func (s *Shard) drainInbox() {
 		for _, c := range subs.conns {
 			s.enqueue(c, f)
 		}
+		s.noteDelivered(subs, f)
 		batch = append(batch, f)
 	}
 	s.batch = batch
@@ -77,38 +82,44 @@ func (s *Shard) drainInbox() {
 }
 
 // lostMatch queues `resync` for every subscriber of match, dropping their queued deltas
-// of it (the resync covers them).
+// of it (the resync covers them); a subscription waiting for its replay asks again.
 func (s *Shard) lostMatch(match string, reason bus.ResyncReason) {
 	subs := s.index[match]
 	if subs == nil {
 		return
 	}
 	for _, c := range subs.conns {
-		if c.state != StateOpen {
-			continue
+		s.resyncConn(c, match, reason)
+	}
+	s.noteLost(subs, reason)
+}
+
+// resyncConn queues `resync` of match for c, dropping its queued deltas of it.
+func (s *Shard) resyncConn(c *Conn, match string, reason bus.ResyncReason) {
+	if c.state != StateOpen {
+		return
+	}
+	q := s.queue(c)
+	s.removeFrames(q, func(f *Frame) bool {
+		if f.Kind == KindDelta && f.Match == match {
+			s.m.dropped(f.Prio, string(reason))
+			return true
 		}
-		q := s.queue(c)
-		s.removeFrames(q, func(f *Frame) bool {
-			if f.Kind == KindDelta && f.Match == match {
-				s.m.dropped(f.Prio, string(reason))
-				return true
-			}
-			return false
-		})
-		if !hasResync(q.state, match) {
-			s.enqueue(c, resyncFrame(match, reason))
-			s.m.resync(reason)
-		} else if reason == bus.ReasonEpoch && s.upgradeResync(q, match) {
-			// A delta of a new epoch may follow only a resync that says so (rule 1).
-			s.m.resync(reason)
-			if !q.dirty {
-				q.dirty = true
-				s.dirty = append(s.dirty, c)
-			}
-		} else if !q.dirty {
+		return false
+	})
+	if !hasResync(q.state, match) {
+		s.enqueue(c, resyncFrame(match, reason))
+		s.m.resync(reason)
+	} else if reason == bus.ReasonEpoch && s.upgradeResync(q, match) {
+		// A delta of a new epoch may follow only a resync that says so (rule 1).
+		s.m.resync(reason)
+		if !q.dirty {
 			q.dirty = true
 			s.dirty = append(s.dirty, c)
 		}
+	} else if !q.dirty {
+		q.dirty = true
+		s.dirty = append(s.dirty, c)
 	}
 }
 

@@ -7,13 +7,14 @@ import (
 	"crease/bus"
 )
 
-// inboxItem is one hand-off from the bus goroutine to a loop: a frame, or a notice that
-// frames of a match were lost.
+// inboxItem is one hand-off from the bus goroutine to a loop: a frame, a notice that
+// frames of a match were lost, or a history answer (history.go).
 type inboxItem struct {
 	next   *inboxItem
 	frame  *Frame
 	lost   string
 	reason bus.ResyncReason
+	hist   *HistoryAnswer
 	at     int64 // monotonic nanoseconds when posted, for the dispatch delay
 }
 

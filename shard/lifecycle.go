@@ -164,6 +164,7 @@ func (s *Shard) Tick(ping *Frame) {
 		s.sweepLinger(now, false)
 	}
 	s.tickDrain(now)
+	s.sweepRecoveries(now)
 	s.flushCounts() // frames written directly (writeNow) since the last tick
 	s.ticks++
 	if s.ticks%20 == 0 {

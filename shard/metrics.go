@@ -19,6 +19,8 @@ type LoopMetrics struct {
 	Delivered     *prometheus.CounterVec // prio
 	Dropped       *prometheus.CounterVec // prio, reason
 	Resyncs       *prometheus.CounterVec // reason
+	Recoveries    *prometheus.CounterVec // result: subscribes with `since` (RecoveryResults)
+	Replayed      prometheus.Counter     // deltas queued from history answers
 
 	deliveredBy [4]prometheus.Counter
 }
@@ -36,6 +38,8 @@ func NopLoopMetrics() *LoopMetrics {
 		Delivered:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "dl"}, []string{"prio"}),
 		Dropped:       prometheus.NewCounterVec(prometheus.CounterOpts{Name: "dr"}, []string{"prio", "reason"}),
 		Resyncs:       prometheus.NewCounterVec(prometheus.CounterOpts{Name: "r"}, []string{"reason"}),
+		Recoveries:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rc"}, []string{"result"}),
+		Replayed:      prometheus.NewCounter(prometheus.CounterOpts{Name: "rp"}),
 	}
 	m.Resolve()
 	return m
@@ -65,4 +69,8 @@ func (m *LoopMetrics) droppedN(p bus.Prio, reason string, n int) {
 
 func (m *LoopMetrics) resync(reason bus.ResyncReason) {
 	m.Resyncs.WithLabelValues(string(reason)).Inc()
+}
+
+func (m *LoopMetrics) recovery(result string) {
+	m.Recoveries.WithLabelValues(result).Inc()
 }

@@ -42,15 +42,16 @@ const (
 
 // Sentinel errors of Options.WithDefaults.
 var (
-	ErrBudget     = errors.New("shard: budget must be at least 4 KiB")
-	ErrLimits     = errors.New("shard: stall limit must be > 0 and below the cut limit")
-	ErrHeartbeat  = errors.New("shard: heartbeat must be a whole number of seconds from 1s to 1h")
-	ErrHandshake  = errors.New("shard: handshake timeout must be > 0 and at most 1h")
-	ErrMaxSubs    = errors.New("shard: max subscriptions must be at least 1")
-	ErrInboxBytes = errors.New("shard: inbox bytes must be at least 64 KiB")
-	ErrSendBuffer = errors.New("shard: send buffer must be > 0, or -1 for the kernel's autotuning")
-	ErrLinger     = errors.New("shard: close linger must not be negative")
-	ErrOpRate     = errors.New("shard: op rate must be from 0.01 to 1,000,000 per second, op burst at least 1, and two bursts at most 30 minutes of the rate")
+	ErrBudget       = errors.New("shard: budget must be at least 4 KiB")
+	ErrLimits       = errors.New("shard: stall limit must be > 0 and below the cut limit")
+	ErrHeartbeat    = errors.New("shard: heartbeat must be a whole number of seconds from 1s to 1h")
+	ErrHandshake    = errors.New("shard: handshake timeout must be > 0 and at most 1h")
+	ErrMaxSubs      = errors.New("shard: max subscriptions must be at least 1")
+	ErrInboxBytes   = errors.New("shard: inbox bytes must be at least 64 KiB")
+	ErrSendBuffer   = errors.New("shard: send buffer must be > 0, or -1 for the kernel's autotuning")
+	ErrLinger       = errors.New("shard: close linger must not be negative")
+	ErrRecoveryWait = errors.New("shard: recovery wait must not be negative")
+	ErrOpRate       = errors.New("shard: op rate must be from 0.01 to 1,000,000 per second, op burst at least 1, and two bursts at most 30 minutes of the rate")
 )
 
 // Options configures every shard of a gateway. Zero fields take the defaults named
@@ -119,6 +120,10 @@ type Options struct {
 	// reading could wait tens of seconds for the kernel's next probe. Not negative;
 	// default DefaultCloseLinger (5s).
 	CloseLinger time.Duration
+	// RecoveryWait is how long a subscribe with `since` may wait for the gateway's
+	// history answer before it is answered `recovered:false` (recover.go). Above 0;
+	// default DefaultRecoveryWait (5s).
+	RecoveryWait time.Duration
 	// Now is the shard's clock: every time a shard reads goes through it (clock.go),
 	// the connection timers (heartbeats, the idle close, the handshake deadline, the op
 	// bucket, token expiry) and the loop's own timing (lag, flush slices, stalls, cuts,
@@ -171,6 +176,9 @@ func (o Options) WithDefaults() (Options, error) {
 	if o.CloseLinger == 0 {
 		o.CloseLinger = DefaultCloseLinger
 	}
+	if o.RecoveryWait == 0 {
+		o.RecoveryWait = DefaultRecoveryWait
+	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
@@ -194,6 +202,8 @@ func (o Options) WithDefaults() (Options, error) {
 		return o, ErrSendBuffer
 	case o.CloseLinger < 0:
 		return o, ErrLinger
+	case o.RecoveryWait < 0:
+		return o, ErrRecoveryWait
 	}
 	return o, nil
 }
@@ -212,4 +222,7 @@ type Hooks struct {
 	// expired; it sends the `error` token_expired. The shard then closes c with 4001
 	// (wire.ReasonTokenExpired) unless the hook closed it already.
 	TokenExpired func(c *Conn)
+	// History reads the deltas a subscribe with `since` missed (recover.go); nil: every
+	// such subscribe is answered `recovered:false`.
+	History History
 }

@@ -39,6 +39,7 @@ type Shard struct {
 	epoch     time.Time     // Options.Now at creation: the shard clock's zero (clock.go)
 	nextSweep time.Duration // connection clock of the next sweepConns
 	ops       opBucket
+	rec       recoveryState // subscriptions with `since` waiting for their replay (recover.go)
 
 	freeLow      int  // fewest queues on s.free during the current second
 	dirtyNext    int  // s.dirty[:dirtyNext] are flushed

@@ -11,11 +11,12 @@ type Subscribers struct {
 	match      string
 	conns      []*Conn
 	subscribed *Frame // the match's `subscribed` answer, built on first use
+	feed       matchFeed
 }
 
 type subRef struct {
 	s   *Subscribers
-	pos int32
+	pos int32 // index in s.conns; -(i+1) while pending at s.feed.pending[i] (recover.go)
 }
 
 // SubResult is the outcome of Subscribe.
@@ -36,6 +37,15 @@ func (s *Shard) Subscribe(c *Conn, match string) SubResult {
 	if c.Subscriptions() >= s.opts.MaxSubscriptions {
 		return SubTooMany
 	}
+	subs := s.subscribersOf(match)
+	c.addSub(subRef{s: subs, pos: int32(len(subs.conns))})
+	subs.conns = append(subs.conns, c)
+	s.m.Subscriptions.Inc()
+	return SubAdded
+}
+
+// subscribersOf returns the Subscribers of match, made (and interest declared) if none.
+func (s *Shard) subscribersOf(match string) *Subscribers {
 	subs := s.index[match]
 	if subs == nil {
 		subs = &Subscribers{match: match}
@@ -46,10 +56,7 @@ func (s *Shard) Subscribe(c *Conn, match string) SubResult {
 			s.hooks.Interest(s.idx, match, true)
 		}
 	}
-	c.addSub(subRef{s: subs, pos: int32(len(subs.conns))})
-	subs.conns = append(subs.conns, c)
-	s.m.Subscriptions.Inc()
-	return SubAdded
+	return subs
 }
 
 // SubscribedFrame returns the `subscribed` answer for match. While the shard has
@@ -87,16 +94,20 @@ func (s *Shard) leaveAll(c *Conn) {
 // detach removes c from one Subscribers list in O(1).
 func (s *Shard) detach(c *Conn, r subRef) {
 	subs := r.s
-	last := len(subs.conns) - 1
-	moved := subs.conns[last]
-	subs.conns[r.pos] = moved
-	subs.conns[last] = nil
-	subs.conns = subs.conns[:last]
-	if moved != c {
-		moved.setSubPos(subs, r.pos)
+	if r.pos < 0 {
+		s.dropPending(subs, int(-r.pos-1)) // waiting for its replay (recover.go)
+	} else {
+		last := len(subs.conns) - 1
+		moved := subs.conns[last]
+		subs.conns[r.pos] = moved
+		subs.conns[last] = nil
+		subs.conns = subs.conns[:last]
+		if moved != c {
+			moved.setSubPos(subs, r.pos)
+		}
 	}
 	s.m.Subscriptions.Dec()
-	if len(subs.conns) == 0 {
+	if len(subs.conns) == 0 && len(subs.feed.pending) == 0 {
 		delete(s.index, subs.match)
 		if s.hooks.Interest != nil {
 			s.hooks.Interest(s.idx, subs.match, false)
@@ -115,6 +126,6 @@ func (s *Shard) dropQueued(c *Conn, match string) {
 // Counts adds this shard's subscriber count per match to dst.
 func (s *Shard) Counts(dst map[string]int) {
 	for m, subs := range s.index {
-		dst[m] += len(subs.conns)
+		dst[m] += len(subs.conns) + len(subs.feed.pending)
 	}
 }

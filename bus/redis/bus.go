@@ -232,6 +232,11 @@ func (b *Bus) pingAll(c rueidis.Client) bool {
 // answered). It is false before the first connect.
 func (b *Bus) Ready() bool { return b.ready.Load() && !b.closed.Load() }
 
+// ConfirmsSubscriptions reports that each new subscription's feed starts with a Lost of
+// its match (the confirmation): deltas published before it may have been missed. The
+// gateway's history replay waits for it before reading a newly followed match.
+func (b *Bus) ConfirmsSubscriptions() bool { return true }
+
 // Close stops every goroutine, unsubscribes and closes the Redis connections. The sink
 // gets no calls after Close returns.
 func (b *Bus) Close() error {

@@ -19,6 +19,10 @@
 //	defer b.Close()
 //
 // New succeeds even when Redis is unreachable: Ready stays false and a goroutine retries.
+// With Options.Sentinel, Addrs are the sentinels: rueidis asks them for the master,
+// follows their +switch-master (and asks again every SentinelRefresh), and on a failover
+// closes the old master's connection, so every Receive on it is made again on the new
+// master (a resubscribe: Lost(match, bus)) and every publish is retried there.
 // docs/redis-bus.md explains the choices below and the measurements behind them.
 //
 // # Goroutines
@@ -36,7 +40,8 @@
 //     confirmation is Lost(match, bus): on the first one the gateway had already said
 //     `subscribed`, on a later one rueidis resubscribed after a disconnect (or the bus
 //     did after a slot migration).
-//   - health: PINGs every node each HealthInterval; Ready is true while all answer.
+//   - health: PINGs every node each HealthInterval; Ready is true while all answer. With
+//     Sentinel it also logs and counts a change of the master's address.
 //   - viewers: writes this node's counts (SetViewers, which never blocks) with ViewerTTL,
 //     reads each match's total over all nodes and, when it changed (or every sixth
 //     report), queues {"type":"event","match":ID,"prio":"low","ts":US,"kind":"viewers",
@@ -65,7 +70,8 @@
 // # Metrics (Options.Registerer)
 //
 // crease_bus_reconnects_total, crease_bus_resubscribes_total, crease_bus_subscriptions,
-// crease_bus_master_changes_total (Sentinel), crease_store_publishes_total{result}, crease_snapshot_requests_total{result="hit|
+// crease_bus_master_changes_total (Sentinel),
+// crease_store_publishes_total{result}, crease_snapshot_requests_total{result="hit|
 // coalesced|miss|behind"}, crease_redis_gets_total. What the gateway receives (messages,
 // drops, losses, latency) is counted once, by its Sink.
 package redis

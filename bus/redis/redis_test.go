@@ -30,6 +30,9 @@ func TestOptionsValidation(t *testing.T) {
 		{Options{Addrs: []string{"x:1"}, UnsubscribeDebounce: -1}, ErrBadDuration},
 		{Options{Addrs: []string{"x:1"}, HandoffBytes: -1}, ErrBadHandoff},
 		{Options{Addrs: []string{"x:1"}, NodeID: "a b"}, ErrBadNodeID},
+		{Options{Addrs: []string{"x:1"}, Sentinel: "my master"}, ErrBadSentinel},
+		{Options{Addrs: []string{"x:1"}, Sentinel: "crease", Cluster: true}, ErrBadSentinel},
+		{Options{Addrs: []string{"x:1"}, Sentinel: "crease", SentinelRefresh: -1}, ErrBadDuration},
 	}
 	for _, c := range cases {
 		if _, err := c.o.withDefaults(); !errors.Is(err, c.want) {
@@ -42,7 +45,8 @@ func TestOptionsValidation(t *testing.T) {
 	}
 	if o.Prefix != DefaultPrefix || o.UnsubscribeDebounce != DefaultUnsubscribeDebounce ||
 		o.HandoffMessages != DefaultHandoffMessages || o.HandoffBytes != DefaultHandoffBytes ||
-		o.ViewerTTL != DefaultViewerTTL || o.HealthInterval != DefaultHealthInterval || o.NodeID == "" || o.Logger == nil {
+		o.ViewerTTL != DefaultViewerTTL || o.HealthInterval != DefaultHealthInterval || o.NodeID == "" || o.Logger == nil ||
+		o.SentinelRefresh != DefaultSentinelRefresh {
 		t.Fatalf("defaults not filled: %+v", o)
 	}
 }

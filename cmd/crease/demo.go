@@ -22,8 +22,10 @@ func runDemo(ctx context.Context, args []string) error {
 	cmd := newCommand("demo", demoUsage)
 	var g gatewayFlags
 	var api apiFlags
+	var hist historyFlags
 	g.register(cmd.fs)
 	api.register(cmd.fs)
+	hist.register(cmd.fs)
 	speed := cmd.fs.Float64("speed", 2, "replay speed in deliveries per second per match (0: as fast as possible)")
 	sims := cmd.fs.Int("sim", 1, "synthetic matches to run beside the real ones")
 	if err := cmd.parse(args); err != nil {
@@ -46,7 +48,11 @@ func runDemo(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("crease demo: %w", err)
 	}
-	b := bus.NewEmbedded()
+	ho, err := hist.options()
+	if err != nil {
+		return fmt.Errorf("crease demo: %w", err)
+	}
+	b := bus.NewEmbeddedWith(ho)
 	reg := newRegistry()
 	opts := g.options(log, b, reg)
 	if opts.PublishAPI, err = api.handler(b, reg, log); err != nil {

@@ -48,6 +48,9 @@ type gatewayFlags struct {
 	drainGrace       time.Duration
 	reusePort        bool
 	pprof            bool
+	replayRate       float64
+	noReplay         bool
+	recoveryWait     time.Duration
 	log              logFlags
 }
 
@@ -77,6 +80,9 @@ func (g *gatewayFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&g.drainGrace, "drain-grace", server.DefaultDrainGrace, "after the drain window, the hard deadline to exit")
 	fs.BoolVar(&g.reusePort, "reuse-port", false, "bind with SO_REUSEPORT so that a new crease can start on the same ports before this one drains (restart without refusals); a draining gateway then closes its listeners at once")
 	fs.BoolVar(&g.pprof, "pprof", false, "serve net/http/pprof under /debug/pprof/ on the HTTP listener")
+	fs.Float64Var(&g.replayRate, "replay-rate", server.DefaultReplayRate, "history reads per second for subscribes with since (token bucket, burst the same); the subscribes a read over it would serve are answered recovered:false. Subscribes answered from the deltas the gateway keeps cost none")
+	fs.BoolVar(&g.noReplay, "no-replay", false, "answer every subscribe with since recovered:false (no history replay)")
+	fs.DurationVar(&g.recoveryWait, "recovery-wait", shard.DefaultRecoveryWait, "a subscribe with since whose history answer takes longer is answered recovered:false")
 	g.log.register(fs)
 }
 
@@ -101,6 +107,7 @@ func (g *gatewayFlags) options(log *slog.Logger, b bus.Bus, reg *prometheus.Regi
 		PublicWSURL:    g.publicWSURL,
 		Page:           web.Handler(),
 		Pprof:          g.pprof,
+		Recovery:       server.RecoveryOptions{Disabled: g.noReplay, ReplayRate: g.replayRate},
 		Shard: shard.Options{
 			Budget:           g.budget,
 			SendBuffer:       g.sendBuffer,
@@ -113,6 +120,7 @@ func (g *gatewayFlags) options(log *slog.Logger, b bus.Bus, reg *prometheus.Regi
 			Heartbeat:        g.heartbeat,
 			HandshakeTimeout: g.handshakeTimeout,
 			ShedLag:          g.shedLag,
+			RecoveryWait:     g.recoveryWait,
 		},
 	}
 }
@@ -123,13 +131,16 @@ func (g *gatewayFlags) validate() error {
 	for _, d := range []struct {
 		name string
 		v    time.Duration
-	}{{"handshake-timeout", g.handshakeTimeout}, {"shed-lag", g.shedLag}, {"drain-grace", g.drainGrace}, {"close-linger", g.closeLinger}} {
+	}{{"handshake-timeout", g.handshakeTimeout}, {"shed-lag", g.shedLag}, {"drain-grace", g.drainGrace}, {"close-linger", g.closeLinger}, {"recovery-wait", g.recoveryWait}} {
 		if d.v < 0 {
 			return fmt.Errorf("--%s must not be negative (got %v)", d.name, d.v)
 		}
 	}
 	if g.heartbeat%time.Second != 0 || g.heartbeat < time.Second || g.heartbeat > shard.MaxHeartbeat {
 		return fmt.Errorf("--heartbeat must be a whole number of seconds from 1s to 1h (got %v): hello announces it as heartbeat_s", g.heartbeat)
+	}
+	if g.replayRate <= 0 {
+		return fmt.Errorf("--replay-rate must be > 0 (got %v); --no-replay turns replay off", g.replayRate)
 	}
 	if g.opRate <= 0 || g.opBurst < 0 {
 		return fmt.Errorf("--op-rate must be > 0 and --op-burst not negative (got %v, %d)", g.opRate, g.opBurst)
@@ -143,15 +154,42 @@ func newRegistry() *prometheus.Registry {
 	return reg
 }
 
+// historyFlags bound the per-match history of recent deltas a publisher keeps for
+// replay (crease:{ID}:hist, or the embedded bus's).
+type historyFlags struct {
+	deltas int
+	age    time.Duration
+	bytes  int
+}
+
+func (h *historyFlags) register(fs *flag.FlagSet) {
+	fs.IntVar(&h.deltas, "history-deltas", bus.DefaultHistoryDeltas, "recent deltas kept per match for replay (subscribes with since); 0 keeps none")
+	fs.DurationVar(&h.age, "history-age", bus.DefaultHistoryAge, "recent deltas older than this (behind the newest) are dropped from a match's history")
+	fs.IntVar(&h.bytes, "history-bytes", bus.DefaultHistoryBytes, "bytes of recent deltas kept per match")
+}
+
+func (h *historyFlags) options() (bus.HistoryOptions, error) {
+	if h.deltas < 0 || h.age <= 0 || h.bytes <= 0 {
+		return bus.HistoryOptions{}, fmt.Errorf("--history-deltas must be ≥ 0, --history-age and --history-bytes > 0 (got %d, %v, %d)", h.deltas, h.age, h.bytes)
+	}
+	o := bus.HistoryOptions{MaxDeltas: h.deltas, MaxAge: h.age, MaxBytes: h.bytes}
+	if h.deltas == 0 {
+		o.MaxDeltas = -1 // HistoryOptions: negative keeps none
+	}
+	return o, nil
+}
+
 // redisFlags select the Redis bus.
 type redisFlags struct {
 	addrs    listFlag
 	cluster  bool
 	sentinel string
 	prefix   string
+	hist     historyFlags
 }
 
 func (r *redisFlags) register(fs *flag.FlagSet) {
+	r.hist.register(fs)
 	fs.Var(&r.addrs, "redis", "Redis address(es) host:port[,host:port]; with --redis-sentinel the sentinels' addresses; empty uses the embedded in-process bus")
 	fs.BoolVar(&r.cluster, "redis-cluster", false, "Redis Cluster: sharded pub/sub (SSUBSCRIBE/SPUBLISH)")
 	fs.StringVar(&r.sentinel, "redis-sentinel", "", "Redis Sentinel: the name of the master the sentinels at --redis monitor; the bus follows it across failovers")
@@ -159,6 +197,10 @@ func (r *redisFlags) register(fs *flag.FlagSet) {
 }
 
 func (r *redisFlags) open(log *slog.Logger, reg prometheus.Registerer, node string) (bus.Bus, error) {
+	hist, err := r.hist.options()
+	if err != nil {
+		return nil, err
+	}
 	if len(r.addrs) == 0 {
 		if r.cluster {
 			return nil, errors.New("--redis-cluster needs --redis ADDR")
@@ -166,13 +208,13 @@ func (r *redisFlags) open(log *slog.Logger, reg prometheus.Registerer, node stri
 		if r.sentinel != "" {
 			return nil, errors.New("--redis-sentinel needs --redis SENTINEL_ADDR[,SENTINEL_ADDR]")
 		}
-		return bus.NewEmbedded(), nil
+		return bus.NewEmbeddedWith(hist), nil
 	}
 	if r.cluster && r.sentinel != "" {
 		return nil, errors.New("--redis-sentinel and --redis-cluster exclude each other (a Redis Cluster fails over by itself)")
 	}
 	return busredis.New(busredis.Options{Addrs: r.addrs, Cluster: r.cluster, Sentinel: r.sentinel, Prefix: r.prefix,
-		Registerer: reg, Logger: log, NodeID: node})
+		Registerer: reg, Logger: log, NodeID: node, History: hist})
 }
 
 const serveUsage = `Runs the gateway. Without --redis it uses the embedded in-process bus (publish with

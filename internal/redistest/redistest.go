@@ -138,6 +138,7 @@ func (s *Server) launch() error {
 	}
 	cmd := exec.Command(s.bin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = procAttr()
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		return err
@@ -215,8 +216,10 @@ func (s *Server) stop() { s.kill() }
 // until the process is gone.
 func (s *Server) Kill() { s.kill() }
 
-// Restart starts the server again on the same port (killing it first if it runs).
-// The data is gone: nothing is persisted.
+// Restart starts the server again on the same port (killing it first if it runs), with
+// the arguments it was started with: a replica is a replica of the same address again
+// (RestartAsReplicaOf names another). The data is gone: nothing is persisted; a cluster
+// node keeps its nodes.conf and rejoins.
 func (s *Server) Restart() {
 	s.t.Helper()
 	s.kill()
