@@ -37,6 +37,7 @@ type Request struct {
 	Origin    string   // Origin header, "" if absent
 	Host      string   // Host header
 	Protocols []string // Sec-WebSocket-Protocol tokens offered by the client, in order
+	CatchUp   bool     // ?catchup=1: the client takes catch-up deltas (PROTOCOL.md `from`)
 
 	// Selected is the subprotocol to accept. Check may set it to one of Protocols (for
 	// example when the token arrives as a subprotocol, a browser needs one echoed back);
@@ -229,6 +230,13 @@ func (u *Upgrader) accept(rawURI string, key []byte, req *Request) *HTTPError {
 		return malformed("bad query string")
 	}
 	req.Token = q.Get("token")
+	switch v := q.Get("catchup"); v {
+	case "1", "true":
+		req.CatchUp = true
+	case "", "0", "false":
+	default:
+		return malformed("bad catchup " + strconv.Quote(truncate(v, 20)) + "; catchup=1 opts in")
+	}
 	for _, v := range q["match"] {
 		if v == "" {
 			continue

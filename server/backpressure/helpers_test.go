@@ -251,6 +251,22 @@ func (r *reader) seq() uint64 {
 	return r.stream.Seq()
 }
 
+// caughtUp returns nil once r holds the state at seq and, unless events is -1, has
+// received that many events.
+func (r *reader) caughtUp(seq uint64, events int) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	switch {
+	case r.stream.Waiting():
+		return fmt.Errorf("waiting for a snapshot, %d published", seq)
+	case r.stream.Seq() != seq:
+		return fmt.Errorf("at seq %d, %d published", r.stream.Seq(), seq)
+	case events >= 0 && len(r.events) != events:
+		return fmt.Errorf("%d of %d events", len(r.events), events)
+	}
+	return nil
+}
+
 func (r *reader) resyncCount() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()

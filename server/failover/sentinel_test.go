@@ -30,7 +30,7 @@ func TestSentinelPrimaryKilled(t *testing.T) {
 	waitReached(t, ws, "", 10, 20*time.Second)
 	epoch, atKill := pub.position()
 
-	old := s.Master()
+	old, replica := s.Master(), s.Replica()
 	old.Kill()
 	fault := time.Now()
 	servertest.Eventually(t, 10*time.Second, func() error {
@@ -41,8 +41,8 @@ func TestSentinelPrimaryKilled(t *testing.T) {
 	})
 	nm := s.WaitNewMaster(t, old)
 	back := time.Now()
-	if nm != s.Data[1] {
-		t.Fatalf("new master %s, want the replica %s", nm.Addr(), s.Data[1].Addr())
+	if nm != replica {
+		t.Fatalf("new master %s, want the replica %s", nm.Addr(), replica.Addr())
 	}
 	converged(t, "sentinel, primary killed", ws, pub, fault, back)
 	pub.waitPublished(t, atKill+10, 20*time.Second)
