@@ -20,28 +20,27 @@ import (
 // (the shell sets it to its own pid, which exec keeps, as systemd sets it after fork).
 func activated(t *testing.T, ws, http *os.File, names string, args ...string) *proc {
 	t.Helper()
-	p := &proc{out: &syncBuffer{}, exited: make(chan struct{})}
-	argv := append([]string{"-c", `LISTEN_PID=$$ exec "$0" "$@"`, creaseBin(t), "serve"}, args...)
-	p.cmd = exec.Command("/bin/sh", argv...)
-	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
-	p.cmd.Env = append(os.Environ(), "LISTEN_FDS=2", "LISTEN_FDNAMES="+names)
-	p.cmd.ExtraFiles = []*os.File{ws, http}
-	if err := p.cmd.Start(); err != nil {
+	argv := append([]string{"/bin/sh", "-c", `LISTEN_PID=$$ exec "$0" "$@"`, creaseBin(t), "serve"}, args...)
+	c := &child{cmd: exec.Command(argv[0], argv[1:]...), out: &syncBuffer{}, exited: make(chan struct{})}
+	c.cmd.Stdout, c.cmd.Stderr = c.out, c.out
+	c.cmd.Env = append(os.Environ(), "LISTEN_FDS=2", "LISTEN_FDNAMES="+names)
+	c.cmd.ExtraFiles = []*os.File{ws, http}
+	if err := c.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	go func() { p.exitErr = p.cmd.Wait(); close(p.exited) }()
+	go func() { c.exitErr = c.cmd.Wait(); close(c.exited) }()
 	t.Cleanup(func() {
 		select {
-		case <-p.exited:
+		case <-c.exited:
 		default:
-			_ = p.cmd.Process.Kill()
-			<-p.exited
+			_ = c.cmd.Process.Kill()
+			<-c.exited
 		}
 		if t.Failed() {
-			t.Logf("crease output:\n%s", p.out.String())
+			t.Logf("crease output:\n%s", c.out.String())
 		}
 	})
-	return p
+	return &proc{child: c}
 }
 
 func listenerFile(t *testing.T, ln net.Listener) *os.File {
