@@ -1,12 +1,10 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -269,15 +267,7 @@ func TestIngestAPIKill9AndRestart(t *testing.T) {
 	}
 	post := func(method, path string, body []byte) (int, string) {
 		t.Helper()
-		req, _ := http.NewRequest(method, "http://"+listen+path, bytes.NewReader(body))
-		req.Header.Set("Authorization", "Bearer K")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
+		return apiRequest(t, method, "http://"+listen+path, string(body), "K")
 	}
 	p := up()
 	path := "/v1/matches/" + w.m.ID()
