@@ -51,6 +51,8 @@ type gatewayFlags struct {
 	replayRate       float64
 	noReplay         bool
 	recoveryWait     time.Duration
+	catchUpBytes     int
+	catchUpWork      int
 	log              logFlags
 }
 
@@ -82,6 +84,8 @@ func (g *gatewayFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&g.pprof, "pprof", false, "serve net/http/pprof under /debug/pprof/ on the HTTP listener")
 	fs.Float64Var(&g.replayRate, "replay-rate", server.DefaultReplayRate, "history reads per second for subscribes with since (token bucket, burst the same); the subscribes a read over it would serve are answered recovered:false. Subscribes answered from the deltas the gateway keeps cost none")
 	fs.BoolVar(&g.noReplay, "no-replay", false, "answer every subscribe with since recovered:false (no history replay)")
+	fs.IntVar(&g.catchUpBytes, "catchup-bytes", 0, "largest patch of a catch-up delta composed for one ?catchup=1 connection, at most --budget; 0 means 16 KiB (or --budget if smaller). A larger composition gets resync")
+	fs.IntVar(&g.catchUpWork, "catchup-work", shard.DefaultCatchUpWork, "patch bytes an event loop composes into catch-up deltas per tick (50 ms); past it, resync")
 	fs.DurationVar(&g.recoveryWait, "recovery-wait", shard.DefaultRecoveryWait, "a subscribe with since whose history answer takes longer is answered recovered:false")
 	g.log.register(fs)
 }
@@ -121,6 +125,8 @@ func (g *gatewayFlags) options(log *slog.Logger, b bus.Bus, reg *prometheus.Regi
 			HandshakeTimeout: g.handshakeTimeout,
 			ShedLag:          g.shedLag,
 			RecoveryWait:     g.recoveryWait,
+			CatchUpBytes:     g.catchUpBytes,
+			CatchUpWork:      g.catchUpWork,
 		},
 	}
 }
