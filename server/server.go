@@ -335,8 +335,14 @@ func (s *Server) Shutdown() {
 		for s.Conns() > 0 && time.Now().Before(deadline) {
 			time.Sleep(10 * time.Millisecond)
 		}
+		// Engine.Stop notices the loops are down only at its next 500 ms poll; gnet.Run
+		// returns as soon as they are, and a restart in place waits on this exit.
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		_ = s.engine.Stop(ctx)
+		go func() { _ = s.engine.Stop(ctx) }()
+		select {
+		case <-s.gnetErr:
+		case <-ctx.Done():
+		}
 		cancel()
 		s.recovery.stop()
 		_ = s.opts.Bus.Close()

@@ -34,7 +34,7 @@ func (h *harness) bin(name string) string { return filepath.Join(h.binDir, name)
 func main() {
 	quick := flag.Bool("quick", false, "tiny sizes: a smoke run under a minute that checks the harness works (not speed)")
 	serversF := flag.String("servers", "crease,naive,centrifuge,floor1,floor10,bare", "servers to measure")
-	scenariosF := flag.String("scenarios", "idle,steady10,steady2,lag-pinned,burst,skew,slow0,slow,storm-fixed,storm-jitter,storm-handover", "scenarios to run")
+	scenariosF := flag.String("scenarios", "idle,steady10,steady2,lag-pinned,burst,skew,slow0,slow,storm-fixed,storm-jitter,storm-socket,storm-slow,storm-slow-socket,storm-handover", "scenarios to run")
 	creaseBin := flag.String("crease-bin", "", "crease binary to measure (default: build ./cmd/crease of the repo; skipped if that fails)")
 	loops := flag.Int("loops", 2, "crease --loops")
 	creasePub := flag.String("crease-publish", "crease-lua", "how deltas reach crease: crease-lua (crease/bus/redis, as ingest does) or crease (a bare PUBLISH, like the baselines)")
@@ -77,8 +77,11 @@ func main() {
 	set := map[string]bool{}
 	flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	if h.quick && !set["scenarios"] {
-		// The jittered storm waits out the spread and crease's drain: too long for a smoke run.
-		*scenariosF = strings.Replace(*scenariosF, ",storm-jitter", "", 1)
+		// The jittered storms wait out the spread and crease's drain: too long for a smoke
+		// run (storm-handover stays: it runs the same restart code).
+		for _, sc := range []string{",storm-jitter", ",storm-socket", ",storm-slow-socket", ",storm-slow"} {
+			*scenariosF = strings.Replace(*scenariosF, sc, "", 1)
+		}
 	}
 	h.scenarios = pickScenarios(*scenariosF, *conns, lv, h.quick)
 	h.logDir = filepath.Join(h.binDir, "logs", time.Now().Format("20060102-150405"))

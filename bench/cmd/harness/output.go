@@ -237,9 +237,17 @@ func (h *harness) writeStorm(b *strings.Builder, sc scenario) {
 	if sc.handover {
 		fmt.Fprintf(b, "%d connections; a successor process starts on the same ports (`--reuse-port`), then the old one gets SIGTERM: it closes its listeners, so the kernel sends every new connection to the successor, and drains (`reconnect` with `after_ms` spread over `--drain-window %v`). Time is from the SIGTERM to the last connection back. %s\n\n", sc.conns, sc.spread, clients)
 	} else {
-		fmt.Fprintf(b, "%d connections; the server gets SIGTERM and is started again on the same port at once. Time is from the SIGTERM to the last connection back, so it includes a draining server's drain (crease sends `reconnect` and answers new handshakes 503 until it exits). %s\n\n", sc.conns, clients)
+		again := "at once"
+		if sc.pause > 0 {
+			again = fmt.Sprintf("%v after it exited", sc.pause)
+		}
+		held := "on the same port"
+		if sc.socket {
+			held = "on the same listening sockets, which the harness binds and passes to every process it starts (`LISTEN_FDS`, as systemd's socket activation does), so that connections made while no process runs wait in the kernel's queue"
+		}
+		fmt.Fprintf(b, "%d connections; the server gets SIGTERM and is started again %s, %s. Time is from the SIGTERM to the last connection back, so it includes a draining server's drain (crease, restarting in place, closes its connections within 1 s and sends `reconnect` with `after_ms` after its 2 s `--restart-gap`, spread over `--drain-window 1s`; until it exits it answers new handshakes 503). %s\n\n", sc.conns, again, held, clients)
 	}
-	fmt.Fprintf(b, "| server | all back | time to all back | × naive | peak handshakes/s | reconnects | failures (handshake + connect) | failure kinds | closes |\n|---|---|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(b, "| server | all back | time to all back | × naive | old exited / new up | peak handshakes/s | reconnects | failures (handshake + connect) | failure kinds | closes |\n|---|---|---|---|---|---|---|---|---|---|\n")
 	var naive float64
 	if r := h.find("naive", sc.name); r != nil && r.AllBack {
 		naive = r.AllBackS
@@ -250,15 +258,19 @@ func (h *harness) writeStorm(b *strings.Builder, sc scenario) {
 			continue
 		}
 		if r.Err != "" && r.Reconnects == 0 {
-			fmt.Fprintf(b, "| %s | failed: %s ||||||||\n", s.name, errRow(r))
+			fmt.Fprintf(b, "| %s | failed: %s |||||||||\n", s.name, errRow(r))
 			continue
 		}
 		back, t := "no", "–"
 		if r.AllBack {
 			back, t = "yes", fmt.Sprintf("%.2f s", r.AllBackS)
 		}
-		fmt.Fprintf(b, "| %s | %s (%d/%d) | %s | %s | %.0f | %d | %d | %s | %s |\n", s.name, back, r.Connected, r.Target, t,
-			ratio(r.AllBackS, naive), r.PeakHSPerS, r.Reconnects, r.Failures, report.FormatCounts(r.HSStatus), report.FormatCounts(r.Closes))
+		restart := "–"
+		if r.UpAgainS > 0 {
+			restart = fmt.Sprintf("%.2f / %.2f s", r.ExitedS, r.UpAgainS)
+		}
+		fmt.Fprintf(b, "| %s | %s (%d/%d) | %s | %s | %s | %.0f | %d | %d | %s | %s |\n", s.name, back, r.Connected, r.Target, t,
+			ratio(r.AllBackS, naive), restart, r.PeakHSPerS, r.Reconnects, r.Failures, report.FormatCounts(r.HSStatus), report.FormatCounts(r.Closes))
 	}
 }
 

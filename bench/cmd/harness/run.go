@@ -38,7 +38,8 @@ func (h *harness) run(s *serverSpec, sc scenario) *result {
 			defer exec.Command("taskset", "-a", "-p", "-c", fmt.Sprintf("0-%d", n-1), strconv.Itoa(h.redisPid)).Run()
 		}
 	}
-	sv, err := h.startServer(s, sc.name, cpus, extra...)
+	sv, err := h.startServer(s, sc.name, cpus, sc.socket, extra...)
+	defer sv.closeSockets()
 	if err != nil {
 		// A server that cannot start is skipped from here on, with a note, instead of
 		// failing every scenario.
@@ -237,14 +238,18 @@ func (h *harness) runStorm(s *serverSpec, sv *server, sc scenario, g *load.Group
 		sv.restarted++
 		sv.Proc = next
 	} else {
-		// Restart: SIGTERM (crease drains), then the same command on the same ports.
+		// Restart: SIGTERM (crease drains), then the same command on the same ports,
+		// after the scenario's pause (a restart by hand, a slow start).
 		t0 = time.Now()
 		sv.Stop(30 * time.Second)
+		r.ExitedS = time.Since(t0).Seconds()
+		time.Sleep(sc.pause)
 		sv.restarted++
 		if err := sv.launch(); err != nil {
 			r.Err = "restart: " + err.Error()
 			return
 		}
+		r.UpAgainS = time.Since(t0).Seconds()
 	}
 	deadline := 2 * time.Minute
 	if h.quick {

@@ -28,6 +28,13 @@ type scenario struct {
 	// pin: the server runs with one loop on CPU 0, everything else (load generator,
 	// publisher, Redis) on the other CPUs.
 	pin bool
+	// socket: the harness binds the server's ports and passes the listening sockets to
+	// every process it starts (LISTEN_FDS), as systemd's socket activation does, so they
+	// outlive each process.
+	socket bool
+	// pause: how long the storm waits between the old process's exit and the new one's
+	// start (a restart by hand, or a slow start).
+	pause time.Duration
 }
 
 type idlePoint struct {
@@ -62,8 +69,11 @@ type result struct {
 	PeakHSPerS       float64
 	Failures         int64
 	Reconnects       int64
-	Stalled          int64
-	Extra            string
+	// ExitedS and UpAgainS are when, after the SIGTERM of a restart in place, the old
+	// process had exited and the new one listened (answered, with held sockets).
+	ExitedS, UpAgainS float64
+	Stalled           int64
+	Extra             string
 	// RunQueueMS is how long the server's threads waited, runnable, for a CPU: ms per
 	// second of the delivery run (schedstat run_delay, summed over threads).
 	RunQueueMS float64
@@ -72,11 +82,13 @@ type result struct {
 
 func pickScenarios(list string, conns int, levels []int, quick bool) []scenario {
 	spread := 5 * time.Second
+	slowPause := 3 * time.Second
 	// The slow mix needs more bytes per stalled connection than the kernel buffers hold
 	// (~20-70 KB on loopback), or no server ever notices a stalled reader.
 	steadyCount, slowCount, burst := 100, 400, 200
 	if quick {
 		spread = 500 * time.Millisecond
+		slowPause = 300 * time.Millisecond
 		steadyCount, slowCount, burst = 10, 20, 20
 	}
 	all := []scenario{
@@ -91,6 +103,12 @@ func pickScenarios(list string, conns int, levels []int, quick bool) []scenario 
 		{name: "slow", title: "Slow-client mix: 10% stop reading, 40 deltas/s", kind: "delivery", conns: conns, matches: 10, stall: 0.1, rate: 40, count: slowCount},
 		{name: "storm-fixed", title: "Reconnect storm (server restarted), clients retry after a fixed 100 ms, no jitter", kind: "storm", conns: conns, reconnect: "fixed"},
 		{name: "storm-jitter", title: fmt.Sprintf("Reconnect storm (server restarted), clients spread over %v then back off with full jitter", spread), kind: "storm", conns: conns, reconnect: "jitter", spread: spread},
+		{name: "storm-socket", title: fmt.Sprintf("Reconnect storm, restart in place with the listening sockets held across it (crease only, as systemd socket activation does), clients spread over %v then back off with full jitter", spread),
+			kind: "storm", conns: conns, reconnect: "jitter", spread: spread, socket: true, only: "crease"},
+		{name: "storm-slow", title: fmt.Sprintf("Reconnect storm, a slow restart: the server started again %v after the old one exited, clients spread over %v then back off with full jitter", slowPause, spread),
+			kind: "storm", conns: conns, reconnect: "jitter", spread: spread, pause: slowPause},
+		{name: "storm-slow-socket", title: fmt.Sprintf("Reconnect storm, a slow restart (%v) with the listening sockets held across it (crease only, socket activation)", slowPause),
+			kind: "storm", conns: conns, reconnect: "jitter", spread: spread, pause: slowPause, socket: true, only: "crease"},
 		{name: "storm-handover", title: fmt.Sprintf("Reconnect storm, restart by handover (crease only): a successor binds the same ports with --reuse-port, then the old gateway drains over %v", spread),
 			kind: "storm", conns: conns, reconnect: "jitter", spread: spread, handover: true, only: "crease"},
 	}

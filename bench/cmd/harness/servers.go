@@ -143,15 +143,41 @@ type server struct {
 	log       string
 	wsAddr    string
 	httpAddr  string
-	cpus      string // taskset CPU list, "" for any
+	cpus      string     // taskset CPU list, "" for any
+	sockets   []*os.File // listening sockets every process of sv inherits (socket activation)
 	restarted int
 }
 
-func (h *harness) startServer(s *serverSpec, tag, cpus string, extra ...string) (*server, error) {
+func (h *harness) startServer(s *serverSpec, tag, cpus string, socket bool, extra ...string) (*server, error) {
 	ws := "127.0.0.1:" + strconv.Itoa(procs.FreePort())
 	hp := "127.0.0.1:" + strconv.Itoa(procs.FreePort())
 	sv := &server{spec: s, args: append(s.args(ws, hp, h.redisAddr), extra...), log: filepath.Join(h.logDir, s.name+"-"+tag), wsAddr: ws, httpAddr: hp, cpus: cpus}
+	if socket {
+		// The harness holds the ports, as systemd holds a .socket unit's: each process
+		// gets them as descriptors 3 (ws) and 4 (http).
+		for _, addr := range []string{ws, hp} {
+			ln, err := net.Listen("tcp4", addr)
+			if err != nil {
+				sv.closeSockets()
+				return sv, err
+			}
+			f, err := ln.(*net.TCPListener).File()
+			ln.Close()
+			if err != nil {
+				sv.closeSockets()
+				return sv, err
+			}
+			sv.sockets = append(sv.sockets, f)
+		}
+	}
 	return sv, sv.launch()
+}
+
+func (sv *server) closeSockets() {
+	for _, f := range sv.sockets {
+		f.Close()
+	}
+	sv.sockets = nil
 }
 
 // launchSuccessor starts a second process of sv's command on the same ports (it must
@@ -178,12 +204,23 @@ func (sv *server) launchSuccessor() (*procs.Proc, error) {
 
 func (sv *server) launch() error {
 	bin, args := procs.Command(sv.cpus, sv.spec.bin, sv.args)
-	p, err := procs.Start(bin, args, fmt.Sprintf("%s-%d.log", sv.log, sv.restarted))
+	var env []string
+	if len(sv.sockets) > 0 {
+		// LISTEN_PID must be the server's pid: the shell's, which exec keeps.
+		bin, args = "/bin/sh", append([]string{"-c", `LISTEN_PID=$$ exec "$0" "$@"`, bin}, args...)
+		env = []string{"LISTEN_FDS=2", "LISTEN_FDNAMES=ws:http"}
+	}
+	p, err := procs.StartWith(bin, args, fmt.Sprintf("%s-%d.log", sv.log, sv.restarted), sv.sockets, env)
 	if err != nil {
 		return err
 	}
 	sv.Proc = p
-	if err := procs.WaitListen(sv.wsAddr, p, 15*time.Second); err != nil {
+	wait := func() error { return procs.WaitListen(sv.wsAddr, p, 15*time.Second) }
+	if len(sv.sockets) > 0 {
+		// The held socket accepts before any process does: wait for the server itself.
+		wait = func() error { return procs.WaitHTTP("http://"+sv.httpAddr+"/healthz", p, 15*time.Second) }
+	}
+	if err := wait(); err != nil {
 		p.Stop(time.Second)
 		return fmt.Errorf("%s: %v (log %s-%d.log)", sv.spec.name, err, sv.log, sv.restarted)
 	}

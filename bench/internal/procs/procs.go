@@ -9,6 +9,7 @@ package procs
 import (
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -26,8 +27,18 @@ type Proc struct {
 
 // Start runs name with args, stdout and stderr to logPath (if not empty).
 func Start(name string, args []string, logPath string) (*Proc, error) {
+	return StartWith(name, args, logPath, nil, nil)
+}
+
+// StartWith is Start with descriptors passed to the child as 3, 4, ... and variables
+// added to its environment.
+func StartWith(name string, args []string, logPath string, files []*os.File, env []string) (*Proc, error) {
 	cmd := exec.Command(name, args...)
 	cmd.SysProcAttr = ChildAttr()
+	cmd.ExtraFiles = files
+	if len(env) > 0 {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	var logf *os.File
 	if logPath != "" {
 		_ = os.MkdirAll(filepath.Dir(logPath), 0o755)
@@ -96,6 +107,26 @@ func FreePort() int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+// WaitHTTP waits until url answers (any status), p exits, or timeout passes: for a
+// server whose socket is held by someone else, listening proves nothing.
+func WaitHTTP(url string, p *Proc, timeout time.Duration) error {
+	hc := &http.Client{Timeout: 500 * time.Millisecond}
+	end := time.Now().Add(timeout)
+	for time.Now().Before(end) {
+		select {
+		case <-p.Done:
+			return fmt.Errorf("exited before answering (%v)", p.Cmd.ProcessState)
+		default:
+		}
+		if resp, err := hc.Get(url); err == nil {
+			resp.Body.Close()
+			return nil
+		}
+		time.Sleep(30 * time.Millisecond)
+	}
+	return fmt.Errorf("%s not answering after %v", url, timeout)
 }
 
 // WaitListen waits until addr accepts a TCP connection, p exits, or timeout passes.
