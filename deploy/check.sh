@@ -26,8 +26,11 @@ if command -v systemd-analyze >/dev/null; then
   # The binary is not installed here: verify a copy whose ExecStart exists.
   t=$(mktemp -d)
   sed 's#^ExecStart=.*#ExecStart=/bin/sleep infinity#' crease.service > "$t/crease.service"
+  cp crease.socket "$t/crease.socket"
   if out=$(systemd-analyze verify "$t/crease.service" 2>&1) && [ -z "$out" ]; then
     ok "systemd-analyze verify crease.service"; else bad "systemd-analyze verify: $out"; fi
+  if out=$(systemd-analyze verify "$t/crease.socket" 2>&1) && [ -z "$out" ]; then
+    ok "systemd-analyze verify crease.socket"; else bad "systemd-analyze verify crease.socket: $out"; fi
   systemd-analyze security --offline=true "$t/crease.service" 2>/dev/null | tail -1
   rm -rf "$t"
 else
