@@ -108,7 +108,7 @@ func (w *sentinelWorld) verifyFinal(t *testing.T, steps int, fs ...*follower) {
 	}
 	final := client.Snapshot{Match: w.m.ID(), Epoch: st.Epoch, Seq: st.Seq, State: st.State}
 	for i, f := range fs {
-		servertest.Eventually(t, 15*time.Second, func() error { return f.check.Verify(final) })
+		f.converged(t, final)
 		f.mu.Lock()
 		if len(f.back) > 0 {
 			t.Errorf("client %d saw the score go back: %v", i, f.back)
