@@ -2,7 +2,10 @@ package redis
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -110,5 +113,107 @@ func TestResyncNeverServesASnapshotFromBeforeTheLoss(t *testing.T) {
 	defer sink.mu.Unlock()
 	if s, err := sink.snaps[0], sink.errs[0]; err != nil || s.Seq != 6 {
 		t.Fatalf("snapshot fetched on the resync: seq %d (%v), want 6: deltas 4..6 would be missing without a resync", s.Seq, err)
+	}
+}
+
+// TestFirstDeltaAfterLossMeetsTheSnapshotServed is server/failover
+// TestClusterForcedFailoverPrimaryAlive ("resync{bus}, snapshot 25, delta 30") through
+// the snapshot cache, without a cluster: after a resubscribe the store answers with a
+// snapshot older than the stream the gateway hears next, as the old primary of a forced
+// failover does until it learns it lost the slot. Here the stream is PUBLISHed by hand
+// while the snapshot key keeps an older seq. The first delta after the loss must come
+// after Lost(gap), and a snapshot behind it is "store behind", also when the GET was
+// out while the delta came.
+func TestFirstDeltaAfterLossMeetsTheSnapshotServed(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	b, sink := newTestBus(t, testOptions(srv.Addr()))
+	ctx := t.Context()
+	b.Subscribe("m1")
+	waitSubscribed(t, srv, "m1", false)
+	eventually(t, 5*time.Second, "the subscription's Lost(bus)", func() bool { return sink.losses("m1", bus.ReasonBus) == 1 })
+	for seq := uint64(1); seq <= 3; seq++ {
+		if err := b.PublishDelta(ctx, delta("m1", seq, "")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, 5*time.Second, "seq 3", func() bool { return len(sink.delivered()) == 3 })
+
+	resubscribe := func(losses int) {
+		t.Helper()
+		if out, err := srv.Cli("CLIENT", "KILL", "TYPE", "pubsub"); err != nil {
+			t.Fatalf("CLIENT KILL: %v %s", err, out)
+		}
+		eventually(t, 10*time.Second, "the resubscribe's Lost(bus)", func() bool { return sink.losses("m1", bus.ReasonBus) == losses })
+	}
+	heard := func(seq uint64) { // a delta of the stream that never reaches the store
+		t.Helper()
+		frame := deltaFrame("m1", seq)
+		if out, err := srv.Cli("PUBLISH", "crease:{m1}", frame); err != nil || out != "1" {
+			t.Fatalf("PUBLISH: %q %v", out, err)
+		}
+		eventually(t, 5*time.Second, fmt.Sprint("delta ", seq), func() bool { return slices.Contains(sink.delivered(), frame) })
+	}
+	stored := func(seq uint64) {
+		t.Helper()
+		snap := bus.SnapshotJSON("m1", testEpoch, seq, []byte(fmt.Sprintf(`{"score":{"runs":%d}}`, seq)))
+		if out, err := srv.Cli("SET", "crease:{m1}:snap", string(snap)); err != nil {
+			t.Fatalf("SET: %v %s", err, out)
+		}
+	}
+	snapshot := func(want uint64) {
+		t.Helper()
+		if s, err := b.Snapshot(ctx, "m1"); err != nil || s.Seq != want {
+			t.Fatalf("snapshot: seq %d (%v), want %d", s.Seq, err, want)
+		}
+	}
+	behind := func(what string) {
+		t.Helper()
+		if s, err := b.Snapshot(ctx, "m1"); !errors.Is(err, ErrStoreBehind) {
+			t.Fatalf("%s: snapshot seq %d (%v), want ErrStoreBehind", what, s.Seq, err)
+		}
+	}
+	before := func(frame string) []call { // the Sink calls since the last Lost(bus) up to frame
+		t.Helper()
+		calls := sink.snapshot()
+		end := slices.IndexFunc(calls, func(c call) bool { return c.data == frame })
+		start := end
+		for start > 0 && !(calls[start].lost && calls[start].reason == bus.ReasonBus) {
+			start--
+		}
+		return calls[start+1 : end]
+	}
+
+	// The resubscribe; the store, at 3, answers, and then the cache (no GET).
+	resubscribe(2)
+	snapshot(3)
+	gets := value(b.m.gets)
+	snapshot(3)
+	if value(b.m.gets) != gets {
+		t.Fatal("the answer after the loss was not served from the cache")
+	}
+	heard(7)
+	if got := before(deltaFrame("m1", 7)); len(got) != 1 || !got[0].lost || got[0].reason != bus.ReasonGap {
+		t.Fatalf("between the resubscribe and delta 7, after snapshot 3 was served: %+v, want Lost(gap)", got)
+	}
+	behind("the store at 3 after delta 7")
+	stored(7)
+	snapshot(7)
+
+	// The GET is out when the first delta after the next loss comes: nothing was served
+	// before it, so no Lost, but the answer (7) is behind it (9).
+	resubscribe(3)
+	b.snaps.answered = func(string) { heard(9) }
+	behind("the store at 7 read while delta 9 came")
+	b.snaps.answered = nil
+	if got := before(deltaFrame("m1", 9)); len(got) != 0 {
+		t.Fatalf("between the resubscribe and delta 9, with no snapshot served: %+v", got)
+	}
+	behind("the store at 7 after delta 9")
+	stored(9)
+	snapshot(9)
+	heard(10)
+	if n := sink.losses("m1", bus.ReasonGap); n != 1 {
+		t.Fatalf("%d Lost(gap), want 1", n)
 	}
 }

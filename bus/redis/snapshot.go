@@ -34,6 +34,9 @@ import (
 type snapCache struct {
 	mu      sync.Mutex
 	entries map[string]*snapEntry
+	// answered, when set (by tests, before any Snapshot), runs when a GET's answer came,
+	// before it is judged: what the deliverer does meanwhile is the GET-in-flight window.
+	answered func(match string)
 }
 
 type snapEntry struct {
@@ -138,6 +141,9 @@ func (b *Bus) Snapshot(ctx context.Context, match string) (bus.Snapshot, error) 
 	fctx, cancel := context.WithTimeout(b.ctx, 5*time.Second)
 	call.snap, call.err = b.fetchSnapshot(fctx, match)
 	cancel()
+	if sc.answered != nil {
+		sc.answered(match)
+	}
 	// Every delta delivered before the GET was sent had its snapshot stored before it
 	// was published (one script), and so had the first one after a loss if it was
 	// delivered while the GET was out, unless it was published after the GET (then it is
