@@ -3,6 +3,7 @@ package client
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strings"
 	"testing"
@@ -41,6 +42,9 @@ func TestNewValidatesAndFillsDefaults(t *testing.T) {
 	}
 	if o.HTTPClient == nil || o.Dialer == nil || o.Rand == nil || o.Logger == nil {
 		t.Error("defaults not filled in")
+	}
+	if o.Logger != slog.Default() {
+		t.Error("nil Logger: want slog.Default(), as the gateway and the bus")
 	}
 	// A cap under the default spread bounds the spread too, as in the browser client.
 	c, _ = New(Options{URL: "ws://h/ws", Backoff: Backoff{Cap: time.Second}})

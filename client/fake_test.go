@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -455,6 +456,7 @@ func startClientOn(t *testing.T, gw *fakeGW, clk clock, tweak func(*Options)) *h
 		Backoff:  Backoff{Base: 10 * time.Millisecond, Cap: 200 * time.Millisecond, InitialSpread: 20 * time.Millisecond},
 		Rand:     func() float64 { return 0.5 },
 		OnStatus: func(s Status) { h.status <- s },
+		Logger:   slog.New(slog.DiscardHandler), // the tests check behaviour, not logs
 	}
 	if tweak != nil {
 		tweak(&opts)
@@ -523,6 +525,27 @@ func (h *harness) waitStatus(t *testing.T, p Phase) Status {
 			}
 		case <-timeout:
 			t.Fatalf("no status %v", p)
+		}
+	}
+}
+
+// waitSettledStatus waits until the last status reported is of phase p: it reads the
+// statuses until one of phase p is the last queued. It is for a condition the client
+// has reached already (its states received): the loop reports the status only after a
+// state's delivery, so it may still be on its way, and a status is reported only when
+// it changes, so nothing still pending behind the one read can be p again.
+func (h *harness) waitSettledStatus(t *testing.T, p Phase) {
+	t.Helper()
+	timeout := time.After(5 * time.Second)
+	var last Status
+	for {
+		select {
+		case last = <-h.status:
+			if last.Phase == p && len(h.status) == 0 {
+				return
+			}
+		case <-timeout:
+			t.Fatalf("status %v, want %v as the last one", last.Phase, p)
 		}
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"sync"
 	"testing"
 	"time"
@@ -98,6 +99,7 @@ func startGatewayClient(t *testing.T, s *server.Server, clk clock, provide func(
 		Rand:     func() float64 { return 0.5 },
 		OnStatus: func(st Status) { h.status <- st },
 		Token:    provide,
+		Logger:   slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
 		t.Fatal(err)

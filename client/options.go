@@ -102,7 +102,9 @@ type Options struct {
 	// Rand returns a uniform number in [0, 1) for the jitter; it must be safe for
 	// concurrent use. Default: math/rand/v2's Float64.
 	Rand func() float64
-	// Logger receives connection and fetch troubles. Default: discarded.
+	// Logger receives connection and fetch troubles (reconnects, refused subscriptions,
+	// failed snapshot fetches and token refreshes); nil means slog.Default(), as for the
+	// gateway and the bus. To discard them, pass slog.New(slog.DiscardHandler).
 	Logger *slog.Logger
 	// OnStatus, if set, is called on every status change, on Run's goroutine.
 	OnStatus func(Status)
@@ -163,7 +165,7 @@ func (o *Options) fill() error {
 		o.Rand = rand.Float64
 	}
 	if o.Logger == nil {
-		o.Logger = slog.New(slog.DiscardHandler)
+		o.Logger = slog.Default()
 	}
 	return nil
 }

@@ -112,7 +112,7 @@ func New(opts Options) (*Server, error) {
 // Start binds both listeners, starts the event loops, the accept loop, the bus and the
 // HTTP server, and returns. It fails if a listener cannot be bound.
 func (s *Server) Start(ctx context.Context) error {
-	ln, err := listen(s.opts.WSAddr, s.opts.ReusePort)
+	ln, err := listenWS(s.opts.WSAddr, s.opts.ReusePort)
 	if err != nil {
 		return fmt.Errorf("server: listening for WebSocket on %s: %w", s.opts.WSAddr, err)
 	}

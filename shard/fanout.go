@@ -101,7 +101,7 @@ func (s *Shard) resyncConn(c *Conn, match string, reason bus.ResyncReason) {
 	}
 	q := s.queue(c)
 	s.removeFrames(q, func(f *Frame) bool {
-		if f.Kind == KindDelta && f.Match == match {
+		if isDelta(f) && f.Match == match {
 			s.m.dropped(f.Prio, string(reason))
 			return true
 		}

@@ -126,6 +126,7 @@ func (s *Shard) Closed(c *Conn) {
 	}
 	c.state = StateClosed
 	s.leaveAll(c)
+	s.forgetCatchUp(c)
 	if q := c.out; q != nil {
 		s.pending.Add(-int64(q.bytes))
 		c.out = nil

@@ -27,46 +27,10 @@ import (
 	"crease/server/servertest"
 )
 
-// ingestProc is a `crease ingest` child process.
-type ingestProc struct {
-	cmd    *exec.Cmd
-	out    *syncBuffer
-	exited chan struct{}
-	err    error
-}
-
-func startIngest(t testing.TB, args ...string) *ingestProc {
+// startIngest runs `crease ingest args...`.
+func startIngest(t testing.TB, args ...string) *child {
 	t.Helper()
-	p := &ingestProc{out: &syncBuffer{}, exited: make(chan struct{})}
-	p.cmd = exec.Command(creaseBin(t), append([]string{"ingest"}, args...)...)
-	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { p.err = p.cmd.Wait(); close(p.exited) }()
-	t.Cleanup(func() {
-		select {
-		case <-p.exited:
-		default:
-			_ = p.cmd.Process.Kill()
-			<-p.exited
-		}
-		if t.Failed() {
-			t.Logf("crease ingest output:\n%s", p.out.String())
-		}
-	})
-	return p
-}
-
-func (p *ingestProc) wait(t testing.TB, within time.Duration) error {
-	t.Helper()
-	select {
-	case <-p.exited:
-		return p.err
-	case <-time.After(within):
-		t.Fatalf("crease ingest did not exit within %v", within)
-		return nil
-	}
+	return startChild(t, append([]string{creaseBin(t), "ingest"}, args...)...)
 }
 
 // progress is how far a scorecard has got: runs and legal balls over every innings. No
@@ -285,7 +249,7 @@ func TestIngestAPIKill9AndRestart(t *testing.T) {
 	start, end, balls := apiFeed(t, w.m.ID())
 	listen := servertest.FreeAddr(t)
 	args := []string{"--redis", w.redis.Addr(), "--listen", listen, "--api-key", "K"}
-	up := func() *ingestProc {
+	up := func() *child {
 		p := startIngest(t, args...)
 		servertest.Eventually(t, 15*time.Second, func() error {
 			resp, err := http.Get("http://" + listen + "/healthz")

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"flag"
+	"fmt"
 	"io"
 	"net/http"
 	"os/exec"
@@ -157,7 +158,17 @@ func TestServeSIGTERMDrains(t *testing.T) {
 			}
 		}()
 	}
-	time.Sleep(300 * time.Millisecond)
+	servertest.Eventually(t, 5*time.Second, func() error { // the signal handled: the drain began
+		resp, err := http.Get("http://" + p.http + "/readyz")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusServiceUnavailable {
+			return fmt.Errorf("/readyz %d", resp.StatusCode)
+		}
+		return nil
+	})
 	checkDraining(t, p)
 	p.waitExit(t, window+grace+2*time.Second)
 	exited := time.Since(start)

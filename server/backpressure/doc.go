@@ -7,14 +7,16 @@
 //
 // What the suite proves, against PROTOCOL.md:
 //   - TestStalledClientsBoundedMemory: 500 stalled clients and 20 fast ones on one hot
-//     match at full publish speed. The gateway's heap (runtime/metrics, sampled during the
-//     run; the gateway runs in the test process) stays under Budget x connections plus a
-//     fixed overhead; every fast client gets every delta in order (rules 1, 2) and
-//     converges to the snapshot; stalled clients that resume get `resync` (reason slow)
-//     and converge to the snapshot with the client algorithm; the others are cut after
-//     CutLimit (crease_slow_consumer_cuts_total); read right after the cut, they get
-//     their frames up to a 4008 close frame and then EOF, or a reset once the close
-//     linger has passed, never a read that waits.
+//     match, publishing as fast as the fast clients read, on a gateway clock the test
+//     moves (servertest.Clock), so that the stall and the cut happen when the test says,
+//     however starved the machine. The gateway's heap (runtime/metrics, sampled during
+//     the run; the gateway runs in the test process) stays under Budget x connections
+//     plus a fixed overhead; every fast client gets every delta in order (rules 1, 2)
+//     and converges to the snapshot; once the stall limit has passed, every stalled
+//     client has a `resync` (reason slow) queued, and those that resume get it and
+//     converge to the snapshot with the client algorithm; the others are cut once the
+//     cut limit passes (crease_slow_consumer_cuts_total), the resumed ones stay; read
+//     right after the cut, every cut client gets its frames up to a 4008 close frame.
 //   - TestShedsEventsBeforeDeltas: a client reading 1 KB every 10 ms under interleaved
 //     events and high deltas: events are dropped first (rule 3), every delta is received
 //     in order or covered by a preceding `resync` (rules 1, 2), and it converges.

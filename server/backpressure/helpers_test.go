@@ -68,11 +68,11 @@ func (g *gateway) event(t testing.TB, n int) {
 	}
 }
 
-// metric sums the series of name on the gateway's /metrics whose labels contain every
-// one of labels (`reason="slow"`).
+// metric sums the series of name whose labels contain every one of labels
+// (`reason="slow"`), read from the gateway's registry: the tests poll it tightly.
 func (g *gateway) metric(t testing.TB, name string, labels ...string) float64 {
 	t.Helper()
-	return servertest.Scrape(t, servertest.HTTPURL(g.s)).Sum(name, labels...)
+	return servertest.Gather(t, g.reg).Sum(name, labels...)
 }
 
 func (g *gateway) snapshot(t testing.TB) client.Snapshot {
@@ -249,6 +249,22 @@ func (r *reader) seq() uint64 {
 		return 0
 	}
 	return r.stream.Seq()
+}
+
+// caughtUp returns nil once r holds the state at seq and, unless events is -1, has
+// received that many events.
+func (r *reader) caughtUp(seq uint64, events int) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	switch {
+	case r.stream.Waiting():
+		return fmt.Errorf("waiting for a snapshot, %d published", seq)
+	case r.stream.Seq() != seq:
+		return fmt.Errorf("at seq %d, %d published", r.stream.Seq(), seq)
+	case events >= 0 && len(r.events) != events:
+		return fmt.Errorf("%d of %d events", len(r.events), events)
+	}
+	return nil
 }
 
 func (r *reader) resyncCount() int {
