@@ -37,10 +37,11 @@ const retiredEpochs = 8
 // The first delta after a Lost is not gap-checked against the last seq delivered (the
 // loss was reported already: its subscribers refetch the snapshot); the last seq is kept
 // across it, so rule 1 holds across a resync. It is checked against the snapshots served
-// since the loss instead (Served): subscribers that refetched hold one of them, and a
-// first delta beyond the oldest of them + 1 would leave them a hole nobody announced (a
-// store that lags the stream, as the old primary of a split brain), so Lost(gap) comes
-// before it, or Lost(epoch) when one of them is of another epoch.
+// since the loss instead (Served: a snapshot, or the stored seq a history replay ends
+// at): subscribers that refetched (or recovered) hold one of them, and a first delta
+// beyond the oldest of them + 1 would leave them a hole nobody announced (a store that
+// lags the stream, as the old primary of a split brain), so Lost(gap) comes before it,
+// or Lost(epoch) when one of them is of another epoch.
 //
 // Concurrency: the methods that change the stream (Message, Lost, Dropped, Forget) must
 // be called by one goroutine at a time, in the order the bus received things: a bus's
