@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -166,4 +167,128 @@ func TestStalledClientsCatchUp(t *testing.T) {
 			t.Errorf("%s (catch-up): %d snapshots, want only the first", w.name, n)
 		}
 	}
+}
+
+// A version 1 client (no since, no ?catchup=1) sees exactly what it saw before recovery
+// and catch-up existed: `subscribed` without `recovered`, and when it falls behind,
+// `resync` (reason slow) and never a delta with `from`; beside it, a connection that
+// opted in and falls behind the same way gets a catch-up delta instead.
+func TestVersion1ClientUnchanged(t *testing.T) {
+	b := bus.NewEmbedded()
+	gw := servertest.Run(t, server.Options{Bus: b, Loops: 1,
+		Shard: shard.Options{Budget: 16 << 10, SendBuffer: 8 << 10, StallLimit: 300 * time.Millisecond, CutLimit: time.Minute}})
+	p := servertest.NewPublisher(b, "m1")
+	p.Set(t, "k0", 0)
+	v1, _, err := servertest.DialWS(gw.WSAddr().String(), "/ws?match=m1", nil, "")
+	if err != nil || v1 == nil {
+		t.Fatal(err)
+	}
+	defer v1.Close()
+	v2, _, err := servertest.DialWS(gw.WSAddr().String(), "/ws?match=m1&catchup=1", nil, "")
+	if err != nil || v2 == nil {
+		t.Fatal(err)
+	}
+	defer v2.Close()
+	for _, c := range []*servertest.WSConn{v1, v2} {
+		c.Expect(t, "hello")
+		if f := c.Expect(t, "subscribed"); string(f.Raw) != `{"type":"subscribed","match":"m1"}` {
+			t.Fatalf("subscribed %s", f.Raw)
+		}
+	}
+	// Neither reads while 3,000 deltas (~450 KB) go out: past the sockets' buffers,
+	// the budget and the stall limit.
+	for i := 1; i <= 3000; i++ {
+		p.Set(t, fmt.Sprintf("k%d", i%7), i)
+	}
+	servertest.Eventually(t, 20*time.Second, func() error {
+		base := servertest.HTTPURL(gw)
+		if r, c := servertest.Metric(t, base, `crease_resyncs_total{reason="slow"}`), servertest.Metric(t, base, `crease_catchups_total{result="composed",source="queue"}`); r < 1 || c < 1 {
+			return fmt.Errorf("%v slow resyncs, %v catch-ups", r, c)
+		}
+		return nil
+	})
+	// Both read again; once they have drained their backlog, deltas flow again.
+	readers := []*frameLog{readAll(t, v1), readAll(t, v2)}
+	first := p.Seq + 1
+	servertest.Eventually(t, 20*time.Second, func() error {
+		p.Set(t, "last", int(p.Seq)) // deltas keep coming until each reader has one after its backlog
+		for _, r := range readers {
+			if r.last() < first {
+				return fmt.Errorf("a reader holds seq %d, want ≥ %d", r.last(), first)
+			}
+		}
+		return nil
+	})
+	servertest.Eventually(t, 20*time.Second, func() error {
+		for _, r := range readers {
+			if r.last() != p.Seq {
+				return fmt.Errorf("a reader holds seq %d, want %d", r.last(), p.Seq)
+			}
+		}
+		return nil
+	})
+	read := func(r *frameLog) (resyncs, from int) {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		var last uint64
+		for _, f := range r.frames {
+			switch f.Type {
+			case "resync":
+				if !strings.Contains(string(f.Raw), `"reason":"slow"`) {
+					t.Errorf("resync %s", f.Raw)
+				}
+				resyncs++
+			case "delta":
+				if f.Seq <= last {
+					t.Errorf("delta %d after %d", f.Seq, last)
+				}
+				if strings.Contains(string(f.Raw), `"from":`) {
+					from++
+				}
+				last = f.Seq
+			}
+		}
+		return resyncs, from
+	}
+	if r, f := read(readers[0]); r == 0 || f != 0 {
+		t.Fatalf("version 1 client: %d resyncs, %d deltas with from; want a resync and none", r, f)
+	}
+	if r, f := read(readers[1]); r != 0 || f == 0 {
+		t.Fatalf("catch-up client: %d resyncs, %d deltas with from; want no resync and a catch-up delta", r, f)
+	}
+}
+
+// frameLog is every frame read from a connection by a goroutine of its own.
+type frameLog struct {
+	mu     sync.Mutex
+	frames []servertest.Frame
+	seq    uint64
+}
+
+func (l *frameLog) last() uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.seq
+}
+
+func readAll(t *testing.T, c *servertest.WSConn) *frameLog {
+	l := &frameLog{}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			f, err := c.Next(time.Now().Add(time.Minute))
+			if err != nil {
+				return
+			}
+			l.mu.Lock()
+			l.frames = append(l.frames, f)
+			if f.Type == "delta" {
+				l.seq = f.Seq
+			}
+			l.mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() { c.Close(); <-done })
+	return l
 }

@@ -80,12 +80,14 @@ func isDelta(f *Frame) bool { return f.Kind == KindDelta || f.Kind == KindCatchU
 
 // catchUpQueued composes the deltas queued for a connection that opted in, before the
 // budget sheds them. It returns false to leave the lanes as they are until the next
-// tick (they were composed this tick already and hold at most twice the Budget); true
-// to go on shedding what is left of plain deltas: those of the matches that could not
-// be composed.
+// tick (they were composed this tick already and hold at most twice the Budget: a
+// connection is not composed again at every delta); true to go on shedding what is left
+// of plain deltas: those of the matches that could not be composed. Past twice the
+// Budget it composes again (what it composed plus at least a Budget of new deltas, so
+// each byte is composed about twice), within the shard's CatchUpWork.
 func (s *Shard) catchUpQueued(q *outQueue) bool {
-	if q.catchUpTick == s.ticks+1 {
-		return q.bytes > 2*s.opts.Budget
+	if q.catchUpTick == s.ticks+1 && q.bytes <= 2*s.opts.Budget {
+		return false
 	}
 	q.catchUpTick = s.ticks + 1
 	matches := s.cu.matches[:0]

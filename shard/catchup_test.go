@@ -113,7 +113,7 @@ func TestCatchUpComposesQueuedDeltas(t *testing.T) {
 }
 
 // One composition per connection per tick: sheds within the tick leave the lanes be
-// (up to twice the Budget); the next tick composes the catch-up delta with the deltas
+// (up to twice the Budget, past which it composes again); the next tick composes the catch-up delta with the deltas
 // queued since, its `from` unchanged. A single delta is kept rather than resynced.
 func TestCatchUpOncePerTick(t *testing.T) {
 	s := newTestShard(t, Options{Budget: 64 << 10, StallLimit: time.Hour, CutLimit: 2 * time.Hour})
@@ -185,4 +185,26 @@ func counterValue(t *testing.T, c prometheus.Counter) float64 {
 		t.Fatal(err)
 	}
 	return m.GetCounter().GetValue()
+}
+
+// Within one tick, lanes past twice the Budget are composed again rather than resynced.
+func TestCatchUpAgainPastTwiceTheBudget(t *testing.T) {
+	s := newTestShard(t, Options{Budget: 4 << 10, StallLimit: time.Hour, CutLimit: 2 * time.Hour})
+	c, _ := blockedConn(t, s, "a")
+	s.SetCatchUp(c)
+	s.enqueue(c, patchFrame(t, "a", 1, "normal", `{"n":1}`))
+	s.enqueue(c, patchFrame(t, "a", 2, "normal", `{"n":2}`))
+	s.shedDeltas(c, c.out, bus.ReasonSlow)
+	for seq := uint64(3); c.out.bytes <= 2*(4<<10); seq++ {
+		s.enqueue(c, patchFrame(t, "a", seq, "normal", fmt.Sprintf(`{"n":%d,"pad":%q}`, seq, pad[:100])))
+	}
+	s.shedDeltas(c, c.out, bus.ReasonSlow)
+	d, r := queuedOf(c.out, "a")
+	if len(d) != 1 || len(r) != 0 {
+		t.Fatalf("%d deltas, %d resyncs; want one catch-up delta", len(d), len(r))
+	}
+	if m := decodeFrame(t, d[0]); *m.From != 0 {
+		t.Fatalf("from %d, want 0", *m.From)
+	}
+	checkAccounting(t, s, c)
 }

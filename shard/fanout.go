@@ -148,17 +148,7 @@ func (s *Shard) flushDirty() {
 			continue
 		}
 		q.dirty = false
-		if c.state != StateOpen {
-			if c.state == StateClosed && !q.listed {
-				s.release(q)
-			}
-			continue
-		}
-		s.flush(c, now)
-		if c.out == q && len(q.state)+len(q.low) == 0 && !q.listed && c.state == StateOpen {
-			c.out = nil
-			s.release(q)
-		}
+		s.flushListed(c, q, now)
 	}
 	s.flushCounts()
 	if i < len(s.dirty) {

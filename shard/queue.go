@@ -336,6 +336,23 @@ func hasResync(lane []*Frame, match string) bool {
 	return false
 }
 
+// flushListed flushes c, just taken off the dirty or the blocked list (that flag of q,
+// its queue, cleared), and gives q back once it is on neither list and empty, or its
+// connection is gone.
+func (s *Shard) flushListed(c *Conn, q *outQueue, now int64) {
+	if c.state != StateOpen {
+		if c.state == StateClosed && !q.dirty && !q.listed {
+			s.release(q)
+		}
+		return
+	}
+	s.flush(c, now)
+	if c.out == q && len(q.state)+len(q.low) == 0 && !q.listed && !q.dirty {
+		c.out = nil
+		s.release(q)
+	}
+}
+
 // sweepBlocked retries connections waiting for their socket and polices them.
 func (s *Shard) sweepBlocked(now int64) {
 	if len(s.blocked) == 0 {
@@ -353,17 +370,7 @@ func (s *Shard) sweepBlocked(now int64) {
 			continue
 		}
 		q.listed = false
-		if c.state != StateOpen {
-			if c.state == StateClosed && !q.dirty {
-				s.release(q)
-			}
-			continue
-		}
-		s.flush(c, now)
-		if c.out == q && len(q.state)+len(q.low) == 0 && !q.listed && !q.dirty {
-			c.out = nil
-			s.release(q)
-		}
+		s.flushListed(c, q, now)
 		if c.state == StateOpen {
 			pending += int64(c.gc.OutboundBuffered())
 		}

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -214,4 +215,24 @@ func connectMany(t testing.TB, addr, path string, n int, sub bool) []*wsConn {
 		out = append(out, c)
 	}
 	return out
+}
+
+// apiRequest sends an HTTP request with the API key key ("" for none) and returns the
+// status and the body.
+func apiRequest(t testing.TB, method, url, body, key string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
 }

@@ -1,12 +1,10 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -129,17 +127,24 @@ func (w *ingestWorld) seq() uint64 {
 // (nothing replayed twice), and every follower rebuilt it without seeing the score go back.
 func (w *ingestWorld) verifyFinal(t *testing.T, fs ...*follower) {
 	t.Helper()
-	st, err := w.store.Stored(context.Background(), w.m.ID())
+	verifyStored(t, w.store, w.m, uint64(w.m.Steps()), 10*time.Second, fs...)
+}
+
+// verifyStored: store holds m's final state at seq steps, and every follower rebuilds it
+// within the time given with nothing lost and the score never going back.
+func verifyStored(t *testing.T, store *busredis.Bus, m *ingest.Match, steps uint64, within time.Duration, fs ...*follower) {
+	t.Helper()
+	st, err := store.Stored(context.Background(), m.ID())
 	if err != nil {
 		t.Fatal(err)
 	}
-	want, _ := json.Marshal(w.m.Final())
-	if eq, _ := client.JSONEqual(st.State, want); !eq || st.Seq != uint64(w.m.Steps()) {
-		t.Fatalf("final at seq %d (want %d):\n%s\nwant (from scratch):\n%s", st.Seq, w.m.Steps(), st.State, want)
+	want, _ := json.Marshal(m.Final())
+	if eq, _ := client.JSONEqual(st.State, want); !eq || st.Seq != steps {
+		t.Fatalf("final at seq %d (want %d):\n%s\nwant (from scratch):\n%s", st.Seq, steps, st.State, want)
 	}
-	final := client.Snapshot{Match: w.m.ID(), Epoch: st.Epoch, Seq: st.Seq, State: st.State}
+	final := client.Snapshot{Match: m.ID(), Epoch: st.Epoch, Seq: st.Seq, State: st.State}
 	for i, f := range fs {
-		servertest.Eventually(t, 10*time.Second, func() error { return f.check.Verify(final) })
+		servertest.Eventually(t, within, func() error { return f.check.Verify(final) })
 		f.mu.Lock()
 		if len(f.back) > 0 {
 			t.Errorf("client %d saw the score go back: %v", i, f.back)
@@ -262,15 +267,7 @@ func TestIngestAPIKill9AndRestart(t *testing.T) {
 	}
 	post := func(method, path string, body []byte) (int, string) {
 		t.Helper()
-		req, _ := http.NewRequest(method, "http://"+listen+path, bytes.NewReader(body))
-		req.Header.Set("Authorization", "Bearer K")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
+		return apiRequest(t, method, "http://"+listen+path, string(body), "K")
 	}
 	p := up()
 	path := "/v1/matches/" + w.m.ID()
