@@ -10,29 +10,23 @@ import (
 // message. It must not allocate. The copy restores the masked bytes that Next unmasks in
 // place, as fresh bytes from the socket would be.
 func BenchmarkReaderNext(b *testing.B) {
-	frame := clientFrame(b, true, ws.OpText, []byte(`{"op":"subscribe","match":"m123"}`))
-	buf := make([]byte, len(frame))
-	var r Reader
-	b.ReportAllocs()
-	b.SetBytes(int64(len(frame)))
-	for b.Loop() {
-		copy(buf, frame)
-		if ev, _, err := r.Next(buf); err != nil || ev.Kind != EventText {
-			b.Fatal(ev, err)
-		}
-	}
+	benchmarkNext(b, ws.OpText, []byte(`{"op":"subscribe","match":"m123"}`), EventText)
 }
 
 // BenchmarkReaderNextLarge parses a 4 KiB binary frame, where unmasking dominates.
 func BenchmarkReaderNextLarge(b *testing.B) {
-	frame := clientFrame(b, true, ws.OpBinary, make([]byte, MaxClientPayload))
+	benchmarkNext(b, ws.OpBinary, make([]byte, MaxClientPayload), EventBinary)
+}
+
+func benchmarkNext(b *testing.B, op ws.OpCode, payload []byte, want EventKind) {
+	frame := clientFrame(b, true, op, payload)
 	buf := make([]byte, len(frame))
 	var r Reader
 	b.ReportAllocs()
 	b.SetBytes(int64(len(frame)))
 	for b.Loop() {
 		copy(buf, frame)
-		if ev, _, err := r.Next(buf); err != nil || ev.Kind != EventBinary {
+		if ev, _, err := r.Next(buf); err != nil || ev.Kind != want {
 			b.Fatal(ev, err)
 		}
 	}

@@ -6,9 +6,9 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/gobwas/httphead"
 	"github.com/gobwas/ws"
@@ -37,6 +37,7 @@ type Request struct {
 	Origin    string   // Origin header, "" if absent
 	Host      string   // Host header
 	Protocols []string // Sec-WebSocket-Protocol tokens offered by the client, in order
+	CatchUp   bool     // ?catchup=1: the client takes catch-up deltas (PROTOCOL.md `from`)
 
 	// Selected is the subprotocol to accept. Check may set it to one of Protocols (for
 	// example when the token arrives as a subprotocol, a browser needs one echoed back);
@@ -150,55 +151,89 @@ func (u *Upgrader) Upgrade(in []byte, out []byte) (n int, resp []byte, req Reque
 		block = canonicalBlock(block)
 	}
 
-	var rawURI string
-	var refusal *HTTPError
-	conn := handshakeConn{in: block, out: out}
-	up := ws.Upgrader{
-		ReadBufferSize:  min(max, 64<<10),
-		WriteBufferSize: 512,
-		OnRequest: func(uri []byte) error {
-			rawURI = string(uri)
-			return nil
-		},
-		OnHost: func(host []byte) error {
-			req.Host = string(host)
-			return nil
-		},
-		OnHeader: func(key, value []byte) error {
-			if string(key) == "Origin" {
-				req.Origin = string(value)
-			}
-			return nil
-		},
-		ProtocolCustom: func(v []byte) (string, bool) {
-			ok := httphead.ScanTokens(v, func(tok []byte) bool {
-				req.Protocols = append(req.Protocols, string(tok))
-				return true
-			})
-			// Returning "" keeps gobwas calling us for every Sec-WebSocket-Protocol line.
-			return "", ok
-		},
-		OnBeforeUpgrade: func() (ws.HandshakeHeader, error) {
-			refusal = u.accept(rawURI, scan.key, &req)
-			if refusal != nil {
-				return nil, refusal
-			}
-			if req.Selected == "" {
-				return ws.HandshakeHeaderString(""), nil
-			}
-			return ws.HandshakeHeaderString("Sec-WebSocket-Protocol: " + req.Selected + "\r\n"), nil
-		},
-	}
-	_, gerr := up.Upgrade(&conn)
+	st := upgradeStates.Get().(*upgradeState)
+	defer st.release()
+	st.u, st.key = u, scan.key
+	st.conn = handshakeConn{in: block, out: out}
+	st.ws.ReadBufferSize = min(max, 64<<10)
+	_, gerr := st.ws.Upgrade(&st.conn)
+	req = st.req
 	if gerr == nil {
-		return n, conn.out, req, nil
+		return n, st.conn.out, req, nil
 	}
+	refusal := st.refusal
 	if refusal == nil {
 		refusal = mapGobwasError(gerr)
 	}
 	// Drop whatever gobwas wrote: every refusal is ours, with Connection: close and
 	// Content-Length, which gobwas's own answers lack.
 	return u.refuse(n, out, req, refusal)
+}
+
+// upgradeState is the scratch of one handshake. gobwas's callbacks are bound to it once,
+// when the pool makes it, so that a handshake allocates little more than the strings
+// its Request keeps (BenchmarkUpgrade): every byte of a handshake's garbage is paid
+// for again in a gateway's memory after a connection storm.
+type upgradeState struct {
+	u       *Upgrader
+	key     []byte // Sec-WebSocket-Key, from scanHeaders
+	uri     []byte // the request target, copied from gobwas's buffer
+	req     Request
+	refusal *HTTPError
+	conn    handshakeConn
+	ws      ws.Upgrader
+}
+
+var upgradeStates = sync.Pool{New: func() any { return newUpgradeState() }}
+
+func newUpgradeState() *upgradeState {
+	st := &upgradeState{}
+	st.ws = ws.Upgrader{
+		WriteBufferSize: 512,
+		OnRequest: func(uri []byte) error {
+			st.uri = append(st.uri[:0], uri...)
+			return nil
+		},
+		OnHost: func(host []byte) error {
+			st.req.Host = string(host)
+			return nil
+		},
+		OnHeader: func(key, value []byte) error {
+			if string(key) == "Origin" {
+				st.req.Origin = string(value)
+			}
+			return nil
+		},
+		ProtocolCustom: func(v []byte) (string, bool) {
+			ok := httphead.ScanTokens(v, func(tok []byte) bool {
+				st.req.Protocols = append(st.req.Protocols, string(tok))
+				return true
+			})
+			// Returning "" keeps gobwas calling us for every Sec-WebSocket-Protocol line.
+			return "", ok
+		},
+		OnBeforeUpgrade: func() (ws.HandshakeHeader, error) {
+			st.refusal = st.u.accept(st.uri, st.key, &st.req)
+			if st.refusal != nil {
+				return nil, st.refusal
+			}
+			if st.req.Selected == "" {
+				return nil, nil
+			}
+			return ws.HandshakeHeaderString("Sec-WebSocket-Protocol: " + st.req.Selected + "\r\n"), nil
+		},
+	}
+	return st
+}
+
+// release forgets the handshake (nothing of the caller's stays referenced) and returns
+// st to the pool.
+func (st *upgradeState) release() {
+	st.u, st.key, st.req, st.refusal, st.conn = nil, nil, Request{}, nil, handshakeConn{}
+	if cap(st.uri) > 1024 {
+		st.uri = nil
+	}
+	upgradeStates.Put(st)
 }
 
 func (u *Upgrader) path() string {
@@ -210,37 +245,63 @@ func (u *Upgrader) path() string {
 
 // accept runs the checks that gobwas does not know about, once gobwas has found the
 // handshake itself valid: path, Sec-WebSocket-Key encoding, the query, then Check.
-func (u *Upgrader) accept(rawURI string, key []byte, req *Request) *HTTPError {
-	uri, err := url.ParseRequestURI(rawURI)
-	if err != nil {
-		return malformed("bad request URI")
+func (u *Upgrader) accept(uri []byte, key []byte, req *Request) *HTTPError {
+	path, rawQuery, e := splitRequestURI(uri)
+	if e != nil {
+		return e
 	}
-	req.Path = uri.Path
-	if uri.Path != u.path() {
+	if path != u.path() {
+		req.Path = string(path)
 		return &HTTPError{Status: http.StatusNotFound, Reason: "no WebSocket endpoint at this path; use " + u.path()}
 	}
+	req.Path = u.path()
 	// gobwas only checks the key's length; RFC 6455 4.1 wants 16 bytes in base64.
 	var nonce [18]byte
 	if k, err := base64.StdEncoding.Decode(nonce[:], key); err != nil || k != 16 {
 		return malformed("bad Sec-WebSocket-Key")
 	}
-	q, err := url.ParseQuery(uri.RawQuery)
-	if err != nil {
+	// The whole query is checked before any match id, as url.ParseQuery would.
+	if eachQueryPair(rawQuery, nil) != nil {
 		return malformed("bad query string")
 	}
-	req.Token = q.Get("token")
-	for _, v := range q["match"] {
-		if v == "" {
-			continue
+	// Read as main's url.ParseQuery version did: the first token, the first catchup
+	// (refused if not a boolean) before any match id, then every match value in order.
+	var tokenSeen, catchUpSeen bool
+	var catchUp string
+	_ = eachQueryPair(rawQuery, func(k string, raw []byte) bool {
+		switch {
+		case k == "token" && !tokenSeen:
+			req.Token, tokenSeen = queryValue(raw), true
+		case k == "catchup" && !catchUpSeen:
+			catchUp, catchUpSeen = queryValue(raw), true
 		}
-		for id := range strings.SplitSeq(v, ",") {
+		return true
+	})
+	switch catchUp {
+	case "1", "true":
+		req.CatchUp = true
+	case "", "0", "false":
+	default:
+		return malformed("bad catchup " + strconv.Quote(truncate(catchUp, 20)) + "; catchup=1 opts in")
+	}
+	var refusal *HTTPError
+	_ = eachQueryPair(rawQuery, func(k string, raw []byte) bool {
+		if k != "match" || len(raw) == 0 {
+			return true
+		}
+		for id := range strings.SplitSeq(queryValue(raw), ",") {
 			if id == "" || (u.ValidMatch != nil && !u.ValidMatch(id)) {
-				return malformed("bad match id " + strconv.Quote(truncate(id, 70)))
+				refusal = malformed("bad match id " + strconv.Quote(truncate(id, 70)))
+				return false
 			}
 			if !contains(req.Matches, id) {
 				req.Matches = append(req.Matches, id)
 			}
 		}
+		return true
+	})
+	if refusal != nil {
+		return refusal
 	}
 	if u.Check == nil {
 		return nil

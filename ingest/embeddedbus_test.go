@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"sync"
 	"testing"
 
 	"crease/bus"
@@ -16,16 +15,7 @@ func TestReplayOntoEmbeddedBus(t *testing.T) {
 	b := bus.NewEmbedded()
 	ctx := context.Background()
 	ms := embedded(t)
-	var wg sync.WaitGroup
-	errs := make([]error, len(ms))
-	for i, m := range ms {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = Replay(ctx, b, m, ReplayOptions{})
-		}()
-	}
-	wg.Wait()
+	errs := replayAll(ms, b)
 	for i, m := range ms {
 		if errs[i] != nil {
 			t.Fatalf("%s: %v", m.ID(), errs[i])

@@ -72,6 +72,18 @@ func inns(team string, overs ...obj) obj {
 }
 
 // doc is a match between A and B with the given outcome and innings.
+// superOver is a super over of team: one over of b1 and b2 facing bowler, a ball for
+// each of runs.
+func superOver(team, b1, b2, bowler string, runs ...int) obj {
+	var ds []obj
+	for _, r := range runs {
+		ds = append(ds, ball(b1, b2, bowler, r))
+	}
+	in := inns(team, over(0, ds...))
+	in["super_over"] = true
+	return in
+}
+
 func doc(outcome obj, innings ...obj) obj {
 	var a []any
 	for _, i := range innings {
@@ -286,3 +298,28 @@ func (p *fakePub) count(match string) int {
 }
 
 func itoa(n int) string { return fmt.Sprint(n) }
+
+// replayAll replays every match onto pub at once and returns each one's error.
+func replayAll(ms []*Match, pub bus.Publisher) []error {
+	var wg sync.WaitGroup
+	errs := make([]error, len(ms))
+	for i, m := range ms {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = Replay(context.Background(), pub, m, ReplayOptions{})
+		}()
+	}
+	wg.Wait()
+	return errs
+}
+
+// stateAfterSteps is the state a replay of m holds after its first n steps.
+func stateAfterSteps(m *Match, n int) []byte {
+	st, _ := NewStepper(m, 1, nil)
+	var u Update
+	for range n {
+		u, _ = st.Next(time.Now())
+	}
+	return u.Delta.State
+}

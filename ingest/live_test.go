@@ -5,42 +5,26 @@ import (
 	"errors"
 	"os"
 	"testing"
+
+	"crease/internal/livefeed"
 )
 
 // liveFeed turns a match file into what a score provider posts: the info without its
 // outcome, every ball at its position, then the info with the outcome.
 func liveFeed(t testing.TB, data []byte) (start, end json.RawMessage, balls []BallPost) {
 	t.Helper()
-	var raw struct {
-		Info    map[string]json.RawMessage `json:"info"`
-		Innings []struct {
-			Team      string    `json:"team"`
-			SuperOver bool      `json:"super_over"`
-			Target    *csTarget `json:"target"`
-			Overs     []struct {
-				Over       int               `json:"over"`
-				Deliveries []json.RawMessage `json:"deliveries"`
-			} `json:"overs"`
-		} `json:"innings"`
-	}
-	if err := json.Unmarshal(data, &raw); err != nil {
+	f, err := livefeed.FromFile(data)
+	if err != nil {
 		t.Fatal(err)
 	}
-	end = mustJSON(t, raw.Info)
-	delete(raw.Info, "outcome")
-	start = mustJSON(t, raw.Info)
-	for i, inn := range raw.Innings {
-		for _, o := range inn.Overs {
-			for bi, d := range o.Deliveries {
-				p := BallPost{BallPos: BallPos{Innings: i + 1, Over: o.Over, Ball: bi + 1}, Team: inn.Team, SuperOver: inn.SuperOver, Delivery: d}
-				if len(balls) == 0 || balls[len(balls)-1].Innings != i+1 {
-					p.Target = inn.Target
-				}
-				balls = append(balls, p)
-			}
+	for _, body := range f.Balls {
+		p, err := DecodeBall(body)
+		if err != nil {
+			t.Fatal(err)
 		}
+		balls = append(balls, p)
 	}
-	return start, end, balls
+	return f.Start, f.End, balls
 }
 
 func stateJSON(t testing.TB, s *State) []byte {

@@ -74,20 +74,11 @@ func TestReadMatchRefusesImpossibleCricket(t *testing.T) {
 // The scorecard items a fan expects: player of the match, each innings' target kept,
 // the overs limit, "scores level — super over", bowlers' wides and no-balls, did not bat.
 func TestScorecardItems(t *testing.T) {
-	so := func(team, b1, b2, bowler string, runs ...int) obj {
-		var ds []obj
-		for _, r := range runs {
-			ds = append(ds, ball(b1, b2, bowler, r))
-		}
-		in := inns(team, over(0, ds...))
-		in["super_over"] = true
-		return in
-	}
 	d := doc(obj{"result": "tie", "eliminator": "B"},
 		inns("A", over(0, ext(ball("a1", "a2", "b1", 0), "wides", 5), ext(ball("a1", "a2", "b1", 1), "noballs", 1), ball("a1", "a2", "b1", 4))),
 		inns("B", over(0, ball("b1", "b2", "a1", 6), ball("b1", "b2", "a1", 4), ball("b1", "b2", "a1", 1))),
-		so("B", "b1", "b2", "a1", 4),
-		so("A", "a1", "a2", "b1", 6),
+		superOver("B", "b1", "b2", "a1", 4),
+		superOver("A", "a1", "a2", "b1", 6),
 	)
 	info := d["info"].(obj)
 	info["player_of_match"] = []any{"b1"}

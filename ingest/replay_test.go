@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"sync"
 	"testing"
 	"time"
 
@@ -60,16 +59,7 @@ func replayState(t testing.TB, frames [][]byte) []byte {
 func TestReplayConcurrentMatches(t *testing.T) {
 	pub := newFakePub()
 	ms := embedded(t)
-	var wg sync.WaitGroup
-	errs := make([]error, len(ms))
-	for i, m := range ms {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = Replay(context.Background(), pub, m, ReplayOptions{})
-		}()
-	}
-	wg.Wait()
+	errs := replayAll(ms, pub)
 	for i, m := range ms {
 		if errs[i] != nil {
 			t.Fatalf("%s: %v", m.ID(), errs[i])
@@ -110,13 +100,9 @@ func TestReplayLoopsAndResumes(t *testing.T) {
 		t.Fatalf("seq %d, want %d", got, 2*steps+3)
 	}
 	// Frames 1..2*steps+3 rebuild the state of the third play-through, step 3.
-	st, _ := NewStepper(m, 1, nil)
-	var want Update
-	for range 3 {
-		want, _ = st.Next(time.Now())
-	}
-	if got := replayState(t, pub.frames["loop"]); !bytes.Equal(canon(t, got), canon(t, want.Delta.State)) {
-		t.Fatalf("after two loops\n%s\nwant\n%s", got, want.Delta.State)
+	want := stateAfterSteps(m, 3)
+	if got := replayState(t, pub.frames["loop"]); !bytes.Equal(canon(t, got), canon(t, want)) {
+		t.Fatalf("after two loops\n%s\nwant\n%s", got, want)
 	}
 
 	// Resume from the stored snapshot: seq goes on, the first patch resets that state.

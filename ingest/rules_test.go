@@ -179,22 +179,13 @@ func TestDismissalsAndRetirements(t *testing.T) {
 
 // The Cricsheet shape of a tie: two super overs, the second deciding.
 func TestSuperOverTie(t *testing.T) {
-	so := func(team, b1, b2, bowler string, runs ...int) obj {
-		var ds []obj
-		for _, r := range runs {
-			ds = append(ds, ball(b1, b2, bowler, r))
-		}
-		in := inns(team, over(0, ds...))
-		in["super_over"] = true
-		return in
-	}
 	d := doc(obj{"result": "tie", "eliminator": "B"},
 		inns("A", over(0, ball("a1", "a2", "b1", 6), ball("a1", "a2", "b1", 4))),
 		inns("B", over(0, ball("b1", "b2", "a1", 6), ball("b1", "b2", "a1", 4))),
-		so("B", "b1", "b2", "a1", 4, 4),
-		so("A", "a1", "a2", "b1", 6, 2),
-		so("A", "a1", "a2", "b1", 1),
-		so("B", "b1", "b2", "a1", 2),
+		superOver("B", "b1", "b2", "a1", 4, 4),
+		superOver("A", "a1", "a2", "b1", 6, 2),
+		superOver("A", "a1", "a2", "b1", 1),
+		superOver("B", "b1", "b2", "a1", 2),
 	)
 	m := mustRead(t, "tie.json", d)
 	us := checkChain(t, m, 1, nil, m.Steps()+3)

@@ -202,39 +202,52 @@ func decodeName(q []byte) []byte {
 // one if the name repeats (as encoding/json and JSON.parse read it); found is false when
 // obj has none. err wraps ErrInvalid when obj is not one valid JSON object.
 func (c *Composer) Member(obj []byte, name string) (value []byte, found bool, err error) {
-	if cap(c.ends) < len(obj) {
-		c.ends = make([]int32, len(obj))
-	}
-	ends := c.ends[:len(obj)]
-	start, _, err := index(obj, ends)
-	if err != nil {
-		return nil, false, err
-	}
-	if obj[start] != '{' {
-		return nil, false, invalid(start, "not an object")
-	}
-	j := skipSpace(obj, start+1)
-	if obj[j] == '}' {
-		return nil, false, nil
-	}
-	for {
-		kEnd := int(ends[j])
-		key := decodeName(obj[j:kEnd])
-		v := skipSpace(obj, skipSpace(obj, kEnd)+1)
-		vEnd := valueEnd(obj, ends, v)
-		if string(key) == name {
-			value, found = obj[v:vEnd], true
-		}
-		j = skipSpace(obj, vEnd)
-		if obj[j] != ',' {
-			return value, found, nil
-		}
-		j = skipSpace(obj, j+1)
-	}
+	names := [1]string{name}
+	var values [1][]byte
+	err = c.Members(obj, names[:], values[:])
+	return values[0], values[0] != nil, err
 }
 
 // Member is Composer.Member with a Composer of its own.
 func Member(obj []byte, name string) (value []byte, found bool, err error) {
 	var c Composer
 	return c.Member(obj, name)
+}
+
+// Members reads several members of the JSON object obj in one pass: values[i] is the
+// value of the last member named names[i], nil when obj has none. err wraps ErrInvalid
+// when obj is not one valid JSON object (values are then all nil).
+func (c *Composer) Members(obj []byte, names []string, values [][]byte) error {
+	clear(values)
+	if cap(c.ends) < len(obj) {
+		c.ends = make([]int32, len(obj))
+	}
+	ends := c.ends[:len(obj)]
+	start, _, err := index(obj, ends)
+	if err != nil {
+		return err
+	}
+	if obj[start] != '{' {
+		return invalid(start, "not an object")
+	}
+	j := skipSpace(obj, start+1)
+	if obj[j] == '}' {
+		return nil
+	}
+	for {
+		kEnd := int(ends[j])
+		key := decodeName(obj[j:kEnd])
+		v := skipSpace(obj, skipSpace(obj, kEnd)+1)
+		vEnd := valueEnd(obj, ends, v)
+		for i, name := range names {
+			if string(key) == name {
+				values[i] = obj[v:vEnd]
+			}
+		}
+		j = skipSpace(obj, vEnd)
+		if obj[j] != ',' {
+			return nil
+		}
+		j = skipSpace(obj, j+1)
+	}
 }

@@ -20,6 +20,7 @@ import (
 	busredis "crease/bus/redis"
 	"crease/client"
 	"crease/ingest"
+	"crease/internal/livefeed"
 	"crease/publish"
 	"crease/server"
 	"crease/server/servertest"
@@ -146,45 +147,17 @@ func realFeed(t testing.TB, name string) feed {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var raw struct {
-		Info    map[string]json.RawMessage `json:"info"`
-		Innings []struct {
-			Team   string          `json:"team"`
-			Super  bool            `json:"super_over"`
-			Target json.RawMessage `json:"target"`
-			Overs  []struct {
-				Over       int               `json:"over"`
-				Deliveries []json.RawMessage `json:"deliveries"`
-			} `json:"overs"`
-		} `json:"innings"`
-	}
-	if err := json.Unmarshal(data, &raw); err != nil {
+	lf, err := livefeed.FromFile(data)
+	if err != nil {
 		t.Fatal(err)
 	}
-	f := feed{m: m}
-	f.end, _ = json.Marshal(raw.Info)
-	delete(raw.Info, "outcome")
-	f.start, _ = json.Marshal(raw.Info)
-	for i, inn := range raw.Innings {
-		for _, o := range inn.Overs {
-			for bi, d := range o.Deliveries {
-				var p ingest.BallPost
-				p.BallPos = ingest.BallPos{Innings: i + 1, Over: o.Over, Ball: bi + 1}
-				p.Team, p.SuperOver, p.Delivery = inn.Team, inn.Super, d
-				if len(inn.Target) > 0 && o.Over == 0 && bi == 0 {
-					body, _ := json.Marshal(p)
-					var withTarget map[string]json.RawMessage
-					_ = json.Unmarshal(body, &withTarget)
-					withTarget["target"] = inn.Target
-					body, _ = json.Marshal(withTarget)
-					p, err = ingest.DecodeBall(body)
-					if err != nil {
-						t.Fatal(err)
-					}
-				}
-				f.balls = append(f.balls, p)
-			}
+	f := feed{m: m, start: lf.Start, end: lf.End}
+	for _, body := range lf.Balls {
+		p, err := ingest.DecodeBall(body)
+		if err != nil {
+			t.Fatal(err)
 		}
+		f.balls = append(f.balls, p)
 	}
 	return f
 }

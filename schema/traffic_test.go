@@ -15,6 +15,7 @@ import (
 
 	"crease/bus"
 	"crease/ingest"
+	"crease/internal/livefeed"
 	"crease/server"
 	"crease/server/servertest"
 	"crease/shard"
@@ -185,33 +186,13 @@ func publishBodies(t *testing.T, files ...string) []instance {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var file struct {
-			Info    json.RawMessage `json:"info"`
-			Innings []struct {
-				Team      string          `json:"team"`
-				SuperOver bool            `json:"super_over"`
-				Target    json.RawMessage `json:"target"`
-				Overs     []struct {
-					Over       int               `json:"over"`
-					Deliveries []json.RawMessage `json:"deliveries"`
-				} `json:"overs"`
-			} `json:"innings"`
-		}
-		if err := json.Unmarshal(data, &file); err != nil {
+		lf, err := livefeed.FromFile(data)
+		if err != nil {
 			t.Fatalf("%s: %v", f, err)
 		}
-		out = append(out, instance{"publish-match.schema.json", filepath.Base(f) + " info", file.Info})
-		for i, inn := range file.Innings {
-			for _, o := range inn.Overs {
-				for bi, d := range o.Deliveries {
-					body := map[string]any{"innings": i + 1, "team": inn.Team, "super_over": inn.SuperOver, "over": o.Over, "ball": bi + 1, "delivery": d}
-					if inn.Target != nil {
-						body["target"] = inn.Target
-					}
-					b, _ := json.Marshal(body)
-					out = append(out, instance{"publish-delivery.schema.json", fmt.Sprintf("%s innings %d over %d ball %d", filepath.Base(f), i+1, o.Over, bi+1), b})
-				}
-			}
+		out = append(out, instance{"publish-match.schema.json", filepath.Base(f) + " info", lf.End})
+		for i, b := range lf.Balls {
+			out = append(out, instance{"publish-delivery.schema.json", fmt.Sprintf("%s ball %d", filepath.Base(f), i+1), b})
 		}
 	}
 	return out

@@ -1,68 +1,76 @@
 package server
 
 import (
-	"context"
 	"errors"
+	"io"
 	"math/rand/v2"
-	"net"
 	"os"
 	"strconv"
 	"sync"
 	"syscall"
 	"time"
-
-	"github.com/panjf2000/gnet/v2"
 )
 
 // Why crease accepts connections itself: gnet v2.9.7 shuts the whole engine down when
-// accept(2) fails with EMFILE (every connection is lost). Here an accept failure only
-// slows the accept loop down, existing connections keep being served, and admission
-// control (a connection cap and a handshake token bucket) refuses the excess with 503
-// before it ever reaches a loop.
+// accept(2) fails with EMFILE (every connection is lost), cannot close its listener
+// without closing every connection (the drain's handover needs that) and cannot take a
+// listener it did not bind (socket activation, a restart that keeps the socket). Here an
+// accept failure only slows the accept loop down, existing connections keep being
+// served, and admission control (a connection cap and a handshake token bucket)
+// refuses the excess with 503 before it ever reaches a loop. Admitted sockets go
+// straight to a loop (enroll_linux.go), without a net.Conn.
 
 // refusalWorkers bounds the goroutines answering refused connections with 503; beyond
-// them a refused connection is simply closed.
+// them a refused connection is answered on the accept loop without waiting.
 const refusalWorkers = 64
 
 // acceptLoop runs on its own goroutine until the listener is closed.
 func (s *Server) acceptLoop() {
+	acc, err := newAcceptor(s.ln)
+	if err != nil {
+		s.log.Error("cannot accept WebSocket connections", "err", err)
+		return
+	}
+	in, err := s.newInboxes()
+	if err != nil {
+		s.log.Error("cannot hand connections to the event loops", "err", err)
+		return
+	}
+	defer in.close()
 	reserve := openReserve()
-	registering := make(chan (<-chan gnet.RegisteredResult), maxRegistering)
-	go s.awaitRegistrations(registering)
-	defer close(registering)
+	defer func() {
+		if reserve != nil {
+			reserve.Close()
+		}
+	}()
 	var (
-		backoff   time.Duration
-		lastLog   time.Time
-		suppress  int
-		refusals  = make(chan struct{}, refusalWorkers)
-		tcpLn, _  = s.ln.(*net.TCPListener)
-		errnoName string
+		backoff  time.Duration
+		lastLog  time.Time
+		suppress int
+		refusals = make(chan struct{}, refusalWorkers)
 	)
 	for {
-		nc, err := s.ln.Accept()
+		p, err := acc.accept()
 		if err != nil {
-			if s.stopping.Load() || errors.Is(err, net.ErrClosed) {
-				if reserve != nil {
-					reserve.Close()
-				}
+			if s.stopping.Load() || acc.closed(err) {
 				return
 			}
-			errnoName = "other"
+			errnoName := "other"
 			var errno syscall.Errno
 			if errors.As(err, &errno) {
 				errnoName = errnoLabel(errno)
 			}
 			s.m.acceptErrors.WithLabelValues(errnoName).Inc()
-			if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
+			if errno == syscall.EMFILE || errno == syscall.ENFILE {
 				// Out of descriptors: give the reserve back to accept one pending
 				// connection and refuse it, so clients learn to back off instead of
 				// waiting in the backlog, then sleep instead of spinning.
-				if reserve != nil && tcpLn != nil {
+				if reserve != nil {
 					reserve.Close()
 					reserve = nil
-					if c, err := tcpLn.Accept(); err == nil {
+					if p, ok := acc.tryAccept(); ok {
 						s.m.handshakes.WithLabelValues("overloaded").Inc()
-						refuseNow(c)
+						p.refuseNow()
 					}
 					reserve = openReserve()
 				}
@@ -82,6 +90,7 @@ func (s *Server) acceptLoop() {
 			select {
 			case <-time.After(backoff):
 			case <-s.stop:
+				return
 			}
 			continue
 		}
@@ -90,48 +99,22 @@ func (s *Server) acceptLoop() {
 			s.m.handshakes.WithLabelValues(reason).Inc()
 			select {
 			case refusals <- struct{}{}:
-				go func() { defer func() { <-refusals }(); refuseHTTP(nc) }()
+				go func() { defer func() { <-refusals }(); p.refuseHTTP() }()
 			default:
 				// Every worker is busy (a storm): answer here, without waiting for
 				// the request. A bare close would reset a connection whose request
 				// already arrived, and the client would see no 503 at all.
-				refuseNow(nc)
+				p.refuseNow()
 			}
 			continue
 		}
 		if sb := s.opts.Shard.SendBuffer; sb > 0 {
-			if tc, ok := nc.(*net.TCPConn); ok {
-				_ = tc.SetWriteBuffer(sb)
-			}
+			p.setSendBuffer(sb)
 		}
 		s.open.Add(1)
-		res, err := s.engine.Register(gnet.NewNetConnContext(context.Background(), nc))
-		if err != nil {
+		if !in.post(p) {
 			s.open.Add(-1)
-			nc.Close()
-			continue
-		}
-		// Each registration holds a goroutine of gnet's pool until its loop takes the
-		// connection; bounding them bounds the goroutines a storm creates (the runtime
-		// never frees a goroutine's descriptor, so a peak of thousands would stay).
-		select {
-		case registering <- res:
-		case <-s.stop:
-			return
-		}
-	}
-}
-
-// maxRegistering bounds connections handed to gnet and not yet taken by a loop.
-const maxRegistering = 64
-
-// awaitRegistrations drains registration results in order, so that at most
-// maxRegistering are in flight.
-func (s *Server) awaitRegistrations(registering <-chan (<-chan gnet.RegisteredResult)) {
-	for res := range registering {
-		if r, ok := <-res; ok && r.Err != nil {
-			s.open.Add(-1)
-			s.m.acceptErrors.WithLabelValues("register").Inc()
+			p.close()
 		}
 	}
 }
@@ -163,6 +146,8 @@ func errnoLabel(e syscall.Errno) string {
 	return "errno_" + strconv.Itoa(int(e))
 }
 
+// openReserve holds a descriptor back for the accept loop to give up when the process
+// runs out of them (see acceptLoop).
 func openReserve() *os.File {
 	f, err := os.Open(os.DevNull)
 	if err != nil {
@@ -179,10 +164,17 @@ func busyResponse() []byte {
 		"\r\nContent-Type: text/plain\r\nContent-Length: 21\r\nConnection: close\r\n\r\ngateway busy; retry\r\n")
 }
 
-// refuseHTTP reads the request head (so closing does not reset the connection under
-// the answer), answers 503 with a jittered Retry-After and closes.
-func refuseHTTP(nc net.Conn) {
-	defer nc.Close()
+// deadlineConn is what answering a refusal needs of a connection: a net.Conn, or an
+// accepted socket as an *os.File.
+type deadlineConn interface {
+	io.ReadWriteCloser
+	SetDeadline(time.Time) error
+}
+
+// answerRefusal reads the request head (so closing does not reset the connection under
+// the answer), answers 503 with a jittered Retry-After and shuts the write side; the
+// caller closes. It runs on a refusal worker.
+func answerRefusal(nc deadlineConn, closeWrite func()) {
 	_ = nc.SetDeadline(time.Now().Add(2 * time.Second))
 	buf := make([]byte, 4096)
 	var got int
@@ -194,44 +186,7 @@ func refuseHTTP(nc net.Conn) {
 		}
 	}
 	_, _ = nc.Write(busyResponse())
-	if tc, ok := nc.(*net.TCPConn); ok {
-		_ = tc.CloseWrite()
-	}
-}
-
-// refuseNow answers 503 without waiting for the request: used on the accept loop when
-// descriptors are exhausted or every refusal worker is busy. What already arrived of
-// the request is read first (without blocking), so that the close sends a FIN behind
-// the answer instead of a reset, which makes the client's kernel drop the answer
-// unread.
-func refuseNow(nc net.Conn) {
-	discardArrived(nc)
-	_ = nc.SetDeadline(time.Now().Add(50 * time.Millisecond))
-	_, _ = nc.Write(busyResponse())
-	discardArrived(nc)
-	nc.Close()
-}
-
-// discardArrived reads and drops whatever the peer has sent so far, never waiting.
-func discardArrived(nc net.Conn) {
-	sc, ok := nc.(syscall.Conn)
-	if !ok {
-		return
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return
-	}
-	var buf [2048]byte
-	_ = rc.Read(func(fd uintptr) bool {
-		for range 4 {
-			n, _, err := syscall.Recvfrom(int(fd), buf[:], syscall.MSG_DONTWAIT)
-			if err != nil || n < len(buf) {
-				break
-			}
-		}
-		return true // done, whether or not anything was there
-	})
+	closeWrite()
 }
 
 func containsCRLFCRLF(b []byte) bool {

@@ -109,6 +109,9 @@ func (s *Server) handshake(sh *shard.Shard, c *shard.Conn) bool {
 	_, _ = gc.Discard(n)
 	s.m.handshakesOK.Inc()
 	sh.Upgraded(c)
+	if req.CatchUp {
+		sh.SetCatchUp(c)
+	}
 	if claims, ok := req.Auth.(*tokenClaims); ok {
 		c.SetToken(claims.Matches, claims.ExpiresAt.Time)
 	}

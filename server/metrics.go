@@ -28,6 +28,7 @@ type metrics struct {
 	resyncs       *prometheus.CounterVec
 	recoveries    *prometheus.CounterVec
 	replayed      prometheus.Counter
+	catchUps      *prometheus.CounterVec
 	cuts          prometheus.Counter
 	busMessages   *prometheus.CounterVec
 	busInvalid    prometheus.Counter
@@ -78,6 +79,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Subscribes with since, by result: recovered (subscribed recovered:true and the missed deltas), or why not (unavailable, rate_limited, error, timeout, disabled, invalid)."}, []string{"result"}),
 		replayed: prometheus.NewCounter(prometheus.CounterOpts{Name: "crease_replayed_deltas_total",
 			Help: "Deltas queued from history for subscribes with since."}),
+		catchUps: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "crease_catchups_total",
+			Help: "Catch-up deltas for connections with ?catchup=1, by source (queue: deltas queued for a slow connection; replay: a history replay) and result: composed into one delta with from, or why not (inexact, too_large, over_budget, broken), when the queue's deltas get resync instead and a replay's go as they are."}, []string{"source", "result"}),
 		cuts: prometheus.NewCounter(prometheus.CounterOpts{Name: "crease_slow_consumer_cuts_total",
 			Help: "Connections closed with 4008 after their socket stayed full past the cut limit."}),
 		busMessages: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "crease_bus_messages_total",
@@ -96,7 +99,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "1 while the gateway drains."}),
 	}
 	for _, c := range []prometheus.Collector{m.connections, m.loopLag, m.dispatchDelay, m.fanout, m.busLatency, m.pending,
-		m.subscriptions, m.handshakes, m.disconnects, m.delivered, m.dropped, m.resyncs, m.recoveries, m.replayed, m.cuts,
+		m.subscriptions, m.handshakes, m.disconnects, m.delivered, m.dropped, m.resyncs, m.recoveries, m.replayed, m.catchUps, m.cuts,
 		m.busMessages, m.busInvalid, m.busDropped, m.busLost, m.acceptErrors, m.clientErrors, m.draining} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
@@ -132,6 +135,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	for _, r := range shard.RecoveryResults {
 		m.recoveries.WithLabelValues(r)
 	}
+	for _, src := range []string{"queue", "replay"} {
+		for _, r := range shard.CatchUpResults {
+			m.catchUps.WithLabelValues(src, r)
+		}
+	}
 	for _, e := range []string{"EMFILE", "ENFILE"} {
 		m.acceptErrors.WithLabelValues(e)
 	}
@@ -153,6 +161,7 @@ func (m *metrics) loop(idx int) *shard.LoopMetrics {
 		Resyncs:       m.resyncs,
 		Recoveries:    m.recoveries,
 		Replayed:      m.replayed,
+		CatchUps:      m.catchUps,
 	}
 	lm.Resolve()
 	return lm

@@ -221,3 +221,14 @@ func TestReconnectUnderLoadRedis(t *testing.T) {
 	gw := servertest.Run(t, server.Options{Bus: newBus(reg), Loops: 2, Registerer: reg, Gatherer: reg})
 	reconnectUnderLoad(t, gw, newBus(prometheus.NewRegistry()), false)
 }
+
+// The same with ?catchup=1: every recovery is one catch-up delta, which the Go client
+// applies as the contract says.
+func TestReconnectUnderLoadCatchUp(t *testing.T) {
+	b := bus.NewEmbeddedWith(loadHistory)
+	gw := servertest.Run(t, server.Options{Bus: b, Loops: 2})
+	reconnectUnderLoad(t, gw, b, true)
+	if n := servertest.Metric(t, servertest.HTTPURL(gw), `crease_catchups_total{result="composed",source="replay"}`); n == 0 {
+		t.Error("no replay was composed into a catch-up delta")
+	}
+}

@@ -362,3 +362,61 @@ func TestWaitingSubscribeTimesOut(t *testing.T) {
 		t.Fatalf("timeout %v, want 1", n)
 	}
 }
+
+// With ?catchup=1 a replay comes as one delta with `from` = the position held, which
+// applied to that state gives the current one; live deltas follow as they are.
+func TestSinceWithCatchUpReplaysOneDelta(t *testing.T) {
+	b := bus.NewEmbedded()
+	gw := servertest.Run(t, server.Options{Bus: b, Loops: 1})
+	p := servertest.NewPublisher(b, "m1")
+	for i := 1; i <= 10; i++ {
+		p.Set(t, fmt.Sprintf("k%d", i%3), i)
+	}
+	c, _, err := servertest.DialWS(gw.WSAddr().String(), "/ws?catchup=1", nil, "")
+	if err != nil || c == nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Expect(t, "hello")
+	if err := c.Send(fmt.Sprintf(`{"op":"subscribe","match":"m1","since":{"epoch":%q,"seq":4}}`, p.Epoch)); err != nil {
+		t.Fatal(err)
+	}
+	if !subscribedRecovered(t, c) {
+		t.Fatal("recovered:false")
+	}
+	f := c.Expect(t, "delta")
+	var d struct {
+		Seq   uint64          `json:"seq"`
+		From  *uint64         `json:"from"`
+		Epoch string          `json:"epoch"`
+		Patch json.RawMessage `json:"patch"`
+	}
+	if err := json.Unmarshal(f.Raw, &d); err != nil || d.Seq != 10 || d.From == nil || *d.From != 4 || d.Epoch != p.Epoch {
+		t.Fatalf("replay %s, want one delta 10 from 4", f.Raw)
+	}
+	// The state at 4 was {k1:4, k2:2, k0:3}; the patch takes it to the state at 10.
+	var got, want map[string]int
+	_ = json.Unmarshal(d.Patch, &got)
+	_ = json.Unmarshal(p.State(), &want)
+	state := map[string]int{"k1": 4, "k2": 2, "k0": 3}
+	for k, v := range got {
+		state[k] = v
+	}
+	if fmt.Sprint(state) != fmt.Sprint(want) {
+		t.Fatalf("state at 4 patched with %s is %v, want %v", d.Patch, state, want)
+	}
+	p.Set(t, "k0", 11)
+	expectDeltas(t, c, 11, 11)
+	if n := servertest.Metric(t, servertest.HTTPURL(gw), `crease_catchups_total{result="composed",source="replay"}`); n != 1 {
+		t.Fatalf("crease_catchups_total replay composed %v, want 1", n)
+	}
+}
+
+// A bad ?catchup value is refused before the upgrade.
+func TestCatchUpQueryRefused(t *testing.T) {
+	gw := servertest.Run(t, server.Options{Loops: 1})
+	c, resp, err := servertest.DialWS(gw.WSAddr().String(), "/ws?catchup=yes", nil, "")
+	if err != nil || c != nil || resp.StatusCode != 400 {
+		t.Fatalf("?catchup=yes: %v %v", resp, err)
+	}
+}

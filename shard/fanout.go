@@ -101,7 +101,7 @@ func (s *Shard) resyncConn(c *Conn, match string, reason bus.ResyncReason) {
 	}
 	q := s.queue(c)
 	s.removeFrames(q, func(f *Frame) bool {
-		if f.Kind == KindDelta && f.Match == match {
+		if isDelta(f) && f.Match == match {
 			s.m.dropped(f.Prio, string(reason))
 			return true
 		}
@@ -148,17 +148,7 @@ func (s *Shard) flushDirty() {
 			continue
 		}
 		q.dirty = false
-		if c.state != StateOpen {
-			if c.state == StateClosed && !q.listed {
-				s.release(q)
-			}
-			continue
-		}
-		s.flush(c, now)
-		if c.out == q && len(q.state)+len(q.low) == 0 && !q.listed && c.state == StateOpen {
-			c.out = nil
-			s.release(q)
-		}
+		s.flushListed(c, q, now)
 	}
 	s.flushCounts()
 	if i < len(s.dirty) {

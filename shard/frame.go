@@ -17,6 +17,7 @@ const (
 	KindEvent             = FrameKind(bus.KindEvent)
 	KindControl FrameKind = 10 // hello, subscribed, error, pong, ping, reconnect
 	KindResync  FrameKind = 11 // a resync marker standing in for dropped deltas of Match
+	KindCatchUp FrameKind = 12 // a delta made for one connection: queued deltas of Match composed, or kept (catchup.go)
 )
 
 // Frame is one pre-encoded server frame. Bus frames are encoded once per gateway and

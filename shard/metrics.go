@@ -21,6 +21,7 @@ type LoopMetrics struct {
 	Resyncs       *prometheus.CounterVec // reason
 	Recoveries    *prometheus.CounterVec // result: subscribes with `since` (RecoveryResults)
 	Replayed      prometheus.Counter     // deltas queued from history answers
+	CatchUps      *prometheus.CounterVec // source (queue, replay), result (CatchUpResults)
 
 	deliveredBy [4]prometheus.Counter
 }
@@ -40,6 +41,7 @@ func NopLoopMetrics() *LoopMetrics {
 		Resyncs:       prometheus.NewCounterVec(prometheus.CounterOpts{Name: "r"}, []string{"reason"}),
 		Recoveries:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rc"}, []string{"result"}),
 		Replayed:      prometheus.NewCounter(prometheus.CounterOpts{Name: "rp"}),
+		CatchUps:      prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cu"}, []string{"source", "result"}),
 	}
 	m.Resolve()
 	return m
@@ -73,4 +75,8 @@ func (m *LoopMetrics) resync(reason bus.ResyncReason) {
 
 func (m *LoopMetrics) recovery(result string) {
 	m.Recoveries.WithLabelValues(result).Inc()
+}
+
+func (m *LoopMetrics) catchUp(source, result string) {
+	m.CatchUps.WithLabelValues(source, result).Inc()
 }

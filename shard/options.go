@@ -51,6 +51,7 @@ var (
 	ErrSendBuffer   = errors.New("shard: send buffer must be > 0, or -1 for the kernel's autotuning")
 	ErrLinger       = errors.New("shard: close linger must not be negative")
 	ErrRecoveryWait = errors.New("shard: recovery wait must not be negative")
+	ErrCatchUp      = errors.New("shard: catch-up bytes must be from 1 to the budget, catch-up work at least 1")
 	ErrOpRate       = errors.New("shard: op rate must be from 0.01 to 1,000,000 per second, op burst at least 1, and two bursts at most 30 minutes of the rate")
 )
 
@@ -120,6 +121,14 @@ type Options struct {
 	// reading could wait tens of seconds for the kernel's next probe. Not negative;
 	// default DefaultCloseLinger (5s).
 	CloseLinger time.Duration
+	// CatchUpBytes is the largest patch of a catch-up delta made for one connection that
+	// opted in (catchup.go); a composition over it is shed for `resync`. From 1 to
+	// Budget; default DefaultCatchUpBytes (16 KiB).
+	CatchUpBytes int
+	// CatchUpWork bounds the patch bytes a shard composes per tick over all its
+	// connections; past it, the tick's other compositions are shed for `resync`. At
+	// least 1; default DefaultCatchUpWork (256 KiB).
+	CatchUpWork int
 	// RecoveryWait is how long a subscribe with `since` may wait for the gateway's
 	// history answer before it is answered `recovered:false` (recover.go). Above 0;
 	// default DefaultRecoveryWait (5s).
@@ -176,6 +185,12 @@ func (o Options) WithDefaults() (Options, error) {
 	if o.CloseLinger == 0 {
 		o.CloseLinger = DefaultCloseLinger
 	}
+	if o.CatchUpBytes == 0 {
+		o.CatchUpBytes = min(DefaultCatchUpBytes, o.Budget)
+	}
+	if o.CatchUpWork == 0 {
+		o.CatchUpWork = DefaultCatchUpWork
+	}
 	if o.RecoveryWait == 0 {
 		o.RecoveryWait = DefaultRecoveryWait
 	}
@@ -204,6 +219,8 @@ func (o Options) WithDefaults() (Options, error) {
 		return o, ErrLinger
 	case o.RecoveryWait < 0:
 		return o, ErrRecoveryWait
+	case o.CatchUpBytes < 1 || o.CatchUpBytes > o.Budget || o.CatchUpWork < 1:
+		return o, ErrCatchUp
 	}
 	return o, nil
 }

@@ -21,6 +21,7 @@ type outQueue struct {
 	low          []*Frame
 	bytes        int   // bytes in both lanes
 	blockedSince int64 // shard clock ns when the socket was first found full; 0 if not
+	catchUpTick  int64 // Shard.ticks+1 of the last catch-up composition (catchup.go); 0 none
 	listed       bool  // on Shard.blocked
 	dirty        bool  // on Shard.dirty
 }
@@ -32,6 +33,7 @@ func (q *outQueue) reset() {
 	q.low = q.low[:0]
 	q.bytes = 0
 	q.blockedSince = 0
+	q.catchUpTick = 0
 	q.listed = false
 	q.dirty = false
 }
@@ -198,7 +200,7 @@ func shiftLane(lane []*Frame, n int) []*Frame {
 // countIndex is the delivered-counter slot of f: its priority, or 0 for frames the
 // gateway made for one connection.
 func countIndex(f *Frame) int {
-	if f.Kind >= KindControl {
+	if f.Kind == KindControl || f.Kind == KindResync {
 		return 0
 	}
 	return int(f.Prio & 3)
@@ -260,8 +262,13 @@ func (s *Shard) dropLow(q *outQueue, reason string) {
 	q.low = q.low[:0]
 }
 
-// shedDeltas replaces every queued delta of c by one resync marker per match.
+// shedDeltas replaces every queued delta of c by one resync marker per match (for a
+// connection that opted in, every match's deltas it can compose by one catch-up delta
+// first: catchup.go).
 func (s *Shard) shedDeltas(c *Conn, q *outQueue, reason bus.ResyncReason) {
+	if s.cu.conns != nil && s.CatchUp(c) && !s.catchUpQueued(q) {
+		return
+	}
 	var shed []string
 	s.removeFrames(q, func(f *Frame) bool {
 		if f.Kind != KindDelta {
@@ -329,6 +336,23 @@ func hasResync(lane []*Frame, match string) bool {
 	return false
 }
 
+// flushListed flushes c, just taken off the dirty or the blocked list (that flag of q,
+// its queue, cleared), and gives q back once it is on neither list and empty, or its
+// connection is gone.
+func (s *Shard) flushListed(c *Conn, q *outQueue, now int64) {
+	if c.state != StateOpen {
+		if c.state == StateClosed && !q.dirty && !q.listed {
+			s.release(q)
+		}
+		return
+	}
+	s.flush(c, now)
+	if c.out == q && len(q.state)+len(q.low) == 0 && !q.listed && !q.dirty {
+		c.out = nil
+		s.release(q)
+	}
+}
+
 // sweepBlocked retries connections waiting for their socket and polices them.
 func (s *Shard) sweepBlocked(now int64) {
 	if len(s.blocked) == 0 {
@@ -346,17 +370,7 @@ func (s *Shard) sweepBlocked(now int64) {
 			continue
 		}
 		q.listed = false
-		if c.state != StateOpen {
-			if c.state == StateClosed && !q.dirty {
-				s.release(q)
-			}
-			continue
-		}
-		s.flush(c, now)
-		if c.out == q && len(q.state)+len(q.low) == 0 && !q.listed && !q.dirty {
-			c.out = nil
-			s.release(q)
-		}
+		s.flushListed(c, q, now)
 		if c.state == StateOpen {
 			pending += int64(c.gc.OutboundBuffered())
 		}

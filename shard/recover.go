@@ -142,13 +142,6 @@ func covers(a *HistoryAnswer, since Since, seen uint64) bool {
 	return true
 }
 
-// queueReplay queues the replayed deltas for c.
-func (s *Shard) queueReplay(c *Conn, _ Since, a *HistoryAnswer) {
-	for _, f := range a.Frames {
-		s.enqueue(c, f)
-	}
-}
-
 // finishPending answers a subscription that cannot be recovered: `recovered:false`,
 // and it is live from here (the client takes the snapshot route; rule 2 owes it only
 // the deltas after this `subscribed`).

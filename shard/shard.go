@@ -40,6 +40,7 @@ type Shard struct {
 	nextSweep time.Duration // connection clock of the next sweepConns
 	ops       opBucket
 	rec       recoveryState // subscriptions with `since` waiting for their replay (recover.go)
+	cu        catchUpState  // catch-up deltas (catchup.go)
 
 	freeLow      int  // fewest queues on s.free during the current second
 	dirtyNext    int  // s.dirty[:dirtyNext] are flushed

@@ -3,6 +3,7 @@ package bare
 import (
 	"fmt"
 	"net"
+	"runtime"
 	"syscall"
 	"testing"
 	"time"
@@ -43,6 +44,8 @@ func BenchmarkBareIdleConnHeap(b *testing.B) {
 	defer gnet.Stop(b.Context(), fmt.Sprintf("tcp://127.0.0.1:%d", port)) //nolint:staticcheck
 	for i := 0; i < b.N; i++ {
 		before := heaptest.LiveHeap()
+		var ms0 runtime.MemStats
+		runtime.ReadMemStats(&ms0)
 		fds := make([]int, 0, conns)
 		for j := 0; j < conns; j++ {
 			fd, err := heaptest.RawClient(&net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port}, fmt.Sprintf("match=m%d", j%10))
@@ -59,8 +62,11 @@ func BenchmarkBareIdleConnHeap(b *testing.B) {
 			}
 		}
 		time.Sleep(1200 * time.Millisecond)
+		var ms1 runtime.MemStats
+		runtime.ReadMemStats(&ms1)
 		after := heaptest.LiveHeap()
 		b.ReportMetric(float64(int64(after)-int64(before))/conns, "heap-B/conn")
+		b.ReportMetric(float64(ms1.TotalAlloc-ms0.TotalAlloc)/conns, "alloc-B/conn")
 		for _, fd := range fds {
 			syscall.Close(fd)
 		}

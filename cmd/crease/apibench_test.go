@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -14,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	busredis "crease/bus/redis"
+	"crease/internal/livefeed"
 	"crease/internal/redistest"
 	"crease/server"
 	"crease/server/servertest"
@@ -145,41 +145,17 @@ func benchAPI(b *testing.B, par int) {
 	b.ReportMetric(q(0.99), "p99-ms")
 }
 
-// apiFeed is a real match as a provider posts it: the info without its outcome, the info
-// with it, and every ball's request body.
 func apiFeed(b testing.TB, name string) (start, end []byte, balls [][]byte) {
 	data, err := os.ReadFile("../../ingest/matches/" + name + ".json")
 	if err != nil {
 		b.Fatal(err)
 	}
-	var raw struct {
-		Info    map[string]json.RawMessage `json:"info"`
-		Innings []struct {
-			Team   string          `json:"team"`
-			Target json.RawMessage `json:"target"`
-			Overs  []struct {
-				Over       int               `json:"over"`
-				Deliveries []json.RawMessage `json:"deliveries"`
-			} `json:"overs"`
-		} `json:"innings"`
-	}
-	if err := json.Unmarshal(data, &raw); err != nil {
+	f, err := livefeed.FromFile(data)
+	if err != nil {
 		b.Fatal(err)
 	}
-	end, _ = json.Marshal(raw.Info)
-	delete(raw.Info, "outcome")
-	start, _ = json.Marshal(raw.Info)
-	for i, inn := range raw.Innings {
-		for _, o := range inn.Overs {
-			for bi, d := range o.Deliveries {
-				p := map[string]any{"innings": i + 1, "team": inn.Team, "over": o.Over, "ball": bi + 1, "delivery": d}
-				if len(inn.Target) > 0 && o.Over == 0 && bi == 0 {
-					p["target"] = inn.Target
-				}
-				body, _ := json.Marshal(p)
-				balls = append(balls, body)
-			}
-		}
+	for _, body := range f.Balls {
+		balls = append(balls, body)
 	}
-	return start, end, balls
+	return f.Start, f.End, balls
 }

@@ -85,7 +85,12 @@ func TestEMFILEDoesNotKillTheGateway(t *testing.T) {
 		_, _ = io.WriteString(nc, servertest.UpgradeRequest("/ws"))
 		extras = append(extras, nc)
 	}
-	time.Sleep(500 * time.Millisecond)
+	servertest.Eventually(t, 10*time.Second, func() error { // the gateway is out of descriptors
+		if n := servertest.ScrapeURL(t, hc, metricsURL)[`crease_accept_errors_total{errno="EMFILE"}`]; n < 1 {
+			return fmt.Errorf("%v EMFILE accept errors", n)
+		}
+		return nil
+	})
 	before := make([]int64, keep)
 	for i := range got {
 		before[i] = got[i].Load()
@@ -120,22 +125,18 @@ func TestEMFILEDoesNotKillTheGateway(t *testing.T) {
 	for _, nc := range extras {
 		nc.Close()
 	}
-	deadline := time.Now().Add(15 * time.Second)
-	for {
+	servertest.Eventually(t, 15*time.Second, func() error {
 		c, resp, err := servertest.DialWS(p.ws, "/ws?match="+match, nil, "")
-		if c != nil {
-			f, err := c.Next(time.Now().Add(5 * time.Second))
-			c.Close()
-			if err != nil || f.Type != "hello" {
-				t.Fatalf("after recovery: %s %v", f.Raw, err)
-			}
-			break
+		if c == nil {
+			return fmt.Errorf("no new client accepted after the extra connections closed: %v %v", resp, err)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no new client accepted 15 s after the extra connections closed: %v %v", resp, err)
+		f, err := c.Next(time.Now().Add(5 * time.Second))
+		c.Close()
+		if err != nil || f.Type != "hello" {
+			t.Fatalf("after recovery: %s %v", f.Raw, err)
 		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return nil
+	})
 	close(stop)
 	for _, c := range conns {
 		c.Close()

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -53,13 +54,13 @@ func creaseBin(t testing.TB) string {
 	return builtBin
 }
 
-// proc is a crease child process.
-type proc struct {
-	cmd      *exec.Cmd
-	ws, http string
-	out      *syncBuffer
-	exited   chan struct{}
-	exitErr  error
+// child is a process a test started: its output and its exit. Cleanup kills it if it
+// is still running and, when the test failed, logs the end of its output.
+type child struct {
+	cmd     *exec.Cmd
+	out     *syncBuffer
+	exited  chan struct{}
+	exitErr error
 }
 
 type syncBuffer struct {
@@ -79,52 +80,72 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
+// startChild runs argv (argv[0] the program) with the test's environment.
+func startChild(t testing.TB, argv ...string) *child {
+	t.Helper()
+	c := &child{cmd: exec.Command(argv[0], argv[1:]...), out: &syncBuffer{}, exited: make(chan struct{})}
+	c.cmd.Stdout, c.cmd.Stderr = c.out, c.out
+	c.cmd.Env = os.Environ()
+	if err := c.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { c.exitErr = c.cmd.Wait(); close(c.exited) }()
+	t.Cleanup(func() {
+		select {
+		case <-c.exited:
+		default:
+			_ = c.cmd.Process.Kill()
+			<-c.exited
+		}
+		if t.Failed() {
+			out := c.out.String()
+			if len(out) > 4000 {
+				out = "..." + out[len(out)-4000:]
+			}
+			t.Logf("output of %.100s:\n%s", strings.Join(argv, " "), out)
+		}
+	})
+	return c
+}
+
+// wait waits up to within for the process to exit and returns its exit error.
+func (c *child) wait(t testing.TB, within time.Duration) error {
+	t.Helper()
+	select {
+	case <-c.exited:
+		return c.exitErr
+	case <-time.After(within):
+		t.Fatalf("%s did not exit within %v", c.cmd.Path, within)
+		return nil
+	}
+}
+
+// proc is a crease gateway child process and its two listeners.
+type proc struct {
+	*child
+	ws, http string
+}
+
 // startCrease runs `[prefix...] crease args... --ws-addr --http-addr` and waits until its
 // HTTP listener answers /healthz.
 func startCrease(t *testing.T, prefix []string, args ...string) *proc {
 	t.Helper()
-	p := &proc{ws: servertest.FreeAddr(t), http: servertest.FreeAddr(t), out: &syncBuffer{}, exited: make(chan struct{})}
+	p := &proc{ws: servertest.FreeAddr(t), http: servertest.FreeAddr(t)}
 	argv := append(append(append([]string{}, prefix...), creaseBin(t)), args...)
-	argv = append(argv, "--ws-addr", p.ws, "--http-addr", p.http)
-	p.cmd = exec.Command(argv[0], argv[1:]...)
-	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
-	p.cmd.Env = os.Environ()
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { p.exitErr = p.cmd.Wait(); close(p.exited) }()
-	t.Cleanup(func() {
-		select {
-		case <-p.exited:
-		default:
-			_ = p.cmd.Process.Kill()
-			<-p.exited
-		}
-		if t.Failed() {
-			out := p.out.String()
-			if len(out) > 4000 {
-				out = "..." + out[len(out)-4000:]
-			}
-			t.Logf("crease output:\n%s", out)
-		}
-	})
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		resp, err := http.Get("http://" + p.http + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			return p
-		}
+	p.child = startChild(t, append(argv, "--ws-addr", p.ws, "--http-addr", p.http)...)
+	servertest.Eventually(t, 15*time.Second, func() error {
 		select {
 		case <-p.exited:
 			t.Fatalf("crease exited at start: %v\n%s", p.exitErr, p.out.String())
 		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("crease not answering: %v", err)
+		resp, err := http.Get("http://" + p.http + "/healthz")
+		if err != nil {
+			return fmt.Errorf("crease not answering: %w", err)
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return resp.Body.Close()
+	})
+	return p
 }
 
 func (p *proc) signal(t testing.TB, sig syscall.Signal) {
@@ -134,17 +155,13 @@ func (p *proc) signal(t testing.TB, sig syscall.Signal) {
 	}
 }
 
-// waitExit waits for the process to exit and returns how long that took.
+// waitExit waits for the process to exit, fails t unless it exited cleanly, and
+// returns how long that took.
 func (p *proc) waitExit(t testing.TB, within time.Duration) time.Duration {
 	t.Helper()
 	start := time.Now()
-	select {
-	case <-p.exited:
-	case <-time.After(within):
-		t.Fatalf("crease did not exit within %v", within)
-	}
-	if p.exitErr != nil {
-		t.Errorf("crease exited with %v", p.exitErr)
+	if err := p.wait(t, within); err != nil {
+		t.Errorf("crease exited with %v", err)
 	}
 	return time.Since(start)
 }
@@ -223,4 +240,24 @@ func whileProgressing[N comparable](t testing.TB, stall time.Duration, progress 
 			return
 		}
 	}
+}
+
+// apiRequest sends an HTTP request with the API key key ("" for none) and returns the
+// status and the body.
+func apiRequest(t testing.TB, method, url, body, key string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
 }

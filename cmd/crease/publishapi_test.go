@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -20,17 +19,7 @@ func TestDemoServesThePublishAPI(t *testing.T) {
 	base := "http://" + p.http
 	do := func(method, path, body, key string) (int, string) {
 		t.Helper()
-		req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
-		if key != "" {
-			req.Header.Set("Authorization", "Bearer "+key)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
+		return apiRequest(t, method, base+path, body, key)
 	}
 	if code, body := do("PUT", "/v1/matches/final", `{"teams":["Lions","Tigers"],"match_type":"T20","overs":20}`, "wrong"); code != 401 {
 		t.Fatalf("bad key: %d %s", code, body)

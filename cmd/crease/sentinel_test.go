@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -15,7 +14,6 @@ import (
 	"time"
 
 	busredis "crease/bus/redis"
-	"crease/client"
 	"crease/ingest"
 	"crease/internal/redistest"
 	"crease/server/servertest"
@@ -98,23 +96,7 @@ func (w *sentinelWorld) waitStored(t testing.TB, seq uint64, within time.Duratio
 // and every follower rebuilt it with nothing lost and the score never going back.
 func (w *sentinelWorld) verifyFinal(t *testing.T, steps int, fs ...*follower) {
 	t.Helper()
-	st, err := w.store.Stored(context.Background(), w.m.ID())
-	if err != nil {
-		t.Fatal(err)
-	}
-	want, _ := json.Marshal(w.m.Final())
-	if eq, _ := client.JSONEqual(st.State, want); !eq || st.Seq != uint64(steps) {
-		t.Fatalf("final at seq %d (want %d):\n%s\nwant (from scratch):\n%s", st.Seq, steps, st.State, want)
-	}
-	final := client.Snapshot{Match: w.m.ID(), Epoch: st.Epoch, Seq: st.Seq, State: st.State}
-	for i, f := range fs {
-		f.converged(t, final)
-		f.mu.Lock()
-		if len(f.back) > 0 {
-			t.Errorf("client %d saw the score go back: %v", i, f.back)
-		}
-		f.mu.Unlock()
-	}
+	verifyStored(t, w.store, w.m, uint64(steps), 15*time.Second, fs...)
 }
 
 // TestSentinelServeAndIngestFollowFailover: `crease serve` and `crease ingest` with

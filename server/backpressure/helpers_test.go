@@ -68,11 +68,11 @@ func (g *gateway) event(t testing.TB, n int) {
 	}
 }
 
-// metric sums the series of name on the gateway's /metrics whose labels contain every
-// one of labels (`reason="slow"`).
+// metric sums the series of name whose labels contain every one of labels
+// (`reason="slow"`), read from the gateway's registry: the tests poll it tightly.
 func (g *gateway) metric(t testing.TB, name string, labels ...string) float64 {
 	t.Helper()
-	return servertest.Scrape(t, servertest.HTTPURL(g.s)).Sum(name, labels...)
+	return servertest.Gather(t, g.reg).Sum(name, labels...)
 }
 
 func (g *gateway) snapshot(t testing.TB) client.Snapshot {

@@ -230,10 +230,16 @@ type watched struct {
 // startClient runs a client of match against wsURL/httpBase until the test ends.
 func startClient(t *testing.T, name, wsURL, httpBase, match string) *watched {
 	t.Helper()
+	return startClientWith(t, name, wsURL, httpBase, match, nil)
+}
+
+// startClientWith is startClient with the client's options changed by opt (nil: none).
+func startClientWith(t *testing.T, name, wsURL, httpBase, match string, opt func(*client.Options)) *watched {
+	t.Helper()
 	w := &watched{name: name, chk: client.NewChecker(), done: make(chan struct{})}
 	d := *websocket.DefaultDialer
 	d.HandshakeTimeout = 3 * time.Second
-	c, err := client.New(client.Options{
+	o := client.Options{
 		URL:        wsURL,
 		BaseHTTP:   httpBase,
 		Dialer:     &d,
@@ -246,7 +252,11 @@ func startClient(t *testing.T, name, wsURL, httpBase, match string) *watched {
 				w.conns.Add(1)
 			}
 		},
-	})
+	}
+	if opt != nil {
+		opt(&o)
+	}
+	c, err := client.New(o)
 	if err != nil {
 		t.Fatal(err)
 	}

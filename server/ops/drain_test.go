@@ -14,32 +14,40 @@ import (
 	"crease/bus"
 	"crease/server"
 	"crease/server/servertest"
+	"crease/shard"
 )
 
 // drainClient is what one client saw of a drain.
 type drainClient struct {
 	afterMS   int64         // of its reconnect frame; -1 if none came
-	reconnAt  time.Duration // when reconnect arrived, from the drain's start
-	closeCode int
-	closedAt  time.Duration
+	closeCode int           // of its close frame
+	closedAt  time.Duration // the shard clock, from the drain's start, when the close arrived
 	lastSeq   uint64
 	err       error
 }
 
-// TestDrain2000 connects 2,000 subscribed clients, publishes deltas at 20/s and drains
-// with a 3 s window. Every client must get `reconnect` with after_ms inside the window,
+// TestDrain2000 connects 2,000 subscribed clients, publishes deltas at 5/s and drains
+// with a 3 s window on the shard clock (a servertest.Clock), which the test moves in
+// 100 ms steps, so that what is checked is the schedule itself, whatever the load of
+// the machine: every client gets `reconnect` at once with after_ms inside the window,
 // the after_ms spread evenly (each quarter of the window 15-35% of the clients), then a
-// 1012 close near its after_ms, with every delta before it in order and every frame
-// whole. During the drain /readyz is 503, /healthz 200, and a new handshake gets 503 with
-// Retry-After 1-5. Drain returns (the server stopped) well within window + grace.
+// 1012 close exactly in the first step at or after its after_ms, never earlier, with
+// every delta before it in order and every frame whole. During the drain /readyz is
+// 503, /healthz 200, and a new handshake gets 503 with Retry-After 1-5. Drain returns
+// (the server stopped) once the last client is closed. This is the paced drain
+// (RestartGap off), for clients that have other gateways to go to; restart_test.go has
+// the restart in place.
 func TestDrain2000(t *testing.T) {
 	const (
 		n      = 2000
 		window = 3 * time.Second
-		grace  = 5 * time.Second
+		step   = 100 * time.Millisecond
 	)
 	b := bus.NewEmbedded()
-	s := servertest.Run(t, server.Options{Bus: b, Loops: 2, DrainWindow: window, DrainGrace: grace})
+	clock := servertest.NewClock()
+	// The grace is real time: far beyond what stepping the clock through the window takes.
+	s := servertest.Run(t, server.Options{Bus: b, Loops: 2, DrainWindow: window, DrainGrace: 2 * time.Minute, RestartGap: -1,
+		Shard: shard.Options{Now: clock.Now}})
 	addr := s.WSAddr().String()
 
 	conns := make([]*wsConn, n)
@@ -89,9 +97,10 @@ func TestDrain2000(t *testing.T) {
 	}
 
 	// Publish at 5/s until the drain is over (2,000 frames per delta for this process to
-	// parse under the race detector).
+	// parse under the race detector); the drain starts once deltas are flowing.
 	stopPub := make(chan struct{})
 	pubDone := make(chan struct{})
+	var published atomic.Int64
 	p := newPublisher(b)
 	go func() {
 		defer close(pubDone)
@@ -105,14 +114,16 @@ func TestDrain2000(t *testing.T) {
 				if err := p.delta("m1", "high"); err != nil {
 					return
 				}
+				published.Add(1)
 			}
 		}
 	}()
-	time.Sleep(200 * time.Millisecond)
+	servertest.Eventually(t, 10*time.Second, servertest.Cond("two deltas published", func() bool { return published.Load() >= 2 }))
 
+	start := clock.Now()
 	results := make([]drainClient, n)
-	var start time.Time
-	startSet := make(chan struct{})
+	var reconnects atomic.Int64
+	closed := make([]atomic.Bool, n)
 	var readers sync.WaitGroup
 	for i, c := range conns {
 		readers.Add(1)
@@ -120,17 +131,16 @@ func TestDrain2000(t *testing.T) {
 			defer readers.Done()
 			r := &results[i]
 			r.afterMS = -1
-			deadline := time.Now().Add(window + grace + 5*time.Second)
 			for {
-				f, err := c.Next(deadline)
+				f, err := c.Next(time.Now().Add(time.Minute))
 				if err != nil {
 					r.err = err
 					return
 				}
 				switch {
 				case f.Close != 0:
-					<-startSet
-					r.closeCode, r.closedAt = f.Close, time.Since(start)
+					r.closeCode, r.closedAt = f.Close, clock.Now().Sub(start)
+					closed[i].Store(true)
 					return
 				case f.Type == "delta":
 					if f.Seq != r.lastSeq+1 && r.lastSeq != 0 {
@@ -139,8 +149,8 @@ func TestDrain2000(t *testing.T) {
 					}
 					r.lastSeq = f.Seq
 				case f.Type == "reconnect":
-					<-startSet
-					r.afterMS, r.reconnAt = f.AfterMS, time.Since(start)
+					r.afterMS = f.AfterMS
+					reconnects.Add(1)
 				default:
 					r.err = fmt.Errorf("unexpected %s", f.Raw)
 					return
@@ -149,16 +159,21 @@ func TestDrain2000(t *testing.T) {
 		}()
 	}
 
-	// The machine is shared: how long this process was starved bounds how late it can
-	// see a frame, so that allowance is added to the timing bounds below.
-	stall := watchStalls(t)
-	start = time.Now()
-	close(startSet)
-	drained := make(chan time.Duration, 1)
-	go func() { s.Drain(context.Background()); drained <- time.Since(start) }()
+	drained := make(chan struct{})
+	go func() { s.Drain(context.Background()); close(drained) }()
+	// Every reconnect comes at once: the clock has not moved.
+	servertest.Eventually(t, 30*time.Second, func() error {
+		if got := reconnects.Load(); got != n {
+			return fmt.Errorf("%d of %d reconnect frames", got, n)
+		}
+		return nil
+	})
+	afterMS := make([]int64, n) // read while the readers go on writing their results
+	for i := range results {
+		afterMS[i] = results[i].afterMS
+	}
 
 	// During the drain: readiness, liveness, refusals, metrics.
-	time.Sleep(300 * time.Millisecond)
 	base := servertest.HTTPURL(s)
 	if code, _, _ := get(t, base+"/readyz"); code != http.StatusServiceUnavailable {
 		t.Errorf("/readyz %d during the drain, want 503", code)
@@ -185,11 +200,25 @@ func TestDrain2000(t *testing.T) {
 		t.Errorf("during the drain: draining %v, handshakes refused as draining %v", m[`crease_draining`], m[`crease_handshakes_total{result="draining"}`])
 	}
 
-	var took time.Duration
+	// Step through the window: after each step, every client whose after_ms has passed
+	// is closed (and none other, checked below from when each close arrived).
+	for at := step; at <= window+step; at += step {
+		clock.Advance(step)
+		servertest.Eventually(t, 30*time.Second, func() error {
+			for i, a := range afterMS {
+				// Its after_ms, truncated to whole ms, is certainly past: its close must
+				// arrive before the clock moves on.
+				if time.Duration(a+1)*time.Millisecond <= at && !closed[i].Load() {
+					return fmt.Errorf("at %v of the window: client %d (after_ms %d) not closed", at, i, a)
+				}
+			}
+			return nil
+		})
+	}
 	select {
-	case took = <-drained:
-	case <-time.After(window + grace + 3*time.Second):
-		t.Fatal("Drain did not return within window + grace")
+	case <-drained:
+	case <-time.After(30 * time.Second):
+		t.Fatal("Drain did not return once every client was closed")
 	}
 	close(stopPub)
 	<-pubDone
@@ -200,12 +229,10 @@ func TestDrain2000(t *testing.T) {
 		t.Fatal("server not stopped after Drain returned")
 	}
 
-	starved := stall()
-	// Every client: reconnect, then 1012 near its after_ms, no error, no partial frame.
+	// Every client: reconnect, then 1012 in the first step at or after its after_ms, no
+	// error, no partial frame.
 	var quarters [4]int
 	var after []int64
-	var worstEarly, worstLate time.Duration
-	var lateReconnect time.Duration
 	bad := 0
 	for i, r := range results {
 		switch {
@@ -219,11 +246,11 @@ func TestDrain2000(t *testing.T) {
 			t.Errorf("client %d: after_ms %d outside (0, %d]", i, r.afterMS, window.Milliseconds())
 		default:
 			due := time.Duration(r.afterMS) * time.Millisecond
-			d := r.closedAt - due
-			worstEarly, worstLate = min(worstEarly, d), max(worstLate, d)
-			lateReconnect = max(lateReconnect, r.reconnAt)
-			if d < -100*time.Millisecond || d > 1500*time.Millisecond+starved {
+			if r.closedAt < due || r.closedAt >= due+time.Millisecond+step {
 				bad++
+				if bad <= 5 {
+					t.Errorf("client %d: after_ms %d, closed at %v of the window", i, r.afterMS, r.closedAt)
+				}
 			}
 			quarters[min(3, int(4*r.afterMS/window.Milliseconds()))]++
 			after = append(after, r.afterMS)
@@ -234,7 +261,7 @@ func TestDrain2000(t *testing.T) {
 		}
 	}
 	if bad > 0 {
-		t.Errorf("%d clients closed more than 100 ms before or 1.5 s (+%v starved) after their after_ms (worst %v / +%v)", bad, starved, worstEarly, worstLate)
+		t.Errorf("%d clients closed before their after_ms or later than the step after it", bad)
 	}
 	for q, c := range quarters {
 		if share := float64(c) / n; share < 0.15 || share > 0.35 {
@@ -243,37 +270,6 @@ func TestDrain2000(t *testing.T) {
 	}
 	sort.Slice(after, func(i, j int) bool { return after[i] < after[j] })
 	if len(after) > 0 {
-		t.Logf("2,000 clients: after_ms %d..%d, quarters %v; close - after_ms in [%v, +%v]; last reconnect frame at %v; Drain returned after %v; this process starved up to %v",
-			after[0], after[len(after)-1], quarters, worstEarly, worstLate, lateReconnect, took, starved)
+		t.Logf("2,000 clients: after_ms %d..%d, quarters %v", after[0], after[len(after)-1], quarters)
 	}
-	if lateReconnect > 2*time.Second+starved {
-		t.Errorf("a reconnect frame arrived %v after the drain began", lateReconnect)
-	}
-	if took > window+grace {
-		t.Errorf("Drain took %v, more than window + grace", took)
-	}
-}
-
-// watchStalls samples a 10 ms ticker until the returned function is called, which
-// gives the longest the ticker was late: how long this process went without CPU.
-func watchStalls(t testing.TB) func() time.Duration {
-	stop := make(chan struct{})
-	res := make(chan time.Duration, 1)
-	go func() {
-		var worst time.Duration
-		prev := time.Now()
-		tk := time.NewTicker(10 * time.Millisecond)
-		defer tk.Stop()
-		for {
-			select {
-			case <-stop:
-				res <- worst
-				return
-			case now := <-tk.C:
-				worst = max(worst, now.Sub(prev)-10*time.Millisecond)
-				prev = now
-			}
-		}
-	}()
-	return func() time.Duration { close(stop); return <-res }
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
@@ -110,25 +111,23 @@ func startHAProxy(t *testing.T, gws ...*server.Server) string {
 			t.Logf("haproxy output:\n%s", out.String())
 		}
 	})
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		resp, err := http.Get("http://" + front + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return front
-			}
-		}
+	servertest.Eventually(t, 10*time.Second, func() error {
 		select {
 		case <-exited:
 			t.Fatalf("haproxy exited:\n%s", out.String())
 		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("haproxy not answering on %s: %v", front, err)
+		resp, err := http.Get("http://" + front + "/healthz")
+		if err != nil {
+			return fmt.Errorf("haproxy not answering on %s: %w", front, err)
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			return fmt.Errorf("haproxy on %s: /healthz %d", front, resp.StatusCode)
+		}
+		return nil
+	})
+	return front
 }
 
 // TestHAProxyStickinessAndDrain runs the shipped deploy/haproxy.cfg in front of two

@@ -117,13 +117,29 @@ func TestMetricsAfterTraffic(t *testing.T) {
 	}
 	conns[1].Close()
 
+	// A client may read a frame before its loop has recorded the fan-out that wrote it
+	// (the loop observes once the whole batch is written): wait for the figures too.
 	var m servertest.Samples
-	servertest.Eventually(t, 5*time.Second, servertest.Cond("connections gauge at 6 and loop-lag samples", func() bool {
+	servertest.Eventually(t, 5*time.Second, func() error {
 		m = servertest.Scrape(t, servertest.HTTPURL(s))
 		// Ticks (every 50 ms) carry the loop-lag probe: wait for a few.
-		return m.Sum("crease_connections") == clients-2 && m.Sum("crease_disconnects_total") == 2 &&
-			m.Sum("crease_loop_lag_seconds_count", `loop="0"`) >= 3 && m.Sum("crease_loop_lag_seconds_count", `loop="1"`) >= 3
-	}))
+		if c, d := m.Sum("crease_connections"), m.Sum("crease_disconnects_total"); c != clients-2 || d != 2 {
+			return fmt.Errorf("connections %v, disconnects %v; want %d, 2", c, d, clients-2)
+		}
+		for l := range 2 {
+			lbl := fmt.Sprintf(`loop="%d"`, l)
+			if n := m.Sum("crease_loop_lag_seconds_count", lbl); n < 3 {
+				return fmt.Errorf("loop %d: %v loop-lag samples, want 3", l, n)
+			}
+			if n := m.Sum("crease_dispatch_delay_seconds_count", lbl); m.Has(`crease_connections{`+lbl+`}`) && n < 1 {
+				return fmt.Errorf("loop %d: no dispatch-delay sample yet", l)
+			}
+		}
+		if n := m.Sum("crease_fanout_latency_seconds_count"); n < 2*deltas {
+			return fmt.Errorf("%v fan-out observations, want %d (both loops)", n, 2*deltas)
+		}
+		return nil
+	})
 
 	// The three numbers.
 	loops := 0

@@ -161,6 +161,16 @@ func metric(t testing.TB, g *gateway, name string) float64 {
 	return m.Sum(name)
 }
 
+// twoGateways starts one Redis, two gateways on it (nodes gw1 and gw2) and a publisher's
+// bus.
+func twoGateways(t testing.TB) (*redistest.Server, []*gateway, *busredis.Bus) {
+	t.Helper()
+	srv := redistest.Start(t)
+	addrs := []string{srv.Addr()}
+	gws := []*gateway{startGateway(t, addrs, gwOpts{node: "gw1"}), startGateway(t, addrs, gwOpts{node: "gw2"})}
+	return srv, gws, newBus(t, addrs, false, "pub", nil)
+}
+
 // realMatch returns the first embedded real match.
 func realMatch(t testing.TB) *ingest.Match {
 	t.Helper()

@@ -19,10 +19,7 @@ import (
 // client ends with exactly the final snapshot and no rule 1 or rule 2 violation.
 func TestTwoGatewaysConverge(t *testing.T) {
 	t.Parallel()
-	srv := redistest.Start(t)
-	addrs := []string{srv.Addr()}
-	gws := []*gateway{startGateway(t, addrs, gwOpts{node: "gw1"}), startGateway(t, addrs, gwOpts{node: "gw2"})}
-	pub := newBus(t, addrs, false, "pub", nil)
+	_, gws, pub := twoGateways(t)
 	m := realMatch(t)
 
 	var ws []*watcher
@@ -135,10 +132,7 @@ func TestCluster(t *testing.T) {
 // never seeing an older seq (the Checker enforces rules 1 and 2 throughout).
 func TestRedisKilledMidMatch(t *testing.T) {
 	t.Parallel()
-	srv := redistest.Start(t)
-	addrs := []string{srv.Addr()}
-	gws := []*gateway{startGateway(t, addrs, gwOpts{node: "gw1"}), startGateway(t, addrs, gwOpts{node: "gw2"})}
-	pub := newBus(t, addrs, false, "pub", nil)
+	srv, gws, pub := twoGateways(t)
 	m := realMatch(t)
 	var ws []*watcher
 	for i := range 10 {

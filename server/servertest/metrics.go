@@ -3,11 +3,15 @@ package servertest
 import (
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // Samples is one reading of a Prometheus text page: every series, as the text format
@@ -102,4 +106,85 @@ func (s Samples) Has(name string) bool { return len(s.Family(name)) > 0 }
 func Metric(t testing.TB, httpBase, series string) float64 {
 	t.Helper()
 	return Scrape(t, httpBase)[series]
+}
+
+// Gather reads g (a gateway's Options.Gatherer) without going through HTTP, for tests
+// that poll a metric in a tight loop; the series are keyed as Scrape keys them.
+func Gather(t testing.TB, g prometheus.Gatherer) Samples {
+	t.Helper()
+	fams, err := g.Gather()
+	if err != nil {
+		t.Fatalf("gathering metrics: %v", err)
+	}
+	out := Samples{}
+	for _, f := range fams {
+		name := f.GetName()
+		for _, m := range f.GetMetric() {
+			labels := m.GetLabel()
+			switch {
+			case m.Counter != nil:
+				out[series(name, labels)] = m.Counter.GetValue()
+			case m.Gauge != nil:
+				out[series(name, labels)] = m.Gauge.GetValue()
+			case m.Untyped != nil:
+				out[series(name, labels)] = m.Untyped.GetValue()
+			case m.Histogram != nil:
+				h := m.Histogram
+				for _, b := range h.GetBucket() {
+					out[series(name+"_bucket", labels, "le", formatFloat(b.GetUpperBound()))] = float64(b.GetCumulativeCount())
+				}
+				out[series(name+"_bucket", labels, "le", "+Inf")] = float64(h.GetSampleCount())
+				out[series(name+"_sum", labels)] = h.GetSampleSum()
+				out[series(name+"_count", labels)] = float64(h.GetSampleCount())
+			case m.Summary != nil:
+				sm := m.Summary
+				for _, q := range sm.GetQuantile() {
+					out[series(name, labels, "quantile", formatFloat(q.GetQuantile()))] = q.GetValue()
+				}
+				out[series(name+"_sum", labels)] = sm.GetSampleSum()
+				out[series(name+"_count", labels)] = float64(sm.GetSampleCount())
+			}
+		}
+	}
+	return out
+}
+
+// series writes a series name as the text format does: name{label="value",...}, the
+// labels in their order, then extra (a name and a value), values escaped.
+func series(name string, labels []*dto.LabelPair, extra ...string) string {
+	if len(labels) == 0 && len(extra) == 0 {
+		return name
+	}
+	var b strings.Builder
+	b.WriteString(name)
+	b.WriteByte('{')
+	sep := ""
+	pair := func(k, v string) {
+		b.WriteString(sep)
+		b.WriteString(k)
+		b.WriteString(`="`)
+		b.WriteString(labelEscaper.Replace(v))
+		b.WriteByte('"')
+		sep = ","
+	}
+	for _, l := range labels {
+		pair(l.GetName(), l.GetValue())
+	}
+	for i := 0; i+1 < len(extra); i += 2 {
+		pair(extra[i], extra[i+1])
+	}
+	b.WriteByte('}')
+	return b.String()
+}
+
+var labelEscaper = strings.NewReplacer(`\`, `\\`, "\n", `\n`, `"`, `\"`)
+
+func formatFloat(f float64) string {
+	switch {
+	case math.IsInf(f, +1):
+		return "+Inf"
+	case math.IsInf(f, -1):
+		return "-Inf"
+	}
+	return strconv.FormatFloat(f, 'g', -1, 64)
 }

@@ -17,7 +17,9 @@ import (
 
 	"crease/bus"
 	"crease/ingest"
+	"crease/server"
 	"crease/server/servertest"
+	"crease/web"
 )
 
 // ---- the browser ----
@@ -186,6 +188,19 @@ func waitView(t *testing.T, ctx context.Context, timeout time.Duration, what str
 		return nil
 	})
 	return last
+}
+
+// pageGateway runs a gateway with one loop serving the page (opts.Page, or the page of
+// package web) on a fresh test bus, and a recorder publishing onto that bus.
+func pageGateway(t *testing.T, opts server.Options) (*recorder, *servertest.Bus, string) {
+	t.Helper()
+	b := servertest.NewBus()
+	opts.Bus, opts.Loops = b, 1
+	if opts.Page == nil {
+		opts.Page = web.Handler()
+	}
+	s := servertest.Run(t, opts)
+	return newRecorder(b), b, servertest.HTTPURL(s)
 }
 
 // ---- the bus ----

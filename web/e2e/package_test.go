@@ -9,7 +9,6 @@ import (
 
 	"crease/internal/npmtest"
 	"crease/server"
-	"crease/server/servertest"
 	"crease/web"
 )
 
@@ -53,10 +52,7 @@ func TestPageRunsOnThePackedClient(t *testing.T) {
 		}
 	}
 	m := firstMatch(t)
-	b := servertest.NewBus()
-	rec := newRecorder(b)
-	s := servertest.Run(t, server.Options{Bus: b, Page: page, Loops: 1})
-	base := servertest.HTTPURL(s)
+	rec, _, base := pageGateway(t, server.Options{Page: page})
 
 	rp := startReplay(t, rec, m, replaySpeed)
 	rec.waitSeq(t, 5, 10*time.Second)

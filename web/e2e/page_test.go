@@ -55,10 +55,7 @@ func converge(t *testing.T, ctx context.Context, rp *replay, base, match string,
 func TestPageShowsTheSnapshotScoreWhileAMatchReplays(t *testing.T) {
 	ctx := newTab(t, 60*time.Second)
 	m := firstMatch(t)
-	b := servertest.NewBus()
-	rec := newRecorder(b)
-	s := servertest.Run(t, server.Options{Bus: b, Page: web.Handler(), Loops: 1})
-	base := servertest.HTTPURL(s)
+	rec, _, base := pageGateway(t, server.Options{})
 
 	rp := startReplay(t, rec, m, replaySpeed)
 	rec.waitSeq(t, 10, 10*time.Second) // open the page mid-match
@@ -141,10 +138,7 @@ func TestPageReconnectsToARestartedGatewayAndConverges(t *testing.T) {
 func TestResyncFrameRefetchesTheSnapshotOnTheSameConnection(t *testing.T) {
 	ctx := newTab(t, 60*time.Second)
 	m := firstMatch(t)
-	b := servertest.NewBus()
-	rec := newRecorder(b)
-	s := servertest.Run(t, server.Options{Bus: b, Page: web.Handler(), Loops: 1})
-	base := servertest.HTTPURL(s)
+	rec, b, base := pageGateway(t, server.Options{})
 
 	// What the browser does on the network, seen through the DevTools protocol.
 	var mu sync.Mutex

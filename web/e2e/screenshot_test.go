@@ -14,7 +14,6 @@ import (
 
 	"crease/server"
 	"crease/server/servertest"
-	"crease/web"
 )
 
 // TestScreenshots takes the page at a phone size and a desktop size, late in the chase of
@@ -24,10 +23,7 @@ import (
 func TestScreenshots(t *testing.T) {
 	ctx := newTab(t, 60*time.Second)
 	m := firstMatch(t)
-	b := servertest.NewBus()
-	rec := newRecorder(b)
-	s := servertest.Run(t, server.Options{Bus: b, Page: web.Handler(), Loops: 1})
-	base := servertest.HTTPURL(s)
+	rec, _, base := pageGateway(t, server.Options{})
 
 	// Open the page first, so that the commentary of the last balls is on it, then replay
 	// quickly up to a few balls before the end of the match.
