@@ -142,7 +142,8 @@ func (w *ingestWorld) verifyFinal(t *testing.T, fs ...*follower) {
 }
 
 // verifyStored: store holds m's final state at seq steps, and every follower rebuilds it
-// within the time given with nothing lost and the score never going back.
+// (standing still for no longer than within) with nothing lost and the score never
+// going back.
 func verifyStored(t *testing.T, store *busredis.Bus, m *ingest.Match, steps uint64, within time.Duration, fs ...*follower) {
 	t.Helper()
 	st, err := store.Stored(context.Background(), m.ID())
