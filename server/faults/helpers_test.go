@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"sync"
@@ -245,6 +246,7 @@ func startClientWith(t *testing.T, name, wsURL, httpBase, match string, opt func
 		HTTPClient: &http.Client{Timeout: 5 * time.Second},
 		Backoff:    client.Backoff{Base: 100 * time.Millisecond, Cap: time.Second, InitialSpread: 300 * time.Millisecond},
 		Observer:   w.chk,
+		Logger:     slog.New(slog.DiscardHandler),
 		OnStatus: func(s client.Status) {
 			if s.Phase == client.Connecting {
 				w.conns.Add(1)
@@ -285,24 +287,22 @@ func startClients(t *testing.T, n int, prefix, wsURL, httpBase, match string) []
 // no violation, and the rebuilt state equals final.
 func converge(t *testing.T, final client.Snapshot, within time.Duration, ws ...*watched) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for _, w := range ws {
-		for w.seq.Load() != final.Seq && time.Now().Before(deadline) {
-			time.Sleep(20 * time.Millisecond)
+	// The state callback runs before the Checker sees the next frame: wait for the
+	// Checker too, not only for the seq.
+	servertest.Eventually(t, within, func() error {
+		for _, w := range ws {
+			if got := w.seq.Load(); got != final.Seq {
+				return fmt.Errorf("%s holds seq %d, final snapshot is at %d", w.name, got, final.Seq)
+			}
+			if err := w.chk.Verify(final); err != nil {
+				return fmt.Errorf("%s: %w", w.name, err)
+			}
 		}
-		if got := w.seq.Load(); got != final.Seq {
-			t.Errorf("%s: holds seq %d after %v, final snapshot is at %d", w.name, got, within, final.Seq)
-		}
-	}
-	// The state callback runs before the Checker sees the next frame; give Run's
-	// goroutine a moment so the Checker has caught up with the same seq.
-	time.Sleep(100 * time.Millisecond)
+		return nil
+	})
 	for _, w := range ws {
 		if v := w.chk.Violations(); len(v) > 0 {
 			t.Errorf("%s: %d delivery violations, first: %v", w.name, len(v), v[0])
-		}
-		if err := w.chk.Verify(final); err != nil {
-			t.Errorf("%s: %v", w.name, err)
 		}
 	}
 }
