@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"fmt"
 	"io"
 	"net/http"
@@ -58,32 +57,15 @@ func creaseBin(t testing.TB) string {
 // is still running and, when the test failed, logs the end of its output.
 type child struct {
 	cmd     *exec.Cmd
-	out     *syncBuffer
+	out     *servertest.LockedBuffer
 	exited  chan struct{}
 	exitErr error
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // startChild runs argv (argv[0] the program) with the test's environment.
 func startChild(t testing.TB, argv ...string) *child {
 	t.Helper()
-	c := &child{cmd: exec.Command(argv[0], argv[1:]...), out: &syncBuffer{}, exited: make(chan struct{})}
+	c := &child{cmd: exec.Command(argv[0], argv[1:]...), out: &servertest.LockedBuffer{}, exited: make(chan struct{})}
 	c.cmd.Stdout, c.cmd.Stderr = c.out, c.out
 	c.cmd.Env = os.Environ()
 	if err := c.cmd.Start(); err != nil {

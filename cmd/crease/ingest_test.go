@@ -72,10 +72,7 @@ func follow(t *testing.T, ws, httpBase, match string) *follower {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = c.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	servertest.Background(t, c.Run)
 	return f
 }
 

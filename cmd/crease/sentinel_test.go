@@ -131,7 +131,7 @@ func TestSentinelServeAndIngestFollowFailover(t *testing.T) {
 		}
 		return nil
 	})
-	for name, out := range map[string]*syncBuffer{"gateway": w.gw.out, "ingest": p.out} {
+	for name, out := range map[string]*servertest.LockedBuffer{"gateway": w.gw.out, "ingest": p.out} {
 		servertest.Eventually(t, 10*time.Second, func() error {
 			if !strings.Contains(out.String(), "redis master changed (failover)") {
 				return fmt.Errorf("the %s did not log the new master", name)

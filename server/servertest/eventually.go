@@ -1,6 +1,7 @@
 package servertest
 
 import (
+	"context"
 	"errors"
 	"testing"
 	"time"
@@ -52,4 +53,14 @@ func poll(within time.Duration, cond func() error) error {
 			wait = 50 * time.Millisecond
 		}
 	}
+}
+
+// Background runs run (a client's Run, a replay) on its own goroutine for the rest of
+// the test: at the test's end its context is cancelled and Background waits for it to
+// return, so that nothing it does outlives the test.
+func Background(t testing.TB, run func(ctx context.Context) error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
 }
