@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"crease/ingest"
 	"crease/server/servertest"
 )
 
@@ -217,4 +218,23 @@ func apiRequest(t testing.TB, method, url, body, key string) (int, string) {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b)
+}
+
+// matchFile copies the real match id to a file of the test's (what `crease ingest
+// --match` reads) and returns its path and the match read from it.
+func matchFile(t testing.TB, id string) (string, *ingest.Match) {
+	t.Helper()
+	data, err := os.ReadFile("../../ingest/matches/" + id + ".json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), id+".json")
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m, err := ingest.ReadMatch(id+".json", data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return path, m
 }
