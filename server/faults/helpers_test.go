@@ -285,23 +285,26 @@ func startClients(t *testing.T, n int, prefix, wsURL, httpBase, match string) []
 // no violation, and the rebuilt state equals final.
 func converge(t *testing.T, final client.Snapshot, within time.Duration, ws ...*watched) {
 	t.Helper()
-	deadline := time.Now().Add(within)
+	start := time.Now()
 	for _, w := range ws {
-		for w.seq.Load() != final.Seq && time.Now().Before(deadline) {
-			time.Sleep(20 * time.Millisecond)
-		}
-		if got := w.seq.Load(); got != final.Seq {
-			t.Errorf("%s: holds seq %d after %v, final snapshot is at %d", w.name, got, within, final.Seq)
+		err := servertest.Poll(within-time.Since(start), func() error {
+			if got := w.seq.Load(); got != final.Seq {
+				return fmt.Errorf("%s: holds seq %d after %v, final snapshot is at %d", w.name, got, within, final.Seq)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Error(err)
 		}
 	}
-	// The state callback runs before the Checker sees the next frame; give Run's
-	// goroutine a moment so the Checker has caught up with the same seq.
-	time.Sleep(100 * time.Millisecond)
 	for _, w := range ws {
 		if v := w.chk.Violations(); len(v) > 0 {
 			t.Errorf("%s: %d delivery violations, first: %v", w.name, len(v), v[0])
+			continue
 		}
-		if err := w.chk.Verify(final); err != nil {
+		// The state callback runs before the Checker sees the next frame: wait for the
+		// Checker to reach the same seq.
+		if err := servertest.Poll(5*time.Second, func() error { return w.chk.Verify(final) }); err != nil {
 			t.Errorf("%s: %v", w.name, err)
 		}
 	}
