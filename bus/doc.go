@@ -6,7 +6,11 @@
 // validates one once per gateway. Every bus hands what it receives to one Tracker, the
 // gateway's only record of each match's stream position (per epoch): it calls the Sink
 // with each message once, parsed, in the order of delivery rule 1, announces gaps and new
-// epochs with Lost, and drops duplicates and deltas of older epochs. The embedded
+// epochs with Lost, and drops duplicates and deltas of older epochs. A bus whose
+// snapshots can lag its stream (Redis: a lost write, the old primary of a split brain)
+// has the Tracker judge each snapshot it serves of a subscribed match (Tracker.Served):
+// one behind what was delivered is refused, and the first delta after a loss is
+// announced with Lost when it is beyond a snapshot served since. The embedded
 // implementation (NewEmbedded) is the default bus of `crease demo` and `crease serve`
 // without Redis; the Redis implementation lives in bus/redis.
 //

@@ -16,7 +16,9 @@ import (
 // hands the frame to the gateway's Tracker under one mutex, so a snapshot at seq N and
 // the delta N+1 can never disagree and deltas reach the sink in seq order. The Tracker
 // still matters: a re-seed behind the gateway is a gap, and a stream that starts over
-// (Forget, then a publisher without memory) a new epoch to announce.
+// (Forget, then a publisher without memory) a new epoch to announce. Snapshot reads under
+// that mutex too, so a snapshot at N is always followed by the delta N+1, and it has no
+// answer for Tracker.Served to judge (the Redis bus's can lag its stream).
 type Embedded struct {
 	mu      sync.Mutex
 	hist    HistoryOptions

@@ -1,6 +1,7 @@
 package bus
 
 import (
+	"cmp"
 	"slices"
 	"sync"
 )
@@ -33,15 +34,22 @@ const retiredEpochs = 8
 // messages may have been lost. A delta at or below the last seq of its epoch, or of an
 // older epoch, is dropped (Sink.Dropped). Events pass through untracked.
 //
-// The first delta after a Lost is not gap-checked (the loss was reported already); the
-// last seq is kept across it, so rule 1 holds across a resync.
+// The first delta after a Lost is not gap-checked against the last seq delivered (the
+// loss was reported already: its subscribers refetch the snapshot); the last seq is kept
+// across it, so rule 1 holds across a resync. It is checked against the snapshots served
+// since the loss instead (Served: a snapshot, or the stored seq a history replay ends
+// at): subscribers that refetched (or recovered) hold one of them, and a first delta
+// beyond the oldest of them + 1 would leave them a hole nobody announced (a store that
+// lags the stream, as the old primary of a split brain), so Lost(gap) comes before it,
+// or Lost(epoch) when one of them is of another epoch.
 //
-// Concurrency: the methods that change the state (Message, Lost, Dropped, Served, Forget) must be
-// called by one goroutine at a time, in the order the bus received things: a bus's
+// Concurrency: the methods that change the stream (Message, Lost, Dropped, Forget) must
+// be called by one goroutine at a time, in the order the bus received things: a bus's
 // deliverer goroutine, or its publishers under its lock. Each updates the state under
 // the Tracker's mutex and calls the Sink after releasing it, so that Position, Behind
 // and anything else reading the state (a snapshot cache, on HTTP goroutines) already
-// sees a change when the Sink, and through it a client, hears of it.
+// sees a change when the Sink, and through it a client, hears of it. Served may be
+// called from any goroutine (HTTP handlers): it only updates the state, under the mutex.
 type Tracker struct {
 	sink Sink
 
@@ -56,6 +64,50 @@ type tracked struct {
 	fresh   bool     // a loss was reported since last: the next delta is not gap-checked
 	gen     uint64   // changed by every delivery and every loss (never reused: Tracker.gen)
 	retired []string // older epochs, oldest first; replaced, never appended in place
+
+	lostGen uint64      // gen given by the latest loss (or by the record's making)
+	served  servedSince // while fresh: the snapshots served since the latest loss
+	resumed struct {    // the first delta delivered after the latest loss; seq 0 none yet
+		epoch string
+		seq   uint64
+	}
+}
+
+// servedSince sums up the snapshots served to requests sent after a loss, before the
+// first delta after it: what the subscribers that refetched may hold.
+type servedSince struct {
+	any   bool
+	epoch string // "": a store without epochs, or nothing stored (it continues any stream)
+	seq   uint64 // the lowest seq served of epoch (0: nothing stored, the state before seq 1)
+	mixed bool   // snapshots of two epochs were served
+}
+
+// add records a snapshot at (epoch, seq).
+func (s *servedSince) add(epoch string, seq uint64) {
+	switch {
+	case !s.any:
+		*s = servedSince{any: true, epoch: epoch, seq: seq}
+	case !sameEpoch(s.epoch, epoch):
+		s.mixed = true
+	default:
+		s.epoch, s.seq = cmp.Or(s.epoch, epoch), min(s.seq, seq)
+	}
+}
+
+// holes says what the first delta after a loss, msg, must be preceded by for the
+// subscribers holding one of the snapshots served since: Lost(epoch) when one of them is
+// of another epoch (a new stream to them), Lost(gap) when msg is beyond the oldest + 1;
+// "" nothing.
+func (s *servedSince) holes(msg Message) ResyncReason {
+	switch {
+	case !s.any:
+		return ""
+	case s.mixed || !sameEpoch(s.epoch, msg.Epoch):
+		return ReasonEpoch
+	case msg.Seq > s.seq+1:
+		return ReasonGap
+	}
+	return ""
 }
 
 // NewTracker returns a Tracker that calls sink.
@@ -74,6 +126,7 @@ func (t *Tracker) get(match string) *tracked {
 	if m == nil {
 		m = &tracked{fresh: true}
 		t.bump(m)
+		m.lostGen = m.gen
 		t.matches[match] = m
 	}
 	return m
@@ -89,6 +142,7 @@ func (t *Tracker) Message(msg Message) {
 	var lost ResyncReason
 	t.mu.Lock()
 	m := t.get(msg.Match)
+	resuming := m.fresh // the first delta after a loss
 	switch {
 	case !sameEpoch(m.epoch, msg.Epoch) && slices.Contains(m.retired, msg.Epoch):
 		t.mu.Unlock()
@@ -105,6 +159,12 @@ func (t *Tracker) Message(msg Message) {
 		return
 	case !m.fresh && msg.Seq > m.last+1:
 		lost = ReasonGap
+	case m.fresh:
+		lost = m.served.holes(msg)
+	}
+	if resuming {
+		m.resumed.epoch, m.resumed.seq = msg.Epoch, msg.Seq
+		m.served = servedSince{}
 	}
 	if msg.Epoch != "" {
 		m.epoch = msg.Epoch
@@ -142,6 +202,7 @@ func (t *Tracker) Lost(match string, reason ResyncReason) {
 	m := t.get(match)
 	m.fresh = true
 	t.bump(m)
+	m.lostGen, m.resumed.seq = m.gen, 0
 	t.mu.Unlock()
 	t.sink.Lost(match, reason)
 }
@@ -150,21 +211,46 @@ func (t *Tracker) Lost(match string, reason ResyncReason) {
 // its queue, an invalid frame).
 func (t *Tracker) Dropped(match string, reason DropReason) { t.sink.Dropped(match, reason) }
 
-// Served says that a snapshot of match at epoch was read while the match is tracked.
-// Before any delta of the match is delivered (just subscribed) the epoch is noted, so
-// that a first delta of another epoch is announced (Lost(epoch)) to subscribers that
-// hold this snapshot. Otherwise it changes nothing: only deltas move the stream on (a
-// snapshot of an unknown epoch may be a new stream, or a lagging store's old one). It
-// calls nothing.
-func (t *Tracker) Served(match, epoch string) {
-	if epoch == "" {
-		return
+// Served decides whether a snapshot of match may be served to the requests of one read
+// of the store: at is what Position said just before the read was sent, and has false
+// means the store holds nothing (served as "not started", the state before seq 1). It
+// returns false when the snapshot is behind what was delivered, to be answered "store
+// behind" (503, retried) instead:
+//   - at.Behind: older than a delta delivered before the read was sent;
+//   - the first delta after the loss that preceded the read was delivered while the read
+//     was out, beyond the snapshot + 1: its subscribers would miss the deltas between.
+//
+// Otherwise, when nothing was delivered since the loss that preceded the read, the
+// snapshot is recorded: the first delta after the loss is gap-checked against the
+// oldest recorded (see Tracker). Before any delta of the match is delivered (just
+// subscribed) the epoch is noted as well, so that a later first delta of another epoch
+// is announced to subscribers that hold this snapshot. Only deltas move the stream on
+// (a snapshot of an unknown epoch may be a new stream, or a lagging store's old one).
+// An untracked match, or a read sent before the latest loss (its requesters hear of the
+// loss after their request, and refetch), changes nothing. It calls nothing.
+func (t *Tracker) Served(match string, at Position, has bool, epoch string, seq uint64) bool {
+	if at.Behind(has, epoch, seq) {
+		return false
+	}
+	if !has {
+		epoch, seq = "", 0
 	}
 	t.mu.Lock()
-	if m := t.matches[match]; m != nil && m.epoch == "" && !slices.Contains(m.retired, epoch) {
+	defer t.mu.Unlock()
+	m := t.matches[match]
+	if m == nil || !at.fresh || at.Gen != m.lostGen {
+		return true // untracked, or the read was not sent after the latest loss
+	}
+	if !m.fresh {
+		// The stream resumed while the read was out.
+		r := m.resumed
+		return !sameEpoch(r.epoch, epoch) || r.seq <= seq+1
+	}
+	m.served.add(epoch, seq)
+	if epoch != "" && m.epoch == "" && !slices.Contains(m.retired, epoch) {
 		m.epoch = epoch
 	}
-	t.mu.Unlock()
+	return true
 }
 
 // Forget drops the record of match: the bus no longer receives it.
@@ -185,6 +271,7 @@ type Position struct {
 	// the same is as current as the stream allows.
 	Gen     uint64
 	retired []string
+	fresh   bool // a loss was reported since Seq was delivered (or nothing delivered yet)
 }
 
 // Position returns what is known of match; false when it is not tracked.
@@ -195,7 +282,7 @@ func (t *Tracker) Position(match string) (Position, bool) {
 	if m == nil {
 		return Position{}, false
 	}
-	return Position{Epoch: m.epoch, Seq: m.last, Current: !m.fresh && m.last > 0, Gen: m.gen, retired: m.retired}, true
+	return Position{Epoch: m.epoch, Seq: m.last, Current: !m.fresh && m.last > 0, Gen: m.gen, retired: m.retired, fresh: m.fresh}, true
 }
 
 // Behind reports whether a stored snapshot at (epoch, seq), or no snapshot at all (has

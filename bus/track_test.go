@@ -154,16 +154,24 @@ func TestTrackerBehind(t *testing.T) {
 	}
 }
 
+// served is Served of a snapshot at (epoch, seq) read by a GET sent now.
+func served(tr *Tracker, match, epoch string, seq uint64) bool {
+	at, _ := tr.Position(match)
+	return tr.Served(match, at, true, epoch, seq)
+}
+
 func TestTrackerServedAndForget(t *testing.T) {
 	tr, s := newRec()
-	tr.Served("m", "A") // untracked: nothing
+	if !served(tr, "m", "A", 1) { // untracked: nothing
+		t.Fatal("a snapshot of an untracked match refused")
+	}
 	if _, ok := tr.Position("m"); ok {
 		t.Fatal("Served made a record")
 	}
 	tr.Lost("m", ReasonBus)
-	tr.Served("m", "A") // subscribers hold A's snapshot
+	served(tr, "m", "A", 0) // subscribers hold A's snapshot
 	tr.Message(d("m", "B", 1))
-	tr.Served("m", "C") // only deltas move the stream on
+	served(tr, "m", "C", 1) // only deltas move the stream on
 	tr.Message(d("m", "B", 2))
 	want := []string{"lost m bus", "lost m epoch", "delta m B:1", "delta m B:2"}
 	if !slices.Equal(s.calls, want) {
@@ -179,6 +187,103 @@ func TestTrackerServedAndForget(t *testing.T) {
 	if p2.Gen <= p1.Gen || p2.Epoch != "" || p2.Seq != 0 {
 		t.Fatalf("tracked again: %+v after %+v", p2, p1)
 	}
+}
+
+// TestTrackerFirstDeltaAfterLossMeetsTheSnapshotsServed is the sequence of
+// server/failover TestClusterForcedFailoverPrimaryAlive ("resync{bus}, snapshot 25,
+// delta 30"): after a resubscribe the subscribers refetch; a primary that lost its slot
+// without knowing it yet answers with its own, older snapshot, and the first delta heard
+// from the new primary is beyond it. Nothing delivered tells of the hole but the
+// snapshot served, so the Tracker must: Lost(gap) before that delta, and "behind" for a
+// snapshot older than it, whether read before it (the GET was out when it came) or after.
+func TestTrackerFirstDeltaAfterLossMeetsTheSnapshotsServed(t *testing.T) {
+	tr, s := newRec()
+	tr.Lost("m", ReasonBus)
+	for seq := uint64(1); seq <= 24; seq++ {
+		tr.Message(d("m", "A", seq))
+	}
+	step := func(what string, want ...string) {
+		t.Helper()
+		if !slices.Equal(s.calls, want) {
+			t.Fatalf("%s: calls\n got %q\nwant %q", what, s.calls, want)
+		}
+		s.calls = nil
+	}
+	s.calls = nil
+
+	// The resubscribe; the old primary serves 25 (refetched from the cache as well).
+	tr.Lost("m", ReasonBus)
+	if !served(tr, "m", "A", 25) || !served(tr, "m", "A", 25) {
+		t.Fatal("the snapshot at 25, not behind anything delivered, refused")
+	}
+	tr.Message(d("m", "A", 30)) // the first delta from the new primary
+	tr.Message(d("m", "A", 31))
+	step("first delta beyond the snapshot served", "lost m bus", "lost m gap", "delta m A:30", "delta m A:31")
+	if served(tr, "m", "A", 25) || !served(tr, "m", "A", 31) {
+		t.Fatal("after the delta: the old primary's 25 is behind, the new one's 31 is not")
+	}
+
+	// A snapshot at the first delta's seq - 1, or newer: nothing missed, nothing told.
+	tr.Lost("m", ReasonBus)
+	served(tr, "m", "A", 33)
+	served(tr, "m", "A", 31)
+	tr.Message(d("m", "A", 32))
+	step("first delta right after the oldest snapshot", "lost m bus", "delta m A:32")
+	tr.Lost("m", ReasonBus)
+	served(tr, "m", "A", 40)
+	tr.Message(d("m", "A", 33)) // older than the snapshot: its holders skip it
+	step("first delta older than the snapshot", "lost m bus", "delta m A:33")
+
+	// The GET is out when the first delta comes: its answer is behind it.
+	tr.Lost("m", ReasonBus)
+	at, _ := tr.Position("m")
+	tr.Message(d("m", "A", 40))
+	if tr.Served("m", at, true, "A", 38) {
+		t.Fatal("a snapshot at 38 read across the first delta after the loss, 40, served")
+	}
+	if !tr.Served("m", at, true, "A", 39) || !tr.Served("m", at, true, "A", 41) {
+		t.Fatal("a snapshot at 39 or 41 read across the first delta after the loss, 40, refused")
+	}
+	// A GET sent before a loss is not recorded: its requesters hear of the loss after
+	// their request, and refetch.
+	at, _ = tr.Position("m")
+	tr.Lost("m", ReasonBus)
+	if !tr.Served("m", at, true, "A", 40) {
+		t.Fatal("a snapshot at the delivered seq refused")
+	}
+	tr.Message(d("m", "A", 45))
+	step("GETs across deltas", "lost m bus", "delta m A:40", "lost m bus", "delta m A:45")
+
+	// A new subscription of a match the store has nothing of ("not started", the state
+	// before seq 1), then its stream heard from seq 3.
+	tr.Lost("n", ReasonBus)
+	at, _ = tr.Position("n")
+	if !tr.Served("n", at, false, "", 0) {
+		t.Fatal("nothing stored of a match never delivered: refused")
+	}
+	tr.Message(d("n", "B", 3))
+	step("a delta after 'not started'", "lost n bus", "lost n gap", "delta n B:3")
+
+	// A snapshot of another epoch: to its holders, the first delta is a new stream.
+	tr.Lost("m", ReasonBus)
+	served(tr, "m", "Z", 7)
+	tr.Message(d("m", "A", 46))
+	tr.Lost("m", ReasonBus)
+	served(tr, "m", "A", 46)
+	served(tr, "m", "Y", 2)
+	tr.Message(d("m", "A", 47))
+	step("snapshots of another epoch", "lost m bus", "lost m epoch", "delta m A:46", "lost m bus", "lost m epoch", "delta m A:47")
+	if p, _ := tr.Position("m"); p.Epoch != "A" || p.Older("Z") || p.Older("Y") {
+		t.Fatalf("the stream is still A's, and Z and Y are not known to be old: %+v", p)
+	}
+
+	// Within a stream, a snapshot served changes nothing: the deltas are gap-checked
+	// against the last one delivered.
+	if !served(tr, "m", "A", 50) {
+		t.Fatal("a snapshot ahead of the stream refused")
+	}
+	tr.Message(d("m", "A", 48))
+	step("no loss", "delta m A:48")
 }
 
 func TestTrackerRemembersABoundedNumberOfEpochs(t *testing.T) {

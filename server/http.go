@@ -106,7 +106,10 @@ func (s *Server) serveSnapshot(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err != nil {
+		// The store is unreachable, or behind what this gateway delivered (it catches up
+		// with the publisher's next delta): worth a retry soon (clients add their jitter).
 		s.log.Warn("reading snapshot", "match", id, "err", err)
+		w.Header().Set("Retry-After", "1")
 		http.Error(w, "snapshot store unavailable", http.StatusServiceUnavailable)
 		return
 	}

@@ -5,9 +5,11 @@ import (
 	"compress/gzip"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -243,5 +245,24 @@ func TestSnapshotConditionalAndGzip(t *testing.T) {
 				t.Errorf("%s, Accept-Encoding %q: encoded %q", target.name, ae, a.header.Get("Content-Encoding"))
 			}
 		}
+	}
+}
+
+// behindStore is an embedded bus whose store says it is behind what was delivered, as
+// the Redis bus does after a failover to a lagging replica.
+type behindStore struct{ *bus.Embedded }
+
+func (behindStore) Snapshot(context.Context, string) (bus.Snapshot, error) {
+	return bus.Snapshot{}, errors.New("the store is behind m1:7, already delivered")
+}
+
+// TestSnapshotStoreBehindIs503WithRetryAfter: PROTOCOL.md's "503 with Retry-After while
+// the store is behind what this gateway delivered".
+func TestSnapshotStoreBehindIs503WithRetryAfter(t *testing.T) {
+	t.Parallel()
+	s := servertest.Run(t, server.Options{Bus: behindStore{bus.NewEmbedded()}, Loops: 1})
+	a := get(t, http.MethodGet, servertest.HTTPURL(s)+"/v1/matches/m1")
+	if ra, err := strconv.Atoi(a.header.Get("Retry-After")); a.status != http.StatusServiceUnavailable || err != nil || ra < 1 {
+		t.Fatalf("HTTP %d, Retry-After %q, want 503 with a Retry-After in seconds", a.status, a.header.Get("Retry-After"))
 	}
 }

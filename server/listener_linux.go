@@ -103,3 +103,32 @@ func sockaddrToTCP(sa unix.Sockaddr) net.Addr {
 	}
 	return &net.TCPAddr{}
 }
+
+// inheritedWS takes over f, a listening socket another process bound: a descriptor of
+// its own, non-blocking (a flag of the socket, shared with whoever else holds it, as
+// net.FileListener sets it too), as a file Go's poller waits on.
+func inheritedWS(f *os.File) (net.Listener, error) {
+	defer f.Close()
+	var fd int
+	var err error
+	if cerr := controlFile(f, func(ofd int) { fd, err = unix.FcntlInt(uintptr(ofd), unix.F_DUPFD_CLOEXEC, 0) }); cerr != nil {
+		err = cerr
+	}
+	if err == nil {
+		if err = unix.SetNonblock(fd, true); err != nil {
+			unix.Close(fd)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("server: inherited WebSocket listener %s: %w", f.Name(), err)
+	}
+	return newFileListener(os.NewFile(uintptr(fd), f.Name()))
+}
+
+func controlFile(f *os.File, fn func(fd int)) error {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	return rc.Control(func(fd uintptr) { fn(int(fd)) })
+}

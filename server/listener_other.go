@@ -2,7 +2,16 @@
 
 package server
 
-import "net"
+import (
+	"net"
+	"os"
+)
 
 // listenWS binds the WebSocket address; off Linux the accept loop takes net.Conns.
 func listenWS(addr string, reusePort bool) (net.Listener, error) { return listen(addr, reusePort) }
+
+// inheritedWS takes over f, a listening socket another process bound.
+func inheritedWS(f *os.File) (net.Listener, error) {
+	defer f.Close()
+	return net.FileListener(f)
+}

@@ -22,6 +22,7 @@ const (
 	DefaultWSPath         = "/ws"
 	DefaultDrainWindow    = 10 * time.Second
 	DefaultDrainGrace     = 5 * time.Second
+	DefaultRestartGap     = 2 * time.Second
 	DefaultHandshakeRate  = 5000
 	DefaultHandshakeBurst = 5000
 	DefaultTickInterval   = 50 * time.Millisecond
@@ -96,6 +97,24 @@ type Options struct {
 	// DrainGrace is how long after DrainWindow the drain's hard deadline falls:
 	// DefaultDrainGrace.
 	DrainGrace time.Duration
+	// RestartGap shapes a drain with no successor on the same ports (no ReusePort),
+	// which is what stopping a gateway in order to start it again is: the `reconnect`
+	// after_ms fall in [RestartGap, RestartGap+DrainWindow] and the connections are
+	// closed within the gap's first half, so that this process exits at once and its
+	// clients come back when the new one listens, instead of meeting this one's 503s
+	// and then a closed port. DefaultRestartGap; negative turns it off (after_ms over
+	// [0, DrainWindow] from the start, each connection closed at its after_ms, the
+	// process alive until then), which only suits clients that have other gateways to
+	// go to.
+	RestartGap time.Duration
+
+	// WSListener and HTTPListener, when set, are listening TCP sockets to serve instead
+	// of binding WSAddr and HTTPAddr: sockets another process bound and keeps, such as
+	// systemd's socket activation (LISTEN_FDS) passes. Start takes them over (Shutdown
+	// closes them). Such a socket outlives the gateway: Drain stops accepting on it at
+	// once, so that connections arriving during a restart wait in the kernel's queue for
+	// the next process instead of being refused. Default nil.
+	WSListener, HTTPListener *os.File
 
 	// ReusePort binds both listeners with SO_REUSEPORT, so that a new crease process
 	// can bind the same ports while this one runs: a restart on one host without
@@ -185,6 +204,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.DrainGrace < 0 {
 		return o, ErrDrainGrace
+	}
+	if o.RestartGap == 0 {
+		o.RestartGap = DefaultRestartGap
 	}
 	if o.TickInterval == 0 {
 		o.TickInterval = DefaultTickInterval

@@ -112,11 +112,11 @@ func New(opts Options) (*Server, error) {
 // Start binds both listeners, starts the event loops, the accept loop, the bus and the
 // HTTP server, and returns. It fails if a listener cannot be bound.
 func (s *Server) Start(ctx context.Context) error {
-	ln, err := listenWS(s.opts.WSAddr, s.opts.ReusePort)
+	ln, err := s.wsListener()
 	if err != nil {
 		return fmt.Errorf("server: listening for WebSocket on %s: %w", s.opts.WSAddr, err)
 	}
-	httpLn, err := listen(s.opts.HTTPAddr, s.opts.ReusePort)
+	httpLn, err := s.httpListener()
 	if err != nil {
 		ln.Close()
 		return fmt.Errorf("server: listening for HTTP on %s: %w", s.opts.HTTPAddr, err)
@@ -273,28 +273,30 @@ func (s *Server) reportViewers() {
 }
 
 // Drain starts a graceful drain: /readyz answers 503, new handshakes get 503 with
-// Retry-After (with ReusePort the listeners are closed instead, handing new connections
-// to a successor on the same ports), every connection gets `reconnect` with after_ms
-// spread over the drain window and is closed with 1012 at that time. The server stops
-// when all are closed or at the hard deadline (window + grace), or when ctx is done.
+// Retry-After (or wait for a successor, see drain.go), every connection gets `reconnect`
+// with after_ms spread over the drain window and is closed with 1012: at its after_ms
+// in a handover (ReusePort); within the first half of Options.RestartGap otherwise,
+// with after_ms shifted past the gap, so that a gateway restarted in place has its
+// successor listening when its clients return. The server stops when all are closed or
+// at the hard deadline (the last close + DrainGrace), or when ctx is done.
 func (s *Server) Drain(ctx context.Context) {
 	if !s.draining.CompareAndSwap(false, true) {
 		return
 	}
 	s.m.draining.Set(1)
-	window := s.opts.DrainWindow
-	s.log.Info("draining", "window", window, "connections", s.Conns(), "handover", s.opts.ReusePort)
-	if s.opts.ReusePort {
-		// A successor may have bound the same ports: closing ours makes the kernel
-		// send every new connection and request to it, instead of to a gateway that
-		// would only answer 503. Connections already accepted are served to the end.
+	plan := s.drainPlan()
+	s.log.Info("draining", "mode", plan.mode, "reconnect_from", plan.gap, "reconnect_over", plan.window,
+		"closes_within", plan.closeWithin, "connections", s.Conns())
+	if plan.closeWS {
 		s.ln.Close()
+	}
+	if plan.closeHTTP {
 		s.httpLn.Close()
 	}
 	s.eachShard(func(sh *shard.Shard) {
-		onLoop(sh, func() { sh.StartDrain(window) })
+		onLoop(sh, func() { sh.StartDrainAfter(plan.gap, plan.window, plan.closeWithin) })
 	})
-	deadline := time.NewTimer(window + s.opts.DrainGrace)
+	deadline := time.NewTimer(plan.closeWithin + s.opts.DrainGrace)
 	defer deadline.Stop()
 	poll := time.NewTicker(50 * time.Millisecond)
 	defer poll.Stop()

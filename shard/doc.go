@@ -9,7 +9,8 @@
 // PostLost, the inbox drain) and the flushes; queue.go the lanes and the budget's
 // policy; sweep.go, clock.go, oprate.go and token.go the once-a-second sweep on the
 // connection clock and what it enforces; recover.go and history.go the subscribes with
-// `since` waiting for their replay (Hooks.History, PostHistory). The JSON of the frames it makes (subscribed,
+// `since` waiting for their replay (Hooks.History, PostHistory); catchup.go the catch-up
+// deltas of connections with ?catchup=1 (SetCatchUp), composed with crease/mergepatch. The JSON of the frames it makes (subscribed,
 // resync, reconnect) and the close reasons are crease/wire's.
 //
 // Concurrency: everything in a Shard runs on its event loop's goroutine, except Post,

@@ -79,6 +79,7 @@ type wireMsg struct {
 	Seq    uint64 `json:"seq"`
 	Reason string `json:"reason"`
 	Kind   string `json:"kind"`
+	After  int64  `json:"after_ms"`
 	Code   uint16 `json:"-"`
 }
 

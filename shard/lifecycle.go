@@ -186,7 +186,14 @@ type drainState struct {
 
 // StartDrain sends every open connection `reconnect` with after_ms spread evenly over
 // window and schedules each close (1012) at its after_ms.
-func (s *Shard) StartDrain(window time.Duration) {
+func (s *Shard) StartDrain(window time.Duration) { s.StartDrainAfter(0, window, window) }
+
+// StartDrainAfter sends every open connection `reconnect` with after_ms spread evenly
+// over [gap, gap+window] and closes (1012) them spread evenly over closeWithin: a
+// gateway restarting in place lets its clients go at once and tells them to come back
+// once its successor listens. Connection i of n gets after_ms gap + window·(i+1)/(n+1)
+// and its close at closeWithin·(i+1)/(n+1).
+func (s *Shard) StartDrainAfter(gap, window, closeWithin time.Duration) {
 	if s.drain != nil {
 		return
 	}
@@ -197,12 +204,12 @@ func (s *Shard) StartDrain(window time.Duration) {
 			d.order = append(d.order, c)
 		}
 	}
-	n := len(d.order)
+	n := time.Duration(len(d.order))
 	d.due = make([]int64, n)
 	for i, c := range d.order {
-		after := window * time.Duration(i+1) / time.Duration(n+1)
-		d.due[i] = now + int64(after)
-		s.enqueue(c, ControlText(wire.Reconnect(after)))
+		k := time.Duration(i + 1)
+		d.due[i] = now + int64(closeWithin*k/(n+1))
+		s.enqueue(c, ControlText(wire.Reconnect(gap+window*k/(n+1))))
 	}
 	s.drain = d
 	s.flushDirty()

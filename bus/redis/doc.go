@@ -65,7 +65,11 @@
 // (subscribed) match's snapshot is cached while current. It returns ErrStoreBehind,
 // served as 503, while the store holds less than this gateway delivered of the same
 // epoch (or an epoch the stream has left, or nothing): Redis lost data and the publisher
-// has not re-seeded it yet.
+// has not re-seeded it yet. The bus.Tracker judges every answer when it comes, so a GET
+// out while the first delta after a loss arrived is judged against that delta too; an
+// answer served after a loss and before that delta is recorded in the Tracker, which
+// sends Lost(gap) before the delta if it is beyond the answer + 1 (an old primary that
+// still serves the slot it lost, while the gateway hears the new one).
 //
 // # Metrics (Options.Registerer)
 //

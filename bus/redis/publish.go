@@ -124,7 +124,9 @@ func (b *Bus) PublishDelta(ctx context.Context, d bus.Delta) error {
 }
 
 // History implements bus.History from crease:{ID}:hist (one script, atomic with the
-// stored seq).
+// stored seq). The deltas it gives end at the stored seq, the position their receivers
+// hold then: like a snapshot, it is judged by the Tracker of a subscribed match (see
+// Snapshot), and ok is false for a store behind what this gateway delivered.
 func (b *Bus) History(ctx context.Context, match, epoch string, after uint64) ([]bus.Message, bool, error) {
 	if !bus.ValidMatchID(match) {
 		return nil, false, fmt.Errorf("%w: %q", bus.ErrUnknownMatch, match)
@@ -133,6 +135,7 @@ func (b *Bus) History(ctx context.Context, match, epoch string, after uint64) ([
 	if c == nil || b.closed.Load() {
 		return nil, false, ErrNotConnected
 	}
+	at, tracked := b.position(match)
 	res, err := b.histRead.Exec(ctx, c, []string{b.seqKey(match), b.histKey(match)}, []string{epoch, strconv.FormatUint(after, 10)}).ToArray()
 	if rueidis.IsRedisNil(err) {
 		return nil, false, fmt.Errorf("%w: %s", bus.ErrUnknownMatch, match)
@@ -156,6 +159,9 @@ func (b *Bus) History(ctx context.Context, match, epoch string, after uint64) ([
 			return nil, false, nil
 		}
 		out = append(out, m)
+	}
+	if tracked && !b.track.Load().Served(match, at, true, epoch, after+uint64(len(out))) {
+		return nil, false, nil // (the gateway counts it: a read "unavailable")
 	}
 	return out, true, nil
 }

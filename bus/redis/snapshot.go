@@ -34,6 +34,9 @@ import (
 type snapCache struct {
 	mu      sync.Mutex
 	entries map[string]*snapEntry
+	// answered, when set (by tests, before any Snapshot), runs when a GET's answer came,
+	// before it is judged: what the deliverer does meanwhile is the GET-in-flight window.
+	answered func(match string)
 }
 
 type snapEntry struct {
@@ -138,16 +141,21 @@ func (b *Bus) Snapshot(ctx context.Context, match string) (bus.Snapshot, error) 
 	fctx, cancel := context.WithTimeout(b.ctx, 5*time.Second)
 	call.snap, call.err = b.fetchSnapshot(fctx, match)
 	cancel()
+	if sc.answered != nil {
+		sc.answered(match)
+	}
 	// Every delta delivered before the GET was sent had its snapshot stored before it
-	// was published (one script), so the answer can only be older if Redis lost data.
+	// was published (one script), and so had the first one after a loss if it was
+	// delivered while the GET was out, unless it was published after the GET (then it is
+	// the snapshot's seq + 1): an answer older than either means Redis lost data, or is
+	// a primary that lost its slot (the Tracker decides, and records the snapshot for the
+	// first delta after a loss, for the time this answer is served from the cache too).
 	if tracked {
 		unknown := errors.Is(call.err, bus.ErrUnknownMatch)
-		if (unknown || call.err == nil) && pos.Behind(!unknown, call.snap.Epoch, call.snap.Seq) {
-			call.snap, call.err = bus.Snapshot{}, fmt.Errorf("%w: %s: the store is behind %s:%d, already delivered", ErrStoreBehind, match, pos.Epoch, pos.Seq)
+		if (unknown || call.err == nil) && !b.track.Load().Served(match, pos, !unknown, call.snap.Epoch, call.snap.Seq) {
+			now, _ := b.position(match)
+			call.snap, call.err = bus.Snapshot{}, fmt.Errorf("%w: %s: the store is behind %s:%d, already delivered", ErrStoreBehind, match, now.Epoch, now.Seq)
 			b.m.snapshots.WithLabelValues("behind").Inc()
-		}
-		if call.err == nil {
-			b.track.Load().Served(match, call.snap.Epoch)
 		}
 	}
 

@@ -46,6 +46,7 @@ type gatewayFlags struct {
 	handshakeBurst   int
 	drainWindow      time.Duration
 	drainGrace       time.Duration
+	restartGap       time.Duration
 	reusePort        bool
 	pprof            bool
 	replayRate       float64
@@ -80,6 +81,7 @@ func (g *gatewayFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&g.handshakeBurst, "handshake-burst", server.DefaultHandshakeBurst, "token bucket burst for handshakes")
 	fs.DurationVar(&g.drainWindow, "drain-window", server.DefaultDrainWindow, "on SIGTERM, reconnect hints and closes are spread over this window")
 	fs.DurationVar(&g.drainGrace, "drain-grace", server.DefaultDrainGrace, "after the drain window, the hard deadline to exit")
+	fs.DurationVar(&g.restartGap, "restart-gap", server.DefaultRestartGap, "on SIGTERM without --reuse-port (a restart in place: stop, then start): close the connections within half of this and tell clients to come back after it, spread over --drain-window, when the new process listens; 0 keeps each connection until its turn in the window instead (clients with other gateways to go to)")
 	fs.BoolVar(&g.reusePort, "reuse-port", false, "bind with SO_REUSEPORT so that a new crease can start on the same ports before this one drains (restart without refusals); a draining gateway then closes its listeners at once")
 	fs.BoolVar(&g.pprof, "pprof", false, "serve net/http/pprof under /debug/pprof/ on the HTTP listener")
 	fs.Float64Var(&g.replayRate, "replay-rate", server.DefaultReplayRate, "history reads per second for subscribes with since (token bucket, burst the same); the subscribes a read over it would serve are answered recovered:false. Subscribes answered from the deltas the gateway keeps cost none")
@@ -107,6 +109,7 @@ func (g *gatewayFlags) options(log *slog.Logger, b bus.Bus, reg *prometheus.Regi
 		HandshakeBurst: g.handshakeBurst,
 		DrainWindow:    g.drainWindow,
 		DrainGrace:     g.drainGrace,
+		RestartGap:     offIfZero(g.restartGap),
 		ReusePort:      g.reusePort,
 		PublicWSURL:    g.publicWSURL,
 		Page:           web.Handler(),
@@ -129,6 +132,15 @@ func (g *gatewayFlags) options(log *slog.Logger, b bus.Bus, reg *prometheus.Regi
 			CatchUpWork:      g.catchUpWork,
 		},
 	}
+}
+
+// offIfZero maps a flag's 0 ("off") to the negative value the server's options take
+// for off (their 0 means the default).
+func offIfZero(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }
 
 // validate refuses the negative durations that the server and shard options would
@@ -225,9 +237,14 @@ func (r *redisFlags) open(log *slog.Logger, reg prometheus.Registerer, node stri
 
 const serveUsage = `Runs the gateway. Without --redis it uses the embedded in-process bus (publish with
 the Go API or run "crease demo"). SIGTERM or SIGINT drains: /readyz answers 503, new
-handshakes get 503, every connection gets reconnect{after_ms} spread over the drain
-window and is closed with 1012 at that time; a second signal closes everything at once
-(1001).`
+handshakes get 503, every connection gets reconnect{after_ms} and is closed with 1012.
+For a restart in place (the default) the connections are closed within half of
+--restart-gap and after_ms falls after the gap, spread over --drain-window, when the new
+process listens; with --reuse-port (a successor already listening) after_ms is spread
+over the window from now and each connection closed at that time. A second signal
+closes everything at once (1001). Listening sockets passed by systemd socket activation
+(LISTEN_FDS; names "ws" and "http", or that order) replace --ws-addr and --http-addr and
+survive the restart: connections wait for the new process instead of being refused.`
 
 func runServe(ctx context.Context, args []string) error { return runServeWith(ctx, args, nil) }
 
@@ -260,6 +277,12 @@ func runServeWith(ctx context.Context, args []string, usageOut io.Writer) error 
 		return fmt.Errorf("crease serve: %w", err)
 	}
 	opts := g.options(log, b, reg)
+	if opts.WSListener, opts.HTTPListener, err = activationListeners(); err != nil {
+		return fmt.Errorf("crease serve: socket activation: %w", err)
+	}
+	if opts.WSListener != nil || opts.HTTPListener != nil {
+		log.Info("listening sockets inherited (socket activation)", "ws", opts.WSListener != nil, "http", opts.HTTPListener != nil)
+	}
 	if len(api.keys) > 0 && len(r.addrs) > 0 {
 		return errors.New("crease serve: --api-key serves the publish API on the embedded bus; with Redis, run crease ingest --listen ADDR --api-key KEY")
 	}

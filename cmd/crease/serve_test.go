@@ -116,14 +116,35 @@ func runServeQuiet(ctx context.Context, args []string) error {
 	return runServeWith(ctx, args, io.Discard)
 }
 
-// TestServeSIGTERMDrains: the first SIGTERM to `crease serve` drains: /readyz 503,
-// /healthz 200, new handshakes 503 + Retry-After, every client reconnect then 1012 near
-// its after_ms, and the process exits 0 within window + grace.
+// TestServeSIGTERMDrains: SIGTERM drains. By default (a restart in place) every client
+// gets reconnect with after_ms past the restart gap, within the drain window after it,
+// and is closed with 1012 within the gap's first half, and the process exits then; with
+// --restart-gap=0 after_ms is within the window from now and each close comes at its
+// after_ms. /readyz is 503 meanwhile.
 func TestServeSIGTERMDrains(t *testing.T) {
+	window, grace, gap := 2*time.Second, 3*time.Second, 2*time.Second
+	for _, tc := range []struct {
+		name                 string
+		flag                 string
+		afterLo, afterHi     time.Duration
+		closeByAfter         bool          // each close at its after_ms
+		closeWithin, exitsIn time.Duration // otherwise
+	}{
+		{name: "restart in place", flag: "--restart-gap=" + gap.String(), afterLo: gap, afterHi: gap + window,
+			closeWithin: gap / 2, exitsIn: gap/2 + grace},
+		{name: "paced", flag: "--restart-gap=0", afterLo: 0, afterHi: window, closeByAfter: true, exitsIn: window + grace},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			testSIGTERMDrain(t, window, grace, tc.flag, tc.afterLo, tc.afterHi, tc.closeByAfter, tc.closeWithin, tc.exitsIn)
+		})
+	}
+}
+
+func testSIGTERMDrain(t *testing.T, window, grace time.Duration, flag string, afterLo, afterHi time.Duration,
+	closeByAfter bool, closeWithin, exitsIn time.Duration) {
 	const n = 200
-	window, grace := 2*time.Second, 3*time.Second
 	p := startCrease(t, nil, "serve", "--log-level=warn", "--node=sub", "--loops=2",
-		"--drain-window="+window.String(), "--drain-grace="+grace.String())
+		"--drain-window="+window.String(), "--drain-grace="+grace.String(), flag)
 	conns := connectMany(t, p.ws, "/ws?match=m1", n, true)
 
 	type seen struct {
@@ -170,7 +191,7 @@ func TestServeSIGTERMDrains(t *testing.T) {
 		return nil
 	})
 	checkDraining(t, p)
-	p.waitExit(t, window+grace+2*time.Second)
+	p.waitExit(t, exitsIn+2*time.Second)
 	exited := time.Since(start)
 	wg.Wait()
 	var lo, hi int64 = 1 << 62, 0
@@ -179,18 +200,20 @@ func TestServeSIGTERMDrains(t *testing.T) {
 		switch {
 		case r.err != nil:
 			t.Fatalf("client %d: %v", i, r.err)
-		case r.afterMS <= 0 || r.afterMS > window.Milliseconds():
-			t.Fatalf("client %d: after_ms %d", i, r.afterMS)
+		case due <= afterLo || due > afterHi:
+			t.Fatalf("client %d: after_ms %d outside (%v, %v]", i, r.afterMS, afterLo, afterHi)
 		case r.closeCode != 1012:
 			t.Fatalf("client %d: close %d, want 1012", i, r.closeCode)
-		case r.closedAt < due-100*time.Millisecond || r.closedAt > due+time.Second:
+		case closeByAfter && (r.closedAt < due-100*time.Millisecond || r.closedAt > due+time.Second):
 			t.Fatalf("client %d: closed at %v, after_ms %d", i, r.closedAt, r.afterMS)
+		case !closeByAfter && r.closedAt > closeWithin+time.Second:
+			t.Fatalf("client %d: closed at %v, want within %v", i, r.closedAt, closeWithin)
 		}
 		lo, hi = min(lo, r.afterMS), max(hi, r.afterMS)
 	}
 	t.Logf("%d clients: after_ms %d..%d, all 1012; process exited %v after SIGTERM", n, lo, hi, exited.Round(time.Millisecond))
-	if exited > window+grace {
-		t.Errorf("exited %v after SIGTERM, more than window + grace", exited)
+	if exited > exitsIn {
+		t.Errorf("exited %v after SIGTERM, more than %v", exited, exitsIn)
 	}
 }
 

@@ -10,7 +10,8 @@
 //   - Sentinel: the replica shut out of replication first, so that it misses the last
 //     writes, then promoted (the store is behind the publisher: it re-seeds);
 //   - Cluster: the primary of the match's slot killed; a lagging replica forced to take
-//     over with CLUSTER FAILOVER FORCE;
+//     over with CLUSTER FAILOVER FORCE, with its primary killed first or still running
+//     (a split brain: both take writes, the old one serves snapshots, for a moment);
 //   - Redis flushed and the publisher restarted without memory: a new epoch;
 //   - the publisher stopped and restarted with the store intact: it resumes;
 //   - a failover every few seconds under many clients (the failover loop; long under

@@ -34,7 +34,9 @@ type drainClient struct {
 // 1012 close exactly in the first step at or after its after_ms, never earlier, with
 // every delta before it in order and every frame whole. During the drain /readyz is
 // 503, /healthz 200, and a new handshake gets 503 with Retry-After 1-5. Drain returns
-// (the server stopped) once the last client is closed.
+// (the server stopped) once the last client is closed. This is the paced drain
+// (RestartGap off), for clients that have other gateways to go to; restart_test.go has
+// the restart in place.
 func TestDrain2000(t *testing.T) {
 	const (
 		n      = 2000
@@ -44,7 +46,7 @@ func TestDrain2000(t *testing.T) {
 	b := bus.NewEmbedded()
 	clock := servertest.NewClock()
 	// The grace is real time: far beyond what stepping the clock through the window takes.
-	s := servertest.Run(t, server.Options{Bus: b, Loops: 2, DrainWindow: window, DrainGrace: 2 * time.Minute,
+	s := servertest.Run(t, server.Options{Bus: b, Loops: 2, DrainWindow: window, DrainGrace: 2 * time.Minute, RestartGap: -1,
 		Shard: shard.Options{Now: clock.Now}})
 	addr := s.WSAddr().String()
 

@@ -248,8 +248,6 @@ func (e *env) slowmix(mode string) (slowResult, error) {
 	cpu0 := g.cpu()
 	time.Sleep(30 * time.Second) // the measured window
 	r.cpu = g.cpu() - cpu0
-	r.resyncs = metric(g, "crease_resyncs_total", `reason="slow"`) - res0
-	r.composed = metric(g, "crease_catchups_total", `source="queue"`, `result="composed"`) - cu0
 	r.deltas = metric(g, "crease_bus_messages_total", `kind="delta"`) - d0
 	lat.mu.Lock()
 	r.p50, r.p99, r.p999 = float64(lat.h.ValueAtQuantile(50))/1e3, float64(lat.h.ValueAtQuantile(99))/1e3, float64(lat.h.ValueAtQuantile(99.9))/1e3
@@ -260,6 +258,8 @@ func (e *env) slowmix(mode string) (slowResult, error) {
 	t0 := time.Now()
 	r.verified, r.err = verify(g, map[string][]*mclient{match: slow}, 3*time.Minute)
 	r.slowConverge = time.Since(t0).Seconds()
+	r.resyncs = metric(g, "crease_resyncs_total", `reason="slow"`) - res0
+	r.composed = metric(g, "crease_catchups_total", `source="queue"`, `result="composed"`) - cu0
 	var bs []float64
 	for i, c := range slow {
 		bs = append(bs, float64(c.bytes()-b0[i]))

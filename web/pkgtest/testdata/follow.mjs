@@ -2,16 +2,17 @@
 // reports on stdout, one JSON object a line: {"status"} on each status, {"seq","cause"}
 // on each state, then {"final": state, "seq"} once the held seq reaches the one the
 // test writes on stdin (the snapshot's, after the replay ended).
-//   node follow.mjs WS_URL HTTP_BASE MATCH ws|builtin
+//   node follow.mjs WS_URL HTTP_BASE MATCH ws|builtin [catchup]
 import { connect } from "crease-client";
 
-const [url, httpBase, match, mode] = process.argv.slice(2);
+const [url, httpBase, match, mode, catchup] = process.argv.slice(2);
 const options = {
   url,
   snapshotURL: (id) => `${httpBase}/v1/matches/${encodeURIComponent(id)}`,
   document: null,
   window: null,
   log: { warn: (...a) => console.error(...a), error: (...a) => console.error(...a) },
+  catchup: catchup === "catchup",
 };
 if (mode === "ws") options.WebSocket = (await import("ws")).WebSocket;
 else if (typeof globalThis.WebSocket !== "function") throw new Error("no built-in WebSocket in this Node");
