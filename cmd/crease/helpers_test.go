@@ -66,9 +66,19 @@ type child struct {
 // startChild runs argv (argv[0] the program) with the test's environment.
 func startChild(t testing.TB, argv ...string) *child {
 	t.Helper()
+	return startChildWith(t, nil, argv...)
+}
+
+// startChildWith is startChild with setup, if not nil, adjusting the command before it
+// starts (more environment, inherited descriptors).
+func startChildWith(t testing.TB, setup func(*exec.Cmd), argv ...string) *child {
+	t.Helper()
 	c := &child{cmd: exec.Command(argv[0], argv[1:]...), out: &servertest.LockedBuffer{}, exited: make(chan struct{})}
 	c.cmd.Stdout, c.cmd.Stderr = c.out, c.out
 	c.cmd.Env = os.Environ()
+	if setup != nil {
+		setup(c.cmd)
+	}
 	if err := c.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
