@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/Shopify/toxiproxy/v2"
+	"github.com/Shopify/toxiproxy/v2/stream"
 	"github.com/Shopify/toxiproxy/v2/toxics"
 	"github.com/gorilla/websocket"
 	"github.com/prometheus/client_golang/prometheus"
@@ -31,6 +32,7 @@ func TestMain(m *testing.M) {
 	// Some toxics log through zerolog's global logger.
 	zerolog.SetGlobalLevel(zerolog.Disabled)
 	toxics.Register("blackhole", new(blackhole))
+	toxics.Register("cut_after", new(cutAfter))
 	os.Exit(m.Run())
 }
 
@@ -80,6 +82,47 @@ func (*blackhole) Pipe(stub *toxics.ToxicStub) {
 func (*blackhole) Cleanup(stub *toxics.ToxicStub) {
 	if stub.State.(*blackholeState).eof {
 		stub.Close()
+	}
+}
+
+// cutAfter is toxiproxy's limit_data that says when it cut: it passes Bytes bytes, then
+// closes the connection and counts it in linkCuts, so that a test waits for the cut
+// itself instead of for however long that much traffic takes.
+type cutAfter struct {
+	Bytes int64 `json:"bytes"`
+}
+
+// linkCuts counts the connections every cutAfter toxic has cut.
+var linkCuts atomic.Int64
+
+type cutAfterState struct{ sent int64 }
+
+func (*cutAfter) NewState() any { return new(cutAfterState) }
+
+func (t *cutAfter) Pipe(stub *toxics.ToxicStub) {
+	st := stub.State.(*cutAfterState)
+	for {
+		select {
+		case <-stub.Interrupt:
+			return
+		case c := <-stub.Input:
+			if c == nil {
+				stub.Close()
+				return
+			}
+			if left := t.Bytes - st.sent; int64(len(c.Data)) > left {
+				c = &stream.StreamChunk{Timestamp: c.Timestamp, Data: c.Data[:max(left, 0)]}
+			}
+			if len(c.Data) > 0 {
+				stub.Output <- c
+				st.sent += int64(len(c.Data))
+			}
+			if st.sent >= t.Bytes {
+				linkCuts.Add(1)
+				stub.Close()
+				return
+			}
+		}
 	}
 }
 
