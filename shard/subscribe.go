@@ -10,8 +10,8 @@ import "crease/wire"
 type Subscribers struct {
 	match      string
 	conns      []*Conn
-	subscribed *Frame // the match's `subscribed` answer, built on first use
-	feed       matchFeed
+	subscribed *Frame    // the match's `subscribed` answer, built on first use
+	feed       matchFeed // the last seq drained and the subscriptions waiting for a replay (recover.go)
 }
 
 type subRef struct {

@@ -210,6 +210,31 @@ func connectMany(t testing.TB, addr, path string, n int, sub bool) []*wsConn {
 	return out
 }
 
+// whileProgressing waits until cond returns nil, for as long as progress keeps moving:
+// it fails t, with cond's last error, once progress has stood still for stall. It is
+// for waits whose length is CPU-bound work on a machine shared with other tests, which
+// no fixed deadline can guess, while a wait that stopped going anywhere still fails.
+func whileProgressing[N comparable](t testing.TB, stall time.Duration, progress func() N, cond func() error) {
+	t.Helper()
+	for {
+		at, done := progress(), false
+		servertest.Eventually(t, stall, func() error {
+			err := cond()
+			switch {
+			case err == nil:
+				done = true
+				return nil
+			case progress() != at:
+				return nil
+			}
+			return fmt.Errorf("no progress for %v: %w", stall, err)
+		})
+		if done {
+			return
+		}
+	}
+}
+
 // apiRequest sends an HTTP request with the API key key ("" for none) and returns the
 // status and the body.
 func apiRequest(t testing.TB, method, url, body, key string) (int, string) {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"sync"
@@ -15,7 +16,6 @@ import (
 	"time"
 
 	"github.com/Shopify/toxiproxy/v2"
-	"github.com/Shopify/toxiproxy/v2/stream"
 	"github.com/Shopify/toxiproxy/v2/toxics"
 	"github.com/gorilla/websocket"
 	"github.com/prometheus/client_golang/prometheus"
@@ -32,7 +32,6 @@ func TestMain(m *testing.M) {
 	// Some toxics log through zerolog's global logger.
 	zerolog.SetGlobalLevel(zerolog.Disabled)
 	toxics.Register("blackhole", new(blackhole))
-	toxics.Register("cut_after", new(cutAfter))
 	os.Exit(m.Run())
 }
 
@@ -82,47 +81,6 @@ func (*blackhole) Pipe(stub *toxics.ToxicStub) {
 func (*blackhole) Cleanup(stub *toxics.ToxicStub) {
 	if stub.State.(*blackholeState).eof {
 		stub.Close()
-	}
-}
-
-// cutAfter is toxiproxy's limit_data that says when it cut: it passes Bytes bytes, then
-// closes the connection and counts it in linkCuts, so that a test waits for the cut
-// itself instead of for however long that much traffic takes.
-type cutAfter struct {
-	Bytes int64 `json:"bytes"`
-}
-
-// linkCuts counts the connections every cutAfter toxic has cut.
-var linkCuts atomic.Int64
-
-type cutAfterState struct{ sent int64 }
-
-func (*cutAfter) NewState() any { return new(cutAfterState) }
-
-func (t *cutAfter) Pipe(stub *toxics.ToxicStub) {
-	st := stub.State.(*cutAfterState)
-	for {
-		select {
-		case <-stub.Interrupt:
-			return
-		case c := <-stub.Input:
-			if c == nil {
-				stub.Close()
-				return
-			}
-			if left := t.Bytes - st.sent; int64(len(c.Data)) > left {
-				c = &stream.StreamChunk{Timestamp: c.Timestamp, Data: c.Data[:max(left, 0)]}
-			}
-			if len(c.Data) > 0 {
-				stub.Output <- c
-				st.sent += int64(len(c.Data))
-			}
-			if st.sent >= t.Bytes {
-				linkCuts.Add(1)
-				stub.Close()
-				return
-			}
-		}
 	}
 }
 
@@ -288,6 +246,7 @@ func startClientWith(t *testing.T, name, wsURL, httpBase, match string, opt func
 		HTTPClient: &http.Client{Timeout: 5 * time.Second},
 		Backoff:    client.Backoff{Base: 100 * time.Millisecond, Cap: time.Second, InitialSpread: 300 * time.Millisecond},
 		Observer:   w.chk,
+		Logger:     slog.New(slog.DiscardHandler),
 		OnStatus: func(s client.Status) {
 			if s.Phase == client.Connecting {
 				w.conns.Add(1)
@@ -328,27 +287,22 @@ func startClients(t *testing.T, n int, prefix, wsURL, httpBase, match string) []
 // no violation, and the rebuilt state equals final.
 func converge(t *testing.T, final client.Snapshot, within time.Duration, ws ...*watched) {
 	t.Helper()
-	start := time.Now()
-	for _, w := range ws {
-		err := servertest.Poll(within-time.Since(start), func() error {
+	// The state callback runs before the Checker sees the next frame: wait for the
+	// Checker too, not only for the seq.
+	servertest.Eventually(t, within, func() error {
+		for _, w := range ws {
 			if got := w.seq.Load(); got != final.Seq {
-				return fmt.Errorf("%s: holds seq %d after %v, final snapshot is at %d", w.name, got, within, final.Seq)
+				return fmt.Errorf("%s holds seq %d, final snapshot is at %d", w.name, got, final.Seq)
 			}
-			return nil
-		})
-		if err != nil {
-			t.Error(err)
+			if err := w.chk.Verify(final); err != nil {
+				return fmt.Errorf("%s: %w", w.name, err)
+			}
 		}
-	}
+		return nil
+	})
 	for _, w := range ws {
 		if v := w.chk.Violations(); len(v) > 0 {
 			t.Errorf("%s: %d delivery violations, first: %v", w.name, len(v), v[0])
-			continue
-		}
-		// The state callback runs before the Checker sees the next frame: wait for the
-		// Checker to reach the same seq.
-		if err := servertest.Poll(5*time.Second, func() error { return w.chk.Verify(final) }); err != nil {
-			t.Errorf("%s: %v", w.name, err)
 		}
 	}
 }

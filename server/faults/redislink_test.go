@@ -1,12 +1,16 @@
 package faults_test
 
 import (
+	"context"
+	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/rueidis"
 
 	"crease/bus/redis"
 	"crease/internal/heaptest"
@@ -18,9 +22,10 @@ import (
 // redisGateway is a gateway whose Redis bus goes through a proxy to a real redis-server,
 // and a publisher that talks to that Redis directly.
 type redisGateway struct {
-	gw   *server.Server
-	link *proxy
-	pub  *redis.Bus
+	gw    *server.Server
+	link  *proxy
+	pub   *redis.Bus
+	admin rueidis.Client // straight to the redis-server, for CLIENT LIST
 }
 
 func startRedisGateway(t *testing.T) *redisGateway {
@@ -40,8 +45,37 @@ func startRedisGateway(t *testing.T) *redisGateway {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { pub.Close() })
+	admin, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{rs.Addr()}, DisableCache: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(admin.Close)
 	servertest.Eventually(t, 10*time.Second, servertest.Cond("the gateway's Redis bus ready", gb.Ready))
-	return &redisGateway{gw: gw, link: link, pub: pub}
+	return &redisGateway{gw: gw, link: link, pub: pub, admin: admin}
+}
+
+// subscribers returns the ids of the connections that redis-server holds with a
+// subscription: the gateway's, which come through the link (the publisher subscribes
+// to nothing).
+func (r *redisGateway) subscribers(t *testing.T) map[string]bool {
+	t.Helper()
+	list, err := r.admin.Do(context.Background(), r.admin.B().ClientList().Build()).ToString()
+	if err != nil {
+		t.Fatalf("CLIENT LIST: %v", err)
+	}
+	ids := map[string]bool{}
+	for _, line := range strings.Split(list, "\n") {
+		f := map[string]string{}
+		for _, kv := range strings.Fields(line) {
+			if k, v, ok := strings.Cut(kv, "="); ok {
+				f[k] = v
+			}
+		}
+		if n := f["sub"] + f["psub"] + f["ssub"]; strings.Trim(n, "0") != "" {
+			ids[f["id"]] = true
+		}
+	}
+	return ids
 }
 
 // Slow Redis: the gateway's link to Redis has 150 ± 100 ms of latency each way (the
@@ -97,30 +131,41 @@ func TestRedisLinkCutMidMessage(t *testing.T) {
 	}))
 	cuts := pick(3, 20)
 	for i := range cuts {
-		time.Sleep(time.Second)
+		// Live deltas reach every client between two cuts.
+		fed(t, clients)
 		before := metric(t, r.gw, "crease_bus_resubscribes_total")
-		resubscribed := servertest.Cond("the bus to resubscribe after the cut", func() bool {
-			return metric(t, r.gw, "crease_bus_resubscribes_total") > before
-		})
+		subscribed := r.subscribers(t)
+		if len(subscribed) == 0 {
+			t.Fatal("no subscribed connection on redis-server")
+		}
+		name := "cut"
 		if i == cuts-1 {
-			// A reset at once, on the link and on every reconnect while it stays: for
-			// 300 ms of the match, then the link is let back.
-			r.link.add("rst", "reset_peer", "downstream", map[string]any{"timeout": 0})
-			time.Sleep(300 * time.Millisecond)
-			r.link.remove("rst")
+			name = "rst"
+			r.link.add(name, "reset_peer", "downstream", map[string]any{"timeout": 0})
 		} else {
 			// Delta frames of this match are ~300-700 bytes: a cut after 257..1279
-			// bytes lands inside one most of the time. The cut comes once that much has
-			// flowed, which on a loaded machine can take a while: the toxic stays until
-			// it has cut.
-			cut := linkCuts.Load()
-			r.link.add("cut", "cut_after", "downstream", map[string]any{"bytes": 257 + (i*397)%1023})
-			servertest.Eventually(t, 30*time.Second, servertest.Cond("the link cut", func() bool { return linkCuts.Load() > cut }))
-			r.link.remove("cut")
+			// bytes lands inside one most of the time.
+			r.link.add(name, "limit_data", "downstream", map[string]any{"bytes": 257 + (i*397)%1023})
 		}
-		servertest.Eventually(t, 30*time.Second, resubscribed)
+		// Both toxics act on the bytes that come down the link: the toxic stays until
+		// the link was cut, however long the replay takes to send them (it pauses
+		// between two runs of the match), which redis-server shows by dropping the
+		// subscribed connection.
+		servertest.Eventually(t, 20*time.Second, func() error {
+			now := r.subscribers(t)
+			for id := range subscribed {
+				if !now[id] {
+					return nil
+				}
+			}
+			return fmt.Errorf("subscribed connections %v still there", subscribed)
+		})
+		r.link.remove(name)
+		servertest.Eventually(t, 20*time.Second, servertest.Cond("the bus to resubscribe after the cut", func() bool {
+			return metric(t, r.gw, "crease_bus_resubscribes_total") > before
+		}))
 	}
-	time.Sleep(time.Second)
+	fed(t, clients)
 	stop()
 
 	final := snapshot(t, r.gw, m.ID())
@@ -136,4 +181,22 @@ func TestRedisLinkCutMidMessage(t *testing.T) {
 	}
 	heap.Check(t, 48<<20)
 	freshClient(t, r.gw, final)
+}
+
+// fed waits until every client has received a delta (or a snapshot) newer than what it
+// held when called: the live feed reaches them.
+func fed(t *testing.T, clients []*watched) {
+	t.Helper()
+	held := make([]int64, len(clients))
+	for i, w := range clients {
+		held[i] = w.states.Load()
+	}
+	servertest.Eventually(t, 20*time.Second, func() error {
+		for i, w := range clients {
+			if w.states.Load() <= held[i] {
+				return fmt.Errorf("%s got no state since %d", w.name, held[i])
+			}
+		}
+		return nil
+	})
 }

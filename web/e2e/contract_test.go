@@ -201,6 +201,9 @@ func TestPageWithATokenInItsURL(t *testing.T) {
 		if strings.Contains(u, "token") {
 			t.Errorf("the WebSocket URL %s carries the token", u)
 		}
+		if !strings.Contains(u, "catchup=1") {
+			t.Errorf("the WebSocket URL %s does not opt in to catch-up deltas", u)
+		}
 	}
 	snap := base + "/v1/matches/" + m.ID()
 	if auths := nl.gets[snap]; len(auths) == 0 || auths[0] != "Bearer "+tok {
