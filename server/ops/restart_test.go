@@ -62,6 +62,7 @@ func TestDrainRestartInPlace(t *testing.T) {
 		err      error
 	}
 	var shardNow atomic.Int64 // how far the test has moved the shard clock
+	var reconnects atomic.Int64
 	got := make([]seen, n)
 	var wg sync.WaitGroup
 	for i, c := range conns {
@@ -77,6 +78,7 @@ func TestDrainRestartInPlace(t *testing.T) {
 				return
 			}
 			got[i].after = time.Duration(f.AfterMS) * time.Millisecond
+			reconnects.Add(1)
 			if i%2 == 0 {
 				c.Close()
 				return
@@ -91,7 +93,14 @@ func TestDrainRestartInPlace(t *testing.T) {
 			}
 		}()
 	}
-	// The closes: every one due by a step has arrived before the clock moves on.
+	// The drain has started on every loop (each client has its reconnect) before the
+	// clock moves: a loop that started it later would schedule its closes from there.
+	servertest.Eventually(t, 30*time.Second, func() error {
+		if got := reconnects.Load(); got != n {
+			return fmt.Errorf("%d of %d reconnect frames", got, n)
+		}
+		return nil
+	})
 	const step = 100 * time.Millisecond
 	for at := step; at <= gap/2; at += step {
 		clock.Advance(step)
