@@ -2,7 +2,6 @@ package examples_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"log/slog"
 	"net/http"
@@ -63,10 +62,7 @@ func TestNodePublisherThroughRealGateway(t *testing.T) {
 	if _, err := c.Subscribe("cup-final", func(client.State) {}); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = c.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	servertest.Background(t, c.Run)
 	// Publish only once the client holds the (empty) match, so it follows every delta.
 	servertest.Eventually(t, 10*time.Second, func() error {
 		if n := servertest.Metric(t, servertest.HTTPURL(gw), "crease_bus_subscriptions"); n < 1 {

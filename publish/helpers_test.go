@@ -220,10 +220,7 @@ func watch(t testing.TB, g *gateway, match string) *watcher {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = c.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	servertest.Background(t, c.Run)
 	return w
 }
 

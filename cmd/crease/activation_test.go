@@ -21,25 +21,10 @@ import (
 func activated(t *testing.T, ws, http *os.File, names string, args ...string) *proc {
 	t.Helper()
 	argv := append([]string{"/bin/sh", "-c", `LISTEN_PID=$$ exec "$0" "$@"`, creaseBin(t), "serve"}, args...)
-	c := &child{cmd: exec.Command(argv[0], argv[1:]...), out: &syncBuffer{}, exited: make(chan struct{})}
-	c.cmd.Stdout, c.cmd.Stderr = c.out, c.out
-	c.cmd.Env = append(os.Environ(), "LISTEN_FDS=2", "LISTEN_FDNAMES="+names)
-	c.cmd.ExtraFiles = []*os.File{ws, http}
-	if err := c.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { c.exitErr = c.cmd.Wait(); close(c.exited) }()
-	t.Cleanup(func() {
-		select {
-		case <-c.exited:
-		default:
-			_ = c.cmd.Process.Kill()
-			<-c.exited
-		}
-		if t.Failed() {
-			t.Logf("crease output:\n%s", c.out.String())
-		}
-	})
+	c := startChildWith(t, func(cmd *exec.Cmd) {
+		cmd.Env = append(cmd.Env, "LISTEN_FDS=2", "LISTEN_FDNAMES="+names)
+		cmd.ExtraFiles = []*os.File{ws, http}
+	}, argv...)
 	return &proc{child: c}
 }
 

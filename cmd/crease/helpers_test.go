@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"fmt"
 	"io"
 	"net/http"
@@ -15,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"crease/ingest"
 	"crease/server/servertest"
 )
 
@@ -58,34 +58,27 @@ func creaseBin(t testing.TB) string {
 // is still running and, when the test failed, logs the end of its output.
 type child struct {
 	cmd     *exec.Cmd
-	out     *syncBuffer
+	out     *servertest.LockedBuffer
 	exited  chan struct{}
 	exitErr error
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // startChild runs argv (argv[0] the program) with the test's environment.
 func startChild(t testing.TB, argv ...string) *child {
 	t.Helper()
-	c := &child{cmd: exec.Command(argv[0], argv[1:]...), out: &syncBuffer{}, exited: make(chan struct{})}
+	return startChildWith(t, nil, argv...)
+}
+
+// startChildWith is startChild with setup, if not nil, adjusting the command before it
+// starts (more environment, inherited descriptors).
+func startChildWith(t testing.TB, setup func(*exec.Cmd), argv ...string) *child {
+	t.Helper()
+	c := &child{cmd: exec.Command(argv[0], argv[1:]...), out: &servertest.LockedBuffer{}, exited: make(chan struct{})}
 	c.cmd.Stdout, c.cmd.Stderr = c.out, c.out
 	c.cmd.Env = os.Environ()
+	if setup != nil {
+		setup(c.cmd)
+	}
 	if err := c.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -260,4 +253,23 @@ func apiRequest(t testing.TB, method, url, body, key string) (int, string) {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b)
+}
+
+// matchFile copies the real match id to a file of the test's (what `crease ingest
+// --match` reads) and returns its path and the match read from it.
+func matchFile(t testing.TB, id string) (string, *ingest.Match) {
+	t.Helper()
+	data, err := os.ReadFile("../../ingest/matches/" + id + ".json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), id+".json")
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m, err := ingest.ReadMatch(id+".json", data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return path, m
 }

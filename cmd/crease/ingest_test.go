@@ -83,10 +83,7 @@ func follow(t *testing.T, ws, httpBase, match string) *follower {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = c.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	servertest.Background(t, c.Run)
 	return f
 }
 
@@ -112,17 +109,7 @@ func newIngestWorld(t *testing.T) *ingestWorld {
 	}
 	t.Cleanup(func() { _ = gb.Close() })
 	w.gw = servertest.Run(t, server.Options{Bus: gb, Loops: 1})
-	data, err := os.ReadFile("../../ingest/matches/1359539.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.file = filepath.Join(t.TempDir(), "1359539.json")
-	if err := os.WriteFile(w.file, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if w.m, err = ingest.ReadMatch("1359539.json", data); err != nil {
-		t.Fatal(err)
-	}
+	w.file, w.m = matchFile(t, "1359539")
 	return w
 }
 

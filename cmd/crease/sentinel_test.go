@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -48,17 +46,7 @@ func newSentinelWorld(t *testing.T) *sentinelWorld {
 		}
 		return nil
 	})
-	data, err := os.ReadFile("../../ingest/matches/1359539.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.file = filepath.Join(t.TempDir(), "1359539.json")
-	if err := os.WriteFile(w.file, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if w.m, err = ingest.ReadMatch("1359539.json", data); err != nil {
-		t.Fatal(err)
-	}
+	w.file, w.m = matchFile(t, "1359539")
 	return w
 }
 
@@ -131,7 +119,7 @@ func TestSentinelServeAndIngestFollowFailover(t *testing.T) {
 		}
 		return nil
 	})
-	for name, out := range map[string]*syncBuffer{"gateway": w.gw.out, "ingest": p.out} {
+	for name, out := range map[string]*servertest.LockedBuffer{"gateway": w.gw.out, "ingest": p.out} {
 		servertest.Eventually(t, 10*time.Second, func() error {
 			if !strings.Contains(out.String(), "redis master changed (failover)") {
 				return fmt.Errorf("the %s did not log the new master", name)

@@ -1,6 +1,7 @@
 package servertest
 
 import (
+	"context"
 	"errors"
 	"testing"
 	"time"
@@ -13,7 +14,7 @@ import (
 // the test's goroutine (it calls t.Fatalf).
 func Eventually(t testing.TB, within time.Duration, cond func() error) {
 	t.Helper()
-	if err := poll(within, cond); err != nil {
+	if err := Poll(within, cond); err != nil {
 		t.Fatalf("not within %v: %v", within, err)
 	}
 }
@@ -30,8 +31,10 @@ func Cond(what string, holds func() bool) func() error {
 	}
 }
 
-// poll is Eventually without the testing.TB: it returns cond's last error on timeout.
-func poll(within time.Duration, cond func() error) error {
+// Poll is Eventually without the testing.TB, for a test that goes on after a timeout
+// (to report more) or waits off the test's goroutine: it returns nil once cond holds,
+// or cond's last error when within has passed.
+func Poll(within time.Duration, cond func() error) error {
 	deadline := time.Now().Add(within)
 	wait := time.Millisecond
 	for {
@@ -52,4 +55,14 @@ func poll(within time.Duration, cond func() error) error {
 			wait = 50 * time.Millisecond
 		}
 	}
+}
+
+// Background runs run (a client's Run, a replay) on its own goroutine for the rest of
+// the test: at the test's end its context is cancelled and Background waits for it to
+// return, so that nothing it does outlives the test.
+func Background(t testing.TB, run func(ctx context.Context) error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
 }

@@ -52,11 +52,11 @@ func TestEventuallyReportsTheLastError(t *testing.T) {
 
 func TestPollChecksOnceMoreAtTheDeadline(t *testing.T) {
 	// With no time at all the condition is still asked once.
-	if err := poll(0, func() error { return nil }); err != nil {
+	if err := Poll(0, func() error { return nil }); err != nil {
 		t.Fatal(err)
 	}
 	errNo := errors.New("no")
-	if err := poll(0, func() error { return errNo }); !errors.Is(err, errNo) {
+	if err := Poll(0, func() error { return errNo }); !errors.Is(err, errNo) {
 		t.Fatalf("poll = %v, want %v", err, errNo)
 	}
 }

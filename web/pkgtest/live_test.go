@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -202,7 +201,7 @@ func TestReadmeExampleFollowsAMatch(t *testing.T) {
 	}
 	cmd := exec.CommandContext(ctx, npmtest.Node(t), args...)
 	cmd.Dir = dir
-	var stdout lockedBuffer
+	var stdout servertest.LockedBuffer
 	var stderr strings.Builder
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Start(); err != nil {
@@ -236,22 +235,4 @@ func TestReadmeExampleFollowsAMatch(t *testing.T) {
 		t.Errorf("last score line %q, want %q (status %s)\n%s", last, want, final.Status, stdout.String())
 	}
 	t.Logf("%d lines; last %q", len(lines), last)
-}
-
-// lockedBuffer is a strings.Builder that the exec copier writes while the test reads.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
