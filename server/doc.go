@@ -7,8 +7,10 @@
 // Goroutines and what must not block:
 //   - each gnet event loop runs OnOpen, OnTraffic, OnClose and every task Executed on it
 //     (deliveries, ticks, probes, drains); none of it may block;
-//   - the accept loop accepts, applies admission control and hands connections to the
-//     loops; refusals are answered by a small bounded pool of goroutines;
+//   - the accept loop accepts (accept4 on the listener, or on a socket inherited through
+//     Options.WSListener), applies admission control and hands each socket to a loop,
+//     which opens it in gnet (enroll_linux.go); refusals are answered by a small
+//     bounded pool of goroutines;
 //   - the bus's goroutine calls the dispatcher, the gateway's bus.Sink, through the
 //     bus's Tracker: each message once, parsed and in order, counted once; the
 //     dispatcher encodes its frame once and posts it to the shards without blocking;
