@@ -20,9 +20,9 @@ import (
 
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
-	"github.com/golang-jwt/jwt/v5"
 	"github.com/gorilla/websocket"
 
+	"crease/internal/jwttest"
 	"crease/server"
 	"crease/server/servertest"
 	"crease/web"
@@ -158,15 +158,7 @@ func headerValue(h map[string]any, name string) string {
 
 func mintToken(t *testing.T, secret []byte, matches ...string) string {
 	t.Helper()
-	claims := jwt.MapClaims{"exp": time.Now().Add(time.Hour).Unix(), "sub": "viewer"}
-	if matches != nil {
-		claims["matches"] = matches
-	}
-	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString(secret)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tok
+	return jwttest.Mint(t, secret, "viewer", time.Now().Add(time.Hour), matches...)
 }
 
 func TestPageWithATokenInItsURL(t *testing.T) {
