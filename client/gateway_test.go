@@ -96,10 +96,7 @@ func startGatewayClient(t *testing.T, s *server.Server, clk clock, provide func(
 		t.Fatal(err)
 	}
 	c.clock, c.tokens.clock = clk, clk
-	h.c = c
-	ctx, cancel := context.WithCancel(context.Background())
-	h.cancel = cancel
-	go func() { h.done <- c.Run(ctx) }()
+	cancel := h.run(c)
 	t.Cleanup(func() {
 		cancel()
 		<-h.done
