@@ -664,3 +664,13 @@ func (h *harness) run(c *Client) context.CancelFunc {
 	go func() { h.done <- c.Run(ctx) }()
 	return cancel
 }
+
+// checkedClient starts a client on gw, observed by a fresh Checker, subscribes it to
+// match and waits for its connection.
+func checkedClient(t *testing.T, gw *fakeGW, match string) (*harness, *Checker, *fakeConn) {
+	t.Helper()
+	chk := NewChecker()
+	h := startClient(t, gw, func(o *Options) { o.Observer = chk })
+	h.subscribe(t, match)
+	return h, chk, gw.waitConn(t)
+}
