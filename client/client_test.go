@@ -150,10 +150,7 @@ func TestBufferedDeltasDuringFetchAreApplied(t *testing.T) {
 func TestGapRefetchesWithoutReconnecting(t *testing.T) {
 	gw := newFakeGW(t)
 	gw.setSnap("m1", 1, `{"n":1}`)
-	chk := NewChecker()
-	h := startClient(t, gw, func(o *Options) { o.Observer = chk })
-	h.subscribe(t, "m1")
-	gw.waitConn(t)
+	h, chk, _ := checkedClient(t, gw, "m1")
 	h.waitState(t, gw.snap("m1"))
 	gw.publish("m1", `{"n":2}`, false) // lost silently: the gateway breaks rule 2
 	gw.publish("m1", `{"n":3}`, true)
@@ -177,10 +174,7 @@ func TestGapRefetchesWithoutReconnecting(t *testing.T) {
 func TestResyncFrameRefetchesWithoutReconnecting(t *testing.T) {
 	gw := newFakeGW(t)
 	gw.setSnap("m1", 7, `{"n":7}`)
-	chk := NewChecker()
-	h := startClient(t, gw, func(o *Options) { o.Observer = chk })
-	h.subscribe(t, "m1")
-	conn := gw.waitConn(t)
+	h, chk, conn := checkedClient(t, gw, "m1")
 	h.waitState(t, gw.snap("m1"))
 	gw.publish("m1", `{"n":8}`, false)
 	gw.publish("m1", `{"n":9}`, false)

@@ -468,10 +468,7 @@ func startClientOn(t *testing.T, gw *fakeGW, clk clock, tweak func(*Options)) *h
 	if clk != nil {
 		c.clock, c.tokens.clock = clk, clk
 	}
-	h.c = c
-	ctx, cancel := context.WithCancel(context.Background())
-	h.cancel = cancel
-	go func() { h.done <- c.Run(ctx) }()
+	cancel := h.run(c)
 	t.Cleanup(func() {
 		cancel()
 		select {
@@ -656,4 +653,24 @@ func (h *harness) waitStateSeqEpoch(t *testing.T, want Snapshot) State {
 			return State{}
 		}
 	}
+}
+
+// run starts c.Run as h's client; the returned cancel (also h.cancel) ends it, and h.done
+// receives what Run returned.
+func (h *harness) run(c *Client) context.CancelFunc {
+	h.c = c
+	ctx, cancel := context.WithCancel(context.Background())
+	h.cancel = cancel
+	go func() { h.done <- c.Run(ctx) }()
+	return cancel
+}
+
+// checkedClient starts a client on gw, observed by a fresh Checker, subscribes it to
+// match and waits for its connection.
+func checkedClient(t *testing.T, gw *fakeGW, match string) (*harness, *Checker, *fakeConn) {
+	t.Helper()
+	chk := NewChecker()
+	h := startClient(t, gw, func(o *Options) { o.Observer = chk })
+	h.subscribe(t, match)
+	return h, chk, gw.waitConn(t)
 }

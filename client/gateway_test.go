@@ -17,11 +17,10 @@ import (
 	"time"
 
 	"crease/bus"
+	"crease/internal/jwttest"
 	"crease/server"
 	"crease/server/servertest"
 	"crease/shard"
-
-	"github.com/golang-jwt/jwt/v5"
 )
 
 // gatewayClock is a client clock reading the gateway's clock; its timers fire when the test says.
@@ -77,15 +76,7 @@ func signer(t *testing.T, secret []byte, clk *servertest.Clock, lifetime time.Du
 		mu.Lock()
 		defer mu.Unlock()
 		n++
-		claims := jwt.MapClaims{"exp": clk.Now().Add(lifetime).Unix() + int64(n), "sub": "c"}
-		if matches != nil {
-			claims["matches"] = matches
-		}
-		tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString(secret)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return tok
+		return jwttest.MintUnix(t, secret, "c", clk.Now().Add(lifetime).Unix()+int64(n), matches)
 	}
 }
 
@@ -105,10 +96,7 @@ func startGatewayClient(t *testing.T, s *server.Server, clk clock, provide func(
 		t.Fatal(err)
 	}
 	c.clock, c.tokens.clock = clk, clk
-	h.c = c
-	ctx, cancel := context.WithCancel(context.Background())
-	h.cancel = cancel
-	go func() { h.done <- c.Run(ctx) }()
+	cancel := h.run(c)
 	t.Cleanup(func() {
 		cancel()
 		<-h.done

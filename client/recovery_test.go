@@ -13,10 +13,7 @@ import (
 func TestNewEpochAnnouncedByResync(t *testing.T) {
 	gw := newFakeGW(t)
 	gw.setSnapEpoch("m1", "e1", 40, `{"n":40,"old":true}`)
-	chk := NewChecker()
-	h := startClient(t, gw, func(o *Options) { o.Observer = chk })
-	h.subscribe(t, "m1")
-	gw.waitConn(t)
+	h, chk, _ := checkedClient(t, gw, "m1")
 	if s := h.waitState(t, gw.snap("m1")); s.Epoch != "e1" {
 		t.Fatalf("state %+v, want epoch e1", s)
 	}
@@ -40,10 +37,7 @@ func TestNewEpochAnnouncedByResync(t *testing.T) {
 func TestDeltaOfAnotherEpochRefetches(t *testing.T) {
 	gw := newFakeGW(t)
 	gw.setSnapEpoch("m1", "e1", 9, `{"n":9}`)
-	chk := NewChecker()
-	h := startClient(t, gw, func(o *Options) { o.Observer = chk })
-	h.subscribe(t, "m1")
-	gw.waitConn(t)
+	h, chk, _ := checkedClient(t, gw, "m1")
 	h.waitState(t, gw.snap("m1"))
 	gw.newEpoch("m1", "e2", false)
 	gw.publish("m1", `{"n":1}`, true)
@@ -64,10 +58,7 @@ func TestReconnectRecoversFromHistory(t *testing.T) {
 	gw := newFakeGW(t)
 	gw.recovery = true
 	gw.setSnapEpoch("m1", "e", 3, `{"n":3}`)
-	chk := NewChecker()
-	h := startClient(t, gw, func(o *Options) { o.Observer = chk })
-	h.subscribe(t, "m1")
-	conn := gw.waitConn(t)
+	h, chk, conn := checkedClient(t, gw, "m1")
 	if op := conn.nextOp(t); op.Op != "subscribe" || op.Since != nil {
 		t.Fatalf("first subscribe %+v, want no since (nothing held)", op)
 	}
@@ -122,10 +113,7 @@ func TestReconnectNotRecoveredTakesTheSnapshot(t *testing.T) {
 			gw := newFakeGW(t)
 			gw.recovery = true
 			gw.setSnapEpoch("m1", "e", 4, `{"n":4}`)
-			chk := NewChecker()
-			h := startClient(t, gw, func(o *Options) { o.Observer = chk })
-			h.subscribe(t, "m1")
-			conn := gw.waitConn(t)
+			h, chk, conn := checkedClient(t, gw, "m1")
 			h.waitState(t, gw.snap("m1"))
 			conn.closeWith(websocket.CloseGoingAway)
 			<-conn.closed

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"crease/internal/jwttest"
 )
 
 var testSecret = []byte("client-test-secret")
@@ -18,15 +20,7 @@ var testSecret = []byte("client-test-secret")
 // mint signs an HS256 token expiring at exp, with an optional matches claim.
 func mint(t *testing.T, exp time.Time, matches ...string) string {
 	t.Helper()
-	claims := jwt.MapClaims{"exp": exp.Unix(), "sub": "test"}
-	if matches != nil {
-		claims["matches"] = matches
-	}
-	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString(testSecret)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tok
+	return jwttest.Mint(t, testSecret, "test", exp, matches...)
 }
 
 func TestTokenExpiry(t *testing.T) {

@@ -43,13 +43,7 @@ func FuzzReader(f *testing.F) {
 				t.Fatalf("split at %d: %v\nwhole: %v", i, got, whole)
 			}
 		}
-		cuts := make([]int, len(data))
-		for i := range cuts {
-			cuts[i] = i
-		}
-		if got := feed(t, bytes.Clone(data), cuts...); !got.equal(whole) {
-			t.Fatalf("byte by byte: %v\nwhole: %v", got, whole)
-		}
+		checkByteByByte(t, data, whole)
 	})
 }
 

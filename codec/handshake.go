@@ -323,29 +323,28 @@ func (u *Upgrader) accept(uri []byte, key []byte, req *Request) *HTTPError {
 // HTTP version or method is a malformed handshake (400, where gobwas says 505 and 405),
 // a Sec-WebSocket-Version other than 13 is 426.
 func mapGobwasError(err error) *HTTPError {
-	switch err {
-	case ws.ErrHandshakeUpgradeRequired:
+	if err == ws.ErrHandshakeUpgradeRequired {
 		return &HTTPError{
 			Status: http.StatusUpgradeRequired,
 			Header: [][2]string{{"Sec-WebSocket-Version", "13"}},
 			Reason: "unsupported Sec-WebSocket-Version; this server speaks 13",
 		}
-	case ws.ErrHandshakeBadProtocol:
-		return malformed("WebSocket needs HTTP/1.1")
-	case ws.ErrHandshakeBadMethod:
-		return malformed("WebSocket needs GET")
-	case ws.ErrHandshakeBadSecKey:
-		return malformed("missing or bad Sec-WebSocket-Key")
-	case ws.ErrHandshakeBadSecVersion:
-		return malformed("missing Sec-WebSocket-Version")
-	case ws.ErrHandshakeBadHost:
-		return malformed("missing Host")
-	case ws.ErrHandshakeBadConnection:
-		return malformed("bad Connection header")
-	case ws.ErrHandshakeBadUpgrade:
-		return malformed("bad Upgrade header")
+	}
+	if reason, ok := gobwasMalformedReasons[err]; ok {
+		return malformed(reason)
 	}
 	return malformed("malformed handshake")
+}
+
+// gobwasMalformedReasons are the reasons of the 400s answering gobwas's handshake errors.
+var gobwasMalformedReasons = map[error]string{
+	ws.ErrHandshakeBadProtocol:   "WebSocket needs HTTP/1.1",
+	ws.ErrHandshakeBadMethod:     "WebSocket needs GET",
+	ws.ErrHandshakeBadSecKey:     "missing or bad Sec-WebSocket-Key",
+	ws.ErrHandshakeBadSecVersion: "missing Sec-WebSocket-Version",
+	ws.ErrHandshakeBadHost:       "missing Host",
+	ws.ErrHandshakeBadConnection: "bad Connection header",
+	ws.ErrHandshakeBadUpgrade:    "bad Upgrade header",
 }
 
 func malformed(reason string) *HTTPError {

@@ -73,6 +73,18 @@ func eventString(ev Event) string {
 	return ev.Kind.String() + "/" + strconv.Itoa(int(ev.Code)) + "/" + string(ev.Payload)
 }
 
+// checkByteByByte fails t unless data, fed one byte at a time, reads as whole.
+func checkByteByByte(t testing.TB, data []byte, whole result) {
+	t.Helper()
+	cuts := make([]int, len(data))
+	for i := range cuts {
+		cuts[i] = i
+	}
+	if got := feed(t, bytes.Clone(data), cuts...); !got.equal(whole) {
+		t.Fatalf("byte by byte: %v\nwhole: %v", got, whole)
+	}
+}
+
 // feed runs a fresh Reader over data delivered in the given chunks, the way gnet delivers
 // bytes: the unconsumed rest stays and the next chunk is appended to it. It checks the
 // invariants every Next must keep.
@@ -365,13 +377,7 @@ func TestReaderSplitAtEveryByte(t *testing.T) {
 				t.Fatalf("split at %d: %v\nwhole: %v", i, got, whole)
 			}
 		}
-		cuts := make([]int, len(stream))
-		for i := range cuts {
-			cuts[i] = i
-		}
-		if got := feed(t, bytes.Clone(stream), cuts...); !got.equal(whole) {
-			t.Fatalf("byte by byte: %v\nwhole: %v", got, whole)
-		}
+		checkByteByByte(t, stream, whole)
 	}
 	// And the whole of the first stream is what was sent.
 	if res := feed(t, splitStream(t)); len(res.events) != 6 || res.errCode != 0 {

@@ -221,21 +221,24 @@ func (e *engine) chase() (target, maxBalls int) {
 // batter returns the card of a batter, adding it at the next position; a batter who
 // retired hurt and comes back is not out again.
 func (e *engine) batter(name string) *BatterCard {
-	c := e.w.card.Batters[name]
-	if c == nil {
-		e.w.batPos++
-		c = &BatterCard{Pos: e.w.batPos, Out: "not out"}
-		e.w.card.Batters[name] = c
-	}
-	return c
+	return cardOf(e.w.card.Batters, &e.w.batPos, name, func(pos int) *BatterCard {
+		return &BatterCard{Pos: pos, Out: "not out"}
+	})
 }
 
 func (e *engine) bowler(name string) *BowlerCard {
-	c := e.w.card.Bowlers[name]
+	return cardOf(e.w.card.Bowlers, &e.w.bowlPos, name, func(pos int) *BowlerCard {
+		return &BowlerCard{Pos: pos, Overs: "0.0"}
+	})
+}
+
+// cardOf returns the card of name in cards, adding a fresh one at the next position.
+func cardOf[C any](cards map[string]*C, pos *int, name string, fresh func(pos int) *C) *C {
+	c := cards[name]
 	if c == nil {
-		e.w.bowlPos++
-		c = &BowlerCard{Pos: e.w.bowlPos, Overs: "0.0"}
-		e.w.card.Bowlers[name] = c
+		*pos++
+		c = fresh(*pos)
+		cards[name] = c
 	}
 	return c
 }

@@ -51,52 +51,29 @@ var busLatencyBuckets = []float64{.0001, .00025, .0005, .001, .0025, .005, .01, 
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
-		connections: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "crease_connections",
-			Help: "Open WebSocket connections per event loop."}, []string{"loop"}),
-		loopLag: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "crease_loop_lag_seconds",
-			Help: "Delay of each event loop behind its work: enqueue-to-run delay of a probe task sent every tick.", Buckets: lagBuckets}, []string{"loop"}),
-		dispatchDelay: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "crease_dispatch_delay_seconds",
-			Help: "Delay from a bus message posted to a loop until the loop takes it.", Buckets: lagBuckets}, []string{"loop"}),
-		fanout: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "crease_fanout_latency_seconds",
-			Help: "From the publisher's ts to the frame handed to the sockets of a loop.", Buckets: fanoutBuckets}),
-		busLatency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "crease_bus_latency_seconds",
-			Help: "From the publisher's ts to the bus message received by this gateway (before any interest check); a ts ahead of this host's clock counts as 0.", Buckets: busLatencyBuckets}),
-		pending: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "crease_pending_bytes",
-			Help: "Bytes queued for connections (crease's lanes and gnet's outbound buffers of blocked connections) per loop."}, []string{"loop"}),
-		subscriptions: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "crease_subscriptions",
-			Help: "Subscriptions (connection x match) per loop."}, []string{"loop"}),
-		handshakes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "crease_handshakes_total",
-			Help: "WebSocket handshakes by result."}, []string{"result"}),
-		disconnects: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "crease_disconnects_total",
-			Help: "Ended connections by close reason."}, []string{"reason"}),
-		delivered: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "crease_delivered_total",
-			Help: "Frames handed to sockets by priority (control: hello, subscribed, resync, pings...)."}, []string{"prio"}),
-		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "crease_dropped_total",
-			Help: "Frames not delivered by priority and reason."}, []string{"prio", "reason"}),
-		resyncs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "crease_resyncs_total",
-			Help: "Resync frames queued by reason."}, []string{"reason"}),
-		recoveries: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "crease_recoveries_total",
-			Help: "Subscribes with since, by result: recovered (subscribed recovered:true and the missed deltas), or why not (unavailable, rate_limited, error, timeout, disabled, invalid)."}, []string{"result"}),
-		replayed: prometheus.NewCounter(prometheus.CounterOpts{Name: "crease_replayed_deltas_total",
-			Help: "Deltas queued from history for subscribes with since."}),
-		catchUps: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "crease_catchups_total",
-			Help: "Catch-up deltas for connections with ?catchup=1, by source (queue: deltas queued for a slow connection; replay: a history replay) and result: composed into one delta with from, or why not (inexact, too_large, over_budget, broken), when the queue's deltas get resync instead and a replay's go as they are."}, []string{"source", "result"}),
-		cuts: prometheus.NewCounter(prometheus.CounterOpts{Name: "crease_slow_consumer_cuts_total",
-			Help: "Connections closed with 4008 after their socket stayed full past the cut limit."}),
-		busMessages: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "crease_bus_messages_total",
-			Help: "Valid bus messages handed to the gateway (each once, whether or not it has subscribers of the match), by kind."}, []string{"kind"}),
-		busInvalid: prometheus.NewCounter(prometheus.CounterOpts{Name: "crease_bus_invalid_total",
-			Help: "Bus messages dropped because they are not a valid delta or event frame of their channel's match."}),
-		busDropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "crease_bus_dropped_total",
-			Help: "Valid bus messages dropped by reason: duplicate (a seq already delivered), old_epoch (a delta of an epoch the stream has left), overflow (the bus's hand-off queue was full; a resync follows)."}, []string{"reason"}),
-		busLost: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "crease_bus_lost_total",
-			Help: "Bus notices that messages of a match may have been lost, or that its stream started a new epoch (each a resync to its subscribers here), by reason."}, []string{"reason"}),
-		acceptErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "crease_accept_errors_total",
-			Help: "accept(2) failures by errno."}, []string{"errno"}),
-		clientErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "crease_client_errors_total",
-			Help: "error frames sent to clients by code."}, []string{"code"}),
-		draining: prometheus.NewGauge(prometheus.GaugeOpts{Name: "crease_draining",
-			Help: "1 while the gateway drains."}),
+		connections:   gaugeVec("crease_connections", "Open WebSocket connections per event loop.", "loop"),
+		loopLag:       histogramVec("crease_loop_lag_seconds", "Delay of each event loop behind its work: enqueue-to-run delay of a probe task sent every tick.", lagBuckets, "loop"),
+		dispatchDelay: histogramVec("crease_dispatch_delay_seconds", "Delay from a bus message posted to a loop until the loop takes it.", lagBuckets, "loop"),
+		fanout:        histogram("crease_fanout_latency_seconds", "From the publisher's ts to the frame handed to the sockets of a loop.", fanoutBuckets),
+		busLatency:    histogram("crease_bus_latency_seconds", "From the publisher's ts to the bus message received by this gateway (before any interest check); a ts ahead of this host's clock counts as 0.", busLatencyBuckets),
+		pending:       gaugeVec("crease_pending_bytes", "Bytes queued for connections (crease's lanes and gnet's outbound buffers of blocked connections) per loop.", "loop"),
+		subscriptions: gaugeVec("crease_subscriptions", "Subscriptions (connection x match) per loop.", "loop"),
+		handshakes:    counterVec("crease_handshakes_total", "WebSocket handshakes by result.", "result"),
+		disconnects:   counterVec("crease_disconnects_total", "Ended connections by close reason.", "reason"),
+		delivered:     counterVec("crease_delivered_total", "Frames handed to sockets by priority (control: hello, subscribed, resync, pings...).", "prio"),
+		dropped:       counterVec("crease_dropped_total", "Frames not delivered by priority and reason.", "prio", "reason"),
+		resyncs:       counterVec("crease_resyncs_total", "Resync frames queued by reason.", "reason"),
+		recoveries:    counterVec("crease_recoveries_total", "Subscribes with since, by result: recovered (subscribed recovered:true and the missed deltas), or why not (unavailable, rate_limited, error, timeout, disabled, invalid).", "result"),
+		replayed:      counter("crease_replayed_deltas_total", "Deltas queued from history for subscribes with since."),
+		catchUps:      counterVec("crease_catchups_total", "Catch-up deltas for connections with ?catchup=1, by source (queue: deltas queued for a slow connection; replay: a history replay) and result: composed into one delta with from, or why not (inexact, too_large, over_budget, broken), when the queue's deltas get resync instead and a replay's go as they are.", "source", "result"),
+		cuts:          counter("crease_slow_consumer_cuts_total", "Connections closed with 4008 after their socket stayed full past the cut limit."),
+		busMessages:   counterVec("crease_bus_messages_total", "Valid bus messages handed to the gateway (each once, whether or not it has subscribers of the match), by kind.", "kind"),
+		busInvalid:    counter("crease_bus_invalid_total", "Bus messages dropped because they are not a valid delta or event frame of their channel's match."),
+		busDropped:    counterVec("crease_bus_dropped_total", "Valid bus messages dropped by reason: duplicate (a seq already delivered), old_epoch (a delta of an epoch the stream has left), overflow (the bus's hand-off queue was full; a resync follows).", "reason"),
+		busLost:       counterVec("crease_bus_lost_total", "Bus notices that messages of a match may have been lost, or that its stream started a new epoch (each a resync to its subscribers here), by reason.", "reason"),
+		acceptErrors:  counterVec("crease_accept_errors_total", "accept(2) failures by errno.", "errno"),
+		clientErrors:  counterVec("crease_client_errors_total", "error frames sent to clients by code.", "code"),
+		draining:      gauge("crease_draining", "1 while the gateway drains."),
 	}
 	for _, c := range []prometheus.Collector{m.connections, m.loopLag, m.dispatchDelay, m.fanout, m.busLatency, m.pending,
 		m.subscriptions, m.handshakes, m.disconnects, m.delivered, m.dropped, m.resyncs, m.recoveries, m.replayed, m.catchUps, m.cuts,
@@ -144,6 +121,33 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		m.acceptErrors.WithLabelValues(e)
 	}
 	return m, nil
+}
+
+// The constructors below spell each collector of newMetrics as one line: a name, its
+// help, then its buckets (histograms) and labels (vectors).
+
+func counter(name, help string) prometheus.Counter {
+	return prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help})
+}
+
+func counterVec(name, help string, labels ...string) *prometheus.CounterVec {
+	return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
+}
+
+func gauge(name, help string) prometheus.Gauge {
+	return prometheus.NewGauge(prometheus.GaugeOpts{Name: name, Help: help})
+}
+
+func gaugeVec(name, help string, labels ...string) *prometheus.GaugeVec {
+	return prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: name, Help: help}, labels)
+}
+
+func histogram(name, help string, buckets []float64) prometheus.Histogram {
+	return prometheus.NewHistogram(prometheus.HistogramOpts{Name: name, Help: help, Buckets: buckets})
+}
+
+func histogramVec(name, help string, buckets []float64, labels ...string) *prometheus.HistogramVec {
+	return prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: name, Help: help, Buckets: buckets}, labels)
 }
 
 func (m *metrics) loop(idx int) *shard.LoopMetrics {

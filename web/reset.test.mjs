@@ -16,11 +16,17 @@ function setup() {
   return { clock, WS, fetch, c, delays };
 }
 
-/** The gateway of the issue: it upgrades, says hello, and closes at once. */
-async function helloThenClose(clock, WS, delays) {
+/** The newest connection, opened by the gateway with its hello. */
+function openWithHello(WS, heartbeat_s) {
   const ws = WS.last();
   ws.serverOpen();
-  ws.serverSend({ type: "hello", node: "gw", heartbeat_s: 25 });
+  ws.serverSend({ type: "hello", node: "gw", heartbeat_s });
+  return ws;
+}
+
+/** The gateway of the issue: it upgrades, says hello, and closes at once. */
+async function helloThenClose(clock, WS, delays) {
+  const ws = openWithHello(WS, 25);
   ws.serverClose(1011);
   await clock.advance(delays.at(-1));
 }
@@ -38,16 +44,12 @@ test("a delivered delta resets the attempts; a delta of a match not subscribed d
   const { clock, WS, fetch, c, delays } = setup();
   c.subscribe("m1", () => {});
   for (let i = 0; i < 5; i++) await helloThenClose(clock, WS, delays);
-  let ws = WS.last();
-  ws.serverOpen();
-  ws.serverSend({ type: "hello", node: "gw", heartbeat_s: 25 });
+  let ws = openWithHello(WS, 25);
   ws.serverSend({ type: "delta", match: "other", seq: 9, prio: "high", ts: 1, patch: {} });
   ws.serverClose(1006);
   assert.equal(delays.at(-1), 15984, "not for a delta of another match");
   await clock.advance(15984);
-  ws = WS.last();
-  ws.serverOpen();
-  ws.serverSend({ type: "hello", node: "gw", heartbeat_s: 25 });
+  ws = openWithHello(WS, 25);
   ws.serverSend({ type: "subscribed", match: "m1" });
   fetch.last().snapshot(3, {});
   await flush();
@@ -61,16 +63,12 @@ test("a connection open 30 s resets the attempts even without a delta", async ()
   c.subscribe("m1", () => {});
   for (let i = 0; i < 5; i++) await helloThenClose(clock, WS, delays);
   assert.equal(delays.at(-1), 7992);
-  let ws = WS.last();
-  ws.serverOpen();
-  ws.serverSend({ type: "hello", node: "gw", heartbeat_s: 0 });
+  let ws = openWithHello(WS, 0);
   await clock.advance(STABLE_CONNECTION_MS - 1);
   ws.serverClose(1006);
   assert.equal(delays.at(-1), 15984, "29.999 s is not enough");
   await clock.advance(15984);
-  ws = WS.last();
-  ws.serverOpen();
-  ws.serverSend({ type: "hello", node: "gw", heartbeat_s: 0 });
+  ws = openWithHello(WS, 0);
   await clock.advance(STABLE_CONNECTION_MS);
   ws.serverClose(1006);
   assert.equal(delays.at(-1), 4995);

@@ -19,34 +19,19 @@ func channelKey(match string) string { return "crease:{" + match + "}" }
 func TestClusterPrimaryKilled(t *testing.T) {
 	t.Parallel()
 	c := redistest.StartClusterWithReplicas(t)
-	st := clusterStore(c)
-	gws := startGateways(t, 2, st)
-	pub := newPublisher(t, st, "pub")
-	m := realMatch(t)
-	ws := startClients(t, pick(10, 200), gws, m.ID())
-	stop := pub.replay(t, m, 25, nil)
-	waitReached(t, ws, "", 10, 20*time.Second)
-	epoch, atKill := pub.position()
+	r := startReplay(t, clusterStore(c), failoverReplay())
+	epoch, atKill := r.pub.position()
 
-	old := c.PrimaryForKey(channelKey(m.ID()))
+	old := c.PrimaryForKey(channelKey(r.m.ID()))
 	replica := c.ReplicaOf(old)
 	old.Kill()
 	fault := time.Now()
-	np := c.WaitNewPrimaryForKey(t, channelKey(m.ID()), old)
+	np := c.WaitNewPrimaryForKey(t, channelKey(r.m.ID()), old)
 	back := time.Now()
 	if np != replica {
 		t.Fatalf("new primary %s, want the replica %s", np.Addr(), replica.Addr())
 	}
-	converged(t, "cluster, primary killed", ws, pub, fault, back)
-	pub.waitPublished(t, atKill+10, 20*time.Second)
-	if err := stop(); err != nil {
-		t.Fatalf("the replay stopped by itself across the failover: %v", err)
-	}
-	final := verifyEnd(t, gws, pub, ws)
-	if final.Epoch != epoch {
-		t.Fatalf("the epoch changed across the failover: %s -> %s", epoch, final.Epoch)
-	}
-	followed(t, gws, pub)
+	r.survived(t, "cluster, primary killed", fault, back, epoch, atKill, false)
 }
 
 // TestClusterForcedFailoverToLaggingReplica: the replica of the match's primary is shut
@@ -64,48 +49,30 @@ func TestClusterForcedFailoverToLaggingReplica(t *testing.T) {
 // (nil: it stays up).
 func forcedFailover(t *testing.T, down func(old *redistest.Server)) {
 	c := redistest.StartClusterWithReplicas(t)
-	st := clusterStore(c)
-	gws := startGateways(t, 2, st)
-	pub := newPublisher(t, st, "pub")
-	m := realMatch(t)
-	ws := startClients(t, pick(10, 200), gws, m.ID())
-	stop := pub.replay(t, m, 25, nil)
-	waitReached(t, ws, "", 10, 20*time.Second)
+	r := startReplay(t, clusterStore(c), failoverReplay())
 
-	old := c.PrimaryForKey(channelKey(m.ID()))
+	old := c.PrimaryForKey(channelKey(r.m.ID()))
 	replica := c.ReplicaOf(old)
 	replica.PauseReplication(t)
-	epoch, paused := pub.position()
-	pub.waitPublished(t, paused+8, 10*time.Second)
-	waitReached(t, ws, epoch, paused+8, 10*time.Second)
-	lag := storedSeq(t, replica, m.ID(), true) // frozen while paused
+	epoch, paused := r.pub.position()
+	r.pub.waitPublished(t, paused+8, 10*time.Second)
+	waitReached(t, r.ws, epoch, paused+8, 10*time.Second)
+	lag := storedSeq(t, replica, r.m.ID(), true) // frozen while paused
 	fault := time.Now()
 	if down != nil {
 		down(old)
 	}
 	replica.FailoverForce(t)
-	_, atFailover := pub.position()
+	_, atFailover := r.pub.position()
 	if lag >= atFailover {
 		t.Fatalf("the replica holds seq %d, not behind the publisher's %d: it did not lag", lag, atFailover)
 	}
 	t.Logf("the forced replica holds seq %d, the publisher was at %d", lag, atFailover)
-	np := c.WaitNewPrimaryForKey(t, channelKey(m.ID()), old)
+	np := c.WaitNewPrimaryForKey(t, channelKey(r.m.ID()), old)
 	back := time.Now()
 	if np != replica {
 		t.Fatalf("new primary %s, want the forced replica %s", np.Addr(), replica.Addr())
 	}
 	replica.ResumeReplication(t)
-	converged(t, "cluster, forced failover to a lagging replica", ws, pub, fault, back)
-	pub.waitPublished(t, atFailover+10, 20*time.Second)
-	if err := stop(); err != nil {
-		t.Fatalf("the replay stopped by itself across the failover: %v", err)
-	}
-	final := verifyEnd(t, gws, pub, ws)
-	if final.Epoch != epoch {
-		t.Fatalf("the epoch changed across the re-seed: %s -> %s", epoch, final.Epoch)
-	}
-	if n := counter(t, pub.reg, "crease_store_publishes_total", "result", "reseeded_behind"); n != 1 {
-		t.Errorf("crease_store_publishes_total{result=reseeded_behind} = %v, want 1 (one re-seed of the lagging store)", n)
-	}
-	followed(t, gws, pub)
+	r.survived(t, "cluster, forced failover to a lagging replica", fault, back, epoch, atFailover, true)
 }

@@ -25,6 +25,20 @@ func resumeFrom(t testing.TB, p *publisher, match string) *bus.Stored {
 	return &st
 }
 
+// firstPublisher starts a standalone Redis and replays a real match through publisher
+// pub1, which resumes or starts it as `crease ingest` does, until every client holds
+// seq 25, then stops it: the publisher that the tests below lose.
+func firstPublisher(t testing.TB) (*redistest.Server, store, *replayed) {
+	t.Helper()
+	r := redistest.Start(t)
+	st := standaloneStore(r)
+	run := startReplay(t, st, replayOpts{clients: pick(10, 200), publisher: "pub1", speed: 40, resume: true, reached: 25, within: 20 * time.Second})
+	if err := run.stop(); err != nil {
+		t.Fatal(err)
+	}
+	return r, st, run
+}
+
 // TestStoreFlushedPublisherWithoutMemory: Redis loses everything (FLUSHALL) while the
 // publisher is down, and the publisher comes back without memory: the store has
 // nothing to resume, so it starts the match over in a new epoch, at seqs below those the
@@ -34,18 +48,8 @@ func resumeFrom(t testing.TB, p *publisher, match string) *bus.Stored {
 // state.
 func TestStoreFlushedPublisherWithoutMemory(t *testing.T) {
 	t.Parallel()
-	r := redistest.Start(t)
-	st := standaloneStore(r)
-	gws := startGateways(t, 2, st)
-	m := realMatch(t)
-	ws := startClients(t, pick(10, 200), gws, m.ID())
-
-	first := newPublisher(t, st, "pub1")
-	stop := first.replay(t, m, 40, resumeFrom(t, first, m.ID()))
-	waitReached(t, ws, "", 25, 20*time.Second)
-	if err := stop(); err != nil {
-		t.Fatal(err)
-	}
+	r, st, run := firstPublisher(t)
+	gws, m, ws, first := run.gws, run.m, run.ws, run.pub
 	oldEpoch, oldSeq := first.position()
 	waitReached(t, ws, oldEpoch, oldSeq, 10*time.Second)
 
@@ -57,7 +61,7 @@ func TestStoreFlushedPublisherWithoutMemory(t *testing.T) {
 	if resume := resumeFrom(t, second, m.ID()); resume != nil {
 		t.Fatalf("the flushed store still holds %s:%d", resume.Epoch, resume.Seq)
 	}
-	stop = second.replay(t, m, 40, nil)
+	stop := second.replay(t, m, 40, nil)
 	converged(t, "store flushed, publisher without memory", ws, second, fault, fault)
 	second.waitPublished(t, 10, 20*time.Second)
 	if err := stop(); err != nil {
@@ -88,18 +92,8 @@ func TestStoreFlushedPublisherWithoutMemory(t *testing.T) {
 // re-seed; clients see one unbroken stream.
 func TestPublisherRestartedStoreIntact(t *testing.T) {
 	t.Parallel()
-	r := redistest.Start(t)
-	st := standaloneStore(r)
-	gws := startGateways(t, 2, st)
-	m := realMatch(t)
-	ws := startClients(t, pick(10, 200), gws, m.ID())
-
-	first := newPublisher(t, st, "pub1")
-	stop := first.replay(t, m, 40, resumeFrom(t, first, m.ID()))
-	waitReached(t, ws, "", 25, 20*time.Second)
-	if err := stop(); err != nil {
-		t.Fatal(err)
-	}
+	_, st, run := firstPublisher(t)
+	gws, m, ws, first := run.gws, run.m, run.ws, run.pub
 	_ = first.Close() // the process is gone
 	epoch, seq := first.position()
 	fault := time.Now()
@@ -109,7 +103,7 @@ func TestPublisherRestartedStoreIntact(t *testing.T) {
 	if resume == nil || resume.Epoch != epoch || resume.Seq != seq {
 		t.Fatalf("the store holds %+v, want %s:%d", resume, epoch, seq)
 	}
-	stop = second.replay(t, m, 40, resume)
+	stop := second.replay(t, m, 40, resume)
 	converged(t, "publisher restarted, store intact", ws, second, fault, fault)
 	second.waitPublished(t, seq+10, 20*time.Second)
 	if err := stop(); err != nil {

@@ -525,3 +525,75 @@ func followed(t testing.TB, gws []*gateway, p *publisher) {
 	}
 	t.Logf("publisher: store results %s", p.storeResults(t))
 }
+
+// ---- a replayed match ----
+
+// replayed is a real match replayed by one publisher to clients spread over two
+// gateways on one Redis setup: what every failover test starts from.
+type replayed struct {
+	gws  []*gateway
+	pub  *publisher
+	m    *ingest.Match
+	ws   []*watched
+	stop func() error // ends the replay (see publisher.replay)
+}
+
+// replayOpts says how a replayed match starts.
+type replayOpts struct {
+	clients   int
+	publisher string  // the publisher's node name
+	speed     float64 // deltas/s
+	resume    bool    // resume the stored match first, as `crease ingest` does
+	reached   uint64  // the seq every client must hold before startReplay returns
+	within    time.Duration
+}
+
+// failoverReplay is the replay of the failover tests: 25 deltas/s, every client at seq
+// 10 before the fault.
+func failoverReplay() replayOpts {
+	return replayOpts{clients: pick(10, 200), publisher: "pub", speed: 25, reached: 10, within: 20 * time.Second}
+}
+
+// startReplay starts two gateways and a publisher on st and the clients of a real
+// match, replays it, and waits until every client holds o.reached.
+func startReplay(t testing.TB, st store, o replayOpts) *replayed {
+	t.Helper()
+	r := &replayed{gws: startGateways(t, 2, st), m: realMatch(t)}
+	r.pub = newPublisher(t, st, o.publisher)
+	r.ws = startClients(t, o.clients, r.gws, r.m.ID())
+	var resume *bus.Stored
+	if o.resume {
+		resume = resumeFrom(t, r.pub, r.m.ID())
+	}
+	r.stop = r.pub.replay(t, r.m, o.speed, resume)
+	waitReached(t, r.ws, "", o.reached, o.within)
+	return r
+}
+
+// survived asserts the end of a failover the publisher rode through: every client
+// converges after the store came back, the publisher publishes 10 more deltas past
+// since, the replay never stopped by itself, every client ends with the publisher's
+// state in epoch, and the gateways followed the new primary. reseeded: the store was
+// behind and the publisher re-seeded it exactly once.
+func (r *replayed) survived(t testing.TB, what string, fault, back time.Time, epoch string, since uint64, reseeded bool) {
+	t.Helper()
+	converged(t, what, r.ws, r.pub, fault, back)
+	r.pub.waitPublished(t, since+10, 20*time.Second)
+	if err := r.stop(); err != nil {
+		t.Fatalf("the replay stopped by itself across the failover: %v", err)
+	}
+	final := verifyEnd(t, r.gws, r.pub, r.ws)
+	across := "failover"
+	if reseeded {
+		across = "re-seed"
+	}
+	if final.Epoch != epoch {
+		t.Fatalf("the epoch changed across the %s: %s -> %s", across, epoch, final.Epoch)
+	}
+	if reseeded {
+		if n := counter(t, r.pub.reg, "crease_store_publishes_total", "result", "reseeded_behind"); n != 1 {
+			t.Errorf("crease_store_publishes_total{result=reseeded_behind} = %v, want 1 (one re-seed of the lagging store)", n)
+		}
+	}
+	followed(t, r.gws, r.pub)
+}

@@ -26,13 +26,8 @@ func TestFailoverLoop(t *testing.T) {
 		speed    = pick(10.0, 2.0) // deltas/s: a live match is one every ~30 s
 	)
 	s := redistest.StartSentinel(t)
-	st := sentinelStore(s)
-	gws := startGateways(t, 2, st)
-	pub := newPublisher(t, st, "pub")
-	m := realMatch(t)
-	ws := startClients(t, clients, gws, m.ID())
-	stop := pub.replay(t, m, speed, nil)
-	waitReached(t, ws, "", 5, 60*time.Second)
+	run := startReplay(t, sentinelStore(s), replayOpts{clients: clients, publisher: "pub", speed: speed, reached: 5, within: 60 * time.Second})
+	gws, pub, ws, stop := run.gws, run.pub, run.ws, run.stop
 	epoch, _ := pub.position()
 
 	kinds := []string{"primary killed", "SENTINEL FAILOVER", "lagging replica promoted"}

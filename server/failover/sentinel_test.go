@@ -21,20 +21,14 @@ import (
 func TestSentinelPrimaryKilled(t *testing.T) {
 	t.Parallel()
 	s := redistest.StartSentinel(t)
-	st := sentinelStore(s)
-	gws := startGateways(t, 2, st)
-	pub := newPublisher(t, st, "pub")
-	m := realMatch(t)
-	ws := startClients(t, pick(10, 200), gws, m.ID())
-	stop := pub.replay(t, m, 25, nil)
-	waitReached(t, ws, "", 10, 20*time.Second)
-	epoch, atKill := pub.position()
+	r := startReplay(t, sentinelStore(s), failoverReplay())
+	epoch, atKill := r.pub.position()
 
 	old, replica := s.Master(), s.Replica()
 	old.Kill()
 	fault := time.Now()
 	servertest.Eventually(t, 10*time.Second, func() error {
-		if code := gws[0].readyz(); code != http.StatusServiceUnavailable {
+		if code := r.gws[0].readyz(); code != http.StatusServiceUnavailable {
 			return fmt.Errorf("/readyz %d with the master dead, want 503", code)
 		}
 		return nil
@@ -44,16 +38,8 @@ func TestSentinelPrimaryKilled(t *testing.T) {
 	if nm != replica {
 		t.Fatalf("new master %s, want the replica %s", nm.Addr(), replica.Addr())
 	}
-	converged(t, "sentinel, primary killed", ws, pub, fault, back)
-	pub.waitPublished(t, atKill+10, 20*time.Second)
-	if err := stop(); err != nil {
-		t.Fatalf("the replay stopped by itself across the failover: %v", err)
-	}
-	final := verifyEnd(t, gws, pub, ws)
-	if final.Epoch != epoch {
-		t.Fatalf("the epoch changed across the failover: %s -> %s", epoch, final.Epoch)
-	}
-	for _, g := range gws {
+	r.survived(t, "sentinel, primary killed", fault, back, epoch, atKill, false)
+	for _, g := range r.gws {
 		if code := g.readyz(); code != http.StatusOK {
 			t.Errorf("%s: /readyz %d after the failover, want 200", g.name, code)
 		}
@@ -61,7 +47,6 @@ func TestSentinelPrimaryKilled(t *testing.T) {
 			t.Errorf("%s: crease_bus_master_changes_total %v, want ≥ 1", g.name, n)
 		}
 	}
-	followed(t, gws, pub)
 }
 
 // TestSentinelLaggingReplica: the replica is shut out of replication (its user disabled
@@ -73,24 +58,18 @@ func TestSentinelPrimaryKilled(t *testing.T) {
 func TestSentinelLaggingReplica(t *testing.T) {
 	t.Parallel()
 	s := redistest.StartSentinel(t)
-	st := sentinelStore(s)
-	gws := startGateways(t, 2, st)
-	pub := newPublisher(t, st, "pub")
-	m := realMatch(t)
-	ws := startClients(t, pick(10, 200), gws, m.ID())
-	stop := pub.replay(t, m, 25, nil)
-	waitReached(t, ws, "", 10, 20*time.Second)
+	r := startReplay(t, sentinelStore(s), failoverReplay())
 
 	primary, replica := s.Master(), s.Replica()
 	replica.PauseReplication(t)
-	epoch, paused := pub.position()
+	epoch, paused := r.pub.position()
 	// The replica holds at most what the primary had when it was cut off.
-	pub.waitPublished(t, paused+8, 10*time.Second)
-	waitReached(t, ws, epoch, paused+8, 10*time.Second) // the clients saw deltas the replica lacks
-	lag := storedSeq(t, replica, m.ID(), false)         // frozen while paused
+	r.pub.waitPublished(t, paused+8, 10*time.Second)
+	waitReached(t, r.ws, epoch, paused+8, 10*time.Second) // the clients saw deltas the replica lacks
+	lag := storedSeq(t, replica, r.m.ID(), false)         // frozen while paused
 	primary.Kill()
 	fault := time.Now()
-	_, atKill := pub.position()
+	_, atKill := r.pub.position()
 	if lag >= atKill {
 		t.Fatalf("the replica holds seq %d, not behind the publisher's %d: it did not lag", lag, atKill)
 	}
@@ -100,19 +79,7 @@ func TestSentinelLaggingReplica(t *testing.T) {
 	if nm != replica {
 		t.Fatalf("new master %s, want the replica %s", nm.Addr(), replica.Addr())
 	}
-	converged(t, "sentinel, lagging replica promoted", ws, pub, fault, back)
-	pub.waitPublished(t, atKill+10, 20*time.Second)
-	if err := stop(); err != nil {
-		t.Fatalf("the replay stopped by itself across the failover: %v", err)
-	}
-	final := verifyEnd(t, gws, pub, ws)
-	if final.Epoch != epoch {
-		t.Fatalf("the epoch changed across the re-seed: %s -> %s", epoch, final.Epoch)
-	}
-	if n := counter(t, pub.reg, "crease_store_publishes_total", "result", "reseeded_behind"); n != 1 {
-		t.Errorf("crease_store_publishes_total{result=reseeded_behind} = %v, want 1 (one re-seed of the lagging store)", n)
-	}
-	followed(t, gws, pub)
+	r.survived(t, "sentinel, lagging replica promoted", fault, back, epoch, atKill, true)
 }
 
 // storedSeq reads the seq of crease:{ID}:seq (EPOCH:SEQ) on n, a replica (of a

@@ -20,9 +20,10 @@ import (
 
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
-	"github.com/golang-jwt/jwt/v5"
 	"github.com/gorilla/websocket"
 
+	"crease/ingest"
+	"crease/internal/jwttest"
 	"crease/server"
 	"crease/server/servertest"
 	"crease/web"
@@ -158,18 +159,14 @@ func headerValue(h map[string]any, name string) string {
 
 func mintToken(t *testing.T, secret []byte, matches ...string) string {
 	t.Helper()
-	claims := jwt.MapClaims{"exp": time.Now().Add(time.Hour).Unix(), "sub": "viewer"}
-	if matches != nil {
-		claims["matches"] = matches
-	}
-	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString(secret)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tok
+	return jwttest.Mint(t, secret, "viewer", time.Now().Add(time.Hour), matches...)
 }
 
-func TestPageWithATokenInItsURL(t *testing.T) {
+// openWithToken opens a tab, logging its traffic, on a page of a gateway with JWT auth
+// whose address carries a token for matches (none given: every match), once the first
+// match's replay has reached seq 5.
+func openWithToken(t *testing.T, matches ...string) (context.Context, *netLog, *ingest.Match, *recorder, *replay, string, string) {
+	t.Helper()
 	ctx := newTab(t, 60*time.Second)
 	nl := listenNet(t, ctx)
 	secret := []byte("e2e-secret")
@@ -177,10 +174,15 @@ func TestPageWithATokenInItsURL(t *testing.T) {
 	rec, _, base := pageGateway(t, server.Options{JWTSecret: secret})
 	rp := startReplay(t, rec, m, replaySpeed)
 	rec.waitSeq(t, 5, 10*time.Second)
-	tok := mintToken(t, secret)
+	tok := mintToken(t, secret, matches...)
 	if err := chromedp.Do(ctx, chromedp.Navigate(base+"/?match="+m.ID()+"&token="+tok)); err != nil {
 		t.Fatalf("navigate: %v", err)
 	}
+	return ctx, nl, m, rec, rp, base, tok
+}
+
+func TestPageWithATokenInItsURL(t *testing.T) {
+	ctx, nl, m, rec, rp, base, tok := openWithToken(t)
 	first := waitView(t, ctx, 15*time.Second, "live with a state", func(v view) bool { return v.Status == "live" && v.Seq > 0 })
 	checkAgainstReplay(t, rec, first)
 	loc, err := chromedp.Run(ctx, chromedp.Evaluate[string](`location.href`))
@@ -215,18 +217,8 @@ func TestPageWithATokenInItsURL(t *testing.T) {
 }
 
 func TestPageForbiddenMatchDoesNotHoldTheStatus(t *testing.T) {
-	ctx := newTab(t, 60*time.Second)
-	nl := listenNet(t, ctx)
-	secret := []byte("e2e-secret")
-	m := firstMatch(t)
-	rec, _, base := pageGateway(t, server.Options{JWTSecret: secret})
-	rp := startReplay(t, rec, m, replaySpeed)
+	ctx, nl, m, rec, rp, _, _ := openWithToken(t, "another-match")
 	t.Cleanup(func() { rp.stop(t) })
-	rec.waitSeq(t, 5, 10*time.Second)
-	tok := mintToken(t, secret, "another-match")
-	if err := chromedp.Do(ctx, chromedp.Navigate(base+"/?match="+m.ID()+"&token="+tok)); err != nil {
-		t.Fatalf("navigate: %v", err)
-	}
 	v := waitView(t, ctx, 15*time.Second, "live, the match refused", func(v view) bool { return v.Status == "live" })
 	var board string
 	servertest.Eventually(t, 10*time.Second, func() error {

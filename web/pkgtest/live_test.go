@@ -1,14 +1,12 @@
 package pkgtest_test
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"reflect"
@@ -36,16 +34,7 @@ type followed struct {
 // injected, and with Node's built-in WebSocket (Node 22, or 20 with
 // --experimental-websocket).
 func TestNodeFollowsALiveMatchToTheSnapshot(t *testing.T) {
-	p := npmtest.Pack(t)
-	script, err := os.ReadFile("testdata/follow.mjs")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := npmtest.Scratch(t, p, map[string]string{"follow.mjs": string(script)})
-	matches, err := ingest.Embedded()
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir, matches := followSetup(t)
 	for i, mode := range []string{"ws", "builtin"} {
 		t.Run(mode, func(t *testing.T) {
 			var nodeArgs []string
@@ -59,28 +48,10 @@ func TestNodeFollowsALiveMatchToTheSnapshot(t *testing.T) {
 
 			ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 			defer cancel()
-			cmd := exec.CommandContext(ctx, npmtest.Node(t), append(nodeArgs, filepath.Join(dir, "follow.mjs"),
+			node := startNode(t, ctx, dir, append(nodeArgs, filepath.Join(dir, "follow.mjs"),
 				servertest.WSURL(s, ""), base, m.ID(), mode)...)
-			cmd.Dir = dir
-			stdin, _ := cmd.StdinPipe()
-			stdout, _ := cmd.StdoutPipe()
-			var stderr strings.Builder
-			cmd.Stderr = &stderr
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			lines := make(chan map[string]json.RawMessage, 1024)
-			go func() {
-				defer close(lines)
-				sc := bufio.NewScanner(stdout)
-				sc.Buffer(nil, 1<<22)
-				for sc.Scan() {
-					var l map[string]json.RawMessage
-					if json.Unmarshal(sc.Bytes(), &l) == nil {
-						lines <- l
-					}
-				}
-			}()
+			cmd, stdin, stderr := node.cmd, node.stdin, node.stderr
+			lines := jsonLines[map[string]json.RawMessage](node.stdout, 1024)
 			got := followed{causes: map[string]int{}}
 			record := func(l map[string]json.RawMessage) {
 				if v, ok := l["status"]; ok {

@@ -1,20 +1,15 @@
 package pkgtest_test
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"reflect"
-	"strings"
 	"testing"
 	"time"
 
 	"crease/ingest"
-	"crease/internal/npmtest"
 	"crease/server"
 	"crease/server/servertest"
 )
@@ -25,16 +20,7 @@ import (
 // `catchup: true` as one delta with `from`. It never refetches the snapshot, and ends
 // holding exactly the snapshot's state.
 func TestNodeRecoversFromHistory(t *testing.T) {
-	p := npmtest.Pack(t)
-	script, err := os.ReadFile("testdata/follow.mjs")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := npmtest.Scratch(t, p, map[string]string{"follow.mjs": string(script)})
-	matches, err := ingest.Embedded()
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir, matches := followSetup(t)
 	m := matches[0]
 	for _, mode := range []string{"plain", "catchup"} {
 		t.Run(mode, func(t *testing.T) {
@@ -44,32 +30,14 @@ func TestNodeRecoversFromHistory(t *testing.T) {
 			base := servertest.HTTPURL(s1)
 			ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 			defer cancel()
-			cmd := exec.CommandContext(ctx, npmtest.Node(t), filepath.Join(dir, "follow.mjs"), servertest.WSURL(s1, ""), base, m.ID(), "ws", mode)
-			cmd.Dir = dir
-			stdin, _ := cmd.StdinPipe()
-			stdout, _ := cmd.StdoutPipe()
-			var stderr strings.Builder
-			cmd.Stderr = &stderr
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
+			node := startNode(t, ctx, dir, filepath.Join(dir, "follow.mjs"), servertest.WSURL(s1, ""), base, m.ID(), "ws", mode)
+			cmd, stdin, stderr := node.cmd, node.stdin, node.stderr
 			type line struct {
 				Seq   uint64          `json:"seq"`
 				Cause string          `json:"cause"`
 				Final json.RawMessage `json:"final"`
 			}
-			lines := make(chan line, 4096)
-			go func() {
-				defer close(lines)
-				sc := bufio.NewScanner(stdout)
-				sc.Buffer(nil, 1<<22)
-				for sc.Scan() {
-					var l line
-					if json.Unmarshal(sc.Bytes(), &l) == nil {
-						lines <- l
-					}
-				}
-			}()
+			lines := jsonLines[line](node.stdout, 4096)
 			causes := map[string]int{}
 			var final json.RawMessage
 			// next reads node's lines until cond holds for one.

@@ -10,6 +10,7 @@ import (
 
 	"crease/bench/internal/load"
 	"crease/bench/internal/procs"
+	"crease/bench/internal/report"
 )
 
 func (h *harness) run(s *serverSpec, sc scenario) *result {
@@ -105,12 +106,17 @@ func (h *harness) runIdle(s *serverSpec, sv *server, sc scenario, g *load.Group,
 	}
 }
 
-func (h *harness) runDelivery(s *serverSpec, sv *server, sc scenario, g *load.Group, r *result) {
-	if err := g.Add(sc.conns, h.loadArgs(s, sv, sc, sc.matches), filepath.Join(h.logDir, s.name+"-"+sc.name)); err != nil {
-		r.Err = err.Error()
-		return
+// connectLoad starts the scenario's load clients, following matches, and waits until
+// they are connected.
+func (h *harness) connectLoad(s *serverSpec, sv *server, sc scenario, g *load.Group, matches int) (report.Line, error) {
+	if err := g.Add(sc.conns, h.loadArgs(s, sv, sc, matches), filepath.Join(h.logDir, s.name+"-"+sc.name)); err != nil {
+		return report.Line{}, err
 	}
-	ready, err := g.Ready(0, h.readyTimeout(sc.conns))
+	return g.Ready(0, h.readyTimeout(sc.conns))
+}
+
+func (h *harness) runDelivery(s *serverSpec, sv *server, sc scenario, g *load.Group, r *result) {
+	ready, err := h.connectLoad(s, sv, sc, g, sc.matches)
 	if err != nil {
 		r.Err = err.Error()
 		return
@@ -213,11 +219,7 @@ func (h *harness) runDelivery(s *serverSpec, sv *server, sc scenario, g *load.Gr
 }
 
 func (h *harness) runStorm(s *serverSpec, sv *server, sc scenario, g *load.Group, r *result) {
-	if err := g.Add(sc.conns, h.loadArgs(s, sv, sc, 10), filepath.Join(h.logDir, s.name+"-"+sc.name)); err != nil {
-		r.Err = err.Error()
-		return
-	}
-	ready, err := g.Ready(0, h.readyTimeout(sc.conns))
+	ready, err := h.connectLoad(s, sv, sc, g, 10)
 	if err != nil {
 		r.Err = err.Error()
 		return

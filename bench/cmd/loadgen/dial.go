@@ -62,10 +62,7 @@ func (lg *loadgen) dial(c *conn) {
 	c.gen++
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
-		w.st.connectErrors.Add(1)
-		w.st.bump(&w.st.status, "socket:"+errName(err))
-		<-lg.inflight
-		lg.retry(c)
+		lg.dialFailed(w, c, "socket", err)
 		return
 	}
 	// Let connect pick the port, so one source address is not limited to one bind per
@@ -80,10 +77,7 @@ func (lg *loadgen) dial(c *conn) {
 	src := lg.cfg.srcs[c.id%len(lg.cfg.srcs)]
 	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: src}); err != nil {
 		unix.Close(fd)
-		w.st.connectErrors.Add(1)
-		w.st.bump(&w.st.status, "bind:"+errName(err))
-		<-lg.inflight
-		lg.retry(c)
+		lg.dialFailed(w, c, "bind", err)
 		return
 	}
 	var dst [4]byte
@@ -91,10 +85,7 @@ func (lg *loadgen) dial(c *conn) {
 	err = unix.Connect(fd, &unix.SockaddrInet4{Port: lg.cfg.port, Addr: dst})
 	if err != nil && err != unix.EINPROGRESS {
 		unix.Close(fd)
-		w.st.connectErrors.Add(1)
-		w.st.bump(&w.st.status, "connect:"+errName(err))
-		<-lg.inflight
-		lg.retry(c)
+		lg.dialFailed(w, c, "connect", err)
 		return
 	}
 	c.fd = fd
@@ -120,6 +111,15 @@ func errName(err error) string {
 // rampRetries bounds the attempts of a connection that never opened when reconnecting
 // is off.
 const rampRetries = 5
+
+// dialFailed counts a dial that failed at stage (socket, bind, connect) before its fd
+// reached a worker, frees its in-flight slot and queues it again.
+func (lg *loadgen) dialFailed(w *worker, c *conn, stage string, err error) {
+	w.st.connectErrors.Add(1)
+	w.st.bump(&w.st.status, stage+":"+errName(err))
+	<-lg.inflight
+	lg.retry(c)
+}
 
 // retry schedules a new attempt for c, or gives it up when reconnecting is off.
 func (lg *loadgen) retry(c *conn) {
