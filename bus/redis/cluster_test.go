@@ -13,10 +13,7 @@ import (
 
 func TestCluster(t *testing.T) {
 	t.Parallel()
-	cl := redistest.StartCluster(t)
-	o := testOptions(cl.Addrs()...)
-	o.Cluster = true
-	b, sink := newTestBus(t, o)
+	cl, b, sink := newClusterBus(t)
 	ctx := t.Context()
 
 	// One match on each master.
@@ -90,10 +87,7 @@ func TestCluster(t *testing.T) {
 // on the new owner and report the loss.
 func TestClusterSlotMigration(t *testing.T) {
 	t.Parallel()
-	cl := redistest.StartCluster(t)
-	o := testOptions(cl.Addrs()...)
-	o.Cluster = true
-	b, sink := newTestBus(t, o)
+	cl, b, sink := newClusterBus(t)
 
 	const m = "migrating"
 	ch := "crease:{" + m + "}"
@@ -135,4 +129,14 @@ func TestClusterSlotMigration(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, 5*time.Second, "delivery after the migration", func() bool { return len(sink.delivered()) == 1 })
+}
+
+// newClusterBus starts a Redis Cluster and a started bus in cluster mode on it.
+func newClusterBus(t *testing.T) (*redistest.Cluster, *Bus, *fakeSink) {
+	t.Helper()
+	cl := redistest.StartCluster(t)
+	o := testOptions(cl.Addrs()...)
+	o.Cluster = true
+	b, sink := newTestBus(t, o)
+	return cl, b, sink
 }

@@ -118,14 +118,21 @@ func testOptions(addrs ...string) Options {
 	}
 }
 
-// newTestBus makes a started bus with a fake sink, closed in t.Cleanup.
-func newTestBus(t testing.TB, o Options) (*Bus, *fakeSink) {
+// newClosingBus makes a bus, not started, closed in t.Cleanup.
+func newClosingBus(t testing.TB, o Options) *Bus {
 	t.Helper()
 	b, err := New(o)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
 	t.Cleanup(func() { _ = b.Close() })
+	return b
+}
+
+// newTestBus makes a started bus with a fake sink, closed in t.Cleanup.
+func newTestBus(t testing.TB, o Options) (*Bus, *fakeSink) {
+	t.Helper()
+	b := newClosingBus(t, o)
 	sink := &fakeSink{t: t}
 	if err := b.Start(t.Context(), sink); err != nil {
 		t.Fatalf("Start: %v", err)
@@ -213,3 +220,34 @@ func (l *logRecorder) has(msg string) bool {
 	defer l.mu.Unlock()
 	return slices.Contains(l.msgs, msg)
 }
+
+// newSubscribedBus starts a Redis and a bus on it subscribed to m1, once Redis shows the
+// subscription.
+func newSubscribedBus(t *testing.T) (*redistest.Server, *Bus, *fakeSink) {
+	t.Helper()
+	srv := redistest.Start(t)
+	b, sink := newTestBus(t, testOptions(srv.Addr()))
+	b.Subscribe("m1")
+	waitSubscribed(t, srv, "m1", false)
+	return srv, b, sink
+}
+
+func waitSubscribed(t *testing.T, srv *redistest.Server, match string, shard bool) {
+	t.Helper()
+	eventually(t, 5*time.Second, "subscription of "+match, func() bool {
+		return slices.Contains(channels(t, srv, shard), "crease:{"+match+"}")
+	})
+}
+
+// publishSeqs publishes the deltas mk makes for seqs from..to through p.
+func publishSeqs(t testing.TB, p bus.Publisher, from, to uint64, mk func(seq uint64) bus.Delta) {
+	t.Helper()
+	for seq := from; seq <= to; seq++ {
+		if err := p.PublishDelta(t.Context(), mk(seq)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// m1Delta is m1's plain delta seq, for publishSeqs.
+func m1Delta(seq uint64) bus.Delta { return delta("m1", seq, "") }

@@ -54,11 +54,7 @@ func TestOptionsValidation(t *testing.T) {
 func TestSubscribeByInterestAndDebounce(t *testing.T) {
 	t.Parallel()
 	srv := redistest.Start(t)
-	b, err := New(testOptions(srv.Addr()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = b.Close() })
+	b := newClosingBus(t, testOptions(srv.Addr()))
 	clock := servertest.NewClock() // the debounce runs on it: the test moves it
 	b.subs.now = clock.Now
 	if err := b.Start(t.Context(), &fakeSink{t: t}); err != nil {
@@ -130,13 +126,6 @@ func settle(t testing.TB, b *Bus) {
 }
 
 // waitSubscribed waits until the server confirms the channel of match.
-func waitSubscribed(t *testing.T, srv *redistest.Server, match string, shard bool) {
-	t.Helper()
-	eventually(t, 5*time.Second, "subscription of "+match, func() bool {
-		return slices.Contains(channels(t, srv, shard), "crease:{"+match+"}")
-	})
-}
-
 func TestPublishDeliversExactBytesInOrder(t *testing.T) {
 	t.Parallel()
 	srv := redistest.Start(t)
@@ -210,10 +199,7 @@ func TestPublishDeliversExactBytesInOrder(t *testing.T) {
 
 func TestGarbageIsCountedAndDropped(t *testing.T) {
 	t.Parallel()
-	srv := redistest.Start(t)
-	b, sink := newTestBus(t, testOptions(srv.Addr()))
-	b.Subscribe("m1")
-	waitSubscribed(t, srv, "m1", false)
+	srv, _, sink := newSubscribedBus(t)
 	garbage := []string{
 		"not json",
 		deltaFrame("m2", 1), // another match's delta on m1's channel
@@ -241,10 +227,7 @@ func TestGarbageIsCountedAndDropped(t *testing.T) {
 
 func TestSeqGapAndDuplicate(t *testing.T) {
 	t.Parallel()
-	srv := redistest.Start(t)
-	b, sink := newTestBus(t, testOptions(srv.Addr()))
-	b.Subscribe("m1")
-	waitSubscribed(t, srv, "m1", false)
+	srv, _, sink := newSubscribedBus(t)
 	for _, seq := range []uint64{1, 2, 5, 3, 5, 6} {
 		if _, err := srv.Cli("PUBLISH", "crease:{m1}", deltaFrame("m1", seq)); err != nil {
 			t.Fatal(err)
@@ -269,10 +252,7 @@ func TestSeqGapAndDuplicate(t *testing.T) {
 
 func TestConcurrentPublishersCannotInterleave(t *testing.T) {
 	t.Parallel()
-	srv := redistest.Start(t)
-	gw, sink := newTestBus(t, testOptions(srv.Addr()))
-	gw.Subscribe("m1")
-	waitSubscribed(t, srv, "m1", false)
+	srv, gw, sink := newSubscribedBus(t)
 	const n = 200
 	var wg sync.WaitGroup
 	wins := make([][]uint64, 2)
@@ -380,16 +360,9 @@ func TestRedisKillAndRestart(t *testing.T) {
 // the match never started. Snapshot says ErrStoreBehind (503, retried) until re-seeded.
 func TestSnapshotBehindDeliveredIs503(t *testing.T) {
 	t.Parallel()
-	srv := redistest.Start(t)
-	b, sink := newTestBus(t, testOptions(srv.Addr()))
-	b.Subscribe("m1")
-	waitSubscribed(t, srv, "m1", false)
+	srv, b, sink := newSubscribedBus(t)
 	ctx := t.Context()
-	for seq := uint64(1); seq <= 3; seq++ {
-		if err := b.PublishDelta(ctx, delta("m1", seq, "")); err != nil {
-			t.Fatal(err)
-		}
-	}
+	publishSeqs(t, b, 1, 3, m1Delta)
 	eventually(t, 5*time.Second, "seq 3", func() bool { return len(sink.delivered()) == 3 })
 	if _, err := srv.Cli("FLUSHALL"); err != nil {
 		t.Fatal(err)

@@ -55,11 +55,7 @@ func (s *resyncingSink) Lost(match string, reason bus.ResyncReason) {
 func TestResyncNeverServesASnapshotFromBeforeTheLoss(t *testing.T) {
 	t.Parallel()
 	srv := redistest.Start(t)
-	b, err := New(testOptions(srv.Addr()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = b.Close() })
+	b := newClosingBus(t, testOptions(srv.Addr()))
 	sink := &resyncingSink{fakeSink: &fakeSink{t: t}, b: b}
 	if err := b.Start(t.Context(), sink); err != nil {
 		t.Fatal(err)
@@ -67,11 +63,7 @@ func TestResyncNeverServesASnapshotFromBeforeTheLoss(t *testing.T) {
 	b.Subscribe("m1")
 	waitSubscribed(t, srv, "m1", false)
 	ctx := t.Context()
-	for seq := uint64(1); seq <= 3; seq++ {
-		if err := b.PublishDelta(ctx, delta("m1", seq, "")); err != nil {
-			t.Fatal(err)
-		}
-	}
+	publishSeqs(t, b, 1, 3, m1Delta)
 	eventually(t, 5*time.Second, "seq 3", func() bool { return len(sink.delivered()) == 3 })
 	// The cache now holds seq 3, current: a second read costs no GET.
 	if s, err := b.Snapshot(ctx, "m1"); err != nil || s.Seq != 3 {
@@ -128,16 +120,9 @@ type lagging struct {
 
 // newLagging subscribes a bus to m1 and publishes deltas 1..3 through it (stored).
 func newLagging(t *testing.T) *lagging {
-	srv := redistest.Start(t)
-	b, sink := newTestBus(t, testOptions(srv.Addr()))
-	b.Subscribe("m1")
-	waitSubscribed(t, srv, "m1", false)
+	srv, b, sink := newSubscribedBus(t)
 	eventually(t, 5*time.Second, "the subscription's Lost(bus)", func() bool { return sink.losses("m1", bus.ReasonBus) == 1 })
-	for seq := uint64(1); seq <= 3; seq++ {
-		if err := b.PublishDelta(t.Context(), delta("m1", seq, "")); err != nil {
-			t.Fatal(err)
-		}
-	}
+	publishSeqs(t, b, 1, 3, m1Delta)
 	eventually(t, 5*time.Second, "seq 3", func() bool { return len(sink.delivered()) == 3 })
 	return &lagging{t: t, srv: srv, b: b, sink: sink}
 }

@@ -56,6 +56,9 @@ func epochDelta(match, epoch string, seq uint64, ts int64) bus.Delta {
 	}
 }
 
+// epochA is m1's delta seq in epoch A at ts 1, for publishSeqs.
+func epochA(seq uint64) bus.Delta { return epochDelta("m1", "A", seq, 1) }
+
 func TestStoreRules(t *testing.T) {
 	t.Parallel()
 	stores(t, bus.HistoryOptions{}, func(t *testing.T, s store, results func(bus.PublishResult) float64, _ func()) {
@@ -190,11 +193,7 @@ func TestStoreHistoryBytes(t *testing.T) {
 	frame := len(epochFrame("m1", "A", 10, 1))
 	h := bus.HistoryOptions{MaxDeltas: 100, MaxBytes: 3*frame + frame/2}
 	stores(t, h, func(t *testing.T, s store, _ func(bus.PublishResult) float64, _ func()) {
-		for seq := uint64(1); seq <= 20; seq++ {
-			if err := s.PublishDelta(t.Context(), epochDelta("m1", "A", seq, 1)); err != nil {
-				t.Fatal(err)
-			}
-		}
+		publishSeqs(t, s, 1, 20, epochA)
 		msgs, ok, err := s.History(t.Context(), "m1", "A", 17)
 		if err != nil || !ok || len(msgs) != 3 {
 			t.Fatalf("after 17: %d %v %v", len(msgs), ok, err)
@@ -266,11 +265,7 @@ func TestStoreJournal(t *testing.T) {
 func TestPublishRetryIsDuplicate(t *testing.T) {
 	t.Parallel()
 	srv := redistest.Start(t)
-	b, err := New(testOptions(srv.Addr()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = b.Close() })
+	b := newClosingBus(t, testOptions(srv.Addr()))
 	d := epochDelta("m1", "A", 1, 1)
 	if err := b.PublishDelta(t.Context(), d); err != nil {
 		t.Fatal(err)
@@ -330,27 +325,15 @@ func TestHistoryExpiresWithSilence(t *testing.T) {
 	srv := redistest.Start(t)
 	o := testOptions(srv.Addr())
 	o.History = bus.HistoryOptions{MaxDeltas: 10, MaxBytes: 3 * len(epochFrame("m1", "A", 10, 1))}
-	b, err := New(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = b.Close() })
-	for seq := uint64(1); seq <= 3; seq++ {
-		if err := b.PublishDelta(t.Context(), epochDelta("m1", "A", seq, 1)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	b := newClosingBus(t, o)
+	publishSeqs(t, b, 1, 3, epochA)
 	if ttl, _ := srv.Cli("PTTL", "crease:{m1}:hist"); ttl == "-1" || ttl == "-2" {
 		t.Fatalf("history without expiry: PTTL %s", ttl)
 	}
 	if _, err := srv.Cli("DEL", "crease:{m1}:hist"); err != nil { // what the expiry does
 		t.Fatal(err)
 	}
-	for seq := uint64(4); seq <= 6; seq++ {
-		if err := b.PublishDelta(t.Context(), epochDelta("m1", "A", seq, 1)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	publishSeqs(t, b, 4, 6, epochA)
 	msgs, ok, err := b.History(t.Context(), "m1", "A", 3)
 	if err != nil || !ok || len(msgs) != 3 {
 		t.Fatalf("after the expiry: %d %v %v (a stale byte count would have trimmed them)", len(msgs), ok, err)

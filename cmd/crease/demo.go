@@ -23,9 +23,7 @@ func runDemo(ctx context.Context, args []string) error {
 	var g gatewayFlags
 	var api apiFlags
 	var hist historyFlags
-	g.register(cmd.fs)
-	api.register(cmd.fs)
-	hist.register(cmd.fs)
+	cmd.register(&g, &api, &hist)
 	speed := cmd.fs.Float64("speed", 2, "replay speed in deliveries per second per match (0: as fast as possible)")
 	sims := cmd.fs.Int("sim", 1, "synthetic matches to run beside the real ones")
 	if err := cmd.parse(args); err != nil {
@@ -55,44 +53,22 @@ func runDemo(ctx context.Context, args []string) error {
 	b := bus.NewEmbeddedWith(ho)
 	reg := newRegistry()
 	opts := g.options(log, b, reg)
-	if opts.PublishAPI, err = api.handler(b, reg, log); err != nil {
-		return fmt.Errorf("crease demo: %w", err)
-	}
-	srv, err := server.New(opts)
+	srv, err := startGateway(ctx, "demo", opts, api, b, reg, log)
 	if err != nil {
-		return fmt.Errorf("crease demo: %w", err)
-	}
-	if err := srv.Start(ctx); err != nil {
-		return fmt.Errorf("crease demo: %w", err)
+		return err
 	}
 
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
 	ropts := ingest.ReplayOptions{Speed: *speed, Loop: true}
-	for _, m := range matches {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := ingest.Replay(rctx, b, m, ropts); err != nil && rctx.Err() == nil {
-				log.Error("replay stopped", "match", m.ID(), "err", err)
-			}
-		}()
-	}
-	if *sims > 0 {
-		sim, err := ingest.NewSimulator(ingest.SimOptions{Seed: 1})
-		if err != nil {
-			return err
+	err = startReplays(rctx, &wg, b, matches, *sims, func(id string, replay func(ingest.ReplayOptions) error) {
+		if err := replay(ropts); err != nil && rctx.Err() == nil {
+			log.Error("replay stopped", "match", id, "err", err)
 		}
-		for n := 1; n <= *sims; n++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				if err := sim.Replay(rctx, b, uint64(n), ropts); err != nil && rctx.Err() == nil {
-					log.Error("simulator stopped", "match", sim.ID(uint64(n)), "err", err)
-				}
-			}()
-		}
+	})
+	if err != nil {
+		return err
 	}
 	printURLs(srv, matches, log)
 	if opts.PublishAPI != nil {

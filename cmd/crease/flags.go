@@ -28,6 +28,16 @@ func newCommand(name, usage string) *command {
 	return c
 }
 
+// flagGroup is a set of flags more than one command has (gateway, Redis, log, API).
+type flagGroup interface{ register(fs *flag.FlagSet) }
+
+// register adds each group's flags to the command.
+func (c *command) register(groups ...flagGroup) {
+	for _, g := range groups {
+		g.register(c.fs)
+	}
+}
+
 // envName is the environment variable of a flag.
 func envName(flagName string) string {
 	return "CREASE_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))

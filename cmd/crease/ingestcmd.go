@@ -32,9 +32,7 @@ func runIngest(ctx context.Context, args []string) error {
 	var lf logFlags
 	var files listFlag
 	var api apiFlags
-	r.register(cmd.fs)
-	lf.register(cmd.fs)
-	api.register(cmd.fs)
+	cmd.register(&r, &lf, &api)
 	cmd.fs.Var(&files, "match", "Cricsheet JSON file to replay (repeatable)")
 	speed := cmd.fs.Float64("speed", 1, "replay speed in deliveries per second per match (0: as fast as possible)")
 	loop := cmd.fs.Bool("loop", false, "restart each match when it ends, seq going on")
@@ -123,7 +121,6 @@ func runIngest(ctx context.Context, args []string) error {
 		}()
 	}
 	replay := func(id string, run func(ingest.ReplayOptions) error) {
-		defer wg.Done()
 		opts := ingest.ReplayOptions{Speed: *speed, Loop: *loop}
 		// Resume exactly where the store has the match (its epoch, seq and the step of
 		// the source its journal names). Redis may not be up yet: starting over a stored
@@ -150,19 +147,8 @@ func runIngest(ctx context.Context, args []string) error {
 			errs <- fmt.Errorf("match %s: %w", id, err)
 		}
 	}
-	for _, m := range matches {
-		wg.Add(1)
-		go replay(m.ID(), func(o ingest.ReplayOptions) error { return ingest.Replay(ctx, b, m, o) })
-	}
-	if *sims > 0 {
-		sim, err := ingest.NewSimulator(ingest.SimOptions{Seed: 1})
-		if err != nil {
-			return err
-		}
-		for n := 1; n <= *sims; n++ {
-			wg.Add(1)
-			go replay(sim.ID(uint64(n)), func(o ingest.ReplayOptions) error { return sim.Replay(ctx, b, uint64(n), o) })
-		}
+	if err := startReplays(ctx, &wg, b, matches, *sims, replay); err != nil {
+		return err
 	}
 	log.Info("replaying", "matches", len(matches), "refused", len(refused), "synthetic", *sims, "speed", *speed, "loop", *loop)
 	wg.Wait()

@@ -258,9 +258,7 @@ func runServeWith(ctx context.Context, args []string, usageOut io.Writer) error 
 	var g gatewayFlags
 	var r redisFlags
 	var api apiFlags
-	g.register(cmd.fs)
-	r.register(cmd.fs)
-	api.register(cmd.fs)
+	cmd.register(&g, &r, &api)
 	if err := cmd.parse(args); err != nil {
 		return err
 	}
@@ -286,17 +284,28 @@ func runServeWith(ctx context.Context, args []string, usageOut io.Writer) error 
 	if len(api.keys) > 0 && len(r.addrs) > 0 {
 		return errors.New("crease serve: --api-key serves the publish API on the embedded bus; with Redis, run crease ingest --listen ADDR --api-key KEY")
 	}
+	srv, err := startGateway(ctx, "serve", opts, api, b, reg, log)
+	if err != nil {
+		return err
+	}
+	return runUntilSignal(ctx, srv, log)
+}
+
+// startGateway adds the publish API (when api has keys) to opts and starts the gateway;
+// cmd names the command in its errors.
+func startGateway(ctx context.Context, cmd string, opts server.Options, api apiFlags, b bus.Bus, reg prometheus.Registerer, log *slog.Logger) (*server.Server, error) {
+	var err error
 	if opts.PublishAPI, err = api.handler(b, reg, log); err != nil {
-		return fmt.Errorf("crease serve: %w", err)
+		return nil, fmt.Errorf("crease %s: %w", cmd, err)
 	}
 	srv, err := server.New(opts)
 	if err != nil {
-		return fmt.Errorf("crease serve: %w", err)
+		return nil, fmt.Errorf("crease %s: %w", cmd, err)
 	}
 	if err := srv.Start(ctx); err != nil {
-		return fmt.Errorf("crease serve: %w", err)
+		return nil, fmt.Errorf("crease %s: %w", cmd, err)
 	}
-	return runUntilSignal(ctx, srv, log)
+	return srv, nil
 }
 
 // runUntilSignal drains on the first signal and shuts down at once on a second.
