@@ -44,6 +44,7 @@ type Bus struct {
 	script     *rueidis.Lua
 	histRead   *rueidis.Lua
 	storedRead *rueidis.Lua
+	pub        reasserter // the last delta this bus published of each match
 
 	started atomic.Bool
 	closed  atomic.Bool
@@ -90,9 +91,10 @@ func New(opts Options) (*Bus, error) {
 		b.wg.Add(1)
 		go b.connectLoop()
 	}
-	b.wg.Add(2)
+	b.wg.Add(3)
 	go b.healthLoop()
 	go b.viewersLoop()
+	go b.reassertLoop()
 	return b, nil
 }
 

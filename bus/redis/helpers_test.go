@@ -115,6 +115,7 @@ func testOptions(addrs ...string) Options {
 		Registerer:          prometheus.NewRegistry(),
 		UnsubscribeDebounce: 200 * time.Millisecond,
 		HealthInterval:      50 * time.Millisecond,
+		Reassert:            -1, // on only where a test is about it (reassert_test.go)
 	}
 }
 

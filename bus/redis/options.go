@@ -23,6 +23,7 @@ const (
 	DefaultViewerTTL           = 30 * time.Second
 	DefaultHealthInterval      = time.Second
 	DefaultSentinelRefresh     = 5 * time.Second
+	DefaultReassert            = 5 * time.Second
 )
 
 // Errors returned by New for invalid Options.
@@ -87,6 +88,15 @@ type Options struct {
 	// (by count, age and bytes): bus.DefaultHistoryDeltas, bus.DefaultHistoryAge,
 	// bus.DefaultHistoryBytes. Only publishers use it.
 	History bus.HistoryOptions
+	// Reassert is how long a publisher's match stays idle before the bus runs its last
+	// delta again, and then how often (for up to an hour after it): a store that still
+	// holds it answers `duplicate` and nothing is written; a store that lost it (a
+	// failover to a replica that lacked the last write, FLUSHALL) gets it back, so that
+	// gateways stop answering 503 for the snapshot without waiting for a next delta that,
+	// after the last ball, never comes. DefaultReassert; negative disables it. A store
+	// that also lost the match's journal before the delta is left to the next publish.
+	// Only publishers use it.
+	Reassert time.Duration
 }
 
 // withDefaults fills zero fields and validates the result.
@@ -125,6 +135,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.SentinelRefresh == 0 {
 		o.SentinelRefresh = DefaultSentinelRefresh
+	}
+	if o.Reassert == 0 {
+		o.Reassert = DefaultReassert
 	}
 	o.History = o.History.WithDefaults()
 	if o.HandoffMessages < 0 || o.HandoffBytes < 0 {

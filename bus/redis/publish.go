@@ -52,6 +52,8 @@ func (b *Bus) PublishDelta(ctx context.Context, d bus.Delta) error {
 	if c == nil {
 		return b.waitErr(ctx)
 	}
+	last := b.pub.slot(d.Match)
+	defer last.mu.Unlock()
 	h := b.opts.History
 	seq := strconv.FormatUint(d.Seq, 10)
 	keys := []string{b.seqKey(d.Match), b.snapKey(d.Match), b.infoKey(d.Match), b.histKey(d.Match), b.journalKey(d.Match)}
@@ -83,8 +85,10 @@ func (b *Bus) PublishDelta(ctx context.Context, d bus.Delta) error {
 			case bus.ResultReseededEmpty, bus.ResultReseededBehind:
 				b.log.Warn("redis was behind the publisher: re-seeded the match", "match", d.Match, "epoch", d.Epoch, "seq", d.Seq, "rule", rule)
 			case bus.ResultDuplicate:
+				last.acked(keys, args, time.Now())
 				return nil // applied by an earlier attempt; published then
 			}
+			last.acked(keys, args, time.Now())
 			break
 		}
 		if re, ok := rueidis.IsRedisErr(err); ok {

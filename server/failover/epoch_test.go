@@ -50,6 +50,7 @@ func TestStoreFlushedPublisherWithoutMemory(t *testing.T) {
 	t.Parallel()
 	r, st, run := firstPublisher(t)
 	gws, m, ws, first := run.gws, run.m, run.ws, run.pub
+	_ = first.Close() // the publisher is down (else it would re-seed the flushed store)
 	oldEpoch, oldSeq := first.position()
 	waitReached(t, ws, oldEpoch, oldSeq, 10*time.Second)
 

@@ -41,10 +41,11 @@ func TestNewEpochAfterFlush(t *testing.T) {
 	}
 	converge(t, clients, client.Snapshot{Seq: old.Seq, State: old.State()})
 
+	_ = pub.Close() // the publisher's process is gone (else it would re-seed the flushed store)
 	if _, err := srv.Cli("FLUSHALL"); err != nil {
 		t.Fatal(err)
 	}
-	fresh := servertest.NewPublisher(pub, match)
+	fresh := servertest.NewPublisher(newBus(t, []string{srv.Addr()}, false, "pub2", nil), match)
 	for i := range 5 {
 		fresh.Set(t, "wickets", i)
 	}
