@@ -118,7 +118,9 @@ func (b *Bus) reassert(p *published) {
 	if c == nil || !b.ready.Load() {
 		return // the link is down: the next tick tries again
 	}
-	ctx, cancel := context.WithTimeout(b.ctx, b.opts.Reassert)
+	// Not the period: a short one (tests) could end a run Redis applies, leaving the
+	// restore uncounted and unlogged (the next run would find it a duplicate).
+	ctx, cancel := context.WithTimeout(b.ctx, max(b.opts.Reassert, 5*time.Second))
 	defer cancel()
 	match, seq := p.match, p.args[1]
 	rule, err := b.script.Exec(ctx, c, p.keys, p.args).ToString()
