@@ -76,7 +76,11 @@ func render(o options, root string) error {
 		t := r.Totals
 		ho := "–"
 		if h := r.Handover; h != nil {
-			ho = fmt.Sprintf("%.0f, %.1f s, %.1f s, %d, %.0f", h.DrainedConns, h.ExitS, h.BackS, h.Failures, h.ToSuccessor)
+			back := fmt.Sprintf("%.1f s", h.BackS)
+			if h.BackS == 0 {
+				back = fmt.Sprintf("**not all** (%.0f missing at the deadline)", h.Missing)
+			}
+			ho = fmt.Sprintf("%.0f, %.1f s, %s, %d, %.0f", h.DrainedConns, h.ExitS, back, h.Failures, h.ToSuccessor)
 		}
 		w("| %s | %s, %s | %d | %s | %d / %d / %d | %s | %d | %.1f | %.0f MB | %d / %d | %.0f s |\n", runName(r), r.Date, r.Commit,
 			t.Received["delta"]+t.Received["event"], orDash(report.FormatCounts(t.Resyncs)), t.Gaps, t.Dups, t.Chain.Divergent, ho, t.OffCookie,
@@ -99,6 +103,7 @@ func render(o options, root string) error {
 		}
 	}
 	w("\n")
+	writeSaturation(&b, results)
 	writeModel(&b, results)
 
 	w("### Plots\n\n")
@@ -160,8 +165,9 @@ func runName(r *Result) string { return r.Server + " " + r.Variant }
 
 func equalText(r *Result) string {
 	t := r.Totals
+	// This column is the end state alone: the run's other failures are listed below.
 	mark := "yes"
-	if t.Equal < int64(r.Audience) || !t.StateOK || len(r.Failures) > 0 {
+	if t.Equal < int64(r.Audience) || !t.StateOK {
 		mark = "**no**"
 	}
 	return fmt.Sprintf("%s (%d/%d)", mark, t.Equal, r.Audience)

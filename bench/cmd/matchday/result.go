@@ -90,10 +90,11 @@ type Handover struct {
 	Gateway      string
 	DrainedConns float64 // the old process's connections when it got SIGTERM
 	ExitS        float64 // from SIGTERM to the old process's exit
-	BackS        float64 // from SIGTERM to the whole audience open again
+	BackS        float64 // from SIGTERM to the whole audience open again (0: not by the deadline)
 	Failures     int64   // failed connects and handshakes meanwhile
 	Resyncs      int64
-	ToSuccessor  float64 // the successor's connections once all were back
+	ToSuccessor  float64 // the successor's connections once all were back (or at the deadline)
+	Missing      float64 // connections not back at the deadline
 }
 
 // Totals are the load processes' final reports, merged.

@@ -287,23 +287,29 @@ func (r *runner) handover() error {
 	_ = old.Cmd.Process.Signal(syscall.SIGTERM)
 	r.event(fmt.Sprintf("%s restarted by handover: SIGTERM to the old process (%.0f connections)", g.name, h.DrainedConns))
 	var exited, back bool
+	var lastS *Sample
 	err = r.until("the handover", r.o.drain+time.Minute, func(s *Sample, _ []report.Line) bool {
+		lastS = s
 		if !exited && !old.Alive() {
 			exited, h.ExitS = true, time.Since(t0).Seconds()
 			r.event(fmt.Sprintf("the old %s exited", g.name))
 		}
 		if !back && s.Open >= peak && exited {
 			back, h.BackS = true, time.Since(t0).Seconds()
-			h.Failures, h.Resyncs = s.Failures-f0, s.Resyncs-rs0
-			for _, gs := range s.Gateways {
-				if gs.Label == succ.label {
-					h.ToSuccessor = gs.Conns
-				}
-			}
 			r.event(fmt.Sprintf("all %d back", peak))
 		}
 		return exited && back
 	})
+	if s := lastS; s != nil {
+		// Once all are back, or as they stood at the deadline.
+		h.Failures, h.Resyncs = s.Failures-f0, s.Resyncs-rs0
+		h.Missing = float64(max(peak-s.Open, 0))
+		for _, gs := range s.Gateways {
+			if gs.Label == succ.label {
+				h.ToSuccessor = gs.Conns
+			}
+		}
+	}
 	r.res.Handover = h
 	return err
 }
