@@ -97,15 +97,6 @@ func (r *replay) wait(t *testing.T, timeout time.Duration) {
 	}
 }
 
-func firstMatch(t *testing.T) *ingest.Match {
-	t.Helper()
-	ms, err := ingest.Embedded()
-	if err != nil || len(ms) == 0 {
-		t.Fatalf("embedded matches: %v", err)
-	}
-	return ms[0]
-}
-
 // ---- the clients ----
 
 // watched is one Client with a Checker as its Observer and counters of what it saw.
@@ -296,7 +287,7 @@ func metric(t *testing.T, s *server.Server, sample string) float64 {
 // ---- the tests ----
 
 func TestClientsJoiningMidMatchEndWithTheSnapshot(t *testing.T) {
-	m := firstMatch(t)
+	m := servertest.RealMatch(t)
 	b := servertest.NewBus()
 	s := servertest.Run(t, server.Options{Bus: b, Loops: 2})
 	rp := startReplay(t, b, m)
@@ -323,7 +314,7 @@ func TestClientsJoiningMidMatchEndWithTheSnapshot(t *testing.T) {
 }
 
 func TestClientsRefetchOnAGatewayResyncWithoutReconnecting(t *testing.T) {
-	m := firstMatch(t)
+	m := servertest.RealMatch(t)
 	b := servertest.NewBus()
 	s := servertest.Run(t, server.Options{Bus: b, Loops: 2})
 	rp := startReplay(t, b, m)
@@ -361,7 +352,7 @@ func TestClientsRefetchOnAGatewayResyncWithoutReconnecting(t *testing.T) {
 }
 
 func TestClientsReconnectToAGatewayRestartedOnTheSamePorts(t *testing.T) {
-	m := firstMatch(t)
+	m := servertest.RealMatch(t)
 	b := servertest.NewBus()
 	opts := server.Options{WSAddr: servertest.FreeAddr(t), HTTPAddr: servertest.FreeAddr(t), Bus: b, Loops: 2}
 	s1 := servertest.Run(t, opts)
@@ -426,7 +417,7 @@ func TestClientsReconnectToAGatewayRestartedOnTheSamePorts(t *testing.T) {
 // refused (401) and keeps backing off.
 func TestClientWithATokenProviderOnAGatewayWithJWT(t *testing.T) {
 	secret := []byte("server-test-secret")
-	m := firstMatch(t)
+	m := servertest.RealMatch(t)
 	b := servertest.NewBus()
 	s := servertest.Run(t, server.Options{Bus: b, Loops: 1, JWTSecret: secret})
 	rp := startReplay(t, b, m)

@@ -500,16 +500,6 @@ func verifyEnd(t testing.TB, gws []*gateway, p *publisher, ws []*watched) client
 	return final
 }
 
-// realMatch returns the first embedded real match.
-func realMatch(t testing.TB) *ingest.Match {
-	t.Helper()
-	ms, err := ingest.Embedded()
-	if err != nil || len(ms) == 0 {
-		t.Fatalf("embedded matches: %v", err)
-	}
-	return ms[0]
-}
-
 // followed asserts that each gateway's bus resubscribed (it followed the new master
 // without a restart) and logs what an operator's dashboard shows.
 func followed(t testing.TB, gws []*gateway, p *publisher) {
@@ -558,7 +548,7 @@ func failoverReplay() replayOpts {
 // match, replays it, and waits until every client holds o.reached.
 func startReplay(t testing.TB, st store, o replayOpts) *replayed {
 	t.Helper()
-	r := &replayed{gws: startGateways(t, 2, st), m: realMatch(t)}
+	r := &replayed{gws: startGateways(t, 2, st), m: servertest.RealMatch(t)}
 	r.pub = newPublisher(t, st, o.publisher)
 	r.ws = startClients(t, o.clients, r.gws, r.m.ID())
 	var resume *bus.Stored

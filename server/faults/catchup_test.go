@@ -22,7 +22,7 @@ func TestAirplaneModeRecoversFromHistory(t *testing.T) {
 	b := bus.NewEmbedded()
 	gw := servertest.Run(t, server.Options{Bus: b, Loops: 2, Shard: shard.Options{Heartbeat: time.Second}})
 	heap := heaptest.WatchHeap(t, 50*time.Millisecond)
-	m := realMatch(t)
+	m := servertest.ShortestMatch(t)
 	n := newClientNet(t, gw)
 	n.both("bw", "bandwidth", map[string]any{"rate": 6})
 	n.both("lat", "latency", map[string]any{"latency": 450, "jitter": 150})

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -157,36 +156,15 @@ func (n *clientNet) httpURL() string { return "http://" + n.http.Addr() }
 
 // ---- the match ----
 
-// realMatch returns the shortest embedded real match (a T20), under id.
-func realMatch(t *testing.T) *ingest.Match {
-	t.Helper()
-	ms, err := ingest.Embedded()
-	if err != nil {
-		t.Fatal(err)
-	}
-	best := ms[0]
-	for _, m := range ms[1:] {
-		if m.Steps() < best.Steps() {
-			best = m
-		}
-	}
-	return best
-}
-
-// replay publishes m onto pub at speed deltas per second, looping, until stop is called;
-// stop returns after the publisher has stopped.
+// replay is servertest.Replay whose stop reports on t an error of the replay other
+// than its stop; the test's end stops it too.
 func replay(t *testing.T, pub bus.Publisher, m *ingest.Match, speed float64) (stop func()) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- ingest.Replay(ctx, pub, m, ingest.ReplayOptions{Speed: speed, Loop: true, LoopPause: time.Second})
-	}()
+	stopReplay := servertest.Replay(t, pub, m, speed)
 	var once sync.Once
 	stop = func() {
 		once.Do(func() {
-			cancel()
-			if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+			if err := stopReplay(); err != nil {
 				t.Errorf("replay: %v", err)
 			}
 		})

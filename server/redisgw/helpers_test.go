@@ -4,7 +4,6 @@ import (
 	"context"
 	"crease/internal/redistest"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -171,41 +170,6 @@ func twoGateways(t testing.TB) (*redistest.Server, []*gateway, *busredis.Bus) {
 	return srv, gws, newBus(t, addrs, false, "pub", nil)
 }
 
-// realMatch returns the first embedded real match.
-func realMatch(t testing.TB) *ingest.Match {
-	t.Helper()
-	ms, err := ingest.Embedded()
-	if err != nil || len(ms) == 0 {
-		t.Fatalf("embedded matches: %v", err)
-	}
-	return ms[0]
-}
-
-// replay publishes m through pub at speed deltas/s in the background; stop ends it and
-// returns the replay's error (nil when stopped by stop).
-func replay(t testing.TB, pub bus.Publisher, m *ingest.Match, speed float64) (stop func() error) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error, 1)
-	go func() {
-		errc <- ingest.Replay(ctx, pub, m, ingest.ReplayOptions{Speed: speed, Loop: true, LoopPause: time.Second})
-	}()
-	var once sync.Once
-	var err error
-	stop = func() error {
-		once.Do(func() {
-			cancel()
-			err = <-errc
-			if errors.Is(err, context.Canceled) {
-				err = nil
-			}
-		})
-		return err
-	}
-	t.Cleanup(func() { _ = stop() })
-	return stop
-}
-
 // verifyAll waits until every watcher's rebuilt state is the final snapshot of match
 // (read from gateways[0]) and fails with the violations otherwise.
 func verifyAll(t testing.TB, match string, gws []*gateway, ws []*watcher) {
@@ -271,7 +235,7 @@ func storedSeq(t testing.TB, srv *redistest.Server, match string) uint64 {
 // stops: a match with a stored snapshot and no more deltas.
 func publishSome(t testing.TB, srv *redistest.Server, pub bus.Publisher, m *ingest.Match, n uint64) {
 	t.Helper()
-	stop := replay(t, pub, m, 0)
+	stop := servertest.Replay(t, pub, m, 0)
 	servertest.Eventually(t, 20*time.Second, servertest.Cond("the match stored", func() bool { return storedSeq(t, srv, m.ID()) >= n }))
 	if err := stop(); err != nil {
 		t.Fatal(err)

@@ -20,13 +20,13 @@ import (
 func TestTwoGatewaysConverge(t *testing.T) {
 	t.Parallel()
 	_, gws, pub := twoGateways(t)
-	m := realMatch(t)
+	m := servertest.RealMatch(t)
 
 	var ws []*watcher
 	for i := range 10 {
 		ws = append(ws, watch(t, gws[i%2], m.ID()))
 	}
-	stop := replay(t, pub, m, 60)
+	stop := servertest.Replay(t, pub, m, 60)
 	applied(t, ws[0], m.ID(), 30) // mid-match: the gateways' Redis subscriptions exist already
 	for i := range 10 {
 		ws = append(ws, watch(t, gws[i%2], m.ID()))
@@ -48,8 +48,8 @@ func TestSubscriptionFollowsInterest(t *testing.T) {
 	srv := redistest.Start(t)
 	g := startGateway(t, []string{srv.Addr()}, gwOpts{})
 	pub := newBus(t, []string{srv.Addr()}, false, "pub", nil)
-	m := realMatch(t)
-	stop := replay(t, pub, m, 30)
+	m := servertest.RealMatch(t)
+	stop := servertest.Replay(t, pub, m, 30)
 	defer stop()
 	servertest.Eventually(t, 5*time.Second, servertest.Cond("the match is live", func() bool {
 		_, code := get(t, g.http()+"/v1/matches/"+m.ID())
@@ -79,7 +79,7 @@ func TestCluster(t *testing.T) {
 		startGateway(t, cl.Addrs(), gwOpts{cluster: true, node: "gw2"}),
 	}
 	pub := newBus(t, cl.Addrs(), true, "pub", nil)
-	m := realMatch(t)
+	m := servertest.RealMatch(t)
 	owner := cl.NodeForKey(channel(m.ID()))
 	if owner == nil {
 		t.Fatal("no owner of the match's slot")
@@ -106,7 +106,7 @@ func TestCluster(t *testing.T) {
 			t.Fatalf("a shard channel on %s, which does not own the slot", n.Addr())
 		}
 	}
-	stop := replay(t, pub, m, 60)
+	stop := servertest.Replay(t, pub, m, 60)
 	applied(t, ws[0], m.ID(), 30)
 	for i := range 4 {
 		ws = append(ws, watch(t, gws[i%2], m.ID()))
@@ -133,12 +133,12 @@ func TestCluster(t *testing.T) {
 func TestRedisKilledMidMatch(t *testing.T) {
 	t.Parallel()
 	srv, gws, pub := twoGateways(t)
-	m := realMatch(t)
+	m := servertest.RealMatch(t)
 	var ws []*watcher
 	for i := range 10 {
 		ws = append(ws, watch(t, gws[i%2], m.ID()))
 	}
-	stop := replay(t, pub, m, 40)
+	stop := servertest.Replay(t, pub, m, 40)
 	applied(t, ws[0], m.ID(), 21) // mid-match
 	before := snapshot(t, gws[0], m.ID()).Seq
 
@@ -192,7 +192,7 @@ func TestRedisUnreachableAtStart(t *testing.T) {
 	if _, code := get(t, g.http()+"/readyz"); code != http.StatusServiceUnavailable {
 		t.Fatalf("/readyz %d with Redis down", code)
 	}
-	m := realMatch(t)
+	m := servertest.RealMatch(t)
 	w := watch(t, g, m.ID())
 	servertest.Eventually(t, 5*time.Second, servertest.Cond("the client subscribed", func() bool {
 		return metric(t, g, "crease_subscriptions") == 1
@@ -206,7 +206,7 @@ func TestRedisUnreachableAtStart(t *testing.T) {
 		return slices.Equal(pubsub(t, srv.Cli, "CHANNELS"), []string{channel(m.ID())})
 	}))
 	pub := newBus(t, []string{srv.Addr()}, false, "pub", nil)
-	stop := replay(t, pub, m, 60)
+	stop := servertest.Replay(t, pub, m, 60)
 	servertest.Eventually(t, 5*time.Second, servertest.Cond("deltas", func() bool { return w.check.Stats(m.ID()).Applied > 10 }))
 	if err := stop(); err != nil {
 		t.Fatal(err)
@@ -270,7 +270,7 @@ func TestSnapshotCoalescingOverHTTP(t *testing.T) {
 	srv := redistest.Start(t)
 	g := startGateway(t, []string{srv.Addr()}, gwOpts{})
 	pub := newBus(t, []string{srv.Addr()}, false, "pub", nil)
-	m := realMatch(t)
+	m := servertest.RealMatch(t)
 	publishSome(t, srv, pub, m, 10)
 	burst := func() (gets float64) {
 		before := metric(t, g, "crease_redis_gets_total")
@@ -374,7 +374,7 @@ func TestViewersAcrossGateways(t *testing.T) {
 	o.node = "gw2"
 	g2 := startGateway(t, addrs, o)
 	pub := newBus(t, addrs, false, "pub", nil)
-	m := realMatch(t)
+	m := servertest.RealMatch(t)
 	publishSome(t, srv, pub, m, 10)
 	var ws []*watcher
 	for i := range 5 {
