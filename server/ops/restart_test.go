@@ -38,17 +38,7 @@ func TestDrainRestartInPlace(t *testing.T) {
 	old := servertest.Run(t, server.Options{Loops: 2, DrainWindow: window, RestartGap: gap, Node: "old",
 		Shard: shard.Options{Now: clock.Now}})
 	wsAddr, httpAddr := old.WSAddr().String(), old.HTTPAddr().String()
-	conns := make([]*wsConn, n)
-	for i := range conns {
-		c, resp, err := servertest.DialWS(wsAddr, "/ws?match=m1", nil, "")
-		if err != nil || c == nil {
-			t.Fatalf("client %d: %v %v", i, err, resp)
-		}
-		t.Cleanup(func() { c.Close() })
-		c.Expect(t, "hello")
-		c.Expect(t, "subscribed")
-		conns[i] = c
-	}
+	conns := dialSubscribed(t, wsAddr, "m1", n)
 
 	start := time.Now()
 	drained := make(chan time.Duration, 1)
@@ -166,22 +156,13 @@ func TestDrainRestartInPlace(t *testing.T) {
 // kernel queues it, and the next gateway upgrades it, as it answers HTTP requests that
 // waited too.
 func TestInheritedListenersSurviveTheRestart(t *testing.T) {
-	wsLn, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer wsLn.Close()
-	httpLn, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer httpLn.Close()
+	wsLn, httpLn := servertest.Listen(t), servertest.Listen(t)
 	files := func() (*os.File, *os.File) {
-		w, err := wsLn.(*net.TCPListener).File()
+		w, err := wsLn.File()
 		if err != nil {
 			t.Fatal(err)
 		}
-		h, err := httpLn.(*net.TCPListener).File()
+		h, err := httpLn.File()
 		if err != nil {
 			t.Fatal(err)
 		}

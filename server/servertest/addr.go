@@ -19,6 +19,19 @@ func FreeAddr(t testing.TB) string {
 	return ln.Addr().String()
 }
 
+// Listen returns a TCP listener on a free loopback port, as a supervisor holds one to
+// hand to each gateway in turn (server.Options.WSListener, LISTEN_FDS); the test's end
+// closes it.
+func Listen(t testing.TB) *net.TCPListener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return ln.(*net.TCPListener)
+}
+
 // WaitBindable waits until addr can be bound again: a stopped gateway let it go, and a
 // new one may listen there.
 func WaitBindable(t testing.TB, addr string) {
