@@ -548,11 +548,8 @@ func TestSnapshotCoalescing(t *testing.T) {
 func TestMatchesAndViewers(t *testing.T) {
 	t.Parallel()
 	srv := redistest.Start(t)
-	oa := testOptions(srv.Addr())
-	oa.NodeID = "a"
-	a, _ := newTestBus(t, oa)
-	ob := testOptions(srv.Addr())
-	ob.NodeID = "b"
+	a, _ := newTestBus(t, nodeOptions("a", srv.Addr()))
+	ob := nodeOptions("b", srv.Addr())
 	ob.ViewerTTL = 300 * time.Millisecond
 	b, _ := newTestBus(t, ob)
 	ctx := t.Context()
@@ -596,12 +593,8 @@ func TestMatchesAndViewers(t *testing.T) {
 func TestViewersEvent(t *testing.T) {
 	t.Parallel()
 	srv := redistest.Start(t)
-	oa := testOptions(srv.Addr())
-	oa.NodeID = "a"
-	a, sink := newTestBus(t, oa)
-	ob := testOptions(srv.Addr())
-	ob.NodeID = "b"
-	b, _ := newTestBus(t, ob)
+	a, sink := newTestBus(t, nodeOptions("a", srv.Addr()))
+	b, _ := newTestBus(t, nodeOptions("b", srv.Addr()))
 	// a follows m1, so that a message published on its channel can show that every
 	// event queued before it has reached the sink.
 	a.Subscribe("m1")
