@@ -81,6 +81,16 @@ type watcher struct {
 	gateway *gateway
 }
 
+// watchEach starts n watchers of match, each on the next of gws in turn.
+func watchEach(t testing.TB, gws []*gateway, match string, n int) []*watcher {
+	t.Helper()
+	ws := make([]*watcher, n)
+	for i := range ws {
+		ws[i] = watch(t, gws[i%len(gws)], match)
+	}
+	return ws
+}
+
 // watch connects a client to g, subscribes to match and runs it until the test ends.
 func watch(t testing.TB, g *gateway, match string) *watcher {
 	t.Helper()
@@ -129,11 +139,7 @@ func (w *watcher) viewerEvents() []int64 {
 func snapshot(t testing.TB, g *gateway, match string) client.Snapshot {
 	t.Helper()
 	var s client.Snapshot
-	body, code := get(t, g.http()+"/v1/matches/"+match)
-	if code != http.StatusOK {
-		t.Fatalf("snapshot of %s: HTTP %d: %s", match, code, body)
-	}
-	if err := json.Unmarshal(body, &s); err != nil {
+	if err := servertest.GetJSON(g.http()+"/v1/matches/"+match, &s); err != nil {
 		t.Fatal(err)
 	}
 	return s
@@ -191,31 +197,13 @@ func verifyAll(t testing.TB, match string, gws []*gateway, ws []*watcher) {
 	t.Logf("%d clients verified at seq %d", len(ws), final.Seq)
 }
 
-func pubsub(t testing.TB, cli func(...string) (string, error), sub string) []string {
-	t.Helper()
-	out, err := cli("PUBSUB", sub)
-	if err != nil {
-		t.Fatalf("PUBSUB %s: %v %s", sub, err, out)
-	}
-	var chs []string
-	for _, l := range strings.Split(out, "\n") {
-		if l = strings.TrimSpace(l); l != "" {
-			chs = append(chs, l)
-		}
-	}
-	return chs
-}
-
 func channel(match string) string { return fmt.Sprintf("crease:{%s}", match) }
 
 // applied waits until w has applied n deltas of match.
 func applied(t testing.TB, w *watcher, match string, n int) {
 	t.Helper()
-	servertest.Eventually(t, 20*time.Second, func() error {
-		if got := w.check.Stats(match).Applied; got < uint64(n) {
-			return fmt.Errorf("client applied %d deltas of %s, waiting for %d", got, match, n)
-		}
-		return nil
+	servertest.Reaches(t, 20*time.Second, "deltas of "+match+" the client applied:", uint64(n), func() uint64 {
+		return w.check.Stats(match).Applied
 	})
 }
 
