@@ -478,29 +478,13 @@ func TestSnapshotCoalescing(t *testing.T) {
 
 	burst := func(match string) (gets float64) {
 		before := value(b.m.gets)
-		var wg sync.WaitGroup
-		start := make(chan struct{})
-		errs := make(chan error, 1000)
-		for range 1000 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				<-start
-				s, err := b.Snapshot(ctx, match)
-				if err == nil && s.Seq != 3 {
-					err = fmt.Errorf("seq %d", s.Seq)
-				}
-				if err != nil {
-					errs <- err
-				}
-			}()
-		}
-		close(start)
-		wg.Wait()
-		close(errs)
-		for err := range errs {
-			t.Fatalf("Snapshot: %v", err)
-		}
+		servertest.Burst(t, 1000, "Snapshot", func() error {
+			s, err := b.Snapshot(ctx, match)
+			if err == nil && s.Seq != 3 {
+				err = fmt.Errorf("seq %d", s.Seq)
+			}
+			return err
+		})
 		return value(b.m.gets) - before
 	}
 	subscribed := burst("m1")
