@@ -63,12 +63,7 @@ func (r *replay) seq() uint64 {
 
 func (r *replay) waitSeq(t *testing.T, seq uint64) {
 	t.Helper()
-	servertest.Eventually(t, 15*time.Second, func() error {
-		if at := r.seq(); at < seq {
-			return fmt.Errorf("replay at seq %d, waiting for %d", at, seq)
-		}
-		return nil
-	})
+	servertest.Reaches(t, 15*time.Second, "replay at seq", seq, r.seq)
 }
 
 // stop cancels the replay (if it runs) and waits for it.
@@ -286,11 +281,18 @@ func metric(t *testing.T, s *server.Server, sample string) float64 {
 
 // ---- the tests ----
 
-func TestClientsJoiningMidMatchEndWithTheSnapshot(t *testing.T) {
+// replayedOnGateway runs a gateway of two loops on a servertest bus and starts the
+// replay of the first real match on it.
+func replayedOnGateway(t *testing.T) (*server.Server, *replay, *ingest.Match) {
+	t.Helper()
 	m := servertest.RealMatch(t)
 	b := servertest.NewBus()
 	s := servertest.Run(t, server.Options{Bus: b, Loops: 2})
-	rp := startReplay(t, b, m)
+	return s, startReplay(t, b, m), m
+}
+
+func TestClientsJoiningMidMatchEndWithTheSnapshot(t *testing.T) {
+	s, rp, m := replayedOnGateway(t)
 
 	// Two clients join early, two more well into the first innings.
 	rp.waitSeq(t, 10)
@@ -314,10 +316,7 @@ func TestClientsJoiningMidMatchEndWithTheSnapshot(t *testing.T) {
 }
 
 func TestClientsRefetchOnAGatewayResyncWithoutReconnecting(t *testing.T) {
-	m := servertest.RealMatch(t)
-	b := servertest.NewBus()
-	s := servertest.Run(t, server.Options{Bus: b, Loops: 2})
-	rp := startReplay(t, b, m)
+	s, rp, m := replayedOnGateway(t)
 	rp.waitSeq(t, 5)
 	ws := startClients(t, 3, "c", s, m.ID())
 	waitLive(t, ws, 6)
@@ -326,7 +325,7 @@ func TestClientsRefetchOnAGatewayResyncWithoutReconnecting(t *testing.T) {
 		before[i] = w.counts()
 	}
 
-	b.Lost(m.ID(), bus.ReasonGap) // the gateway sends resync{gap} to its subscribers
+	rp.b.Lost(m.ID(), bus.ReasonGap) // the gateway sends resync{gap} to its subscribers
 	for i, w := range ws {
 		servertest.Eventually(t, 10*time.Second, func() error {
 			if c := w.counts(); c.resyncs != 1 || c.requests != before[i].requests+1 {
