@@ -108,8 +108,7 @@ func TestFlappingLinks(t *testing.T) {
 // the dead link by the missing pings, reconnect once the network is back and rebuild the
 // state without loss.
 func TestAirplaneMode(t *testing.T) {
-	b := bus.NewEmbedded()
-	gw := servertest.Run(t, server.Options{Bus: b, Loops: 2, Shard: shard.Options{Heartbeat: time.Second}})
+	b, gw := heartbeatGateway(t)
 	heap := heaptest.WatchHeap(t, 50*time.Millisecond)
 	m := servertest.ShortestMatch(t)
 	n := newClientNet(t, gw)

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -25,6 +24,7 @@ import (
 	"crease/ingest"
 	"crease/server"
 	"crease/server/servertest"
+	"crease/shard"
 )
 
 func TestMain(m *testing.M) {
@@ -156,6 +156,14 @@ func (n *clientNet) httpURL() string { return "http://" + n.http.Addr() }
 
 // ---- the match ----
 
+// heartbeatGateway runs a gateway of two loops pinging every second (a link silent for
+// 3 s is dead) on an embedded bus.
+func heartbeatGateway(t *testing.T) (*bus.Embedded, *server.Server) {
+	t.Helper()
+	b := bus.NewEmbedded()
+	return b, servertest.Run(t, server.Options{Bus: b, Loops: 2, Shard: shard.Options{Heartbeat: time.Second}})
+}
+
 // replay is servertest.Replay whose stop reports on t an error of the replay other
 // than its stop; the test's end stops it too.
 func replay(t *testing.T, pub bus.Publisher, m *ingest.Match, speed float64) (stop func()) {
@@ -176,18 +184,9 @@ func replay(t *testing.T, pub bus.Publisher, m *ingest.Match, speed float64) (st
 // snapshot fetches the final snapshot straight from the gateway.
 func snapshot(t *testing.T, gw *server.Server, match string) client.Snapshot {
 	t.Helper()
-	resp, err := http.Get(servertest.HTTPURL(gw) + "/v1/matches/" + match)
-	if err != nil {
-		t.Fatalf("snapshot: %v", err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != 200 {
-		t.Fatalf("snapshot of %s: HTTP %d %s", match, resp.StatusCode, body)
-	}
 	var s client.Snapshot
-	if err := json.Unmarshal(body, &s); err != nil {
-		t.Fatalf("snapshot: %v", err)
+	if err := servertest.GetJSON(servertest.HTTPURL(gw)+"/v1/matches/"+match, &s); err != nil {
+		t.Fatal(err)
 	}
 	return s
 }
