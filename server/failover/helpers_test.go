@@ -3,10 +3,8 @@ package failover_test
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -116,16 +114,10 @@ func startGateways(t testing.TB, n int, st store) []*gateway {
 // snapshot is GET /v1/matches/{match} on g: the snapshot, or the HTTP status.
 func (g *gateway) snapshot(match string) (client.Snapshot, error) {
 	var s client.Snapshot
-	resp, err := http.Get(g.http() + "/v1/matches/" + match)
-	if err != nil {
-		return s, err
+	if err := servertest.GetJSON(g.http()+"/v1/matches/"+match, &s); err != nil {
+		return s, fmt.Errorf("%s: %w", g.name, err)
 	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		return s, fmt.Errorf("%s: snapshot of %s: HTTP %d %s", g.name, match, resp.StatusCode, strings.TrimSpace(string(body)))
-	}
-	return s, json.Unmarshal(body, &s)
+	return s, nil
 }
 
 // readyz is g's /readyz status code.
@@ -246,11 +238,9 @@ func (p *publisher) replay(t testing.TB, m *ingest.Match, speed float64, resume 
 // waitPublished waits until the publisher has acknowledged seq (of its current epoch).
 func (p *publisher) waitPublished(t testing.TB, seq uint64, within time.Duration) {
 	t.Helper()
-	servertest.Eventually(t, within, func() error {
-		if _, got := p.position(); got < seq {
-			return fmt.Errorf("the publisher's store acknowledged seq %d, waiting for %d", got, seq)
-		}
-		return nil
+	servertest.Reaches(t, within, "the publisher's store acknowledged seq", seq, func() uint64 {
+		_, got := p.position()
+		return got
 	})
 }
 
