@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -82,14 +81,7 @@ func TestSocketActivation(t *testing.T) {
 	p.waitExit(t, 10*time.Second)
 
 	// No process: the socket still listens, the connection waits.
-	nc, err := net.DialTimeout("tcp", wsAddr, 2*time.Second)
-	if err != nil {
-		t.Fatalf("refused between the two processes: %v", err)
-	}
-	defer nc.Close()
-	if _, err := io.WriteString(nc, servertest.UpgradeRequest("/ws")); err != nil {
-		t.Fatal(err)
-	}
+	nc := servertest.SendRaw(t, wsAddr, servertest.UpgradeRequest("/ws"), "refused between the two processes")
 
 	activated(t, listenerFile(t, wsLn), listenerFile(t, httpLn), "", "--loops=1", "--log-level=warn")
 	_ = nc.SetDeadline(time.Now().Add(15 * time.Second))

@@ -124,12 +124,7 @@ func (w *ingestWorld) seq() uint64 {
 // waitSeq waits until the store holds the match at seq n or later.
 func (w *ingestWorld) waitSeq(t *testing.T, n uint64) {
 	t.Helper()
-	servertest.Eventually(t, 20*time.Second, func() error {
-		if s := w.seq(); s < n {
-			return fmt.Errorf("stored seq %d, waiting for %d", s, n)
-		}
-		return nil
-	})
+	servertest.Reaches(t, 20*time.Second, "stored seq", n, w.seq)
 }
 
 // verifyFinal: the store holds the file's final state after exactly one delta per step

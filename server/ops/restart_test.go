@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"sync"
@@ -193,22 +192,8 @@ func TestInheritedListenersSurviveTheRestart(t *testing.T) {
 
 	// Between the two gateways: the connections complete (the socket still listens) and
 	// their requests wait.
-	ws, err := net.DialTimeout("tcp", wsAddr, 2*time.Second)
-	if err != nil {
-		t.Fatalf("WebSocket port refused between the gateways: %v", err)
-	}
-	defer ws.Close()
-	if _, err := io.WriteString(ws, servertest.UpgradeRequest("/ws?match=m1")); err != nil {
-		t.Fatal(err)
-	}
-	hc, err := net.DialTimeout("tcp", httpAddr, 2*time.Second)
-	if err != nil {
-		t.Fatalf("HTTP port refused between the gateways: %v", err)
-	}
-	defer hc.Close()
-	if _, err := io.WriteString(hc, "GET /readyz HTTP/1.1\r\nHost: crease\r\n\r\n"); err != nil {
-		t.Fatal(err)
-	}
+	ws := servertest.SendRaw(t, wsAddr, servertest.UpgradeRequest("/ws?match=m1"), "WebSocket port refused between the gateways")
+	hc := servertest.SendRaw(t, httpAddr, "GET /readyz HTTP/1.1\r\nHost: crease\r\n\r\n", "HTTP port refused between the gateways")
 
 	w, h = files()
 	servertest.Run(t, server.Options{Loops: 2, WSListener: w, HTTPListener: h, Node: "second"})
