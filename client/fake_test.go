@@ -16,6 +16,8 @@ import (
 
 	jsonpatch "github.com/evanphx/json-patch/v5"
 	"github.com/gorilla/websocket"
+
+	"crease/server/servertest"
 )
 
 // fakeGW is a small gateway of PROTOCOL.md driven by the test: it holds the match
@@ -566,27 +568,15 @@ func (h *harness) waitStateSeq(t *testing.T, want Snapshot) {
 	mustEqualJSON(t, string(s.JSON), string(want.State))
 }
 
-// fakeClock is a clock the test moves; its timers fire only when the test says so.
+// fakeClock is a clock the test moves (servertest.Clock: Now, Advance); its timers fire
+// only when the test says so.
 type fakeClock struct {
-	mu    sync.Mutex
-	now   time.Time
+	*servertest.Clock
 	armed chan *fakeTimer
 }
 
 func newFakeClock() *fakeClock {
-	return &fakeClock{now: time.Unix(1_800_000_000, 0), armed: make(chan *fakeTimer, 64)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
+	return &fakeClock{Clock: servertest.NewClockAt(time.Unix(1_800_000_000, 0)), armed: make(chan *fakeTimer, 64)}
 }
 
 func (c *fakeClock) NewTimer(d time.Duration) timer {
@@ -613,7 +603,7 @@ func (t *fakeTimer) Stop() bool          { return !t.stopped.Swap(true) }
 
 // fire moves the clock to the timer's deadline and fires it.
 func (t *fakeTimer) fire() {
-	t.clk.advance(t.d)
+	t.clk.Advance(t.d)
 	t.c <- t.clk.Now()
 }
 
