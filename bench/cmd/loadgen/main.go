@@ -113,15 +113,6 @@ func main() {
 	if cfg.workers < 1 {
 		cfg.workers = 1
 	}
-	// Each worker blocks in epoll_wait, a syscall the Go runtime sees. With as many Ps
-	// as workers none is ever idle, so sysmon takes the P of every worker that waits,
-	// at its 20 µs tick, and the worker has to get one back when the wait returns: a
-	// fifth of the process's CPU went to that hand-off (perf, 12,000 connections). One
-	// P more than workers leaves one idle, and sysmon leaves waits shorter than 10 ms
-	// alone.
-	if runtime.GOMAXPROCS(0) <= cfg.workers {
-		runtime.GOMAXPROCS(cfg.workers + 1)
-	}
 	lg := newLoadgen(cfg)
 	lg.run()
 }

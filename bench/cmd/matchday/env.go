@@ -86,8 +86,8 @@ func (e *env) start(bin string, args []string, log string) (*procs.Proc, error) 
 }
 
 // loadGroup returns a new loadgen group whose processes are stopped with the others.
-func (e *env) loadGroup(perProc int) *load.Group {
-	g := &load.Group{Bin: e.bins["loadgen"], PerProc: perProc}
+func (e *env) loadGroup(perProc, nice int) *load.Group {
+	g := &load.Group{Bin: e.bins["loadgen"], PerProc: perProc, Nice: nice}
 	e.mu.Lock()
 	e.groups = append(e.groups, g)
 	e.mu.Unlock()

@@ -54,6 +54,7 @@ type options struct {
 	after     time.Duration // the audience held after the handover
 	finalWait time.Duration
 	spread    time.Duration // loadgen's reconnect spread
+	loadNice  int           // niceness of the load processes
 	tick      time.Duration // sampling period
 	matchFile string
 	creaseBin string
@@ -85,6 +86,7 @@ func main() {
 	out := flag.String("out", "", "directory of results and plots (default bench/matchday, or bench/bin/matchday-quick with -quick)")
 	reportF := flag.String("report", "", "BENCHMARKS.md to write the Match day section into (default the repository's; -quick: none)")
 	renderOnly := flag.Bool("render", false, "only render the section from the results in -out")
+	loadNice := flag.Int("load-nice", 10, "niceness of the load processes: the audience is not on a gateway host, so it gets the cores the gateways, Redis and HAProxy leave (0: the same share)")
 	flag.Parse()
 
 	o := scale(*quick)
@@ -104,6 +106,7 @@ func main() {
 	if *speed > 0 {
 		o.speed = *speed
 	}
+	o.loadNice = *loadNice
 	// Slow readers take a little over half of what the match sends (~550 bytes a ball).
 	o.slowRate = max(64, int(300*o.speed))
 

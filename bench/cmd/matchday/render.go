@@ -42,23 +42,27 @@ func render(o options, root string) error {
 		"At the peak, gateway 1 is restarted by handover: a successor binds its ports (`--reuse-port`), then the old process gets SIGTERM and drains over %.0f s. "+
 		"Every connection follows the client algorithm of PROTOCOL.md (REST snapshot after `subscribed`, deltas after it, snapshot again on `resync`, reconnect with jitter) "+
 		"and is checked by its load process: strictly increasing seqs, no gap without `resync`, each delta byte for byte the one every other connection got, "+
-		"and at the end the state equal to the final snapshot (the process applies every patch to a reference state and compares).\n\n",
+		"and at the end the state equal to the final snapshot (the process applies every patch to a reference state and compares).%s\n\n",
 		r0.Match, r0.Speed, r0.Gateways, r0.Loops, r0.Base, r0.Audience, r0.RampS, r0.HoldS, joinInts(r0.Stages[:len(r0.Stages)-1]),
-		r0.SlowFrac*100, r0.SlowRate, r0.DrainS)
+		r0.SlowFrac*100, r0.SlowRate, r0.DrainS, niceText(r0.LoadNice))
 	w("- **reuseport**: the gateways share one WebSocket port (`--reuse-port`), as one host would run them; the kernel spreads connections over them; each has an HTTP port of its own (snapshots, /metrics).\n")
 	w("- **haproxy**: each gateway on an address of its own (127.0.1.N) behind HAProxy with the sticky SRV cookie of deploy/haproxy.cfg; several HAProxy processes share the public port (two descriptors per proxied WebSocket, 20,000 per process here). Clients keep the cookie of their first upgrade and send it when they reconnect.\n\n")
 
 	w("### The three numbers\n\n")
 	w("Targets from the seed: loop lag p99 < 50 ms, connections < 25,000 per gateway, publish to the last gateway < 100 ms.\n\n")
-	w("| run | peak audience | connections per gateway, max | loop lag p99, worst gateway (run / at the peak) | PUB → last gateway p99 | publish → client p50 / p99 / p99.9 | ended equal to the snapshot |\n")
-	w("|---|---|---|---|---|---|---|\n")
+	w("| run | peak audience | ramp from the base to the peak | connections per gateway, max | loop lag p99, worst gateway (run / at the peak) | PUB → last gateway p99 | publish → client p50 / p99 / p99.9 | ended equal to the snapshot |\n")
+	w("|---|---|---|---|---|---|---|---|\n")
 	for _, r := range results {
 		f := derive(r)
+		ramp := "did not end"
+		if r.RampTookS > 0 {
+			ramp = fmt.Sprintf("%.0f s (target %.0f s)", r.RampTookS, r.RampS)
+		}
 		lat := r.Totals.Latency
 		if lat == nil {
 			lat = &report.Percentiles{}
 		}
-		w("| %s | %.0f | %.0f | %s / %s | %s | %.0f / %.0f / %.0f ms | %s |\n", runName(r), f.peakTotal, f.peakPerGateway,
+		w("| %s | %.0f | %s | %.0f | %s / %s | %s | %.0f / %.0f / %.0f ms | %s |\n", runName(r), f.peakTotal, ramp, f.peakPerGateway,
 			msOrDash(f.lagP99Max), msOrDash(f.lagP99Peak), msOrDash(f.busP99Max), float64(lat.P50)/1000, float64(lat.P99)/1000, float64(lat.P999)/1000,
 			equalText(r))
 	}
@@ -142,6 +146,14 @@ func splice(path, section string) error {
 		s += "\n" + section
 	}
 	return os.WriteFile(path, []byte(s), 0o644)
+}
+
+// niceText says how the load processes shared the cores with the servers.
+func niceText(nice int) string {
+	if nice == 0 {
+		return " The load processes share the two cores with the servers as equals."
+	}
+	return fmt.Sprintf(" The load processes run at nice %d: on a real host the audience is elsewhere, so here it gets the CPU that the gateways, Redis, the publisher and HAProxy leave, and what the servers wait for is each other, not the load generator (with equal shares, in the run of 2026-12-02 11:48 UTC, the 16 load processes took more CPU than the 8 gateways: 278 against 221 CPU-s).", nice)
 }
 
 func runName(r *Result) string { return r.Server + " " + r.Variant }

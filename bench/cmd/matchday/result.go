@@ -25,6 +25,8 @@ type Result struct {
 	Audience, Base, Gateways, Loops, LoadProcs, LBs int
 	Stages                                          []int
 	RampS, HoldS, SettleS, DrainS                   float64
+	RampTookS                                       float64 // the ramp as it went (0: it never ended)
+	LoadNice                                        int     // niceness of the load processes
 	Speed, SlowFrac                                 float64
 	SlowRate                                        int
 	Match                                           string

@@ -38,6 +38,7 @@ type Group struct {
 	Bin     string // the loadgen binary
 	PerProc int    // connections per process at most
 	CPUs    string // taskset CPU list for new processes, "" for any
+	Nice    int    // niceness of new processes, 0 for the benchmark's own
 	Procs   []*Proc
 }
 
@@ -66,7 +67,7 @@ func SourceRange(idx int) string {
 // stderr to logPath.
 func (g *Group) AddWith(k int, src, logPath string, args []string) error {
 	a := append([]string{"--conns", strconv.Itoa(k), "--src", src}, args...)
-	bin, a := procs.Command(g.CPUs, g.Bin, a)
+	bin, a := procs.NicedCommand(g.Nice, g.CPUs, g.Bin, a)
 	cmd := exec.Command(bin, a...)
 	cmd.SysProcAttr = procs.ChildAttr()
 	lf, _ := os.Create(logPath)

@@ -151,6 +151,20 @@ func WaitListen(addr string, p *Proc, timeout time.Duration) error {
 // Command returns the binary and arguments that run bin with args, on cpus if set
 // (taskset execs the command, so the pid is the command's).
 func Command(cpus, bin string, args []string) (string, []string) {
+	return NicedCommand(0, cpus, bin, args)
+}
+
+// NicedCommand is Command run at the niceness nice (nice(1), which execs: the pid is
+// the process's own), 0 for the benchmark's own. Every thread of the process has it,
+// which setpriority on a running Go process would not give (it sets one thread).
+func NicedCommand(nice int, cpus, bin string, args []string) (string, []string) {
+	if nice != 0 {
+		bin, args = "nice", append([]string{"-n", strconv.Itoa(nice), bin}, args...)
+	}
+	return taskset(cpus, bin, args)
+}
+
+func taskset(cpus, bin string, args []string) (string, []string) {
 	if cpus == "" {
 		return bin, args
 	}
