@@ -227,11 +227,7 @@ func watch(t testing.TB, g *gateway, match string) *watcher {
 // snapshot fetches the snapshot of match from a gateway.
 func snapshot(t testing.TB, g *gateway, match string) client.Snapshot {
 	t.Helper()
-	var s client.Snapshot
-	if err := servertest.GetJSON(g.http()+"/v1/matches/"+match, &s); err != nil {
-		t.Fatal(err)
-	}
-	return s
+	return servertest.MustGetJSON[client.Snapshot](t, g.http()+"/v1/matches/"+match)
 }
 
 // verify waits until every watcher rebuilt the gateway's final snapshot of match.

@@ -184,11 +184,7 @@ func replay(t *testing.T, pub bus.Publisher, m *ingest.Match, speed float64) (st
 // snapshot fetches the final snapshot straight from the gateway.
 func snapshot(t *testing.T, gw *server.Server, match string) client.Snapshot {
 	t.Helper()
-	var s client.Snapshot
-	if err := servertest.GetJSON(servertest.HTTPURL(gw)+"/v1/matches/"+match, &s); err != nil {
-		t.Fatal(err)
-	}
-	return s
+	return servertest.MustGetJSON[client.Snapshot](t, servertest.HTTPURL(gw)+"/v1/matches/"+match)
 }
 
 // ---- clients ----

@@ -138,11 +138,7 @@ func (w *watcher) viewerEvents() []int64 {
 // snapshot fetches the snapshot of match from a gateway.
 func snapshot(t testing.TB, g *gateway, match string) client.Snapshot {
 	t.Helper()
-	var s client.Snapshot
-	if err := servertest.GetJSON(g.http()+"/v1/matches/"+match, &s); err != nil {
-		t.Fatal(err)
-	}
-	return s
+	return servertest.MustGetJSON[client.Snapshot](t, g.http()+"/v1/matches/"+match)
 }
 
 func get(t testing.TB, url string) ([]byte, int) {

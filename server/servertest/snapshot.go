@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"testing"
 )
 
 // GetJSON is GET url (a gateway's snapshot, /v1/matches/{id}) decoding the JSON body of
@@ -24,4 +25,14 @@ func GetJSON(url string, v any) error {
 		return fmt.Errorf("GET %s: %w", url, err)
 	}
 	return nil
+}
+
+// MustGetJSON is GetJSON decoding into a T, failing t on an error.
+func MustGetJSON[T any](t testing.TB, url string) T {
+	t.Helper()
+	var v T
+	if err := GetJSON(url, &v); err != nil {
+		t.Fatal(err)
+	}
+	return v
 }
