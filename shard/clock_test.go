@@ -4,6 +4,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/panjf2000/gnet/v2"
+
 	"crease/wire"
 )
 
@@ -178,5 +180,39 @@ func TestTickPolicesAndDrainsOnTheShardClock(t *testing.T) {
 	d.Tick(nil)
 	if b.State() != StateClosing {
 		t.Fatal("second connection not closed at its after_ms")
+	}
+}
+
+// A handshake past its deadline whose request waits unread in the kernel is the loop's
+// lateness, not the client's: it is kept for up to one more timeout, then closed all
+// the same; one with nothing waiting (a slowloris) is closed at the deadline.
+func TestHandshakeDeadlineSparesAnUnreadRequest(t *testing.T) {
+	clk := &testClock{t: time.Unix(1_700_000_000, 0)}
+	s := newTestShard(t, Options{HandshakeTimeout: 2 * time.Second, Now: clk.now})
+	waiting, silent := &fakeConn{room: -1}, &fakeConn{room: -1}
+	s.unread = func(gc gnet.Conn) int {
+		if gc == waiting {
+			return 180
+		}
+		return 0
+	}
+	w, q := s.Open(waiting), s.Open(silent)
+	clk.advance(2*time.Second + quarter)
+	s.Sweep(nil)
+	if q.state != StateClosing || q.reason != wire.ReasonHandshakeTimeout {
+		t.Fatalf("a handshake with nothing unread not closed at its deadline (state %d)", q.state)
+	}
+	if w.state != StateHandshake || waiting.closes != 0 {
+		t.Fatalf("a handshake whose request waits unread closed at the deadline (state %d)", w.state)
+	}
+	clk.advance(2*time.Second - 2*quarter)
+	s.Sweep(nil)
+	if w.state != StateHandshake {
+		t.Fatalf("closed before twice the deadline (state %d)", w.state)
+	}
+	clk.advance(3 * quarter)
+	s.Sweep(nil)
+	if w.state != StateClosing || w.reason != wire.ReasonHandshakeTimeout || waiting.closes != 1 {
+		t.Fatalf("still open a quarter past twice the deadline with its request unread (state %d)", w.state)
 	}
 }

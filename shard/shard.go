@@ -19,8 +19,9 @@ type Shard struct {
 
 	inbox     inbox
 	scheduled atomic.Bool
-	lag       atomic.Int64 // ns, the latest of probe lag and dispatch delay
-	pending   atomic.Int64 // bytes queued in our lanes, for the pending-bytes gauge
+	lag       atomic.Int64        // ns, the latest of probe lag and dispatch delay
+	unread    func(gnet.Conn) int // bytes the peer sent that the loop has not read yet (SIOCINQ); tests replace it
+	pending   atomic.Int64        // bytes queued in our lanes, for the pending-bytes gauge
 	conns     atomic.Int64
 
 	index   map[string]*Subscribers
@@ -62,8 +63,9 @@ func New(idx int, loop gnet.EventLoop, opts Options, hooks Hooks, m *LoopMetrics
 		m:     m,
 		index: make(map[string]*Subscribers),
 
-		epoch: opts.Now(),
-		ops:   newOpBucket(opts.OpRate, opts.OpBurst),
+		epoch:  opts.Now(),
+		ops:    newOpBucket(opts.OpRate, opts.OpBurst),
+		unread: unread,
 	}
 	s.inbox.limit = int64(opts.InboxBytes)
 	s.drainFn = func(context.Context) error { s.drainInbox(); return nil }

@@ -8,7 +8,7 @@ import (
 
 // sweepConns is the once-a-second pass over every connection of the shard (Tick calls
 // it when the connection clock enters a new second; now is that clock): it closes
-// handshakes past their deadline, connections silent for 3 heartbeats (4000) and those
+// handshakes past their deadline (unless their request is waiting unread), connections silent for 3 heartbeats (4000) and those
 // whose token expired (Hooks.TokenExpired), and sends the pings of this second.
 //
 // Pings are spread over the heartbeat by position, so that a shard's connections do not
@@ -29,6 +29,13 @@ func (s *Shard) sweepConns(ping *Frame, now time.Duration) {
 		switch c.state {
 		case StateHandshake:
 			if q-c.seen >= handshake {
+				if q-c.seen < 2*handshake && s.unread(c.gc) > 0 {
+					// The client sent its request and the loop has not read it yet: the
+					// host is late (a ramp on saturated cores), not the client. It gets up
+					// to one more timeout to be read; a slowloris, whose bytes a loop in
+					// time has read already, does not.
+					continue
+				}
 				c.reason = wire.ReasonHandshakeTimeout
 				c.state = StateClosing
 				_ = c.gc.Close()

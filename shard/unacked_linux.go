@@ -18,3 +18,17 @@ func unacked(gc gnet.Conn) int {
 	}
 	return n
 }
+
+// unread returns the bytes waiting in gc's kernel receive queue (SIOCINQ): what the
+// peer sent and the loop has not read yet; 0 if it cannot tell.
+func unread(gc gnet.Conn) int {
+	fd := gc.Fd()
+	if fd < 0 {
+		return 0
+	}
+	n, err := unix.IoctlGetInt(fd, unix.SIOCINQ)
+	if err != nil {
+		return 0
+	}
+	return n
+}
