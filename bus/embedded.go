@@ -246,14 +246,11 @@ func (e *Embedded) History(_ context.Context, match, epoch string, after uint64)
 func (e *Embedded) Stored(_ context.Context, match string) (Stored, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	m := e.matches[match]
-	if m == nil {
-		return Stored{}, ErrUnknownMatch
+	m, snap, err := e.snapshotLocked(match)
+	if err != nil {
+		return Stored{}, err
 	}
-	s := Stored{
-		Snapshot: Snapshot{Match: match, Epoch: m.epoch, Seq: m.seq, Raw: m.raw},
-		State:    m.raw[m.stateAt : len(m.raw)-1],
-	}
+	s := Stored{Snapshot: snap, State: m.raw[m.stateAt : len(m.raw)-1]}
 	if m.journal != nil {
 		s.Journal = append([][]byte(nil), m.journal...)
 	}
@@ -307,11 +304,17 @@ func (e *Embedded) Forget(match string) bool {
 func (e *Embedded) Snapshot(_ context.Context, match string) (Snapshot, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	_, s, err := e.snapshotLocked(match)
+	return s, err
+}
+
+// snapshotLocked is match as the store holds it and its snapshot; e.mu is held.
+func (e *Embedded) snapshotLocked(match string) (*embeddedMatch, Snapshot, error) {
 	m := e.matches[match]
 	if m == nil {
-		return Snapshot{}, ErrUnknownMatch
+		return nil, Snapshot{}, ErrUnknownMatch
 	}
-	return Snapshot{Match: match, Epoch: m.epoch, Seq: m.seq, Raw: m.raw}, nil
+	return m, Snapshot{Match: match, Epoch: m.epoch, Seq: m.seq, Raw: m.raw}, nil
 }
 
 // Matches implements Snapshots.

@@ -50,14 +50,14 @@ func TestAConnectionOpen30sResetsTheBackoff(t *testing.T) {
 	// 29 s open and no delta: not enough.
 	conn := gw.waitConnN(t, 4)
 	h.waitState(t, gw.snap("m1"))
-	clk.advance(29 * time.Second)
+	clk.Advance(29 * time.Second)
 	conn.closeWith(websocket.CloseGoingAway)
 	if s := h.waitStatus(t, Reconnecting); s.In != 40*time.Millisecond {
 		t.Fatalf("after 29 s without a delta: in %v, want 40ms", s.In)
 	}
 	conn = gw.waitConnN(t, 5)
 	h.waitStatus(t, Live)
-	clk.advance(30 * time.Second)
+	clk.Advance(30 * time.Second)
 	conn.closeWith(websocket.CloseGoingAway)
 	if s := h.waitStatus(t, Reconnecting); s.In != 10*time.Millisecond {
 		t.Fatalf("after 30 s open: in %v, want 10ms (attempts from zero)", s.In)

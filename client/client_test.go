@@ -92,13 +92,8 @@ func TestSubscribeConvergesToSnapshot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case s := <-got:
-		if s.Seq != 5 || s.Cause != CauseSnapshot {
-			t.Fatalf("second subscriber got %+v", s)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("second subscriber got nothing")
+	if s := recv(t, got, "second subscriber got nothing"); s.Seq != 5 || s.Cause != CauseSnapshot {
+		t.Fatalf("second subscriber got %+v", s)
 	}
 	unsub()
 	// The first subscriber remains: no unsubscribe yet. A match not started is 404: no
@@ -252,10 +247,7 @@ func TestReconnectsWithJitteredBackoffAndResubscribes(t *testing.T) {
 func TestReconnectFrameIsObeyed(t *testing.T) {
 	gw := newFakeGW(t)
 	gw.setSnap("m1", 1, `{"n":1}`)
-	h := startClient(t, gw, func(o *Options) { o.Rand = func() float64 { return 0 } })
-	h.subscribe(t, "m1")
-	conn := gw.waitConn(t)
-	h.waitState(t, gw.snap("m1"))
+	h, conn := liveClient(t, gw, "m1", func(o *Options) { o.Rand = func() float64 { return 0 } })
 	sent := time.Now()
 	conn.send(`{"type":"reconnect","after_ms":300}`)
 	if s := h.waitStatus(t, Reconnecting); s.In != 300*time.Millisecond {
@@ -277,10 +269,7 @@ func TestReconnectFrameIsObeyed(t *testing.T) {
 func TestCancelStopsRunAndClosesTheSocket(t *testing.T) {
 	gw := newFakeGW(t)
 	gw.setSnap("m1", 1, `{"n":1}`)
-	h := startClient(t, gw, nil)
-	h.subscribe(t, "m1")
-	conn := gw.waitConn(t)
-	h.waitState(t, gw.snap("m1"))
+	h, conn := liveClient(t, gw, "m1", nil)
 	start := time.Now()
 	h.cancel()
 	select {
@@ -319,24 +308,14 @@ func TestErrorAndEventFramesAreSurfaced(t *testing.T) {
 	conn := gw.waitConn(t)
 	h.waitState(t, gw.snap("m1"))
 	conn.send(`{"type":"error","code":"too_many_subscriptions","message":"limit 16"}`)
-	select {
-	case e := <-errs:
-		if e.Code != "too_many_subscriptions" || e.Message != "limit 16" || !strings.Contains(e.Error(), "too_many_subscriptions") {
-			t.Fatalf("error %+v", e)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("error frame not surfaced")
+	if e := recv(t, errs, "error frame not surfaced"); e.Code != "too_many_subscriptions" || e.Message != "limit 16" || !strings.Contains(e.Error(), "too_many_subscriptions") {
+		t.Fatalf("error %+v", e)
 	}
 	conn.send(`{"type":"event","match":"other","prio":"low","ts":1,"kind":"comment"}`) // not subscribed
 	ev := `{"type":"event","match":"m1","prio":"low","ts":2,"kind":"comment","text":"FOUR"}`
 	conn.send(ev)
-	select {
-	case got := <-events:
-		if got != "m1 "+ev {
-			t.Fatalf("event %q", got)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("event not surfaced")
+	if got := recv(t, events, "event not surfaced"); got != "m1 "+ev {
+		t.Fatalf("event %q", got)
 	}
 	// The connection stayed up.
 	gw.publish("m1", `{"n":2}`, true)

@@ -16,6 +16,8 @@ import (
 
 	jsonpatch "github.com/evanphx/json-patch/v5"
 	"github.com/gorilla/websocket"
+
+	"crease/server/servertest"
 )
 
 // fakeGW is a small gateway of PROTOCOL.md driven by the test: it holds the match
@@ -334,27 +336,40 @@ func (gw *fakeGW) waitConnN(t *testing.T, n int) *fakeConn {
 	}
 }
 
+// recv returns the next value on ch; none within 5 s fails t with failure.
+func recv[T any](t *testing.T, ch <-chan T, failure string) T {
+	t.Helper()
+	return recvFirst(t, ch, failure, func(T) bool { return true })
+}
+
+// recvFirst returns the first value on ch that want accepts, skipping the others; none
+// within 5 s (for all of them) fails t with failure.
+func recvFirst[T any](t *testing.T, ch <-chan T, failure string, want func(T) bool) T {
+	t.Helper()
+	timeout := time.After(5 * time.Second)
+	for {
+		select {
+		case v := <-ch:
+			if want(v) {
+				return v
+			}
+		case <-timeout:
+			t.Fatal(failure)
+			var zero T
+			return zero
+		}
+	}
+}
+
 func (gw *fakeGW) waitConn(t *testing.T) *fakeConn {
 	t.Helper()
-	select {
-	case c := <-gw.connCh:
-		return c
-	case <-time.After(5 * time.Second):
-		t.Fatal("no connection")
-		return nil
-	}
+	return recv(t, gw.connCh, "no connection")
 }
 
 // nextOp returns the next message the client sent.
 func (c *fakeConn) nextOp(t *testing.T) clientMsg {
 	t.Helper()
-	select {
-	case o := <-c.ops:
-		return o
-	case <-time.After(5 * time.Second):
-		t.Fatal("the client sent nothing")
-		return clientMsg{}
-	}
+	return recv(t, c.ops, "the client sent nothing")
 }
 
 // setSnap sets the stored state of match without publishing (and with no epoch, as a
@@ -492,38 +507,20 @@ func (h *harness) subscribe(t *testing.T, match string) func() {
 // waitState waits for a State of match at seq and checks it against want.
 func (h *harness) waitState(t *testing.T, want Snapshot) State {
 	t.Helper()
-	timeout := time.After(5 * time.Second)
-	for {
-		select {
-		case s := <-h.states:
-			if s.Match != want.Match || s.Seq < want.Seq {
-				continue
-			}
-			if s.Seq > want.Seq {
-				t.Fatalf("state of %s jumped to seq %d past %d", s.Match, s.Seq, want.Seq)
-			}
-			mustEqualJSON(t, string(s.JSON), string(want.State))
-			return s
-		case <-timeout:
-			t.Fatalf("no state of %s at seq %d", want.Match, want.Seq)
-		}
+	s := recvFirst(t, h.states, fmt.Sprintf("no state of %s at seq %d", want.Match, want.Seq), func(s State) bool {
+		return s.Match == want.Match && s.Seq >= want.Seq
+	})
+	if s.Seq > want.Seq {
+		t.Fatalf("state of %s jumped to seq %d past %d", s.Match, s.Seq, want.Seq)
 	}
+	mustEqualJSON(t, string(s.JSON), string(want.State))
+	return s
 }
 
 // waitStatus waits for a status of the given phase and returns it.
 func (h *harness) waitStatus(t *testing.T, p Phase) Status {
 	t.Helper()
-	timeout := time.After(5 * time.Second)
-	for {
-		select {
-		case s := <-h.status:
-			if s.Phase == p {
-				return s
-			}
-		case <-timeout:
-			t.Fatalf("no status %v", p)
-		}
-	}
+	return recvFirst(t, h.status, fmt.Sprintf("no status %v", p), func(s Status) bool { return s.Phase == p })
 }
 
 // waitSettledStatus waits until the last status reported is of phase p: it reads the
@@ -565,41 +562,21 @@ func (o *frameObserver) Frame(raw []byte) {
 // later ones: a burst may be delivered as one snapshot), and checks it.
 func (h *harness) waitStateSeq(t *testing.T, want Snapshot) {
 	t.Helper()
-	timeout := time.After(5 * time.Second)
-	for {
-		select {
-		case s := <-h.states:
-			if s.Match == want.Match && s.Seq == want.Seq {
-				mustEqualJSON(t, string(s.JSON), string(want.State))
-				return
-			}
-		case <-timeout:
-			t.Fatalf("no state of %s at seq %d", want.Match, want.Seq)
-		}
-	}
+	s := recvFirst(t, h.states, fmt.Sprintf("no state of %s at seq %d", want.Match, want.Seq), func(s State) bool {
+		return s.Match == want.Match && s.Seq == want.Seq
+	})
+	mustEqualJSON(t, string(s.JSON), string(want.State))
 }
 
-// fakeClock is a clock the test moves; its timers fire only when the test says so.
+// fakeClock is a clock the test moves (servertest.Clock: Now, Advance); its timers fire
+// only when the test says so.
 type fakeClock struct {
-	mu    sync.Mutex
-	now   time.Time
+	*servertest.Clock
 	armed chan *fakeTimer
 }
 
 func newFakeClock() *fakeClock {
-	return &fakeClock{now: time.Unix(1_800_000_000, 0), armed: make(chan *fakeTimer, 64)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
+	return &fakeClock{Clock: servertest.NewClockAt(time.Unix(1_800_000_000, 0)), armed: make(chan *fakeTimer, 64)}
 }
 
 func (c *fakeClock) NewTimer(d time.Duration) timer {
@@ -611,13 +588,7 @@ func (c *fakeClock) NewTimer(d time.Duration) timer {
 // nextTimer waits for the client to arm a timer.
 func (c *fakeClock) nextTimer(t *testing.T) *fakeTimer {
 	t.Helper()
-	select {
-	case tm := <-c.armed:
-		return tm
-	case <-time.After(5 * time.Second):
-		t.Fatal("no timer armed")
-		return nil
-	}
+	return recv(t, c.armed, "no timer armed")
 }
 
 type fakeTimer struct {
@@ -632,7 +603,7 @@ func (t *fakeTimer) Stop() bool          { return !t.stopped.Swap(true) }
 
 // fire moves the clock to the timer's deadline and fires it.
 func (t *fakeTimer) fire() {
-	t.clk.advance(t.d)
+	t.clk.Advance(t.d)
 	t.c <- t.clk.Now()
 }
 
@@ -640,19 +611,11 @@ func (t *fakeTimer) fire() {
 // others, checks it and returns it.
 func (h *harness) waitStateSeqEpoch(t *testing.T, want Snapshot) State {
 	t.Helper()
-	timeout := time.After(5 * time.Second)
-	for {
-		select {
-		case s := <-h.states:
-			if s.Match == want.Match && s.Seq == want.Seq && s.Epoch == want.Epoch {
-				mustEqualJSON(t, string(s.JSON), string(want.State))
-				return s
-			}
-		case <-timeout:
-			t.Fatalf("no state of %s at %s:%d", want.Match, want.Epoch, want.Seq)
-			return State{}
-		}
-	}
+	s := recvFirst(t, h.states, fmt.Sprintf("no state of %s at %s:%d", want.Match, want.Epoch, want.Seq), func(s State) bool {
+		return s.Match == want.Match && s.Seq == want.Seq && s.Epoch == want.Epoch
+	})
+	mustEqualJSON(t, string(s.JSON), string(want.State))
+	return s
 }
 
 // run starts c.Run as h's client; the returned cancel (also h.cancel) ends it, and h.done
@@ -663,6 +626,17 @@ func (h *harness) run(c *Client) context.CancelFunc {
 	h.cancel = cancel
 	go func() { h.done <- c.Run(ctx) }()
 	return cancel
+}
+
+// liveClient starts a client on gw (tweak as for startClient), subscribes it to match
+// and waits for its connection and for the match's snapshot as its state.
+func liveClient(t *testing.T, gw *fakeGW, match string, tweak func(*Options)) (*harness, *fakeConn) {
+	t.Helper()
+	h := startClient(t, gw, tweak)
+	h.subscribe(t, match)
+	conn := gw.waitConn(t)
+	h.waitState(t, gw.snap(match))
+	return h, conn
 }
 
 // checkedClient starts a client on gw, observed by a fresh Checker, subscribes it to

@@ -137,10 +137,7 @@ func TestReconnectNotRecoveredTakesTheSnapshot(t *testing.T) {
 func TestVersion1GatewayGetsNoSince(t *testing.T) {
 	gw := newFakeGW(t)
 	gw.setSnap("m1", 2, `{"n":2}`)
-	h := startClient(t, gw, nil)
-	h.subscribe(t, "m1")
-	conn := gw.waitConn(t)
-	h.waitState(t, gw.snap("m1"))
+	h, conn := liveClient(t, gw, "m1", nil)
 	conn.closeWith(websocket.CloseGoingAway)
 	conn = gw.waitConn(t)
 	if op := conn.nextOp(t); op.Op != "subscribe" || op.Since != nil {

@@ -8,13 +8,7 @@ import (
 // waitError waits for an `error` frame surfaced through OnError.
 func waitError(t *testing.T, errs chan *ServerError) *ServerError {
 	t.Helper()
-	select {
-	case e := <-errs:
-		return e
-	case <-time.After(5 * time.Second):
-		t.Fatal("no error surfaced")
-		return nil
-	}
+	return recv(t, errs, "no error surfaced")
 }
 
 // A subscription the gateway refuses (forbidden by the token's claim, or a bad request)

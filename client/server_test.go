@@ -63,12 +63,7 @@ func (r *replay) seq() uint64 {
 
 func (r *replay) waitSeq(t *testing.T, seq uint64) {
 	t.Helper()
-	servertest.Eventually(t, 15*time.Second, func() error {
-		if at := r.seq(); at < seq {
-			return fmt.Errorf("replay at seq %d, waiting for %d", at, seq)
-		}
-		return nil
-	})
+	servertest.Reaches(t, 15*time.Second, "replay at seq", seq, r.seq)
 }
 
 // stop cancels the replay (if it runs) and waits for it.
@@ -95,15 +90,6 @@ func (r *replay) wait(t *testing.T, timeout time.Duration) {
 	case <-time.After(timeout):
 		t.Fatalf("replay still running after %v (seq %d)", timeout, r.seq())
 	}
-}
-
-func firstMatch(t *testing.T) *ingest.Match {
-	t.Helper()
-	ms, err := ingest.Embedded()
-	if err != nil || len(ms) == 0 {
-		t.Fatalf("embedded matches: %v", err)
-	}
-	return ms[0]
 }
 
 // ---- the clients ----
@@ -295,11 +281,18 @@ func metric(t *testing.T, s *server.Server, sample string) float64 {
 
 // ---- the tests ----
 
-func TestClientsJoiningMidMatchEndWithTheSnapshot(t *testing.T) {
-	m := firstMatch(t)
+// replayedOnGateway runs a gateway of two loops on a servertest bus and starts the
+// replay of the first real match on it.
+func replayedOnGateway(t *testing.T) (*server.Server, *replay, *ingest.Match) {
+	t.Helper()
+	m := servertest.RealMatch(t)
 	b := servertest.NewBus()
 	s := servertest.Run(t, server.Options{Bus: b, Loops: 2})
-	rp := startReplay(t, b, m)
+	return s, startReplay(t, b, m), m
+}
+
+func TestClientsJoiningMidMatchEndWithTheSnapshot(t *testing.T) {
+	s, rp, m := replayedOnGateway(t)
 
 	// Two clients join early, two more well into the first innings.
 	rp.waitSeq(t, 10)
@@ -323,10 +316,7 @@ func TestClientsJoiningMidMatchEndWithTheSnapshot(t *testing.T) {
 }
 
 func TestClientsRefetchOnAGatewayResyncWithoutReconnecting(t *testing.T) {
-	m := firstMatch(t)
-	b := servertest.NewBus()
-	s := servertest.Run(t, server.Options{Bus: b, Loops: 2})
-	rp := startReplay(t, b, m)
+	s, rp, m := replayedOnGateway(t)
 	rp.waitSeq(t, 5)
 	ws := startClients(t, 3, "c", s, m.ID())
 	waitLive(t, ws, 6)
@@ -335,7 +325,7 @@ func TestClientsRefetchOnAGatewayResyncWithoutReconnecting(t *testing.T) {
 		before[i] = w.counts()
 	}
 
-	b.Lost(m.ID(), bus.ReasonGap) // the gateway sends resync{gap} to its subscribers
+	rp.b.Lost(m.ID(), bus.ReasonGap) // the gateway sends resync{gap} to its subscribers
 	for i, w := range ws {
 		servertest.Eventually(t, 10*time.Second, func() error {
 			if c := w.counts(); c.resyncs != 1 || c.requests != before[i].requests+1 {
@@ -361,7 +351,7 @@ func TestClientsRefetchOnAGatewayResyncWithoutReconnecting(t *testing.T) {
 }
 
 func TestClientsReconnectToAGatewayRestartedOnTheSamePorts(t *testing.T) {
-	m := firstMatch(t)
+	m := servertest.RealMatch(t)
 	b := servertest.NewBus()
 	opts := server.Options{WSAddr: servertest.FreeAddr(t), HTTPAddr: servertest.FreeAddr(t), Bus: b, Loops: 2}
 	s1 := servertest.Run(t, opts)
@@ -426,7 +416,7 @@ func TestClientsReconnectToAGatewayRestartedOnTheSamePorts(t *testing.T) {
 // refused (401) and keeps backing off.
 func TestClientWithATokenProviderOnAGatewayWithJWT(t *testing.T) {
 	secret := []byte("server-test-secret")
-	m := firstMatch(t)
+	m := servertest.RealMatch(t)
 	b := servertest.NewBus()
 	s := servertest.Run(t, server.Options{Bus: b, Loops: 1, JWTSecret: secret})
 	rp := startReplay(t, b, m)

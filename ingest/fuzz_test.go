@@ -76,15 +76,7 @@ func FuzzLiveBall(f *testing.F) {
 	f.Add([]byte(`{"innings":1,"team":"Pakistan","over":0,"ball":2,"delivery":{"batter":"Babar Azam","non_striker":"Mohammad Rizwan","bowler":"B Kumar","runs":{"batter":-1,"extras":0,"total":-1}}}`))
 	f.Add([]byte(`{"innings":2,"team":"India","over":0,"ball":1,"target":{"runs":5,"overs":1.7},"delivery":{"batter":"a","non_striker":"b","bowler":"c","runs":{"batter":0,"extras":0,"total":0}}}`))
 	f.Fuzz(func(t *testing.T, post []byte) {
-		l, err := NewLive("m1", start)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, b := range balls[:12] {
-			if _, _, _, _, err := l.Ball(b, 0); err != nil {
-				t.Fatal(err)
-			}
-		}
+		l := liveAfter(t, start, balls[:12])
 		before := l.State().Marshal()
 		p, err := DecodeBall(post)
 		if err == nil {

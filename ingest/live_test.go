@@ -27,6 +27,21 @@ func liveFeed(t testing.TB, data []byte) (start, end json.RawMessage, balls []Ba
 	return f.Start, f.End, balls
 }
 
+// liveAfter is a Live of match m1 from start with balls applied.
+func liveAfter(t testing.TB, start json.RawMessage, balls []BallPost) *Live {
+	t.Helper()
+	l, err := NewLive("m1", start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range balls {
+		if _, _, _, _, err := l.Ball(b, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return l
+}
+
 func stateJSON(t testing.TB, s *State) []byte {
 	t.Helper()
 	return canon(t, s.marshal())
@@ -82,15 +97,7 @@ func TestLiveDuplicatesCorrectionsAndRefusals(t *testing.T) {
 		t.Fatal(err)
 	}
 	start, _, balls := liveFeed(t, data)
-	l, err := NewLive("m1", start)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, b := range balls[:30] {
-		if _, _, _, _, err := l.Ball(b, 0); err != nil {
-			t.Fatal(err)
-		}
-	}
+	l := liveAfter(t, start, balls[:30])
 	before := stateJSON(t, l.State())
 	// A retry of an applied ball changes nothing.
 	if res, _, _, _, err := l.Ball(balls[10], 0); err != nil || res != BallDuplicate {

@@ -227,16 +227,7 @@ func watch(t testing.TB, g *gateway, match string) *watcher {
 // snapshot fetches the snapshot of match from a gateway.
 func snapshot(t testing.TB, g *gateway, match string) client.Snapshot {
 	t.Helper()
-	resp, err := http.Get(g.http() + "/v1/matches/" + match)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var s client.Snapshot
-	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&s) != nil {
-		t.Fatalf("snapshot of %s: HTTP %d", match, resp.StatusCode)
-	}
-	return s
+	return servertest.MustGetJSON[client.Snapshot](t, g.http()+"/v1/matches/"+match)
 }
 
 // verify waits until every watcher rebuilt the gateway's final snapshot of match.

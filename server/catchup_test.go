@@ -82,17 +82,25 @@ func (n *stallNet) dialer() *websocket.Dialer {
 		}}
 }
 
+// stallingGateway runs a gateway of loops shard loops with small send buffers and a
+// 300 ms stall limit (no cut within a test) on an embedded bus, and publishes m1's seq 1.
+func stallingGateway(t *testing.T, loops int) (*server.Server, *servertest.Publisher) {
+	t.Helper()
+	b := bus.NewEmbedded()
+	gw := servertest.Run(t, server.Options{Bus: b, Loops: loops,
+		Shard: shard.Options{Budget: 16 << 10, SendBuffer: 8 << 10, StallLimit: 300 * time.Millisecond, CutLimit: time.Minute}})
+	p := servertest.NewPublisher(b, "m1")
+	p.Set(t, "k0", 0)
+	return gw, p
+}
+
 // Clients that stop reading for a while without losing their connection: the gateway
 // sheds what it queued for them. Those without ?catchup=1 get `resync` and refetch the
 // snapshot; those with it get each match's queued deltas composed into one delta with
 // `from` and fetch nothing. Every client ends with the exact final state, no delivery
 // rule broken (client.Checker).
 func TestStalledClientsCatchUp(t *testing.T) {
-	b := bus.NewEmbedded()
-	gw := servertest.Run(t, server.Options{Bus: b, Loops: 2,
-		Shard: shard.Options{Budget: 16 << 10, SendBuffer: 8 << 10, StallLimit: 300 * time.Millisecond, CutLimit: time.Minute}})
-	p := servertest.NewPublisher(b, "m1")
-	p.Set(t, "k0", 0)
+	gw, p := stallingGateway(t, 2)
 	type stalled struct {
 		*loadClient
 		net *stallNet
@@ -174,11 +182,7 @@ func TestStalledClientsCatchUp(t *testing.T) {
 // `resync` (reason slow) and never a delta with `from`; beside it, a connection that
 // opted in and falls behind the same way gets a catch-up delta instead.
 func TestVersion1ClientUnchanged(t *testing.T) {
-	b := bus.NewEmbedded()
-	gw := servertest.Run(t, server.Options{Bus: b, Loops: 1,
-		Shard: shard.Options{Budget: 16 << 10, SendBuffer: 8 << 10, StallLimit: 300 * time.Millisecond, CutLimit: time.Minute}})
-	p := servertest.NewPublisher(b, "m1")
-	p.Set(t, "k0", 0)
+	gw, p := stallingGateway(t, 1)
 	v1, _, err := servertest.DialWS(gw.WSAddr().String(), "/ws?match=m1", nil, "")
 	if err != nil || v1 == nil {
 		t.Fatal(err)

@@ -2,9 +2,7 @@ package server_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -123,19 +121,10 @@ func fastPublisher(t *testing.T, p *servertest.Publisher, rate int) (stop func()
 	return func() { close(quit); <-done }
 }
 
+// fetchSnapshot is GET /v1/matches/{match} (getSnapshot) as a client.Snapshot.
 func fetchSnapshot(t *testing.T, gw *server.Server, match string) client.Snapshot {
 	t.Helper()
-	resp, err := http.Get(servertest.HTTPURL(gw) + "/v1/matches/" + match)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	var s client.Snapshot
-	if resp.StatusCode != 200 || json.Unmarshal(body, &s) != nil {
-		t.Fatalf("snapshot of %s: %d %s", match, resp.StatusCode, body)
-	}
-	return s
+	return client.Snapshot(getSnapshot(t, gw, match))
 }
 
 // reconnectUnderLoad: clients keep losing their connection (one cut every 20 ms, at

@@ -265,16 +265,23 @@ func TestReplayRateBound(t *testing.T) {
 	}
 }
 
-// A loss of the match while a subscribe waits for its read asks again: the read that
-// began before the loss is discarded, and the answer covers the loss.
-func TestLossWhileWaitingAsksAgain(t *testing.T) {
+// waitingReplay runs a gateway on a gated bus, publishes m1 up to seq 5 and dials a
+// client that subscribes to it since seq 2: its replay waits until b.gate is closed.
+func waitingReplay(t *testing.T) (*gatedBus, *server.Server, *servertest.Publisher, *servertest.WSConn) {
+	t.Helper()
 	b := newGatedBus()
 	gw := servertest.Run(t, server.Options{Bus: b, Loops: 1})
 	p := servertest.NewPublisher(b, "m1")
 	for i := 1; i <= 5; i++ {
 		p.Set(t, "n", i)
 	}
-	c := dialSince(t, gw, "m1", p.Epoch, 2)
+	return b, gw, p, dialSince(t, gw, "m1", p.Epoch, 2)
+}
+
+// A loss of the match while a subscribe waits for its read asks again: the read that
+// began before the loss is discarded, and the answer covers the loss.
+func TestLossWhileWaitingAsksAgain(t *testing.T) {
+	b, gw, _, c := waitingReplay(t)
 	servertest.Eventually(t, 5*time.Second, func() error {
 		if b.reads.Load() != 1 {
 			return errors.New("no read yet")
@@ -304,13 +311,7 @@ func TestLossWhileWaitingAsksAgain(t *testing.T) {
 // A subscribe waiting for its replay: a repeat gets no second answer, and one
 // unsubscribed meanwhile gets none at all.
 func TestWaitingSubscribeRepeatedOrLeft(t *testing.T) {
-	b := newGatedBus()
-	gw := servertest.Run(t, server.Options{Bus: b, Loops: 1})
-	p := servertest.NewPublisher(b, "m1")
-	for i := 1; i <= 5; i++ {
-		p.Set(t, "n", i)
-	}
-	c := dialSince(t, gw, "m1", p.Epoch, 2)
+	b, gw, p, c := waitingReplay(t)
 	since := fmt.Sprintf(`{"op":"subscribe","match":"m1","since":{"epoch":%q,"seq":2}}`, p.Epoch)
 	if err := c.Send(since); err != nil {
 		t.Fatal(err)

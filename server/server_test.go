@@ -506,11 +506,7 @@ func TestHTTPPaths(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var snap struct {
-		Match string          `json:"match"`
-		Seq   uint64          `json:"seq"`
-		State json.RawMessage `json:"state"`
-	}
+	var snap snapshotDoc
 	_ = json.NewDecoder(resp.Body).Decode(&snap)
 	resp.Body.Close()
 	if resp.StatusCode != 200 || resp.Header.Get("ETag") != `"e1.2"` || snap.Seq != 2 || snap.Match != "m1" || string(snap.State) != `{"score":{"runs":2}}` {

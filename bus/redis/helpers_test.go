@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -119,6 +118,13 @@ func testOptions(addrs ...string) Options {
 	}
 }
 
+// nodeOptions is testOptions for the gateway node named node.
+func nodeOptions(node string, addrs ...string) Options {
+	o := testOptions(addrs...)
+	o.NodeID = node
+	return o
+}
+
 // newClosingBus makes a bus, not started, closed in t.Cleanup.
 func newClosingBus(t testing.TB, o Options) *Bus {
 	t.Helper()
@@ -185,16 +191,7 @@ func channels(t testing.TB, s *redistest.Server, shard bool) []string {
 	if shard {
 		sub = "SHARDCHANNELS"
 	}
-	out, err := s.Cli("PUBSUB", sub)
-	if err != nil {
-		t.Fatalf("PUBSUB %s: %v: %s", sub, err, out)
-	}
-	var chs []string
-	for _, l := range strings.Split(out, "\n") {
-		if l = strings.TrimSpace(l); l != "" {
-			chs = append(chs, l)
-		}
-	}
+	chs := s.PubSub(t, sub)
 	slices.Sort(chs)
 	return chs
 }

@@ -478,29 +478,13 @@ func TestSnapshotCoalescing(t *testing.T) {
 
 	burst := func(match string) (gets float64) {
 		before := value(b.m.gets)
-		var wg sync.WaitGroup
-		start := make(chan struct{})
-		errs := make(chan error, 1000)
-		for range 1000 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				<-start
-				s, err := b.Snapshot(ctx, match)
-				if err == nil && s.Seq != 3 {
-					err = fmt.Errorf("seq %d", s.Seq)
-				}
-				if err != nil {
-					errs <- err
-				}
-			}()
-		}
-		close(start)
-		wg.Wait()
-		close(errs)
-		for err := range errs {
-			t.Fatalf("Snapshot: %v", err)
-		}
+		servertest.Burst(t, 1000, "Snapshot", func() error {
+			s, err := b.Snapshot(ctx, match)
+			if err == nil && s.Seq != 3 {
+				err = fmt.Errorf("seq %d", s.Seq)
+			}
+			return err
+		})
 		return value(b.m.gets) - before
 	}
 	subscribed := burst("m1")
@@ -548,11 +532,8 @@ func TestSnapshotCoalescing(t *testing.T) {
 func TestMatchesAndViewers(t *testing.T) {
 	t.Parallel()
 	srv := redistest.Start(t)
-	oa := testOptions(srv.Addr())
-	oa.NodeID = "a"
-	a, _ := newTestBus(t, oa)
-	ob := testOptions(srv.Addr())
-	ob.NodeID = "b"
+	a, _ := newTestBus(t, nodeOptions("a", srv.Addr()))
+	ob := nodeOptions("b", srv.Addr())
 	ob.ViewerTTL = 300 * time.Millisecond
 	b, _ := newTestBus(t, ob)
 	ctx := t.Context()
@@ -596,12 +577,8 @@ func TestMatchesAndViewers(t *testing.T) {
 func TestViewersEvent(t *testing.T) {
 	t.Parallel()
 	srv := redistest.Start(t)
-	oa := testOptions(srv.Addr())
-	oa.NodeID = "a"
-	a, sink := newTestBus(t, oa)
-	ob := testOptions(srv.Addr())
-	ob.NodeID = "b"
-	b, _ := newTestBus(t, ob)
+	a, sink := newTestBus(t, nodeOptions("a", srv.Addr()))
+	b, _ := newTestBus(t, nodeOptions("b", srv.Addr()))
 	// a follows m1, so that a message published on its channel can show that every
 	// event queued before it has reached the sink.
 	a.Subscribe("m1")

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -44,16 +43,7 @@ func listenerFile(t *testing.T, ln net.Listener) *os.File {
 // service, it refuses nobody in between: a client that connects while no process runs
 // is queued by the kernel and upgraded by the next one.
 func TestSocketActivation(t *testing.T) {
-	wsLn, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer wsLn.Close()
-	httpLn, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer httpLn.Close()
+	wsLn, httpLn := servertest.Listen(t), servertest.Listen(t)
 	wsAddr, httpAddr := wsLn.Addr().String(), httpLn.Addr().String()
 	unused := servertest.FreeAddr(t)
 
@@ -91,14 +81,7 @@ func TestSocketActivation(t *testing.T) {
 	p.waitExit(t, 10*time.Second)
 
 	// No process: the socket still listens, the connection waits.
-	nc, err := net.DialTimeout("tcp", wsAddr, 2*time.Second)
-	if err != nil {
-		t.Fatalf("refused between the two processes: %v", err)
-	}
-	defer nc.Close()
-	if _, err := io.WriteString(nc, servertest.UpgradeRequest("/ws")); err != nil {
-		t.Fatal(err)
-	}
+	nc := servertest.SendRaw(t, wsAddr, servertest.UpgradeRequest("/ws"), "refused between the two processes")
 
 	activated(t, listenerFile(t, wsLn), listenerFile(t, httpLn), "", "--loops=1", "--log-level=warn")
 	_ = nc.SetDeadline(time.Now().Add(15 * time.Second))
@@ -119,10 +102,7 @@ func TestSocketActivationRefusesWhatItCannotUse(t *testing.T) {
 		{"bad count", "LISTEN_FDS=two", "not a count"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ln, _ := net.Listen("tcp", "127.0.0.1:0")
-			defer ln.Close()
-			ln2, _ := net.Listen("tcp", "127.0.0.1:0")
-			defer ln2.Close()
+			ln, ln2 := servertest.Listen(t), servertest.Listen(t)
 			cmd := exec.Command("/bin/sh", "-c", `LISTEN_PID=$$ exec "$0" "$@"`, creaseBin(t), "serve", "--loops=1",
 				"--ws-addr="+servertest.FreeAddr(t), "--http-addr="+servertest.FreeAddr(t))
 			cmd.Env = append(os.Environ(), "LISTEN_FDS=2", "LISTEN_FDNAMES=ws:http", tc.env)

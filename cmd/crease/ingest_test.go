@@ -121,6 +121,12 @@ func (w *ingestWorld) seq() uint64 {
 	return st.Seq
 }
 
+// waitSeq waits until the store holds the match at seq n or later.
+func (w *ingestWorld) waitSeq(t *testing.T, n uint64) {
+	t.Helper()
+	servertest.Reaches(t, 20*time.Second, "stored seq", n, w.seq)
+}
+
 // verifyFinal: the store holds the file's final state after exactly one delta per step
 // (nothing replayed twice), and every follower rebuilt it without seeing the score go back.
 func (w *ingestWorld) verifyFinal(t *testing.T, fs ...*follower) {
@@ -164,12 +170,7 @@ func TestIngestKill9AndRestart(t *testing.T) {
 		follow(t, servertest.WSURL(w.gw, ""), servertest.HTTPURL(w.gw), w.m.ID())}
 	args := []string{"--redis", w.redis.Addr(), "--match", w.file, "--speed", "150"}
 	p := startIngest(t, args...)
-	servertest.Eventually(t, 20*time.Second, func() error {
-		if s := w.seq(); s < 60 {
-			return fmt.Errorf("stored seq %d", s)
-		}
-		return nil
-	})
+	w.waitSeq(t, 60)
 	if err := p.cmd.Process.Kill(); err != nil { // SIGKILL: no chance to clean up
 		t.Fatal(err)
 	}
@@ -200,12 +201,7 @@ func TestTwoIngestProcessesTheLoserIsRefused(t *testing.T) {
 	f := follow(t, servertest.WSURL(w.gw, ""), servertest.HTTPURL(w.gw), w.m.ID())
 	args := []string{"--redis", w.redis.Addr(), "--match", w.file, "--speed", "100"}
 	a := startIngest(t, args...)
-	servertest.Eventually(t, 20*time.Second, func() error {
-		if s := w.seq(); s < 10 {
-			return fmt.Errorf("stored seq %d", s)
-		}
-		return nil
-	})
+	w.waitSeq(t, 10)
 	b := startIngest(t, args...)
 	errA, errB := a.wait(t, 60*time.Second), b.wait(t, 60*time.Second)
 	var ee *exec.ExitError

@@ -72,11 +72,9 @@ func (w *sentinelWorld) stored(t testing.TB) (string, uint64) {
 
 func (w *sentinelWorld) waitStored(t testing.TB, seq uint64, within time.Duration) {
 	t.Helper()
-	servertest.Eventually(t, within, func() error {
-		if _, s := w.stored(t); s < seq {
-			return fmt.Errorf("stored seq %d, waiting for %d", s, seq)
-		}
-		return nil
+	servertest.Reaches(t, within, "stored seq", seq, func() uint64 {
+		_, s := w.stored(t)
+		return s
 	})
 }
 

@@ -239,6 +239,23 @@ func (s *Server) Cli(args ...string) (string, error) {
 	return cli(s.port, args...)
 }
 
+// PubSub lists the server's PUBSUB sub (CHANNELS, SHARDCHANNELS), one channel a
+// line of redis-cli's output; an error of redis-cli fails t.
+func (s *Server) PubSub(t testing.TB, sub string) []string {
+	t.Helper()
+	out, err := s.Cli("PUBSUB", sub)
+	if err != nil {
+		t.Fatalf("PUBSUB %s: %v: %s", sub, err, out)
+	}
+	var chs []string
+	for _, l := range strings.Split(out, "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			chs = append(chs, l)
+		}
+	}
+	return chs
+}
+
 func cli(port int, args ...string) (string, error) {
 	path, err := exec.LookPath("redis-cli")
 	if err != nil {

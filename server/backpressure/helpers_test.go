@@ -77,15 +77,9 @@ func (g *gateway) metric(t testing.TB, name string, labels ...string) float64 {
 
 func (g *gateway) snapshot(t testing.TB) client.Snapshot {
 	t.Helper()
-	resp, err := http.Get(servertest.HTTPURL(g.s) + "/v1/matches/" + match)
-	if err != nil {
-		t.Errorf("snapshot: %v", err)
-		return client.Snapshot{}
-	}
-	defer resp.Body.Close()
 	var s client.Snapshot
-	if resp.StatusCode != 200 || json.NewDecoder(resp.Body).Decode(&s) != nil {
-		t.Errorf("snapshot: status %d", resp.StatusCode)
+	if err := servertest.GetJSON(servertest.HTTPURL(g.s)+"/v1/matches/"+match, &s); err != nil {
+		t.Errorf("snapshot: %v", err)
 	}
 	return s
 }

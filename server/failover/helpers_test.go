@@ -3,10 +3,8 @@ package failover_test
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -116,16 +114,10 @@ func startGateways(t testing.TB, n int, st store) []*gateway {
 // snapshot is GET /v1/matches/{match} on g: the snapshot, or the HTTP status.
 func (g *gateway) snapshot(match string) (client.Snapshot, error) {
 	var s client.Snapshot
-	resp, err := http.Get(g.http() + "/v1/matches/" + match)
-	if err != nil {
-		return s, err
+	if err := servertest.GetJSON(g.http()+"/v1/matches/"+match, &s); err != nil {
+		return s, fmt.Errorf("%s: %w", g.name, err)
 	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		return s, fmt.Errorf("%s: snapshot of %s: HTTP %d %s", g.name, match, resp.StatusCode, strings.TrimSpace(string(body)))
-	}
-	return s, json.Unmarshal(body, &s)
+	return s, nil
 }
 
 // readyz is g's /readyz status code.
@@ -246,11 +238,9 @@ func (p *publisher) replay(t testing.TB, m *ingest.Match, speed float64, resume 
 // waitPublished waits until the publisher has acknowledged seq (of its current epoch).
 func (p *publisher) waitPublished(t testing.TB, seq uint64, within time.Duration) {
 	t.Helper()
-	servertest.Eventually(t, within, func() error {
-		if _, got := p.position(); got < seq {
-			return fmt.Errorf("the publisher's store acknowledged seq %d, waiting for %d", got, seq)
-		}
-		return nil
+	servertest.Reaches(t, within, "the publisher's store acknowledged seq", seq, func() uint64 {
+		_, got := p.position()
+		return got
 	})
 }
 
@@ -500,16 +490,6 @@ func verifyEnd(t testing.TB, gws []*gateway, p *publisher, ws []*watched) client
 	return final
 }
 
-// realMatch returns the first embedded real match.
-func realMatch(t testing.TB) *ingest.Match {
-	t.Helper()
-	ms, err := ingest.Embedded()
-	if err != nil || len(ms) == 0 {
-		t.Fatalf("embedded matches: %v", err)
-	}
-	return ms[0]
-}
-
 // followed asserts that each gateway's bus resubscribed (it followed the new master
 // without a restart) and logs what an operator's dashboard shows.
 func followed(t testing.TB, gws []*gateway, p *publisher) {
@@ -558,7 +538,7 @@ func failoverReplay() replayOpts {
 // match, replays it, and waits until every client holds o.reached.
 func startReplay(t testing.TB, st store, o replayOpts) *replayed {
 	t.Helper()
-	r := &replayed{gws: startGateways(t, 2, st), m: realMatch(t)}
+	r := &replayed{gws: startGateways(t, 2, st), m: servertest.RealMatch(t)}
 	r.pub = newPublisher(t, st, o.publisher)
 	r.ws = startClients(t, o.clients, r.gws, r.m.ID())
 	var resume *bus.Stored

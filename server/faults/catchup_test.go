@@ -4,12 +4,9 @@ import (
 	"testing"
 	"time"
 
-	"crease/bus"
 	"crease/client"
 	"crease/internal/heaptest"
-	"crease/server"
 	"crease/server/servertest"
-	"crease/shard"
 )
 
 // Airplane mode over a 2G link, with recovery: the client links (≈50 kbit/s, 300-600 ms
@@ -19,10 +16,9 @@ import (
 // (clients without ?catchup=1) or as one catch-up delta (with it): no client fetches a
 // second snapshot, and every one ends with the exact final state, no delivery rule broken.
 func TestAirplaneModeRecoversFromHistory(t *testing.T) {
-	b := bus.NewEmbedded()
-	gw := servertest.Run(t, server.Options{Bus: b, Loops: 2, Shard: shard.Options{Heartbeat: time.Second}})
+	b, gw := heartbeatGateway(t)
 	heap := heaptest.WatchHeap(t, 50*time.Millisecond)
-	m := realMatch(t)
+	m := servertest.ShortestMatch(t)
 	n := newClientNet(t, gw)
 	n.both("bw", "bandwidth", map[string]any{"rate": 6})
 	n.both("lat", "latency", map[string]any{"latency": 450, "jitter": 150})

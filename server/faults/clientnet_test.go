@@ -32,7 +32,7 @@ func TestTwoGClients(t *testing.T) {
 	gw := servertest.Run(t, server.Options{Bus: b, Loops: 2,
 		Shard: shard.Options{StallLimit: time.Second, CutLimit: 15 * time.Second}})
 	heap := heaptest.WatchHeap(t, 50*time.Millisecond)
-	m := realMatch(t)
+	m := servertest.ShortestMatch(t)
 	n := newClientNet(t, gw)
 	// Bandwidth first: toxics chain in the order added, and the latency toxic buffers
 	// 1024 chunks, which would hide the slow link from the gateway's socket. With the
@@ -70,7 +70,7 @@ func TestFlappingLinks(t *testing.T) {
 	b := bus.NewEmbedded()
 	gw := servertest.Run(t, server.Options{Bus: b, Loops: 2})
 	heap := heaptest.WatchHeap(t, 50*time.Millisecond)
-	m := realMatch(t)
+	m := servertest.ShortestMatch(t)
 	n := newClientNet(t, gw)
 
 	clients := startClients(t, pick(8, 40), "flap-", n.wsURL(), n.httpURL(), m.ID())
@@ -108,10 +108,9 @@ func TestFlappingLinks(t *testing.T) {
 // the dead link by the missing pings, reconnect once the network is back and rebuild the
 // state without loss.
 func TestAirplaneMode(t *testing.T) {
-	b := bus.NewEmbedded()
-	gw := servertest.Run(t, server.Options{Bus: b, Loops: 2, Shard: shard.Options{Heartbeat: time.Second}})
+	b, gw := heartbeatGateway(t)
 	heap := heaptest.WatchHeap(t, 50*time.Millisecond)
-	m := realMatch(t)
+	m := servertest.ShortestMatch(t)
 	n := newClientNet(t, gw)
 
 	clients := startClients(t, pick(6, 30), "plane-", n.wsURL(), n.httpURL(), m.ID())

@@ -4,9 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -26,6 +24,7 @@ import (
 	"crease/ingest"
 	"crease/server"
 	"crease/server/servertest"
+	"crease/shard"
 )
 
 func TestMain(m *testing.M) {
@@ -157,36 +156,23 @@ func (n *clientNet) httpURL() string { return "http://" + n.http.Addr() }
 
 // ---- the match ----
 
-// realMatch returns the shortest embedded real match (a T20), under id.
-func realMatch(t *testing.T) *ingest.Match {
+// heartbeatGateway runs a gateway of two loops pinging every second (a link silent for
+// 3 s is dead) on an embedded bus.
+func heartbeatGateway(t *testing.T) (*bus.Embedded, *server.Server) {
 	t.Helper()
-	ms, err := ingest.Embedded()
-	if err != nil {
-		t.Fatal(err)
-	}
-	best := ms[0]
-	for _, m := range ms[1:] {
-		if m.Steps() < best.Steps() {
-			best = m
-		}
-	}
-	return best
+	b := bus.NewEmbedded()
+	return b, servertest.Run(t, server.Options{Bus: b, Loops: 2, Shard: shard.Options{Heartbeat: time.Second}})
 }
 
-// replay publishes m onto pub at speed deltas per second, looping, until stop is called;
-// stop returns after the publisher has stopped.
+// replay is servertest.Replay whose stop reports on t an error of the replay other
+// than its stop; the test's end stops it too.
 func replay(t *testing.T, pub bus.Publisher, m *ingest.Match, speed float64) (stop func()) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- ingest.Replay(ctx, pub, m, ingest.ReplayOptions{Speed: speed, Loop: true, LoopPause: time.Second})
-	}()
+	stopReplay := servertest.Replay(t, pub, m, speed)
 	var once sync.Once
 	stop = func() {
 		once.Do(func() {
-			cancel()
-			if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+			if err := stopReplay(); err != nil {
 				t.Errorf("replay: %v", err)
 			}
 		})
@@ -198,20 +184,7 @@ func replay(t *testing.T, pub bus.Publisher, m *ingest.Match, speed float64) (st
 // snapshot fetches the final snapshot straight from the gateway.
 func snapshot(t *testing.T, gw *server.Server, match string) client.Snapshot {
 	t.Helper()
-	resp, err := http.Get(servertest.HTTPURL(gw) + "/v1/matches/" + match)
-	if err != nil {
-		t.Fatalf("snapshot: %v", err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != 200 {
-		t.Fatalf("snapshot of %s: HTTP %d %s", match, resp.StatusCode, body)
-	}
-	var s client.Snapshot
-	if err := json.Unmarshal(body, &s); err != nil {
-		t.Fatalf("snapshot: %v", err)
-	}
-	return s
+	return servertest.MustGetJSON[client.Snapshot](t, servertest.HTTPURL(gw)+"/v1/matches/"+match)
 }
 
 // ---- clients ----

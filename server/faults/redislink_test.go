@@ -85,7 +85,7 @@ func (r *redisGateway) subscribers(t *testing.T) map[string]bool {
 func TestSlowRedis(t *testing.T) {
 	r := startRedisGateway(t)
 	heap := heaptest.WatchHeap(t, 50*time.Millisecond)
-	m := realMatch(t)
+	m := servertest.ShortestMatch(t)
 	r.link.both("slow", "latency", map[string]any{"latency": 150, "jitter": 100})
 
 	clients := startClients(t, pick(8, 40), "slowredis-", servertest.WSURL(r.gw, ""), servertest.HTTPURL(r.gw), m.ID())
@@ -117,7 +117,7 @@ func TestSlowRedis(t *testing.T) {
 func TestRedisLinkCutMidMessage(t *testing.T) {
 	r := startRedisGateway(t)
 	heap := heaptest.WatchHeap(t, 50*time.Millisecond)
-	m := realMatch(t)
+	m := servertest.ShortestMatch(t)
 
 	clients := startClients(t, pick(6, 30), "cut-", servertest.WSURL(r.gw, ""), servertest.HTTPURL(r.gw), m.ID())
 	stop := replay(t, r.pub, m, 25)

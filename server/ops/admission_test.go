@@ -29,17 +29,7 @@ func TestAdmissionStorm(t *testing.T) {
 	s := servertest.Run(t, server.Options{Bus: b, Loops: 2, HandshakeRate: rate, HandshakeBurst: burst})
 	addr := s.WSAddr().String()
 
-	subs := make([]*wsConn, subscribers)
-	for i := range subs {
-		c, resp, err := servertest.DialWS(addr, "/ws?match=live", nil, "")
-		if err != nil || c == nil {
-			t.Fatalf("subscriber %d: %v %v", i, resp, err)
-		}
-		t.Cleanup(func() { c.Close() })
-		c.Expect(t, "hello")
-		c.Expect(t, "subscribed")
-		subs[i] = c
-	}
+	subs := dialSubscribed(t, addr, "live", subscribers)
 
 	// Subscribers: every delta in order, and the longest silence between two.
 	p := newPublisher(b)

@@ -19,6 +19,24 @@ type (
 	frame  = servertest.Frame
 )
 
+// dialSubscribed opens n connections to the WebSocket address addr that subscribe to
+// match (?match=), each read past its hello and subscribed; the test's end closes them.
+func dialSubscribed(t testing.TB, addr, match string, n int) []*wsConn {
+	t.Helper()
+	conns := make([]*wsConn, n)
+	for i := range conns {
+		c, resp, err := servertest.DialWS(addr, "/ws?match="+match, nil, "")
+		if err != nil || c == nil {
+			t.Fatalf("client %d of %s: %v %v", i, match, err, resp)
+		}
+		t.Cleanup(func() { c.Close() })
+		c.Expect(t, "hello")
+		c.Expect(t, "subscribed")
+		conns[i] = c
+	}
+	return conns
+}
+
 // ---- publishing ----
 
 type publisher struct {

@@ -31,17 +31,7 @@ func TestMetricsAfterTraffic(t *testing.T) {
 	}
 
 	const clients, deltas, events = 8, 10, 5
-	var conns []*wsConn
-	for range clients {
-		c, resp, err := servertest.DialWS(addr, "/ws?match=m1", nil, "")
-		if err != nil || c == nil {
-			t.Fatalf("dial: %v %v", resp, err)
-		}
-		t.Cleanup(func() { c.Close() })
-		c.Expect(t, "hello")
-		c.Expect(t, "subscribed")
-		conns = append(conns, c)
-	}
+	conns := dialSubscribed(t, addr, "m1", clients)
 	// Two refused handshakes: another WebSocket version (426) and no key (400).
 	for _, hdr := range []string{"Sec-WebSocket-Version: 8\r\n", ""} {
 		nc, err := net.Dial("tcp", addr)

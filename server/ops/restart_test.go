@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"sync"
@@ -38,17 +37,7 @@ func TestDrainRestartInPlace(t *testing.T) {
 	old := servertest.Run(t, server.Options{Loops: 2, DrainWindow: window, RestartGap: gap, Node: "old",
 		Shard: shard.Options{Now: clock.Now}})
 	wsAddr, httpAddr := old.WSAddr().String(), old.HTTPAddr().String()
-	conns := make([]*wsConn, n)
-	for i := range conns {
-		c, resp, err := servertest.DialWS(wsAddr, "/ws?match=m1", nil, "")
-		if err != nil || c == nil {
-			t.Fatalf("client %d: %v %v", i, err, resp)
-		}
-		t.Cleanup(func() { c.Close() })
-		c.Expect(t, "hello")
-		c.Expect(t, "subscribed")
-		conns[i] = c
-	}
+	conns := dialSubscribed(t, wsAddr, "m1", n)
 
 	start := time.Now()
 	drained := make(chan time.Duration, 1)
@@ -166,22 +155,13 @@ func TestDrainRestartInPlace(t *testing.T) {
 // kernel queues it, and the next gateway upgrades it, as it answers HTTP requests that
 // waited too.
 func TestInheritedListenersSurviveTheRestart(t *testing.T) {
-	wsLn, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer wsLn.Close()
-	httpLn, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer httpLn.Close()
+	wsLn, httpLn := servertest.Listen(t), servertest.Listen(t)
 	files := func() (*os.File, *os.File) {
-		w, err := wsLn.(*net.TCPListener).File()
+		w, err := wsLn.File()
 		if err != nil {
 			t.Fatal(err)
 		}
-		h, err := httpLn.(*net.TCPListener).File()
+		h, err := httpLn.File()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -212,22 +192,8 @@ func TestInheritedListenersSurviveTheRestart(t *testing.T) {
 
 	// Between the two gateways: the connections complete (the socket still listens) and
 	// their requests wait.
-	ws, err := net.DialTimeout("tcp", wsAddr, 2*time.Second)
-	if err != nil {
-		t.Fatalf("WebSocket port refused between the gateways: %v", err)
-	}
-	defer ws.Close()
-	if _, err := io.WriteString(ws, servertest.UpgradeRequest("/ws?match=m1")); err != nil {
-		t.Fatal(err)
-	}
-	hc, err := net.DialTimeout("tcp", httpAddr, 2*time.Second)
-	if err != nil {
-		t.Fatalf("HTTP port refused between the gateways: %v", err)
-	}
-	defer hc.Close()
-	if _, err := io.WriteString(hc, "GET /readyz HTTP/1.1\r\nHost: crease\r\n\r\n"); err != nil {
-		t.Fatal(err)
-	}
+	ws := servertest.SendRaw(t, wsAddr, servertest.UpgradeRequest("/ws?match=m1"), "WebSocket port refused between the gateways")
+	hc := servertest.SendRaw(t, httpAddr, "GET /readyz HTTP/1.1\r\nHost: crease\r\n\r\n", "HTTP port refused between the gateways")
 
 	w, h = files()
 	servertest.Run(t, server.Options{Loops: 2, WSListener: w, HTTPListener: h, Node: "second"})

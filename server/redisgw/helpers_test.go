@@ -4,7 +4,6 @@ import (
 	"context"
 	"crease/internal/redistest"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -82,6 +81,16 @@ type watcher struct {
 	gateway *gateway
 }
 
+// watchEach starts n watchers of match, each on the next of gws in turn.
+func watchEach(t testing.TB, gws []*gateway, match string, n int) []*watcher {
+	t.Helper()
+	ws := make([]*watcher, n)
+	for i := range ws {
+		ws[i] = watch(t, gws[i%len(gws)], match)
+	}
+	return ws
+}
+
 // watch connects a client to g, subscribes to match and runs it until the test ends.
 func watch(t testing.TB, g *gateway, match string) *watcher {
 	t.Helper()
@@ -129,15 +138,7 @@ func (w *watcher) viewerEvents() []int64 {
 // snapshot fetches the snapshot of match from a gateway.
 func snapshot(t testing.TB, g *gateway, match string) client.Snapshot {
 	t.Helper()
-	var s client.Snapshot
-	body, code := get(t, g.http()+"/v1/matches/"+match)
-	if code != http.StatusOK {
-		t.Fatalf("snapshot of %s: HTTP %d: %s", match, code, body)
-	}
-	if err := json.Unmarshal(body, &s); err != nil {
-		t.Fatal(err)
-	}
-	return s
+	return servertest.MustGetJSON[client.Snapshot](t, g.http()+"/v1/matches/"+match)
 }
 
 func get(t testing.TB, url string) ([]byte, int) {
@@ -171,41 +172,6 @@ func twoGateways(t testing.TB) (*redistest.Server, []*gateway, *busredis.Bus) {
 	return srv, gws, newBus(t, addrs, false, "pub", nil)
 }
 
-// realMatch returns the first embedded real match.
-func realMatch(t testing.TB) *ingest.Match {
-	t.Helper()
-	ms, err := ingest.Embedded()
-	if err != nil || len(ms) == 0 {
-		t.Fatalf("embedded matches: %v", err)
-	}
-	return ms[0]
-}
-
-// replay publishes m through pub at speed deltas/s in the background; stop ends it and
-// returns the replay's error (nil when stopped by stop).
-func replay(t testing.TB, pub bus.Publisher, m *ingest.Match, speed float64) (stop func() error) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error, 1)
-	go func() {
-		errc <- ingest.Replay(ctx, pub, m, ingest.ReplayOptions{Speed: speed, Loop: true, LoopPause: time.Second})
-	}()
-	var once sync.Once
-	var err error
-	stop = func() error {
-		once.Do(func() {
-			cancel()
-			err = <-errc
-			if errors.Is(err, context.Canceled) {
-				err = nil
-			}
-		})
-		return err
-	}
-	t.Cleanup(func() { _ = stop() })
-	return stop
-}
-
 // verifyAll waits until every watcher's rebuilt state is the final snapshot of match
 // (read from gateways[0]) and fails with the violations otherwise.
 func verifyAll(t testing.TB, match string, gws []*gateway, ws []*watcher) {
@@ -227,31 +193,13 @@ func verifyAll(t testing.TB, match string, gws []*gateway, ws []*watcher) {
 	t.Logf("%d clients verified at seq %d", len(ws), final.Seq)
 }
 
-func pubsub(t testing.TB, cli func(...string) (string, error), sub string) []string {
-	t.Helper()
-	out, err := cli("PUBSUB", sub)
-	if err != nil {
-		t.Fatalf("PUBSUB %s: %v %s", sub, err, out)
-	}
-	var chs []string
-	for _, l := range strings.Split(out, "\n") {
-		if l = strings.TrimSpace(l); l != "" {
-			chs = append(chs, l)
-		}
-	}
-	return chs
-}
-
 func channel(match string) string { return fmt.Sprintf("crease:{%s}", match) }
 
 // applied waits until w has applied n deltas of match.
 func applied(t testing.TB, w *watcher, match string, n int) {
 	t.Helper()
-	servertest.Eventually(t, 20*time.Second, func() error {
-		if got := w.check.Stats(match).Applied; got < uint64(n) {
-			return fmt.Errorf("client applied %d deltas of %s, waiting for %d", got, match, n)
-		}
-		return nil
+	servertest.Reaches(t, 20*time.Second, "deltas of "+match+" the client applied:", uint64(n), func() uint64 {
+		return w.check.Stats(match).Applied
 	})
 }
 
@@ -271,7 +219,7 @@ func storedSeq(t testing.TB, srv *redistest.Server, match string) uint64 {
 // stops: a match with a stored snapshot and no more deltas.
 func publishSome(t testing.TB, srv *redistest.Server, pub bus.Publisher, m *ingest.Match, n uint64) {
 	t.Helper()
-	stop := replay(t, pub, m, 0)
+	stop := servertest.Replay(t, pub, m, 0)
 	servertest.Eventually(t, 20*time.Second, servertest.Cond("the match stored", func() bool { return storedSeq(t, srv, m.ID()) >= n }))
 	if err := stop(); err != nil {
 		t.Fatal(err)

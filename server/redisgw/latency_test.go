@@ -74,7 +74,7 @@ func BenchmarkLatency(b *testing.B) {
 	}
 	servertest.Eventually(b, 10*time.Second, servertest.Cond("all connections", func() bool { return g.s.Conns() == int64(conns) }))
 	servertest.Eventually(b, 10*time.Second, servertest.Cond("the gateway's Redis subscription", func() bool {
-		return slices.Equal(pubsub(b, srv.Cli, "CHANNELS"), []string{channel(match)})
+		return slices.Equal(srv.PubSub(b, "CHANNELS"), []string{channel(match)})
 	}))
 	n := 2 * seconds
 	seq := 0

@@ -20,13 +20,10 @@ import (
 func TestTwoGatewaysConverge(t *testing.T) {
 	t.Parallel()
 	_, gws, pub := twoGateways(t)
-	m := realMatch(t)
+	m := servertest.RealMatch(t)
 
-	var ws []*watcher
-	for i := range 10 {
-		ws = append(ws, watch(t, gws[i%2], m.ID()))
-	}
-	stop := replay(t, pub, m, 60)
+	ws := watchEach(t, gws, m.ID(), 10)
+	stop := servertest.Replay(t, pub, m, 60)
 	applied(t, ws[0], m.ID(), 30) // mid-match: the gateways' Redis subscriptions exist already
 	for i := range 10 {
 		ws = append(ws, watch(t, gws[i%2], m.ID()))
@@ -48,24 +45,24 @@ func TestSubscriptionFollowsInterest(t *testing.T) {
 	srv := redistest.Start(t)
 	g := startGateway(t, []string{srv.Addr()}, gwOpts{})
 	pub := newBus(t, []string{srv.Addr()}, false, "pub", nil)
-	m := realMatch(t)
-	stop := replay(t, pub, m, 30)
+	m := servertest.RealMatch(t)
+	stop := servertest.Replay(t, pub, m, 30)
 	defer stop()
 	servertest.Eventually(t, 5*time.Second, servertest.Cond("the match is live", func() bool {
 		_, code := get(t, g.http()+"/v1/matches/"+m.ID())
 		return code == http.StatusOK
 	}))
-	if chs := pubsub(t, srv.Cli, "CHANNELS"); len(chs) != 0 {
+	if chs := srv.PubSub(t, "CHANNELS"); len(chs) != 0 {
 		t.Fatalf("no subscribers, but the gateway holds %v", chs)
 	}
 	w := watch(t, g, m.ID())
 	servertest.Eventually(t, 5*time.Second, servertest.Cond("the subscription", func() bool {
-		return slices.Equal(pubsub(t, srv.Cli, "CHANNELS"), []string{channel(m.ID())})
+		return slices.Equal(srv.PubSub(t, "CHANNELS"), []string{channel(m.ID())})
 	}))
 	servertest.Eventually(t, 5*time.Second, servertest.Cond("deltas", func() bool { return w.check.Stats(m.ID()).Applied > 3 }))
 	w.unsub()
 	servertest.Eventually(t, 5*time.Second, servertest.Cond("the unsubscribe after the debounce", func() bool {
-		return len(pubsub(t, srv.Cli, "CHANNELS")) == 0
+		return len(srv.PubSub(t, "CHANNELS")) == 0
 	}))
 }
 
@@ -79,22 +76,19 @@ func TestCluster(t *testing.T) {
 		startGateway(t, cl.Addrs(), gwOpts{cluster: true, node: "gw2"}),
 	}
 	pub := newBus(t, cl.Addrs(), true, "pub", nil)
-	m := realMatch(t)
+	m := servertest.RealMatch(t)
 	owner := cl.NodeForKey(channel(m.ID()))
 	if owner == nil {
 		t.Fatal("no owner of the match's slot")
 	}
 	for _, n := range cl.Nodes {
-		if chs := pubsub(t, n.Cli, "SHARDCHANNELS"); len(chs) != 0 {
+		if chs := n.PubSub(t, "SHARDCHANNELS"); len(chs) != 0 {
 			t.Fatalf("no subscribers, but %s has %v", n.Addr(), chs)
 		}
 	}
-	var ws []*watcher
-	for i := range 6 {
-		ws = append(ws, watch(t, gws[i%2], m.ID()))
-	}
+	ws := watchEach(t, gws, m.ID(), 6)
 	servertest.Eventually(t, 5*time.Second, servertest.Cond("SSUBSCRIBE on the owner", func() bool {
-		return slices.Equal(pubsub(t, owner.Cli, "SHARDCHANNELS"), []string{channel(m.ID())})
+		return slices.Equal(owner.PubSub(t, "SHARDCHANNELS"), []string{channel(m.ID())})
 	}))
 	// Two gateways, one shard channel: both hold it (NUMSUB counts subscribers).
 	servertest.Eventually(t, 5*time.Second, servertest.Cond("both gateways subscribed", func() bool {
@@ -102,15 +96,13 @@ func TestCluster(t *testing.T) {
 		return strings.HasSuffix(out, "\n2")
 	}))
 	for _, n := range cl.Nodes {
-		if n != owner && len(pubsub(t, n.Cli, "SHARDCHANNELS")) != 0 {
+		if n != owner && len(n.PubSub(t, "SHARDCHANNELS")) != 0 {
 			t.Fatalf("a shard channel on %s, which does not own the slot", n.Addr())
 		}
 	}
-	stop := replay(t, pub, m, 60)
+	stop := servertest.Replay(t, pub, m, 60)
 	applied(t, ws[0], m.ID(), 30)
-	for i := range 4 {
-		ws = append(ws, watch(t, gws[i%2], m.ID()))
-	}
+	ws = append(ws, watchEach(t, gws, m.ID(), 4)...)
 	for _, w := range ws[6:] {
 		applied(t, w, m.ID(), 10)
 	}
@@ -122,7 +114,7 @@ func TestCluster(t *testing.T) {
 		w.unsub()
 	}
 	servertest.Eventually(t, 5*time.Second, servertest.Cond("SUNSUBSCRIBE after the debounce", func() bool {
-		return len(pubsub(t, owner.Cli, "SHARDCHANNELS")) == 0
+		return len(owner.PubSub(t, "SHARDCHANNELS")) == 0
 	}))
 }
 
@@ -133,12 +125,9 @@ func TestCluster(t *testing.T) {
 func TestRedisKilledMidMatch(t *testing.T) {
 	t.Parallel()
 	srv, gws, pub := twoGateways(t)
-	m := realMatch(t)
-	var ws []*watcher
-	for i := range 10 {
-		ws = append(ws, watch(t, gws[i%2], m.ID()))
-	}
-	stop := replay(t, pub, m, 40)
+	m := servertest.RealMatch(t)
+	ws := watchEach(t, gws, m.ID(), 10)
+	stop := servertest.Replay(t, pub, m, 40)
 	applied(t, ws[0], m.ID(), 21) // mid-match
 	before := snapshot(t, gws[0], m.ID()).Seq
 
@@ -192,7 +181,7 @@ func TestRedisUnreachableAtStart(t *testing.T) {
 	if _, code := get(t, g.http()+"/readyz"); code != http.StatusServiceUnavailable {
 		t.Fatalf("/readyz %d with Redis down", code)
 	}
-	m := realMatch(t)
+	m := servertest.RealMatch(t)
 	w := watch(t, g, m.ID())
 	servertest.Eventually(t, 5*time.Second, servertest.Cond("the client subscribed", func() bool {
 		return metric(t, g, "crease_subscriptions") == 1
@@ -203,10 +192,10 @@ func TestRedisUnreachableAtStart(t *testing.T) {
 		return code == http.StatusOK
 	}))
 	servertest.Eventually(t, 5*time.Second, servertest.Cond("the subscription", func() bool {
-		return slices.Equal(pubsub(t, srv.Cli, "CHANNELS"), []string{channel(m.ID())})
+		return slices.Equal(srv.PubSub(t, "CHANNELS"), []string{channel(m.ID())})
 	}))
 	pub := newBus(t, []string{srv.Addr()}, false, "pub", nil)
-	stop := replay(t, pub, m, 60)
+	stop := servertest.Replay(t, pub, m, 60)
 	servertest.Eventually(t, 5*time.Second, servertest.Cond("deltas", func() bool { return w.check.Stats(m.ID()).Applied > 10 }))
 	if err := stop(); err != nil {
 		t.Fatal(err)
@@ -221,7 +210,7 @@ func TestGarbageNeverReachesClients(t *testing.T) {
 	srv := redistest.Start(t)
 	g := startGateway(t, []string{srv.Addr()}, gwOpts{})
 	w := watch(t, g, "m1")
-	servertest.Eventually(t, 5*time.Second, servertest.Cond("the subscription", func() bool { return len(pubsub(t, srv.Cli, "CHANNELS")) == 1 }))
+	servertest.Eventually(t, 5*time.Second, servertest.Cond("the subscription", func() bool { return len(srv.PubSub(t, "CHANNELS")) == 1 }))
 	var frames []string
 	var mu sync.Mutex
 	w.c.OnEvent(func(_ string, raw []byte) { mu.Lock(); frames = append(frames, string(raw)); mu.Unlock() })
@@ -270,7 +259,7 @@ func TestSnapshotCoalescingOverHTTP(t *testing.T) {
 	srv := redistest.Start(t)
 	g := startGateway(t, []string{srv.Addr()}, gwOpts{})
 	pub := newBus(t, []string{srv.Addr()}, false, "pub", nil)
-	m := realMatch(t)
+	m := servertest.RealMatch(t)
 	publishSome(t, srv, pub, m, 10)
 	burst := func() (gets float64) {
 		before := metric(t, g, "crease_redis_gets_total")
@@ -292,32 +281,18 @@ func TestSnapshotCoalescingOverHTTP(t *testing.T) {
 			}()
 		}
 		warm.Wait()
-		var wg sync.WaitGroup
-		start := make(chan struct{})
-		errs := make(chan error, 1000)
-		for range 1000 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				<-start
-				resp, err := hc.Get(g.http() + "/v1/matches/" + m.ID())
-				if err != nil {
-					errs <- err
-					return
-				}
-				_, _ = io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != http.StatusOK {
-					errs <- &httpErr{resp.StatusCode}
-				}
-			}()
-		}
-		close(start)
-		wg.Wait()
-		close(errs)
-		for err := range errs {
-			t.Fatalf("GET: %v", err)
-		}
+		servertest.Burst(t, 1000, "GET", func() error {
+			resp, err := hc.Get(g.http() + "/v1/matches/" + m.ID())
+			if err != nil {
+				return err
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				return &httpErr{resp.StatusCode}
+			}
+			return nil
+		})
 		after0, _ := srv.Cli("INFO", "commandstats")
 		t.Logf("redis GET calls: %d -> %d", getCalls(before0), getCalls(after0))
 		return metric(t, g, "crease_redis_gets_total") - before
@@ -374,7 +349,7 @@ func TestViewersAcrossGateways(t *testing.T) {
 	o.node = "gw2"
 	g2 := startGateway(t, addrs, o)
 	pub := newBus(t, addrs, false, "pub", nil)
-	m := realMatch(t)
+	m := servertest.RealMatch(t)
 	publishSome(t, srv, pub, m, 10)
 	var ws []*watcher
 	for i := range 5 {

@@ -16,7 +16,10 @@ type Clock struct {
 }
 
 // NewClock returns a Clock standing at the current time.
-func NewClock() *Clock { return &Clock{now: time.Now()} }
+func NewClock() *Clock { return NewClockAt(time.Now()) }
+
+// NewClockAt returns a Clock standing at t.
+func NewClockAt(t time.Time) *Clock { return &Clock{now: t} }
 
 // Now returns the clock's time.
 func (c *Clock) Now() time.Time {

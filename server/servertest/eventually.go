@@ -3,6 +3,7 @@ package servertest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 )
@@ -29,6 +30,19 @@ func Cond(what string, holds func() bool) func() error {
 		}
 		return errors.New("still waiting for " + what)
 	}
+}
+
+// Reaches waits up to within until count returns n or more (a seq, deltas applied),
+// and fails t with the last count otherwise: what names it ("stored seq" fails with
+// "stored seq 12, waiting for 60").
+func Reaches(t testing.TB, within time.Duration, what string, n uint64, count func() uint64) {
+	t.Helper()
+	Eventually(t, within, func() error {
+		if got := count(); got < n {
+			return fmt.Errorf("%s %d, waiting for %d", what, got, n)
+		}
+		return nil
+	})
 }
 
 // Poll is Eventually without the testing.TB, for a test that goes on after a timeout

@@ -170,7 +170,7 @@ func openWithToken(t *testing.T, matches ...string) (context.Context, *netLog, *
 	ctx := newTab(t, 60*time.Second)
 	nl := listenNet(t, ctx)
 	secret := []byte("e2e-secret")
-	m := firstMatch(t)
+	m := servertest.RealMatch(t)
 	rec, _, base := pageGateway(t, server.Options{JWTSecret: secret})
 	rp := startReplay(t, rec, m, replaySpeed)
 	rec.waitSeq(t, 5, 10*time.Second)

@@ -271,16 +271,6 @@ func (r *recorder) waitSeq(t *testing.T, seq uint64, timeout time.Duration) {
 
 // ---- the match ----
 
-// firstMatch is the first embedded real match (1298150, Pakistan v India, T20 World Cup 2022).
-func firstMatch(t *testing.T) *ingest.Match {
-	t.Helper()
-	ms, err := ingest.Embedded()
-	if err != nil || len(ms) == 0 {
-		t.Fatalf("embedded matches: %v (%d)", err, len(ms))
-	}
-	return ms[0]
-}
-
 // replay is one ingest.Replay running in the background.
 type replay struct {
 	cancel context.CancelFunc

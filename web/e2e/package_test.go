@@ -9,6 +9,7 @@ import (
 
 	"crease/internal/npmtest"
 	"crease/server"
+	"crease/server/servertest"
 	"crease/web"
 )
 
@@ -51,7 +52,7 @@ func TestPageRunsOnThePackedClient(t *testing.T) {
 			page.modules["/"+name] = body
 		}
 	}
-	m := firstMatch(t)
+	m := servertest.RealMatch(t)
 	rec, _, base := pageGateway(t, server.Options{Page: page})
 
 	rp := startReplay(t, rec, m, replaySpeed)

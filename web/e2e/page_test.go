@@ -54,7 +54,7 @@ func converge(t *testing.T, ctx context.Context, rp *replay, base, match string,
 
 func TestPageShowsTheSnapshotScoreWhileAMatchReplays(t *testing.T) {
 	ctx := newTab(t, 60*time.Second)
-	m := firstMatch(t)
+	m := servertest.RealMatch(t)
 	rec, _, base := pageGateway(t, server.Options{})
 
 	rp := startReplay(t, rec, m, replaySpeed)
@@ -89,7 +89,7 @@ func TestPageShowsTheSnapshotScoreWhileAMatchReplays(t *testing.T) {
 
 func TestPageReconnectsToARestartedGatewayAndConverges(t *testing.T) {
 	ctx := newTab(t, 90*time.Second)
-	m := firstMatch(t)
+	m := servertest.RealMatch(t)
 	b := servertest.NewBus()
 	rec := newRecorder(b)
 	// Fixed ports, so that the page (which learnt the WebSocket URL from /config.json
@@ -137,7 +137,7 @@ func TestPageReconnectsToARestartedGatewayAndConverges(t *testing.T) {
 
 func TestResyncFrameRefetchesTheSnapshotOnTheSameConnection(t *testing.T) {
 	ctx := newTab(t, 60*time.Second)
-	m := firstMatch(t)
+	m := servertest.RealMatch(t)
 	rec, b, base := pageGateway(t, server.Options{})
 
 	// What the browser does on the network, seen through the DevTools protocol.

@@ -22,7 +22,7 @@ import (
 // docs/scoreboard*.png are copies of those).
 func TestScreenshots(t *testing.T) {
 	ctx := newTab(t, 60*time.Second)
-	m := firstMatch(t)
+	m := servertest.RealMatch(t)
 	rec, _, base := pageGateway(t, server.Options{})
 
 	// Open the page first, so that the commentary of the last balls is on it, then replay
