@@ -69,7 +69,7 @@ func render(o options, root string) error {
 	w("\nLoop lag and PUB → gateway are crease's own histograms (`crease_loop_lag_seconds`, `crease_bus_latency_seconds`, scraped every tick), as the bucket bound that holds the p99; the baselines have neither. Publish → client is measured by the load processes from the publisher's `ts`, slow readers excluded.\n\n")
 
 	w("### Figures\n\n")
-	w("| run | date, commit | frames delivered | resyncs | gaps / dups / differing deltas | handover: connections drained, old exited, all back, failed attempts, on the successor | off-cookie | server CPU-s | peak RSS of a gateway | load / HAProxy processes | wall |\n")
+	w("| run | date, commit, load nice | frames delivered | resyncs | gaps / dups / differing deltas | handover: connections drained, old exited, all back, failed attempts, on the successor | off-cookie | server CPU-s | peak RSS of a gateway | load / HAProxy processes | wall |\n")
 	w("|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range results {
 		f := derive(r)
@@ -82,7 +82,7 @@ func render(o options, root string) error {
 			}
 			ho = fmt.Sprintf("%.0f, %.1f s, %s, %d, %.0f", h.DrainedConns, h.ExitS, back, h.Failures, h.ToSuccessor)
 		}
-		w("| %s | %s, %s | %d | %s | %d / %d / %d | %s | %d | %.1f | %.0f MB | %d / %d | %.0f s |\n", runName(r), r.Date, r.Commit,
+		w("| %s | %s, %s, %d | %d | %s | %d / %d / %d | %s | %d | %.1f | %.0f MB | %d / %d | %.0f s |\n", runName(r), r.Date, r.Commit, r.LoadNice,
 			t.Received["delta"]+t.Received["event"], orDash(report.FormatCounts(t.Resyncs)), t.Gaps, t.Dups, t.Chain.Divergent, ho, t.OffCookie,
 			f.serverCPU, float64(f.peakRSSGateway)/(1<<20), r.LoadProcs, r.LBs, r.WallS)
 	}
@@ -158,7 +158,7 @@ func niceText(nice int) string {
 	if nice == 0 {
 		return " The load processes share the two cores with the servers as equals."
 	}
-	return fmt.Sprintf(" The load processes run at nice %d: on a real host the audience is elsewhere, so here it gets the CPU that the gateways, Redis, the publisher and HAProxy leave, and what the servers wait for is each other, not the load generator (with equal shares, in the run of 2026-12-02 11:48 UTC, the 16 load processes took more CPU than the 8 gateways: 278 against 221 CPU-s).", nice)
+	return fmt.Sprintf(" The load processes run at nice %d (unless the Figures table says otherwise for a run): on a real host the audience is elsewhere, so here it gets the CPU that the gateways, Redis, the publisher and HAProxy leave, and what the servers wait for is each other, not the load generator (with equal shares, in the run of 2026-12-02 11:48 UTC, the 16 load processes took more CPU than the 8 gateways: 278 against 221 CPU-s).", nice)
 }
 
 func runName(r *Result) string { return r.Server + " " + r.Variant }
