@@ -454,6 +454,43 @@ func TestNothingLostUnderFaults(t *testing.T) {
 	}
 }
 
+// A store behind the stream answers snapshots that leave the hole open, again and again.
+// The client asks again, each time later, but never later than the backoff's cap: with
+// the window doubling without bound, the twelve stale answers here would keep the match
+// frozen for 20 s (Base 10 ms, Rand 0.5) and with the defaults for over an hour.
+func TestStaleSnapshotRetriesAreCapped(t *testing.T) {
+	gw := newFakeGW(t)
+	gw.setSnap("m1", 1, `{"n":1}`)
+	h := startClient(t, gw, nil)
+	h.subscribe(t, "m1")
+	gw.waitConn(t)
+	h.waitState(t, gw.snap("m1"))
+	gw.serveStale(gw.snap("m1"), 12)
+	gw.publish("m1", `{"n":2}`, false) // lost: the client sees a gap at 3
+	gw.publish("m1", `{"n":3}`, true)
+	h.waitState(t, gw.snap("m1")) // within recv's 5 s: 12 capped retries take ~0.9 s
+	if n := gw.snapGets.Load(); n != 14 {
+		t.Fatalf("%d snapshot GETs, want 14 (the first, 12 stale, the good one)", n)
+	}
+	if gw.dials() != 1 {
+		t.Fatalf("%d dials: a store behind must not cost the connection", gw.dials())
+	}
+}
+
+func TestRetryWindowIsCapped(t *testing.T) {
+	b := Backoff{Base: 100 * time.Millisecond, Cap: time.Second}
+	want := []time.Duration{100 * time.Millisecond, 200 * time.Millisecond, 400 * time.Millisecond, 800 * time.Millisecond, time.Second}
+	for n := range 70 {
+		w := want[min(n, len(want)-1)]
+		if got := b.retryWindow(n); got != w {
+			t.Fatalf("retryWindow(%d) = %v, want %v", n, got, w)
+		}
+	}
+	if got := (Backoff{Base: time.Hour, Cap: 2 * time.Hour}).retryWindow(39); got != 2*time.Hour {
+		t.Fatalf("an overflowing doubling gives %v, want the cap", got)
+	}
+}
+
 func TestSnapshotFetchIsRetried(t *testing.T) {
 	gw := newFakeGW(t)
 	gw.setSnap("m1", 2, `{"n":2}`)

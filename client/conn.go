@@ -385,7 +385,7 @@ func (l *loop) serverError(f *frame) {
 // resubscribeLater sends the subscribe of a rate-limited match again after a backoff.
 func (l *loop) resubscribeLater(r *matchRun) {
 	r.limited++
-	delay := l.c.jitter(min(l.c.opts.Backoff.Cap, max(time.Second, l.c.opts.Backoff.Base<<min(r.limited-1, 10))))
+	delay := l.c.jitter(min(l.c.opts.Backoff.Cap, max(time.Second, l.c.opts.Backoff.retryWindow(r.limited-1))))
 	ctx, out := l.connCtx, l.resub
 	l.wg.Add(1)
 	go func() {

@@ -52,6 +52,8 @@ type fakeGW struct {
 	connCh     chan *fakeConn
 	snapGets   atomic.Int32
 	snapFail   atomic.Int32       // answer the next n snapshot GETs 500
+	snapStale  atomic.Int32       // answer the next n snapshot GETs with stale (a store behind)
+	stale      Snapshot           // guarded by mu
 	afterSnap  func(match string) // called after the snapshot is read, before it is sent
 	afterSnapM sync.Mutex
 }
@@ -137,6 +139,9 @@ func (gw *fakeGW) serveSnap(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	gw.mu.Lock()
 	s, ok := gw.snaps[id]
+	if gw.snapStale.Add(-1) >= 0 {
+		s, ok = gw.stale, true
+	}
 	gw.mu.Unlock()
 	gw.afterSnapM.Lock()
 	hook := gw.afterSnap
@@ -413,6 +418,14 @@ func (gw *fakeGW) snap(match string) Snapshot {
 	gw.mu.Lock()
 	defer gw.mu.Unlock()
 	return gw.snaps[match]
+}
+
+// serveStale answers the next n snapshot GETs with s, whatever the match holds since.
+func (gw *fakeGW) serveStale(s Snapshot, n int32) {
+	gw.mu.Lock()
+	gw.stale = s
+	gw.mu.Unlock()
+	gw.snapStale.Store(n)
 }
 
 // publish stores and delivers the next delta of match; deliver=false drops it silently.

@@ -62,6 +62,17 @@ func (b Backoff) Window(attempt int) time.Duration {
 	return max(w, min(b.InitialSpread, b.Cap))
 }
 
+// retryWindow is the jitter window of retry n (0 for the first) of a snapshot fetch, a
+// token refresh or a rate-limited subscribe: Base doubled n times, at most Cap.
+func (b Backoff) retryWindow(n int) time.Duration {
+	if n >= 0 && n < 40 { // past 40 doublings any Base is over any Cap
+		if d := b.Base << n; d >= 0 && d < b.Cap {
+			return d
+		}
+	}
+	return b.Cap
+}
+
 // Delay returns the delay of attempt n for r in [0, 1): full jitter over Window(n).
 func (b Backoff) Delay(attempt int, r float64) time.Duration {
 	return time.Duration(r * float64(b.Window(attempt)))

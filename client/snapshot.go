@@ -63,8 +63,10 @@ func (l *loop) fetch(r *matchRun) {
 	r.fetching = true
 	var delay time.Duration
 	if r.retries > 0 {
-		// The last snapshot did not close the hole: do not hammer the endpoint.
-		delay = l.c.jitter(l.c.opts.Backoff.Base << min(r.retries-1, 10))
+		// The last snapshot did not close the hole: do not hammer the endpoint, but
+		// never wait longer than the backoff's cap either (a store behind the stream for
+		// a while must not leave the match frozen for minutes).
+		delay = l.c.jitter(l.c.opts.Backoff.retryWindow(r.retries - 1))
 	}
 	if o := l.c.opts.Observer; o != nil {
 		o.SnapshotRequested(r.match)
@@ -91,7 +93,7 @@ func (l *loop) fetch(r *matchRun) {
 				return
 			}
 			c.opts.Logger.Warn("crease client: snapshot fetch", "match", r.match, "err", err)
-			delay = c.jitter(min(c.opts.Backoff.Cap, c.opts.Backoff.Base<<min(attempt, 10)))
+			delay = c.jitter(c.opts.Backoff.retryWindow(attempt))
 		}
 	}()
 }

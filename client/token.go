@@ -155,7 +155,7 @@ func (l *loop) refreshDone(res tokenResult) {
 	if err != nil {
 		l.refreshN++
 		b := l.c.opts.Backoff
-		delay := max(minTokenRefresh, l.c.jitter(min(b.Cap, b.Base<<min(l.refreshN-1, 10))))
+		delay := max(minTokenRefresh, l.c.jitter(b.retryWindow(l.refreshN-1)))
 		l.c.opts.Logger.Warn("crease client: token refresh", "err", err, "retry_in", delay)
 		l.refresh = l.c.clock.NewTimer(delay)
 		return
