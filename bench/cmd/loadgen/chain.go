@@ -323,7 +323,32 @@ func (w *worker) askSnapshot(c *conn, i int) {
 		w.chain.gaveUp.Add(1)
 		return
 	}
-	w.lg.snaps.ask(snapReq{c: c, gen: c.gen, sub: i, match: s.match, w: w})
+	r := snapReq{c: c, gen: c.gen, sub: i, match: s.match, w: w}
+	if len(w.asks) == 0 && w.lg.snaps.offer(r) {
+		return
+	}
+	// The queue is full: keep the request here. A worker blocked on the queue would
+	// read none of its sockets, answer no ping, and take no answer off snapq, on which
+	// the snapshotters themselves then block: the whole process stalled and the
+	// gateways closed its connections as idle (4000).
+	w.asks = append(w.asks, r)
+}
+
+// flushAsks moves the requests kept by askSnapshot into the queue, in order, as far as
+// it takes them, dropping those of connections closed since.
+func (w *worker) flushAsks() {
+	kept := w.asks[:0]
+	for i, r := range w.asks {
+		if gen, ok := w.open[r.c]; !ok || gen != r.gen {
+			continue
+		}
+		if !w.lg.snaps.offer(r) {
+			kept = append(kept, w.asks[i:]...)
+			break
+		}
+	}
+	clear(w.asks[len(kept):])
+	w.asks = kept
 }
 
 // recountFinal counts this worker's open subscriptions against the final snapshot.

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"testing"
+	"time"
 
 	"crease/bench/internal/report"
 )
@@ -225,5 +226,47 @@ func TestObjectAfter(t *testing.T) {
 	}
 	if objectAfter([]byte(`{"data":{"a":1`), `"data":`) != nil {
 		t.Error("a cut object was returned")
+	}
+}
+
+// TestAsksNeverBlockTheWorker: with the snapshot queue full, a new subscription's request
+// waits on the worker (which goes on reading its sockets) and reaches the queue once there
+// is room; that of a connection closed meanwhile is dropped.
+func TestAsksNeverBlockTheWorker(t *testing.T) {
+	w, c := testWorker()
+	for range cap(w.lg.snaps.queue) {
+		w.lg.snaps.queue <- snapReq{}
+	}
+	gone := &conn{state: stOpen, gen: 1}
+	w.open[gone] = gone.gen
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		w.message(gone, []byte(`{"type":"subscribed","match":"m"}`), 1)
+		w.message(c, []byte(`{"type":"subscribed","match":"m"}`), 1)
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the worker blocked on the full snapshot queue")
+	}
+	if len(w.asks) != 2 {
+		t.Fatalf("%d requests kept, want 2", len(w.asks))
+	}
+	delete(w.open, gone) // closed before its request left
+	w.flushAsks()
+	if len(w.asks) != 1 || w.asks[0].c != c {
+		t.Fatalf("%d requests kept with the queue still full, want 1 (that of the open connection)", len(w.asks))
+	}
+	for range cap(w.lg.snaps.queue) {
+		<-w.lg.snaps.queue
+	}
+	w.flushAsks()
+	if len(w.asks) != 0 || len(w.lg.snaps.queue) != 1 {
+		t.Fatalf("after room: %d kept, %d queued; want 0 and 1", len(w.asks), len(w.lg.snaps.queue))
+	}
+	answer(t, w, 3, `{"runs":3}`)
+	if s := &c.subs[0]; s.waiting || s.last.seq != 3 {
+		t.Fatalf("after the answer: waiting %v, last %d; want live at 3", s.waiting, s.last.seq)
 	}
 }

@@ -83,6 +83,7 @@ type worker struct {
 	// this worker, the last delta checked against the reference.
 	chain     chainStats
 	snapq     chan snapResult
+	asks      []snapReq // requests the full snapshot queue did not take yet (flushAsks)
 	lastRef   *matchRef
 	lastKey   seqKey
 	lastHash  uint64

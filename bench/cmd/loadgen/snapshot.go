@@ -66,9 +66,16 @@ func newSnapshotter(bases []string, workers, queue int) *snapshotter {
 	return s
 }
 
-// ask queues r; the queue holds one request per subscription, so it never blocks for
-// long.
-func (s *snapshotter) ask(r snapReq) { s.queue <- r }
+// offer queues r unless the queue is full. It never blocks: the worker asking must go
+// on reading its sockets (askSnapshot).
+func (s *snapshotter) offer(r snapReq) bool {
+	select {
+	case s.queue <- r:
+		return true
+	default:
+		return false
+	}
+}
 
 func (s *snapshotter) loop() {
 	defer s.wg.Done()

@@ -65,6 +65,9 @@ func (w *worker) housekeeping() {
 		}
 		break
 	}
+	if len(w.asks) > 0 {
+		w.flushAsks()
+	}
 	now := time.Now()
 	if w.lg.catchup.Load() && !w.caughtUp {
 		w.caughtUp = true
