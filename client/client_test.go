@@ -370,15 +370,15 @@ func TestRetryAfterIsHonoured(t *testing.T) {
 
 func TestPingsKeepTheLinkAlive(t *testing.T) {
 	gw := newFakeGW(t)
-	gw.heartbeat = 0.05 // 150 ms of silence would be a dead link...
-	gw.pingEvery = 20 * time.Millisecond
+	gw.heartbeat = 0.5 // 1.5 s of silence would be a dead link (room for a loaded host)...
+	gw.pingEvery = 100 * time.Millisecond
 	gw.setSnap("m1", 1, `{"n":1}`)
 	h := startClient(t, gw, nil)
 	h.subscribe(t, "m1")
 	gw.waitConn(t)
 	h.waitState(t, gw.snap("m1"))
-	// ...but pings keep arriving, and are answered: 20 pongs take at least 400 ms, over
-	// twice the silence that would end the link.
+	// ...but pings keep arriving, and are answered: 20 pongs take at least 2 s, more
+	// than the silence that would end the link.
 	servertest.Eventually(t, 10*time.Second, func() error {
 		if n := gw.pongs.Load(); n < 20 {
 			return fmt.Errorf("%d pongs", n)
