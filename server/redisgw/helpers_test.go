@@ -5,9 +5,7 @@ import (
 	"crease/internal/redistest"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
-	"net/http"
 	"strconv"
 	"strings"
 	"sync"
@@ -143,13 +141,8 @@ func snapshot(t testing.TB, g *gateway, match string) client.Snapshot {
 
 func get(t testing.TB, url string) ([]byte, int) {
 	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatalf("GET %s: %v", url, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return b, resp.StatusCode
+	a := servertest.Fetch(t, nil, url)
+	return a.Body, a.Status
 }
 
 // metric sums every series of name on a gateway's /metrics; a name not there fails t.

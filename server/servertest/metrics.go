@@ -2,7 +2,6 @@ package servertest
 
 import (
 	"fmt"
-	"io"
 	"math"
 	"net/http"
 	"strconv"
@@ -34,16 +33,11 @@ func Scrape(t testing.TB, httpBase string) Samples {
 // connection (a test that counts the gateway's open connections wants that).
 func ScrapeURL(t testing.TB, hc *http.Client, url string) Samples {
 	t.Helper()
-	resp, err := hc.Get(url)
-	if err != nil {
-		t.Fatalf("GET %s: %v", url, err)
+	a := Fetch(t, hc, url)
+	if a.Status != http.StatusOK {
+		t.Fatalf("GET %s: HTTP %d", url, a.Status)
 	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET %s: HTTP %d, %v", url, resp.StatusCode, err)
-	}
-	s, err := ParseSamples(string(body))
+	s, err := ParseSamples(string(a.Body))
 	if err != nil {
 		t.Fatalf("GET %s: %v", url, err)
 	}
