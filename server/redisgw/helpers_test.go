@@ -155,14 +155,29 @@ func metric(t testing.TB, g *gateway, name string) float64 {
 	return m.Sum(name)
 }
 
-// twoGateways starts one Redis, two gateways on it (nodes gw1 and gw2) and a publisher's
-// bus.
-func twoGateways(t testing.TB) (*redistest.Server, []*gateway, *busredis.Bus) {
+// replayOnTwoGateways starts one Redis, two gateways on it (nodes gw1 and gw2) with 10
+// clients each following the real match, and a publisher replaying it at speed; stop
+// ends the replay.
+func replayOnTwoGateways(t testing.TB, speed float64) (srv *redistest.Server, gws []*gateway, m *ingest.Match, ws []*watcher, stop func() error) {
 	t.Helper()
-	srv := redistest.Start(t)
+	srv = redistest.Start(t)
 	addrs := []string{srv.Addr()}
-	gws := []*gateway{startGateway(t, addrs, gwOpts{node: "gw1"}), startGateway(t, addrs, gwOpts{node: "gw2"})}
-	return srv, gws, newBus(t, addrs, false, "pub", nil)
+	gws = []*gateway{startGateway(t, addrs, gwOpts{node: "gw1"}), startGateway(t, addrs, gwOpts{node: "gw2"})}
+	m = servertest.RealMatch(t)
+	ws = watchEach(t, gws, m.ID(), 10)
+	stop = servertest.Replay(t, newBus(t, addrs, false, "pub", nil), m, speed)
+	return srv, gws, m, ws, stop
+}
+
+// waitReadyz waits until g's /readyz answers code.
+func waitReadyz(t testing.TB, g *gateway, code int, within time.Duration) {
+	t.Helper()
+	servertest.Eventually(t, within, func() error {
+		if _, got := get(t, g.http()+"/readyz"); got != code {
+			return fmt.Errorf("/readyz %d, want %d", got, code)
+		}
+		return nil
+	})
 }
 
 // verifyAll waits until every watcher's rebuilt state is the final snapshot of match
