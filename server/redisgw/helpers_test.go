@@ -155,6 +155,14 @@ func metric(t testing.TB, g *gateway, name string) float64 {
 	return m.Sum(name)
 }
 
+// oneGateway starts one Redis, a gateway on it and a publisher's bus.
+func oneGateway(t testing.TB) (*redistest.Server, *gateway, *busredis.Bus) {
+	t.Helper()
+	srv := redistest.Start(t)
+	addrs := []string{srv.Addr()}
+	return srv, startGateway(t, addrs, gwOpts{}), newBus(t, addrs, false, "pub", nil)
+}
+
 // replayOnTwoGateways starts one Redis, two gateways on it (nodes gw1 and gw2) with 10
 // clients each following the real match, and a publisher replaying it at speed; stop
 // ends the replay.

@@ -38,9 +38,7 @@ func TestTwoGatewaysConverge(t *testing.T) {
 // while it has subscribers of it, and drops it after the debounce.
 func TestSubscriptionFollowsInterest(t *testing.T) {
 	t.Parallel()
-	srv := redistest.Start(t)
-	g := startGateway(t, []string{srv.Addr()}, gwOpts{})
-	pub := newBus(t, []string{srv.Addr()}, false, "pub", nil)
+	srv, g, pub := oneGateway(t)
 	m := servertest.RealMatch(t)
 	stop := servertest.Replay(t, pub, m, 30)
 	defer stop()
@@ -247,9 +245,7 @@ func TestGarbageNeverReachesClients(t *testing.T) {
 // request joins the running GET), and for a subscribed one (cache).
 func TestSnapshotCoalescingOverHTTP(t *testing.T) {
 	t.Parallel()
-	srv := redistest.Start(t)
-	g := startGateway(t, []string{srv.Addr()}, gwOpts{})
-	pub := newBus(t, []string{srv.Addr()}, false, "pub", nil)
+	srv, g, pub := oneGateway(t)
 	m := servertest.RealMatch(t)
 	publishSome(t, srv, pub, m, 10)
 	burst := func() (gets float64) {
