@@ -28,6 +28,13 @@ func (f feed) snapshot(m string, seq uint64) {
 	f.c.Snapshot(snapAt(m, seq))
 }
 
+// subscribedFeed is a feed whose checker has seen `subscribed` for m.
+func subscribedFeed(t *testing.T, m string) feed {
+	f := feed{t, NewChecker()}
+	f.subscribed(m)
+	return f
+}
+
 func snapAt(m string, seq uint64) Snapshot {
 	return Snapshot{Match: m, Seq: seq, State: json.RawMessage(fmt.Sprintf(`{"n":%d}`, seq))}
 }
@@ -45,6 +52,24 @@ func (f feed) wantViolations(rules ...int) {
 	}
 }
 
+// wantVerified fails unless the checker has seen no violation and the state it rebuilt
+// is s.
+func (f feed) wantVerified(s Snapshot) {
+	f.t.Helper()
+	f.wantViolations()
+	if err := f.c.Verify(s); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+// wantNotVerified fails unless Verify(s) is ErrNotVerified, with detail in its text.
+func (f feed) wantNotVerified(s Snapshot, detail string) {
+	f.t.Helper()
+	if err := f.c.Verify(s); !errors.Is(err, ErrNotVerified) || !strings.Contains(err.Error(), detail) {
+		f.t.Fatalf("Verify(%s seq %d %s) = %v, want ErrNotVerified with %q", s.Match, s.Seq, s.State, err, detail)
+	}
+}
+
 func TestCheckerInOrderVerifies(t *testing.T) {
 	f := feed{t, NewChecker()}
 	f.c.Connected()
@@ -53,26 +78,16 @@ func TestCheckerInOrderVerifies(t *testing.T) {
 	f.snapshot("m", 3)
 	f.delta("m", 5)
 	f.delta("m", 6)
-	f.wantViolations()
-	if err := f.c.Verify(snapAt("m", 6)); err != nil {
-		t.Fatal(err)
-	}
+	f.wantVerified(snapAt("m", 6))
 	// Same seq, different state: the publisher and the rebuild disagree.
 	bad := Snapshot{Match: "m", Seq: 6, State: json.RawMessage(`{"n":6,"extra":true}`)}
-	if err := f.c.Verify(bad); !errors.Is(err, ErrNotVerified) || !strings.Contains(err.Error(), "rebuilt state") {
-		t.Fatalf("Verify(other state) = %v", err)
-	}
-	if err := f.c.Verify(snapAt("m", 7)); !errors.Is(err, ErrNotVerified) || !strings.Contains(err.Error(), "rebuilt seq 6") {
-		t.Fatalf("Verify(later seq) = %v", err)
-	}
-	if err := f.c.Verify(snapAt("x", 1)); !errors.Is(err, ErrNotVerified) {
-		t.Fatalf("Verify(unknown match) = %v", err)
-	}
+	f.wantNotVerified(bad, "rebuilt state")
+	f.wantNotVerified(snapAt("m", 7), "rebuilt seq 6")
+	f.wantNotVerified(snapAt("x", 1), "") // unknown match
 }
 
 func TestCheckerCatchesOutOfOrderAndDuplicate(t *testing.T) {
-	f := feed{t, NewChecker()}
-	f.subscribed("m")
+	f := subscribedFeed(t, "m")
 	f.snapshot("m", 1)
 	f.delta("m", 2)
 	f.delta("m", 4) // 3 skipped: rule 2
@@ -82,14 +97,11 @@ func TestCheckerCatchesOutOfOrderAndDuplicate(t *testing.T) {
 	if v := f.c.Violations(); v[1].Seq != 3 || !strings.Contains(v[1].String(), "delta 3 after delta 4") {
 		t.Fatalf("violation %v", v[1])
 	}
-	if err := f.c.Verify(snapAt("m", 4)); !errors.Is(err, ErrNotVerified) {
-		t.Fatalf("Verify = %v", err)
-	}
+	f.wantNotVerified(snapAt("m", 4), "")
 }
 
 func TestCheckerResyncCoversLoss(t *testing.T) {
-	f := feed{t, NewChecker()}
-	f.subscribed("m")
+	f := subscribedFeed(t, "m")
 	f.snapshot("m", 1)
 	f.delta("m", 2)
 	f.resync("m")
@@ -97,10 +109,7 @@ func TestCheckerResyncCoversLoss(t *testing.T) {
 	f.delta("m", 9) // covered: the resync is not answered yet
 	f.snapshot("m", 9)
 	f.delta("m", 10)
-	f.wantViolations()
-	if err := f.c.Verify(snapAt("m", 10)); err != nil {
-		t.Fatal(err)
-	}
+	f.wantVerified(snapAt("m", 10))
 	// Once the snapshot answered the resync, a new loss needs a new resync.
 	f.delta("m", 12)
 	f.wantViolations(2)
@@ -111,15 +120,13 @@ func TestCheckerResyncCoversLoss(t *testing.T) {
 
 func TestCheckerCatchesLossRightAfterSnapshot(t *testing.T) {
 	// The first delta after a snapshot at 5 must be 6.
-	f := feed{t, NewChecker()}
-	f.subscribed("m")
+	f := subscribedFeed(t, "m")
 	f.snapshot("m", 5)
 	f.delta("m", 7)
 	f.wantViolations(2)
 
 	// The same when the deltas overtake the snapshot answer.
-	f = feed{t, NewChecker()}
-	f.subscribed("m")
+	f = subscribedFeed(t, "m")
 	f.c.SnapshotRequested("m")
 	f.delta("m", 7)
 	f.delta("m", 8)
@@ -131,8 +138,7 @@ func TestCheckerCatchesLossRightAfterSnapshot(t *testing.T) {
 
 	// But deltas from before the snapshot request bind nothing, and neither does a
 	// snapshot requested before a resync.
-	f = feed{t, NewChecker()}
-	f.subscribed("m")
+	f = subscribedFeed(t, "m")
 	f.delta("m", 20)
 	f.c.SnapshotRequested("m")
 	f.resync("m")
@@ -141,10 +147,7 @@ func TestCheckerCatchesLossRightAfterSnapshot(t *testing.T) {
 	f.delta("m", 40) // still covered: that snapshot does not answer the resync
 	f.snapshot("m", 40)
 	f.delta("m", 41)
-	f.wantViolations()
-	if err := f.c.Verify(snapAt("m", 41)); err != nil {
-		t.Fatal(err)
-	}
+	f.wantVerified(snapAt("m", 41))
 }
 
 func TestCheckerNewConnectionStartsOver(t *testing.T) {
@@ -163,10 +166,7 @@ func TestCheckerNewConnectionStartsOver(t *testing.T) {
 	}
 	f.snapshot("m", 4)
 	f.delta("m", 6)
-	f.wantViolations()
-	if err := f.c.Verify(snapAt("m", 6)); err != nil {
-		t.Fatal(err)
-	}
+	f.wantVerified(snapAt("m", 6))
 }
 
 // frame feeds any frame text.
@@ -183,8 +183,7 @@ func esnapAt(m, epoch string, seq uint64) Snapshot {
 }
 
 func TestCheckerEpochs(t *testing.T) {
-	f := feed{t, NewChecker()}
-	f.subscribed("m")
+	f := subscribedFeed(t, "m")
 	f.c.SnapshotRequested("m")
 	f.c.Snapshot(esnapAt("m", "e1", 10))
 	f.edelta("m", "e1", 11)
@@ -194,16 +193,12 @@ func TestCheckerEpochs(t *testing.T) {
 	f.c.SnapshotRequested("m")
 	f.c.Snapshot(esnapAt("m", "e2", 1))
 	f.edelta("m", "e2", 2)
-	f.wantViolations()
-	if err := f.c.Verify(esnapAt("m", "e2", 2)); err != nil {
-		t.Fatal(err)
-	}
+	f.wantVerified(esnapAt("m", "e2", 2))
 	// Within the new epoch the rules hold as ever: 3 must follow 2.
 	f.edelta("m", "e2", 4)
 	f.wantViolations(2)
 	// A new epoch without its resync breaks rule 1, and so does a resync of another reason.
-	f = feed{t, NewChecker()}
-	f.subscribed("m")
+	f = subscribedFeed(t, "m")
 	f.snapshot("m", 0)
 	f.edelta("m", "e1", 1)
 	f.frame(`{"type":"resync","match":"m","reason":"slow"}`)
@@ -215,27 +210,19 @@ func TestCheckerEpochs(t *testing.T) {
 }
 
 func TestCheckerCatchUpDeltaCoversTheSkippedSeqs(t *testing.T) {
-	f := feed{t, NewChecker()}
-	f.subscribed("m")
+	f := subscribedFeed(t, "m")
 	f.snapshot("m", 5)
 	f.frame(`{"type":"delta","match":"m","seq":9,"from":4,"prio":"high","ts":1,"patch":{"n":9}}`)
-	f.wantViolations()
-	if err := f.c.Verify(snapAt("m", 9)); err != nil {
-		t.Fatal(err)
-	}
+	f.wantVerified(snapAt("m", 9))
 	// A from above the last delivered seq leaves a hole.
 	f.frame(`{"type":"delta","match":"m","seq":14,"from":10,"prio":"high","ts":1,"patch":{"n":14}}`)
 	f.wantViolations(2)
 	// The first delta after a snapshot may be a catch-up one reaching back to it.
-	f = feed{t, NewChecker()}
-	f.subscribed("m")
+	f = subscribedFeed(t, "m")
 	f.c.SnapshotRequested("m")
 	f.frame(`{"type":"delta","match":"m","seq":8,"from":3,"prio":"high","ts":1,"patch":{"n":8}}`)
 	f.c.Snapshot(snapAt("m", 5))
-	f.wantViolations()
-	if err := f.c.Verify(snapAt("m", 8)); err != nil {
-		t.Fatal(err)
-	}
+	f.wantVerified(snapAt("m", 8))
 }
 
 func TestCheckerRecoveredSubscription(t *testing.T) {
@@ -250,10 +237,7 @@ func TestCheckerRecoveredSubscription(t *testing.T) {
 	f.frame(`{"type":"subscribed","match":"m","recovered":true}`)
 	f.edelta("m", "e", 5)
 	f.edelta("m", "e", 6)
-	f.wantViolations()
-	if err := f.c.Verify(esnapAt("m", "e", 6)); err != nil {
-		t.Fatal(err)
-	}
+	f.wantVerified(esnapAt("m", "e", 6))
 	// A recovered subscription whose replay skips a delta lost it.
 	f.c.Connected()
 	f.frame(`{"type":"subscribed","match":"m","recovered":true}`)

@@ -23,15 +23,20 @@ func outText(w csWicket, bowler string) string {
 	if len(fielders) > 0 {
 		first = fielders[0]
 	}
+	// withFielder is "<how> <fielder> b <bowler>", or "<unnamed> b <bowler>" when the
+	// data names no fielder.
+	withFielder := func(how, unnamed string) string {
+		if first == "" {
+			return unnamed + " b " + bowler
+		}
+		return how + " " + first + " b " + bowler
+	}
 	switch w.Kind {
 	case kindCaught:
 		if first == bowler && len(w.Fielders) > 0 && !w.Fielders[0].Substitute {
 			return "c & b " + bowler // caught by the bowler, as scorecards print it
 		}
-		if first == "" {
-			return "c ? b " + bowler
-		}
-		return "c " + first + " b " + bowler
+		return withFielder("c", "c ?")
 	case kindCaughtBowled:
 		return "c & b " + bowler
 	case kindBowled:
@@ -39,10 +44,7 @@ func outText(w csWicket, bowler string) string {
 	case kindLBW:
 		return "lbw b " + bowler
 	case kindStumped:
-		if first == "" {
-			return "st b " + bowler
-		}
-		return "st " + first + " b " + bowler
+		return withFielder("st", "st")
 	case kindHitWicket:
 		return "hit wicket b " + bowler
 	case kindRunOut:

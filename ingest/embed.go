@@ -32,3 +32,9 @@ func Embedded() ([]*Match, error) {
 	}
 	return ms, nil
 }
+
+// EmbeddedFile returns the embedded Cricsheet file of the real match id (its file name
+// in ingest/matches without .json).
+func EmbeddedFile(id string) ([]byte, error) {
+	return matchFiles.ReadFile("matches/" + id + ".json")
+}

@@ -3,7 +3,6 @@ package ingest
 import (
 	"encoding/json"
 	"errors"
-	"os"
 	"testing"
 	"time"
 
@@ -14,10 +13,7 @@ import (
 // a match it accepts steps to its end with valid frames.
 func FuzzReadMatch(f *testing.F) {
 	// The real files are tested elsewhere; small seeds keep the fuzzer fast.
-	data, err := os.ReadFile("matches/335982.json")
-	if err != nil {
-		f.Fatal(err)
-	}
+	data := matchData(f, "335982")
 	f.Add(data[:4096])
 	f.Add(mustJSON(f, doc(winA(1),
 		inns("A", over(0, ext(ball("a1", "a2", "b1", 0), "wides", 1), out(ball("a1", "a2", "b1", 1), "a2", "run out", "f"))),
@@ -62,10 +58,7 @@ func FuzzReadMatch(f *testing.F) {
 // is one of the API's kinds and changes nothing; an accepted ball leaves a journal that
 // rebuilds the same state.
 func FuzzLiveBall(f *testing.F) {
-	data, err := os.ReadFile("matches/1298150.json")
-	if err != nil {
-		f.Fatal(err)
-	}
+	data := matchData(f, "1298150")
 	start, _, balls := liveFeed(f, data)
 	for _, b := range balls[:3] {
 		raw, _ := json.Marshal(b)

@@ -3,11 +3,21 @@ package ingest
 import (
 	"encoding/json"
 	"errors"
-	"os"
 	"testing"
 
 	"crease/internal/livefeed"
 )
+
+// matchData is the file of the real match id, as ingest/matches (and EmbeddedFile)
+// holds it.
+func matchData(t testing.TB, id string) []byte {
+	t.Helper()
+	data, err := EmbeddedFile(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
 
 // liveFeed turns a match file into what a score provider posts: the info without its
 // outcome, every ball at its position, then the info with the outcome.
@@ -51,10 +61,7 @@ func stateJSON(t testing.TB, s *State) []byte {
 // and its journal rebuilds it exactly.
 func TestLiveEqualsFile(t *testing.T) {
 	for _, name := range []string{"1298150", "1359539", "335982"} {
-		data, err := os.ReadFile("matches/" + name + ".json")
-		if err != nil {
-			t.Fatal(err)
-		}
+		data := matchData(t, name)
 		m, err := ReadMatch(name+".json", data)
 		if err != nil {
 			t.Fatal(err)
@@ -92,10 +99,7 @@ func TestLiveEqualsFile(t *testing.T) {
 }
 
 func TestLiveDuplicatesCorrectionsAndRefusals(t *testing.T) {
-	data, err := os.ReadFile("matches/1298150.json")
-	if err != nil {
-		t.Fatal(err)
-	}
+	data := matchData(t, "1298150")
 	start, _, balls := liveFeed(t, data)
 	l := liveAfter(t, start, balls[:30])
 	before := stateJSON(t, l.State())

@@ -2,7 +2,6 @@ package ingest
 
 import (
 	"errors"
-	"os"
 	"strings"
 	"testing"
 )
@@ -72,10 +71,7 @@ func TestReadMatchRefusesWithFileAndPlace(t *testing.T) {
 }
 
 func TestReadMatchTruncatedAndGarbage(t *testing.T) {
-	data, err := os.ReadFile("matches/335982.json")
-	if err != nil {
-		t.Fatal(err)
-	}
+	data := matchData(t, "335982")
 	for _, c := range []struct {
 		name string
 		data []byte

@@ -2,7 +2,6 @@ package mergepatch
 
 import (
 	"encoding/json"
-	"os"
 	"reflect"
 	"testing"
 	"time"
@@ -10,21 +9,28 @@ import (
 	"crease/ingest"
 )
 
+// realMatch is the real match 335982 (an IPL game, both innings and the result) as
+// ingest reads it from its embedded file.
+func realMatch(tb testing.TB) *ingest.Match {
+	tb.Helper()
+	data, err := ingest.EmbeddedFile("335982")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	m, err := ingest.ReadMatch("335982.json", data)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return m
+}
+
 // TestComposeRealMatch runs the composition over the deltas of a real match (an IPL
 // game, both innings and the result): every run of 2 to 30 consecutive deltas that
 // composes exactly takes the states inside the run (its first, a middle one and its
 // last) to the state after it. It also reports how
 // often real runs compose, the figure behind catch-up deltas (PROTOCOL.md).
 func TestComposeRealMatch(t *testing.T) {
-	data, err := os.ReadFile("../../shared/data/cricsheet/335982.json")
-	if err != nil {
-		t.Skipf("the shared Cricsheet data is not here: %v", err)
-	}
-	m, err := ingest.ReadMatch("335982.json", data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := ingest.NewStepper(m, 0, nil)
+	st, err := ingest.NewStepper(realMatch(t), 0, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,15 +86,7 @@ func TestComposeRealMatch(t *testing.T) {
 // BenchmarkComposeRealRun composes 10 consecutive deltas of a real match, the run a
 // slow connection typically has queued.
 func BenchmarkComposeRealRun(b *testing.B) {
-	data, err := os.ReadFile("../../shared/data/cricsheet/335982.json")
-	if err != nil {
-		b.Skip(err)
-	}
-	m, err := ingest.ReadMatch("335982.json", data)
-	if err != nil {
-		b.Fatal(err)
-	}
-	st, _ := ingest.NewStepper(m, 0, nil)
+	st, _ := ingest.NewStepper(realMatch(b), 0, nil)
 	var run [][]byte
 	in := 0
 	for i := 0; i < 60; i++ {

@@ -92,59 +92,29 @@ func (ix *indexer) enter(i int) error {
 	return nil
 }
 
-func (ix *indexer) object(i int) (int, error) {
-	if err := ix.enter(i); err != nil {
-		return 0, err
-	}
-	d := ix.data
-	j := skipSpace(d, i+1)
-	if j < len(d) && d[j] == '}' {
-		j++
-	} else {
-		for {
-			if j >= len(d) || d[j] != '"' {
-				return 0, invalid(j, "a member name (a string) was expected")
-			}
-			k, err := ix.str(j)
-			if err != nil {
-				return 0, err
-			}
-			j = skipSpace(d, k)
-			if j >= len(d) || d[j] != ':' {
-				return 0, invalid(j, "':' was expected after a member name")
-			}
-			if j, err = ix.value(skipSpace(d, j+1)); err != nil {
-				return 0, err
-			}
-			j = skipSpace(d, j)
-			if j < len(d) && d[j] == ',' {
-				j = skipSpace(d, j+1)
-				continue
-			}
-			if j < len(d) && d[j] == '}' {
-				j++
-				break
-			}
-			return 0, invalid(j, "',' or '}' was expected in an object")
-		}
-	}
-	ix.depth--
-	ix.ends[i] = int32(j)
-	return j, nil
-}
+func (ix *indexer) object(i int) (int, error) { return ix.container(i, '}') }
 
-func (ix *indexer) array(i int) (int, error) {
+func (ix *indexer) array(i int) (int, error) { return ix.container(i, ']') }
+
+// container parses the object ('}') or array (']') that starts at i (its opening
+// bracket) and closes with end: members or values separated by commas.
+func (ix *indexer) container(i int, end byte) (int, error) {
 	if err := ix.enter(i); err != nil {
 		return 0, err
 	}
 	d := ix.data
 	j := skipSpace(d, i+1)
-	if j < len(d) && d[j] == ']' {
+	if j < len(d) && d[j] == end {
 		j++
 	} else {
 		for {
 			var err error
-			if j, err = ix.value(j); err != nil {
+			if end == '}' {
+				j, err = ix.member(j)
+			} else {
+				j, err = ix.value(j)
+			}
+			if err != nil {
 				return 0, err
 			}
 			j = skipSpace(d, j)
@@ -152,9 +122,12 @@ func (ix *indexer) array(i int) (int, error) {
 				j = skipSpace(d, j+1)
 				continue
 			}
-			if j < len(d) && d[j] == ']' {
+			if j < len(d) && d[j] == end {
 				j++
 				break
+			}
+			if end == '}' {
+				return 0, invalid(j, "',' or '}' was expected in an object")
 			}
 			return 0, invalid(j, "',' or ']' was expected in an array")
 		}
@@ -162,6 +135,23 @@ func (ix *indexer) array(i int) (int, error) {
 	ix.depth--
 	ix.ends[i] = int32(j)
 	return j, nil
+}
+
+// member parses an object's member starting at j: its name, ':' and its value.
+func (ix *indexer) member(j int) (int, error) {
+	d := ix.data
+	if j >= len(d) || d[j] != '"' {
+		return 0, invalid(j, "a member name (a string) was expected")
+	}
+	k, err := ix.str(j)
+	if err != nil {
+		return 0, err
+	}
+	j = skipSpace(d, k)
+	if j >= len(d) || d[j] != ':' {
+		return 0, invalid(j, "':' was expected after a member name")
+	}
+	return ix.value(skipSpace(d, j+1))
 }
 
 // str parses a string starting at i (the opening quote). Bytes from 0x20 up are taken as

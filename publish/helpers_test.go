@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"sync"
 	"testing"
 	"time"
@@ -20,7 +19,6 @@ import (
 	busredis "crease/bus/redis"
 	"crease/client"
 	"crease/ingest"
-	"crease/internal/livefeed"
 	"crease/publish"
 	"crease/server"
 	"crease/server/servertest"
@@ -139,18 +137,11 @@ type feed struct {
 
 func realFeed(t testing.TB, name string) feed {
 	t.Helper()
-	data, err := os.ReadFile("../ingest/matches/" + name + ".json")
+	m, err := ingest.ReadMatch(name+".json", servertest.MatchFile(t, name))
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := ingest.ReadMatch(name+".json", data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lf, err := livefeed.FromFile(data)
-	if err != nil {
-		t.Fatal(err)
-	}
+	lf := servertest.LiveFeed(t, name)
 	f := feed{m: m, start: lf.Start, end: lf.End}
 	for _, body := range lf.Balls {
 		p, err := ingest.DecodeBall(body)

@@ -3,6 +3,8 @@ package server
 import (
 	"fmt"
 	"net"
+
+	"crease/internal/reuseport"
 )
 
 // wsListener is the WebSocket listener: the inherited socket (Options.WSListener), or
@@ -25,5 +27,5 @@ func (s *Server) httpListener() (net.Listener, error) {
 		}
 		return ln, nil
 	}
-	return listen(s.opts.HTTPAddr, s.opts.ReusePort)
+	return reuseport.Listen(s.opts.HTTPAddr, s.opts.ReusePort)
 }

@@ -9,6 +9,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"crease/internal/reuseport"
 )
 
 // fileListener is the WebSocket listening socket held as an *os.File. The accept loop
@@ -25,7 +27,7 @@ type fileListener struct {
 
 // listenWS binds the WebSocket address (listen_unix.go) and keeps the socket as a file.
 func listenWS(addr string, reusePort bool) (net.Listener, error) {
-	ln, err := listen(addr, reusePort)
+	ln, err := reuseport.Listen(addr, reusePort)
 	if err != nil {
 		return nil, err
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"crease/bus"
+	"crease/internal/reuseport"
 	"crease/shard"
 )
 
@@ -190,7 +191,7 @@ func (o Options) withDefaults() (Options, error) {
 	if o.MaxConns < 0 {
 		return o, ErrMaxConns
 	}
-	if o.ReusePort && !reusePortSupported {
+	if o.ReusePort && !reuseport.Supported {
 		return o, ErrReusePort
 	}
 	if o.DrainWindow == 0 {

@@ -166,16 +166,7 @@ func TestTickPolicesAndDrainsOnTheShardClock(t *testing.T) {
 	if m := afc.frames(t, false); len(m) != 1 || m[0].Type != "reconnect" {
 		t.Fatalf("frames %+v, want one reconnect", m)
 	}
-	clk.advance(time.Second - time.Millisecond)
-	d.Tick(nil)
-	if a.State() != StateOpen {
-		t.Fatal("closed before its after_ms")
-	}
-	clk.advance(time.Millisecond)
-	d.Tick(nil)
-	if a.State() != StateClosing || a.reason != wire.ReasonDrain || b.State() != StateOpen {
-		t.Fatalf("at 1 s: states %d %d, want the first closed (drain) and the second open", a.State(), b.State())
-	}
+	wantDrainCloseAt(t, d, clk, time.Second, a, b) // at its after_ms
 	clk.advance(time.Second)
 	d.Tick(nil)
 	if b.State() != StateClosing {

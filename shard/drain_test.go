@@ -7,6 +7,27 @@ import (
 	"crease/wire"
 )
 
+// wantDrainCloseAt moves clk on by d, ticking s 1 ms before and at d: c must still be
+// open before, and closing for the drain at d, while every one of open stays open.
+func wantDrainCloseAt(t *testing.T, s *Shard, clk *testClock, d time.Duration, c *Conn, open ...*Conn) {
+	t.Helper()
+	clk.advance(d - time.Millisecond)
+	s.Tick(nil)
+	if c.State() != StateOpen {
+		t.Fatalf("closed before %v, its turn", d)
+	}
+	clk.advance(time.Millisecond)
+	s.Tick(nil)
+	if c.State() != StateClosing || c.reason != wire.ReasonDrain {
+		t.Fatalf("at %v: state %d, reason %v, want closing for the drain", d, c.State(), c.reason)
+	}
+	for i, o := range open {
+		if o.State() != StateOpen {
+			t.Fatalf("at %v: connection %d of those due later is in state %d, want open", d, i, o.State())
+		}
+	}
+}
+
 // A drain for a restart in place: the reconnect hints fall after the gap, spread over
 // the window, while the connections are closed within closeWithin, long before.
 func TestStartDrainAfterHintsPastTheGapAndClosesEarly(t *testing.T) {
@@ -23,16 +44,7 @@ func TestStartDrainAfterHintsPastTheGapAndClosesEarly(t *testing.T) {
 			t.Fatalf("connection %d: frames %+v, want one reconnect after_ms %d", i, m, want)
 		}
 	}
-	clk.advance(100*time.Millisecond - time.Millisecond)
-	s.Tick(nil)
-	if a.State() != StateOpen {
-		t.Fatal("closed before its turn")
-	}
-	clk.advance(time.Millisecond)
-	s.Tick(nil)
-	if a.State() != StateClosing || a.reason != wire.ReasonDrain || b.State() != StateOpen {
-		t.Fatalf("at 100 ms: states %d %d, want the first closed (drain), the second open", a.State(), b.State())
-	}
+	wantDrainCloseAt(t, s, clk, 100*time.Millisecond, a, b)
 	clk.advance(200 * time.Millisecond)
 	s.Tick(nil)
 	if b.State() != StateClosing || c.State() != StateClosing {

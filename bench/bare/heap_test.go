@@ -3,8 +3,6 @@ package bare
 import (
 	"fmt"
 	"net"
-	"runtime"
-	"syscall"
 	"testing"
 	"time"
 
@@ -42,34 +40,17 @@ func BenchmarkBareIdleConnHeap(b *testing.B) {
 	}()
 	time.Sleep(300 * time.Millisecond)
 	defer gnet.Stop(b.Context(), fmt.Sprintf("tcp://127.0.0.1:%d", port)) //nolint:staticcheck
+	addr := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port}
 	for i := 0; i < b.N; i++ {
-		before := heaptest.LiveHeap()
-		var ms0 runtime.MemStats
-		runtime.ReadMemStats(&ms0)
-		fds := make([]int, 0, conns)
-		for j := 0; j < conns; j++ {
-			fd, err := heaptest.RawClient(&net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port}, fmt.Sprintf("match=m%d", j%10))
-			if err != nil {
-				b.Fatal(err)
+		heaptest.ConnCost(b, addr, conns, func() {
+			for j := 0; j < conns; j++ {
+				select {
+				case <-h.opened:
+				case <-time.After(20 * time.Second):
+					b.Fatalf("only %d of %d upgraded", j, conns)
+				}
 			}
-			fds = append(fds, fd)
-		}
-		for j := 0; j < conns; j++ {
-			select {
-			case <-h.opened:
-			case <-time.After(20 * time.Second):
-				b.Fatalf("only %d of %d upgraded", j, conns)
-			}
-		}
-		time.Sleep(1200 * time.Millisecond)
-		var ms1 runtime.MemStats
-		runtime.ReadMemStats(&ms1)
-		after := heaptest.LiveHeap()
-		b.ReportMetric(float64(int64(after)-int64(before))/conns, "heap-B/conn")
-		b.ReportMetric(float64(ms1.TotalAlloc-ms0.TotalAlloc)/conns, "alloc-B/conn")
-		for _, fd := range fds {
-			syscall.Close(fd)
-		}
+		}, nil)
 		time.Sleep(500 * time.Millisecond)
 	}
 }

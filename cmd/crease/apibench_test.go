@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"net/http"
-	"os"
 	"slices"
 	"sync"
 	"testing"
@@ -13,7 +12,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	busredis "crease/bus/redis"
-	"crease/internal/livefeed"
 	"crease/internal/redistest"
 	"crease/server"
 	"crease/server/servertest"
@@ -146,14 +144,7 @@ func benchAPI(b *testing.B, par int) {
 }
 
 func apiFeed(b testing.TB, name string) (start, end []byte, balls [][]byte) {
-	data, err := os.ReadFile("../../ingest/matches/" + name + ".json")
-	if err != nil {
-		b.Fatal(err)
-	}
-	f, err := livefeed.FromFile(data)
-	if err != nil {
-		b.Fatal(err)
-	}
+	f := servertest.LiveFeed(b, name)
 	for _, body := range f.Balls {
 		balls = append(balls, body)
 	}

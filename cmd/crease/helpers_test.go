@@ -259,10 +259,7 @@ func apiRequest(t testing.TB, method, url, body, key string) (int, string) {
 // --match` reads) and returns its path and the match read from it.
 func matchFile(t testing.TB, id string) (string, *ingest.Match) {
 	t.Helper()
-	data, err := os.ReadFile("../../ingest/matches/" + id + ".json")
-	if err != nil {
-		t.Fatal(err)
-	}
+	data := servertest.MatchFile(t, id)
 	path := filepath.Join(t.TempDir(), id+".json")
 	if err := os.WriteFile(path, data, 0o644); err != nil {
 		t.Fatal(err)

@@ -87,12 +87,47 @@ func follow(t *testing.T, ws, httpBase, match string) *follower {
 	return f
 }
 
-type ingestWorld struct {
-	redis *redistest.Server
+// matchStore is a world's match (and its file) and a reader of the store it is
+// published to.
+type matchStore struct {
 	store *busredis.Bus
-	gw    *server.Server
 	file  string
 	m     *ingest.Match
+}
+
+// stored is the epoch and seq at which the store holds the match ("", 0 if it holds
+// none or does not answer within 2 s).
+func (w *matchStore) stored() (string, uint64) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	st, err := w.store.Stored(ctx, w.m.ID())
+	if err != nil {
+		return "", 0
+	}
+	return st.Epoch, st.Seq
+}
+
+// waitStored waits until the store holds the match at seq or later.
+func (w *matchStore) waitStored(t testing.TB, seq uint64, within time.Duration) {
+	t.Helper()
+	servertest.Reaches(t, within, "stored seq", seq, func() uint64 {
+		_, s := w.stored()
+		return s
+	})
+}
+
+// verifyFinal: the store holds the file's final state after exactly steps deltas
+// (nothing replayed twice), and every follower rebuilt it (standing still for no
+// longer than within) without losing a delta or seeing the score go back.
+func (w *matchStore) verifyFinal(t *testing.T, steps int, within time.Duration, fs ...*follower) {
+	t.Helper()
+	verifyStored(t, w.store, w.m, uint64(steps), within, fs...)
+}
+
+type ingestWorld struct {
+	matchStore
+	redis *redistest.Server
+	gw    *server.Server
 }
 
 func newIngestWorld(t *testing.T) *ingestWorld {
@@ -111,27 +146,6 @@ func newIngestWorld(t *testing.T) *ingestWorld {
 	w.gw = servertest.Run(t, server.Options{Bus: gb, Loops: 1})
 	w.file, w.m = matchFile(t, "1359539")
 	return w
-}
-
-func (w *ingestWorld) seq() uint64 {
-	st, err := w.store.Stored(context.Background(), w.m.ID())
-	if err != nil {
-		return 0
-	}
-	return st.Seq
-}
-
-// waitSeq waits until the store holds the match at seq n or later.
-func (w *ingestWorld) waitSeq(t *testing.T, n uint64) {
-	t.Helper()
-	servertest.Reaches(t, 20*time.Second, "stored seq", n, w.seq)
-}
-
-// verifyFinal: the store holds the file's final state after exactly one delta per step
-// (nothing replayed twice), and every follower rebuilt it without seeing the score go back.
-func (w *ingestWorld) verifyFinal(t *testing.T, fs ...*follower) {
-	t.Helper()
-	verifyStored(t, w.store, w.m, uint64(w.m.Steps()), 10*time.Second, fs...)
 }
 
 // verifyStored: store holds m's final state at seq steps, and every follower rebuilds it
@@ -170,7 +184,7 @@ func TestIngestKill9AndRestart(t *testing.T) {
 		follow(t, servertest.WSURL(w.gw, ""), servertest.HTTPURL(w.gw), w.m.ID())}
 	args := []string{"--redis", w.redis.Addr(), "--match", w.file, "--speed", "150"}
 	p := startIngest(t, args...)
-	w.waitSeq(t, 60)
+	w.waitStored(t, 60, 20*time.Second)
 	if err := p.cmd.Process.Kill(); err != nil { // SIGKILL: no chance to clean up
 		t.Fatal(err)
 	}
@@ -190,7 +204,7 @@ func TestIngestKill9AndRestart(t *testing.T) {
 	if after.Epoch != before.Epoch {
 		t.Fatalf("epoch changed across the restart: %s -> %s", before.Epoch, after.Epoch)
 	}
-	w.verifyFinal(t, fs...)
+	w.verifyFinal(t, w.m.Steps(), 10*time.Second, fs...)
 }
 
 // Two ingest processes for one match: the store refuses the loser, which stops with an
@@ -201,7 +215,7 @@ func TestTwoIngestProcessesTheLoserIsRefused(t *testing.T) {
 	f := follow(t, servertest.WSURL(w.gw, ""), servertest.HTTPURL(w.gw), w.m.ID())
 	args := []string{"--redis", w.redis.Addr(), "--match", w.file, "--speed", "100"}
 	a := startIngest(t, args...)
-	w.waitSeq(t, 10)
+	w.waitStored(t, 10, 20*time.Second)
 	b := startIngest(t, args...)
 	errA, errB := a.wait(t, 60*time.Second), b.wait(t, 60*time.Second)
 	var ee *exec.ExitError
@@ -211,7 +225,7 @@ func TestTwoIngestProcessesTheLoserIsRefused(t *testing.T) {
 	default:
 		t.Fatalf("want exactly one loser, refused: a %v, b %v", errA, errB)
 	}
-	w.verifyFinal(t, f)
+	w.verifyFinal(t, w.m.Steps(), 10*time.Second, f)
 }
 
 // One bad file never stops the others: the good match is published in full, the bad
@@ -231,7 +245,7 @@ func TestIngestOneBadFileNeverStopsTheOthers(t *testing.T) {
 	if out := p.out.String(); !strings.Contains(out, "cut.json") || !strings.Contains(out, "truncated") || !strings.Contains(out, "nonexistent.json") {
 		t.Fatalf("the refusals are not reported:\n%s", out)
 	}
-	w.verifyFinal(t)
+	w.verifyFinal(t, w.m.Steps(), 10*time.Second)
 	q := startIngest(t, "--redis", w.redis.Addr(), "--match", bad)
 	if err := q.wait(t, 30*time.Second); err == nil || !strings.Contains(q.out.String(), "nothing to publish") {
 		t.Fatalf("only bad files: %v\n%s", err, q.out.String())

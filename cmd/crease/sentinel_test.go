@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -12,7 +11,6 @@ import (
 	"time"
 
 	busredis "crease/bus/redis"
-	"crease/ingest"
 	"crease/internal/redistest"
 	"crease/server/servertest"
 )
@@ -21,12 +19,10 @@ import (
 // --redis-sentinel` in front of them, and a reader of the store that follows the master
 // too.
 type sentinelWorld struct {
+	matchStore
 	s     *redistest.Sentinel
 	addrs string // the sentinels, as --redis takes them
 	gw    *proc
-	store *busredis.Bus
-	file  string
-	m     *ingest.Match
 }
 
 func newSentinelWorld(t *testing.T) *sentinelWorld {
@@ -60,31 +56,6 @@ func status(t testing.TB, url string) int {
 	return resp.StatusCode
 }
 
-func (w *sentinelWorld) stored(t testing.TB) (string, uint64) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	st, err := w.store.Stored(ctx, w.m.ID())
-	if err != nil {
-		return "", 0
-	}
-	return st.Epoch, st.Seq
-}
-
-func (w *sentinelWorld) waitStored(t testing.TB, seq uint64, within time.Duration) {
-	t.Helper()
-	servertest.Reaches(t, within, "stored seq", seq, func() uint64 {
-		_, s := w.stored(t)
-		return s
-	})
-}
-
-// verifyFinal: the store holds the file's final state at exactly one delta per step
-// and every follower rebuilt it with nothing lost and the score never going back.
-func (w *sentinelWorld) verifyFinal(t *testing.T, steps int, fs ...*follower) {
-	t.Helper()
-	verifyStored(t, w.store, w.m, uint64(steps), 15*time.Second, fs...)
-}
-
 // TestSentinelServeAndIngestFollowFailover: `crease serve` and `crease ingest` with
 // --redis-sentinel (built binaries). The primary is killed with SIGKILL mid-match: both
 // follow the promoted replica without a restart (the gateway logs the change and counts
@@ -102,14 +73,14 @@ func TestSentinelServeAndIngestFollowFailover(t *testing.T) {
 	w.waitStored(t, 20, 20*time.Second)
 
 	old := w.s.Master()
-	_, atKill := w.stored(t)
+	_, atKill := w.stored()
 	old.Kill()
 	fault := time.Now()
 	w.s.WaitNewMaster(t, old)
 	promoted := time.Since(fault)
 	w.waitStored(t, atKill+1, 20*time.Second)
 	resumed := time.Since(fault)
-	epoch, _ := w.stored(t)
+	epoch, _ := w.stored()
 	t.Logf("primary killed at seq %d: replica promoted after %v, the ingest's next delta stored after %v", atKill, promoted.Round(time.Millisecond), resumed.Round(time.Millisecond))
 	servertest.Eventually(t, 10*time.Second, func() error {
 		if n := servertest.Metric(t, hb, "crease_bus_master_changes_total"); n != 1 {
@@ -131,7 +102,7 @@ func TestSentinelServeAndIngestFollowFailover(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-p.exited
-	_, before := w.stored(t)
+	_, before := w.stored()
 	q := startIngest(t, args...)
 	if err := q.wait(t, 60*time.Second); err != nil {
 		t.Fatalf("restarted ingest: %v", err)
@@ -139,10 +110,10 @@ func TestSentinelServeAndIngestFollowFailover(t *testing.T) {
 	if out := q.out.String(); !strings.Contains(out, "resuming match") || !strings.Contains(out, fmt.Sprintf("after_seq=%d", before)) {
 		t.Fatalf("the restarted ingest did not resume after seq %d:\n%s", before, out)
 	}
-	if e, _ := w.stored(t); e != epoch {
+	if e, _ := w.stored(); e != epoch {
 		t.Fatalf("the epoch changed: %s -> %s", epoch, e)
 	}
-	w.verifyFinal(t, w.m.Steps(), fs...)
+	w.verifyFinal(t, w.m.Steps(), 15*time.Second, fs...)
 }
 
 // TestSentinelPublishAPIAcrossFailover: `crease ingest --listen --redis-sentinel`, a
@@ -233,7 +204,7 @@ func TestSentinelPublishAPIAcrossFailover(t *testing.T) {
 	if a := post("PUT", path, end); a.code != 200 {
 		t.Fatalf("result: %d %s", a.code, a.body)
 	}
-	w.verifyFinal(t, len(balls)+2, f)
+	w.verifyFinal(t, len(balls)+2, 15*time.Second, f)
 	servertest.Eventually(t, 10*time.Second, func() error {
 		if !strings.Contains(p.out.String(), "redis master changed (failover)") {
 			return fmt.Errorf("the publish API did not log the new master")

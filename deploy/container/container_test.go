@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"crease/internal/testenv"
 	"crease/server/servertest"
 )
 
@@ -27,18 +28,8 @@ func podman(t *testing.T) string {
 	if err == nil {
 		return p
 	}
-	missing(t, "podman not found: install it with `apt-get install -y podman runc` (make test does, via scripts/ensure-deps.sh)")
+	testenv.Missing(t, "podman not found: install it with `apt-get install -y podman runc` (make test does, via scripts/ensure-deps.sh)")
 	return ""
-}
-
-// missing skips t for a tool this machine lacks, or fails it when CI is set (make test
-// installs every tool there).
-func missing(t *testing.T, msg string) {
-	t.Helper()
-	if os.Getenv("CI") != "" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
 }
 
 func run(t *testing.T, name string, args ...string) (string, error) {

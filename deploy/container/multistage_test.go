@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"crease/internal/testenv"
 )
 
 // busybox is a statically linked busybox (Debian's busybox-static), the shell of the
@@ -30,7 +32,7 @@ func busybox(t *testing.T) string {
 			return p
 		}
 	}
-	missing(t, "no static busybox: apt-get install -y busybox-static (make test does, via scripts/ensure-deps.sh)")
+	testenv.Missing(t, "no static busybox: apt-get install -y busybox-static (make test does, via scripts/ensure-deps.sh)")
 	return ""
 }
 

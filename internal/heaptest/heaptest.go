@@ -1,6 +1,7 @@
 package heaptest
 
 import (
+	"fmt"
 	"net"
 	"runtime"
 	"runtime/metrics"
@@ -103,4 +104,44 @@ func RawClient(addr *net.TCPAddr, query string) (int, error) {
 		return -1, err
 	}
 	return fd, nil
+}
+
+// ConnCost measures what conns idle connections cost a server in this process, the
+// same way for crease and for the bare baseline: it opens conns raw clients to addr
+// (the j-th follows match m<j%10>), calls opened, which returns once the server has
+// upgraded them all (or fails b), lets the server's loops finish their bookkeeping
+// (queues are released on the next tick) and reports the live heap it grew by per
+// connection (heap-B/conn) and everything allocated while the connections opened,
+// kept or not, per connection (alloc-B/conn: both ends, the raw clients allocate a
+// little too; garbage of a handshake is what the collector must catch up with during
+// a connection storm). held, if not nil, runs after the measurement while the
+// connections are still open; then the clients are closed.
+func ConnCost(b *testing.B, addr *net.TCPAddr, conns int, opened, held func()) {
+	b.Helper()
+	before := LiveHeap()
+	var ms0 runtime.MemStats
+	runtime.ReadMemStats(&ms0)
+	fds := make([]int, 0, conns)
+	defer func() {
+		for _, fd := range fds {
+			syscall.Close(fd)
+		}
+	}()
+	for j := 0; j < conns; j++ {
+		fd, err := RawClient(addr, fmt.Sprintf("match=m%d", j%10))
+		if err != nil {
+			b.Fatalf("client %d: %v", j, err)
+		}
+		fds = append(fds, fd)
+	}
+	opened()
+	time.Sleep(1200 * time.Millisecond)
+	var ms1 runtime.MemStats
+	runtime.ReadMemStats(&ms1)
+	after := LiveHeap()
+	b.ReportMetric(float64(int64(after)-int64(before))/float64(conns), "heap-B/conn")
+	b.ReportMetric(float64(ms1.TotalAlloc-ms0.TotalAlloc)/float64(conns), "alloc-B/conn")
+	if held != nil {
+		held()
+	}
 }

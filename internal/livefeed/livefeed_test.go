@@ -2,7 +2,6 @@ package livefeed_test
 
 import (
 	"encoding/json"
-	"os"
 	"testing"
 
 	"crease/ingest"
@@ -13,7 +12,7 @@ import (
 // on each innings' first ball only, and the info loses only its outcome.
 func TestRealMatchesDecode(t *testing.T) {
 	for _, name := range []string{"1298150", "1359539", "335982"} {
-		data, err := os.ReadFile("../../ingest/matches/" + name + ".json")
+		data, err := ingest.EmbeddedFile(name)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -17,16 +17,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
-)
 
-// missing skips t, or fails it under CI, where make test has installed everything.
-func missing(t testing.TB, msg string) {
-	t.Helper()
-	if os.Getenv("CI") != "" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
-}
+	"crease/internal/testenv"
+)
 
 // Root is the repository root: the nearest directory above the test's with the go.mod
 // of module crease.
@@ -53,7 +46,7 @@ func Node(t testing.TB) string {
 	t.Helper()
 	p, err := exec.LookPath("node")
 	if err != nil {
-		missing(t, "node not found: apt-get install -y nodejs (make test does, via scripts/ensure-deps.sh)")
+		testenv.Missing(t, "node not found: apt-get install -y nodejs (make test does, via scripts/ensure-deps.sh)")
 	}
 	out, err := exec.Command(p, "--version").Output()
 	if err != nil {
@@ -62,7 +55,7 @@ func Node(t testing.TB) string {
 	v := strings.TrimPrefix(strings.TrimSpace(string(out)), "v")
 	major, _ := strconv.Atoi(strings.SplitN(v, ".", 2)[0])
 	if major < 20 {
-		missing(t, "node "+v+" is older than 20, the package's engines field")
+		testenv.Missing(t, "node "+v+" is older than 20, the package's engines field")
 	}
 	return p
 }
@@ -105,7 +98,7 @@ func Tools(t testing.TB) string {
 	sum := sha256.Sum256(lock)
 	stamp, _ := os.ReadFile(filepath.Join(dir, ".stamp"))
 	if strings.TrimSpace(string(stamp)) != hex.EncodeToString(sum[:]) {
-		missing(t, "the npm test tools in "+dir+" are missing or older than scripts/npm-tools/package-lock.json: run bash scripts/ensure-deps.sh (make deps)")
+		testenv.Missing(t, "the npm test tools in "+dir+" are missing or older than scripts/npm-tools/package-lock.json: run bash scripts/ensure-deps.sh (make deps)")
 	}
 	return dir
 }
@@ -141,7 +134,7 @@ func Pack(t testing.TB) *Package {
 	Node(t)
 	npm, err := exec.LookPath("npm")
 	if err != nil {
-		missing(t, "npm not found: apt-get install -y npm")
+		testenv.Missing(t, "npm not found: apt-get install -y npm")
 	}
 	packMu.Lock()
 	defer packMu.Unlock()

@@ -170,27 +170,52 @@ func (c *Cluster) ReplicaOf(primary *Server) *Server {
 
 // owners is the set of nodes that serve slots according to n's CLUSTER SLOTS.
 func (c *Cluster) owners(n *Server) map[*Server]bool {
-	out, err := n.Cli("CLUSTER", "SLOTS")
+	ranges, err := c.slots(n)
 	if err != nil {
 		return nil
 	}
 	set := map[*Server]bool{}
+	for _, r := range ranges {
+		if s := c.byPort(r.port); s != nil {
+			set[s] = true
+		}
+	}
+	return set
+}
+
+// slotRange is one master's range of slots in a CLUSTER SLOTS answer.
+type slotRange struct{ lo, hi, port int }
+
+// slots parses n's CLUSTER SLOTS. redis-cli prints it flat: start, end, ip, port, id
+// (the master), then the replicas' ip, port, id.
+func (c *Cluster) slots(n *Server) ([]slotRange, error) {
+	out, err := n.Cli("CLUSTER", "SLOTS")
+	if err != nil {
+		return nil, err
+	}
+	var ranges []slotRange
 	f := strings.Fields(out)
 	for i := 0; i+3 < len(f); i++ {
-		_, err1 := strconv.Atoi(f[i])
-		_, err2 := strconv.Atoi(f[i+1])
+		lo, err1 := strconv.Atoi(f[i])
+		hi, err2 := strconv.Atoi(f[i+1])
 		if err1 != nil || err2 != nil || f[i+2] != "127.0.0.1" {
 			continue
 		}
 		if port, err := strconv.Atoi(f[i+3]); err == nil {
-			for _, s := range c.All() {
-				if s.port == port {
-					set[s] = true
-				}
-			}
+			ranges = append(ranges, slotRange{lo, hi, port})
 		}
 	}
-	return set
+	return ranges, nil
+}
+
+// byPort is the node listening on port, or nil.
+func (c *Cluster) byPort(port int) *Server {
+	for _, s := range c.All() {
+		if s.port == port {
+			return s
+		}
+	}
+	return nil
 }
 
 // WaitNewPrimaryForKey waits until key's slot is served by a node other than old,
@@ -292,28 +317,14 @@ func clusterNode(s *Server) error {
 
 // nodeForSlot asks n's CLUSTER SLOTS which master serves slot.
 func (c *Cluster) nodeForSlot(n *Server, slot int) *Server {
-	out, err := n.Cli("CLUSTER", "SLOTS")
+	ranges, err := c.slots(n)
 	if err != nil {
 		return nil
 	}
-	// redis-cli prints CLUSTER SLOTS flat: start, end, ip, port, id (the master), then
-	// the replicas' ip, port, id.
-	lines := strings.Fields(out)
-	for i := 0; i+3 < len(lines); i++ {
-		lo, err1 := strconv.Atoi(lines[i])
-		hi, err2 := strconv.Atoi(lines[i+1])
-		if err1 != nil || err2 != nil || lines[i+2] != "127.0.0.1" {
-			continue
-		}
-		port, err := strconv.Atoi(lines[i+3])
-		if err != nil {
-			continue
-		}
-		if slot >= lo && slot <= hi {
-			for _, n := range c.All() {
-				if n.port == port {
-					return n
-				}
+	for _, r := range ranges {
+		if slot >= r.lo && slot <= r.hi {
+			if s := c.byPort(r.port); s != nil {
+				return s
 			}
 		}
 	}

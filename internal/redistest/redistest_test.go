@@ -60,9 +60,7 @@ func TestCluster(t *testing.T) {
 // the primary gets the lagging replica promoted (without the writes it missed).
 func TestSentinel(t *testing.T) {
 	t.Parallel()
-	began := time.Now()
-	s := StartSentinel(t)
-	t.Logf("started in %v", time.Since(began))
+	s := started(t, StartSentinel)
 	primary, replica := s.Master(), s.Replica()
 	if primary != s.Data[0] || replica != s.Data[1] {
 		t.Fatalf("master %v, replica %v; want Data[0] and Data[1]", primary, replica)
@@ -96,14 +94,12 @@ func TestSentinel(t *testing.T) {
 	// The old primary comes back as a replica of the new one, and the setup can fail
 	// over again, now by request.
 	primary.RestartAsReplicaOf(m)
-	began = time.Now()
-	s.WaitReady(t)
-	t.Logf("ready again %v after the restart", time.Since(began))
-	began = time.Now()
-	if got := s.Failover(t); got != primary {
+	timed(t, "ready again after the restart", func() { s.WaitReady(t) })
+	var got *Server
+	timed(t, "SENTINEL FAILOVER done", func() { got = s.Failover(t) })
+	if got != primary {
 		t.Fatalf("SENTINEL FAILOVER promoted %v, want %s", got, primary.Addr())
 	}
-	t.Logf("SENTINEL FAILOVER done in %v", time.Since(began))
 	if out, _ := primary.Cli("GET", "k"); out != "3" {
 		t.Fatalf("k=%q after the second failover, want 3", out)
 	}
@@ -113,9 +109,7 @@ func TestSentinel(t *testing.T) {
 // replica promoted with CLUSTER FAILOVER FORCE lacks the writes it missed.
 func TestClusterWithReplicas(t *testing.T) {
 	t.Parallel()
-	began := time.Now()
-	c := StartClusterWithReplicas(t)
-	t.Logf("started in %v", time.Since(began))
+	c := started(t, StartClusterWithReplicas)
 	if len(c.Replicas) != ClusterSize {
 		t.Fatalf("%d replicas", len(c.Replicas))
 	}
@@ -143,9 +137,7 @@ func TestClusterWithReplicas(t *testing.T) {
 	if out, err := p.Cli("SET", key, "2"); err != nil || out != "OK" {
 		t.Fatalf("SET: %q %v", out, err)
 	}
-	began = time.Now()
-	r.FailoverForce(t)
-	t.Logf("forced failover in %v", time.Since(began))
+	timed(t, "forced failover", func() { r.FailoverForce(t) })
 	if got := c.WaitNewPrimaryForKey(t, key, p); got != r {
 		t.Fatalf("new primary %s, want %s", got.Addr(), r.Addr())
 	}
@@ -153,14 +145,12 @@ func TestClusterWithReplicas(t *testing.T) {
 		t.Fatalf("the forced lagging replica holds %q, want 1", out)
 	}
 	r.ResumeReplication(t)
-	began = time.Now()
-	c.WaitHealthy(t) // the old primary is now r's replica, in sync
-	t.Logf("healthy again in %v", time.Since(began))
+	timed(t, "healthy again", func() { c.WaitHealthy(t) }) // the old primary is now r's replica, in sync
 	if got := c.ReplicaOf(r); got != p {
 		t.Fatalf("replica of the new primary: %v, want the old primary %s", got, p.Addr())
 	}
 	r.Kill()
-	began = time.Now()
+	began := time.Now()
 	if got := c.WaitNewPrimaryForKey(t, key, r); got != p {
 		t.Fatalf("after killing %s the primary is %s, want %s", r.Addr(), got.Addr(), p.Addr())
 	}
@@ -168,4 +158,20 @@ func TestClusterWithReplicas(t *testing.T) {
 	if out, _ := p.Cli("GET", key); out != "1" {
 		t.Fatalf("%q after the second failover, want 1", out)
 	}
+}
+
+// started starts a setup with start and logs how long that took.
+func started[T any](t *testing.T, start func(testing.TB) T) T {
+	t.Helper()
+	var v T
+	timed(t, "started", func() { v = start(t) })
+	return v
+}
+
+// timed runs f and logs how long it took, as "<what> in <duration>".
+func timed(t *testing.T, what string, f func()) {
+	t.Helper()
+	began := time.Now()
+	f()
+	t.Logf("%s in %v", what, time.Since(began))
 }

@@ -3,7 +3,6 @@ package ops_test
 import (
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"testing"
 	"time"
@@ -65,12 +64,6 @@ func (p *publisher) event(match, text string) error {
 
 func get(t testing.TB, url string) (int, http.Header, string) {
 	t.Helper()
-	c := http.Client{Timeout: 5 * time.Second}
-	resp, err := c.Get(url)
-	if err != nil {
-		t.Fatalf("GET %s: %v", url, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, resp.Header, string(b)
+	a := servertest.Fetch(t, &http.Client{Timeout: 5 * time.Second}, url)
+	return a.Status, a.Header, string(a.Body)
 }

@@ -10,7 +10,6 @@ import (
 
 	"crease/bus"
 	"crease/client"
-	"crease/internal/redistest"
 	"crease/server/servertest"
 	"crease/server/servertest/v1client"
 )
@@ -26,9 +25,7 @@ import (
 // TestSnapshotBehindDeliveredIs503 covers the 503 of a store that lost it.)
 func TestNewEpochAfterFlush(t *testing.T) {
 	t.Parallel()
-	srv := redistest.Start(t)
-	g := startGateway(t, []string{srv.Addr()}, gwOpts{})
-	pub := newBus(t, []string{srv.Addr()}, false, "pub", nil)
+	srv, g, pub := oneGateway(t)
 	const match = "m1"
 	old := servertest.NewPublisher(pub, match)
 	old.Set(t, "innings", 1)

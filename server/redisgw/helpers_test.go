@@ -5,9 +5,7 @@ import (
 	"crease/internal/redistest"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
-	"net/http"
 	"strconv"
 	"strings"
 	"sync"
@@ -143,13 +141,8 @@ func snapshot(t testing.TB, g *gateway, match string) client.Snapshot {
 
 func get(t testing.TB, url string) ([]byte, int) {
 	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatalf("GET %s: %v", url, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return b, resp.StatusCode
+	a := servertest.Fetch(t, nil, url)
+	return a.Body, a.Status
 }
 
 // metric sums every series of name on a gateway's /metrics; a name not there fails t.
@@ -162,14 +155,37 @@ func metric(t testing.TB, g *gateway, name string) float64 {
 	return m.Sum(name)
 }
 
-// twoGateways starts one Redis, two gateways on it (nodes gw1 and gw2) and a publisher's
-// bus.
-func twoGateways(t testing.TB) (*redistest.Server, []*gateway, *busredis.Bus) {
+// oneGateway starts one Redis, a gateway on it and a publisher's bus.
+func oneGateway(t testing.TB) (*redistest.Server, *gateway, *busredis.Bus) {
 	t.Helper()
 	srv := redistest.Start(t)
 	addrs := []string{srv.Addr()}
-	gws := []*gateway{startGateway(t, addrs, gwOpts{node: "gw1"}), startGateway(t, addrs, gwOpts{node: "gw2"})}
-	return srv, gws, newBus(t, addrs, false, "pub", nil)
+	return srv, startGateway(t, addrs, gwOpts{}), newBus(t, addrs, false, "pub", nil)
+}
+
+// replayOnTwoGateways starts one Redis, two gateways on it (nodes gw1 and gw2) with 10
+// clients each following the real match, and a publisher replaying it at speed; stop
+// ends the replay.
+func replayOnTwoGateways(t testing.TB, speed float64) (srv *redistest.Server, gws []*gateway, m *ingest.Match, ws []*watcher, stop func() error) {
+	t.Helper()
+	srv = redistest.Start(t)
+	addrs := []string{srv.Addr()}
+	gws = []*gateway{startGateway(t, addrs, gwOpts{node: "gw1"}), startGateway(t, addrs, gwOpts{node: "gw2"})}
+	m = servertest.RealMatch(t)
+	ws = watchEach(t, gws, m.ID(), 10)
+	stop = servertest.Replay(t, newBus(t, addrs, false, "pub", nil), m, speed)
+	return srv, gws, m, ws, stop
+}
+
+// waitReadyz waits until g's /readyz answers code.
+func waitReadyz(t testing.TB, g *gateway, code int, within time.Duration) {
+	t.Helper()
+	servertest.Eventually(t, within, func() error {
+		if _, got := get(t, g.http()+"/readyz"); got != code {
+			return fmt.Errorf("/readyz %d, want %d", got, code)
+		}
+		return nil
+	})
 }
 
 // verifyAll waits until every watcher's rebuilt state is the final snapshot of match

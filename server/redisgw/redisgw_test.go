@@ -19,11 +19,7 @@ import (
 // client ends with exactly the final snapshot and no rule 1 or rule 2 violation.
 func TestTwoGatewaysConverge(t *testing.T) {
 	t.Parallel()
-	_, gws, pub := twoGateways(t)
-	m := servertest.RealMatch(t)
-
-	ws := watchEach(t, gws, m.ID(), 10)
-	stop := servertest.Replay(t, pub, m, 60)
+	_, gws, m, ws, stop := replayOnTwoGateways(t, 60)
 	applied(t, ws[0], m.ID(), 30) // mid-match: the gateways' Redis subscriptions exist already
 	for i := range 10 {
 		ws = append(ws, watch(t, gws[i%2], m.ID()))
@@ -42,9 +38,7 @@ func TestTwoGatewaysConverge(t *testing.T) {
 // while it has subscribers of it, and drops it after the debounce.
 func TestSubscriptionFollowsInterest(t *testing.T) {
 	t.Parallel()
-	srv := redistest.Start(t)
-	g := startGateway(t, []string{srv.Addr()}, gwOpts{})
-	pub := newBus(t, []string{srv.Addr()}, false, "pub", nil)
+	srv, g, pub := oneGateway(t)
 	m := servertest.RealMatch(t)
 	stop := servertest.Replay(t, pub, m, 30)
 	defer stop()
@@ -124,26 +118,17 @@ func TestCluster(t *testing.T) {
 // never seeing an older seq (the Checker enforces rules 1 and 2 throughout).
 func TestRedisKilledMidMatch(t *testing.T) {
 	t.Parallel()
-	srv, gws, pub := twoGateways(t)
-	m := servertest.RealMatch(t)
-	ws := watchEach(t, gws, m.ID(), 10)
-	stop := servertest.Replay(t, pub, m, 40)
+	srv, gws, m, ws, stop := replayOnTwoGateways(t, 40)
 	applied(t, ws[0], m.ID(), 21) // mid-match
 	before := snapshot(t, gws[0], m.ID()).Seq
 
 	srv.Kill()
 	for _, g := range gws { // both gateways have seen Redis go
-		servertest.Eventually(t, 10*time.Second, servertest.Cond("readyz 503", func() bool {
-			_, code := get(t, g.http()+"/readyz")
-			return code == http.StatusServiceUnavailable
-		}))
+		waitReadyz(t, g, http.StatusServiceUnavailable, 10*time.Second)
 	}
 	srv.Restart()
 	for _, g := range gws {
-		servertest.Eventually(t, 10*time.Second, servertest.Cond("readyz 200 again", func() bool {
-			_, code := get(t, g.http()+"/readyz")
-			return code == http.StatusOK
-		}))
+		waitReadyz(t, g, http.StatusOK, 10*time.Second)
 	}
 	// Well into the match again: the store re-seeded and 20 deltas published since.
 	servertest.Eventually(t, 20*time.Second, servertest.Cond("20 deltas after the restart", func() bool {
@@ -187,10 +172,7 @@ func TestRedisUnreachableAtStart(t *testing.T) {
 		return metric(t, g, "crease_subscriptions") == 1
 	}))
 	srv.Restart()
-	servertest.Eventually(t, 10*time.Second, servertest.Cond("/readyz 200", func() bool {
-		_, code := get(t, g.http()+"/readyz")
-		return code == http.StatusOK
-	}))
+	waitReadyz(t, g, http.StatusOK, 10*time.Second)
 	servertest.Eventually(t, 5*time.Second, servertest.Cond("the subscription", func() bool {
 		return slices.Equal(srv.PubSub(t, "CHANNELS"), []string{channel(m.ID())})
 	}))
@@ -263,9 +245,7 @@ func TestGarbageNeverReachesClients(t *testing.T) {
 // request joins the running GET), and for a subscribed one (cache).
 func TestSnapshotCoalescingOverHTTP(t *testing.T) {
 	t.Parallel()
-	srv := redistest.Start(t)
-	g := startGateway(t, []string{srv.Addr()}, gwOpts{})
-	pub := newBus(t, []string{srv.Addr()}, false, "pub", nil)
+	srv, g, pub := oneGateway(t)
 	m := servertest.RealMatch(t)
 	publishSome(t, srv, pub, m, 10)
 	burst := func() (gets float64) {

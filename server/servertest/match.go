@@ -9,7 +9,30 @@ import (
 
 	"crease/bus"
 	"crease/ingest"
+	"crease/internal/livefeed"
 )
+
+// MatchFile returns the embedded Cricsheet file of the real match id (1298150, 1359539
+// or 335982, as ingest/matches holds them); another id fails t.
+func MatchFile(t testing.TB, id string) []byte {
+	t.Helper()
+	data, err := ingest.EmbeddedFile(id)
+	if err != nil {
+		t.Fatalf("match file %s: %v", id, err)
+	}
+	return data
+}
+
+// LiveFeed is the real match id as a score provider posts it (livefeed.FromFile of its
+// file).
+func LiveFeed(t testing.TB, id string) livefeed.Feed {
+	t.Helper()
+	f, err := livefeed.FromFile(MatchFile(t, id))
+	if err != nil {
+		t.Fatalf("match %s: %v", id, err)
+	}
+	return f
+}
 
 // RealMatch returns the first embedded real match (1298150, Pakistan v India, T20
 // World Cup 2022); no embedded match fails t.

@@ -1,8 +1,7 @@
 package servertest
 
 import (
-	"fmt"
-	"io"
+	"bytes"
 	"math"
 	"net/http"
 	"strconv"
@@ -12,12 +11,13 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+
+	"crease/internal/promtext"
 )
 
-// Samples is one reading of a Prometheus text page: every series, as the text format
-// writes it (name or name{label="v",...}), and its value. Histograms' _bucket, _sum and
-// _count series are series like any other.
-type Samples map[string]float64
+// Samples is one reading of a Prometheus text page (promtext.Samples): every series,
+// as the text format writes it, and its value, with Sum, Has and Family.
+type Samples = promtext.Samples
 
 // metricsClient has a timeout, so that a gateway that stopped answering fails the test
 // instead of hanging it.
@@ -34,72 +34,16 @@ func Scrape(t testing.TB, httpBase string) Samples {
 // connection (a test that counts the gateway's open connections wants that).
 func ScrapeURL(t testing.TB, hc *http.Client, url string) Samples {
 	t.Helper()
-	resp, err := hc.Get(url)
-	if err != nil {
-		t.Fatalf("GET %s: %v", url, err)
+	a := Fetch(t, hc, url)
+	if a.Status != http.StatusOK {
+		t.Fatalf("GET %s: HTTP %d", url, a.Status)
 	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET %s: HTTP %d, %v", url, resp.StatusCode, err)
-	}
-	s, err := ParseSamples(string(body))
+	s, err := promtext.Parse(bytes.NewReader(a.Body), false)
 	if err != nil {
 		t.Fatalf("GET %s: %v", url, err)
 	}
 	return s
 }
-
-// ParseSamples parses the Prometheus text format: comment lines are skipped, every
-// other line is a series and its value (a timestamp after it is not expected).
-func ParseSamples(text string) (Samples, error) {
-	out := Samples{}
-	for line := range strings.SplitSeq(text, "\n") {
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		i := strings.LastIndexByte(line, ' ')
-		if i < 0 {
-			return nil, fmt.Errorf("metrics line %q: no value", line)
-		}
-		v, err := strconv.ParseFloat(line[i+1:], 64)
-		if err != nil {
-			return nil, fmt.Errorf("metrics line %q: %w", line, err)
-		}
-		out[line[:i]] = v
-	}
-	return out, nil
-}
-
-// Family returns the series of the metric name (exactly that name, any labels).
-func (s Samples) Family(name string) Samples {
-	out := Samples{}
-	for k, v := range s {
-		if k == name || strings.HasPrefix(k, name+"{") {
-			out[k] = v
-		}
-	}
-	return out
-}
-
-// Sum adds the series of name whose labels contain every one of with, each written as
-// the text format does (`reason="slow"`): with none, the whole family.
-func (s Samples) Sum(name string, with ...string) float64 {
-	var total float64
-outer:
-	for k, v := range s.Family(name) {
-		for _, w := range with {
-			if !strings.Contains(k, w) {
-				continue outer
-			}
-		}
-		total += v
-	}
-	return total
-}
-
-// Has reports whether any series of name was read.
-func (s Samples) Has(name string) bool { return len(s.Family(name)) > 0 }
 
 // Metric reads one series of the /metrics page under httpBase, such as
 // `crease_handshakes_total{result="ok"}`; 0 when absent.

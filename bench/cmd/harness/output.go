@@ -137,18 +137,28 @@ func (h *harness) writeIdle(b *strings.Builder, sc scenario) {
 		}
 		return 0
 	}
+	failed := func(r *result) bool { return r.Err != "" && len(r.Idle) == 0 }
+	h.eachRow(b, sc, "| | | | | |", failed, func(name string, r *result) {
+		p := r.Idle[len(r.Idle)-1]
+		fmt.Fprintf(b, "| %s | %d | %.1f MB | %s | %s | %s | %d |\n", name, p.Conns, float64(p.RSSDelta)/(1<<20), kb(p.PerConn),
+			ratio(p.PerConn, last("naive")), ratio(p.PerConn, last("bare")), r.FailedHS)
+	})
+}
+
+// eachRow writes a row for each server with a result of sc, in the servers' order:
+// row's, or, for a result that failed with nothing to show, its error and then pad
+// (the empty cells).
+func (h *harness) eachRow(b *strings.Builder, sc scenario, pad string, failed func(*result) bool, row func(name string, r *result)) {
 	for _, s := range h.servers {
 		r := h.find(s.name, sc.name)
 		if r == nil {
 			continue
 		}
-		if r.Err != "" && len(r.Idle) == 0 {
-			fmt.Fprintf(b, "| %s | failed: %s | | | | | |\n", s.name, errRow(r))
+		if failed(r) {
+			fmt.Fprintf(b, "| %s | failed: %s %s\n", s.name, errRow(r), pad)
 			continue
 		}
-		p := r.Idle[len(r.Idle)-1]
-		fmt.Fprintf(b, "| %s | %d | %.1f MB | %s | %s | %s | %d |\n", s.name, p.Conns, float64(p.RSSDelta)/(1<<20), kb(p.PerConn),
-			ratio(p.PerConn, last("naive")), ratio(p.PerConn, last("bare")), r.FailedHS)
+		row(s.name, r)
 	}
 }
 
@@ -173,15 +183,8 @@ func (h *harness) writeDelivery(b *strings.Builder, sc scenario) {
 		}
 		return 0
 	}
-	for _, s := range h.servers {
-		r := h.find(s.name, sc.name)
-		if r == nil {
-			continue
-		}
-		if r.Err != "" && r.Delivered == 0 {
-			fmt.Fprintf(b, "| %s | failed: %s ||||||||||||||||||\n", s.name, errRow(r))
-			continue
-		}
+	failed := func(r *result) bool { return r.Err != "" && r.Delivered == 0 }
+	h.eachRow(b, sc, "||||||||||||||||||", failed, func(name string, r *result) {
 		lat := r.Lat
 		if lat == nil {
 			lat = &report.Percentiles{}
@@ -195,10 +198,10 @@ func (h *harness) writeDelivery(b *strings.Builder, sc scenario) {
 			rate = float64(r.Delivered) / r.Wall
 		}
 		fmt.Fprintf(b, "| %s | %d / %d%s | %s | %s | %s | %s | %s | %.2f | %.2f | %s | %s | %s | %.0f | %.2f | %d | %d | %s | %s | %.0f MB |\n",
-			s.name, r.Delivered, r.Expected, note, ms(lat.P50), ms(lat.P90), ms(lat.P99), ms(lat.P999), ms(lat.Max),
+			name, r.Delivered, r.Expected, note, ms(lat.P50), ms(lat.P90), ms(lat.P99), ms(lat.P999), ms(lat.Max),
 			r.CPU, r.CPUPerM, ratio(r.CPUPerM, ref("naive")), ratio(r.CPUPerM, ref("floor1")), ratio(r.CPUPerM, ref("floor10")),
 			rate, r.LoadgenCPU, r.Gaps, r.Dups, report.FormatCounts(r.Resyncs), report.FormatCounts(r.Closes), float64(r.PeakRSS)/(1<<20))
-	}
+	})
 	h.writeScheduling(b, sc)
 }
 
@@ -252,15 +255,8 @@ func (h *harness) writeStorm(b *strings.Builder, sc scenario) {
 	if r := h.find("naive", sc.name); r != nil && r.AllBack {
 		naive = r.AllBackS
 	}
-	for _, s := range h.servers {
-		r := h.find(s.name, sc.name)
-		if r == nil {
-			continue
-		}
-		if r.Err != "" && r.Reconnects == 0 {
-			fmt.Fprintf(b, "| %s | failed: %s |||||||||\n", s.name, errRow(r))
-			continue
-		}
+	failed := func(r *result) bool { return r.Err != "" && r.Reconnects == 0 }
+	h.eachRow(b, sc, "|||||||||", failed, func(name string, r *result) {
 		back, t := "no", "–"
 		if r.AllBack {
 			back, t = "yes", fmt.Sprintf("%.2f s", r.AllBackS)
@@ -269,9 +265,9 @@ func (h *harness) writeStorm(b *strings.Builder, sc scenario) {
 		if r.UpAgainS > 0 {
 			restart = fmt.Sprintf("%.2f / %.2f s", r.ExitedS, r.UpAgainS)
 		}
-		fmt.Fprintf(b, "| %s | %s (%d/%d) | %s | %s | %s | %.0f | %d | %d | %s | %s |\n", s.name, back, r.Connected, r.Target, t,
+		fmt.Fprintf(b, "| %s | %s (%d/%d) | %s | %s | %s | %.0f | %d | %d | %s | %s |\n", name, back, r.Connected, r.Target, t,
 			ratio(r.AllBackS, naive), restart, r.PeakHSPerS, r.Reconnects, r.Failures, report.FormatCounts(r.HSStatus), report.FormatCounts(r.Closes))
-	}
+	})
 }
 
 func (h *harness) plot(kind, path string) error {

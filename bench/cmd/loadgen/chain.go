@@ -52,13 +52,12 @@ func newMatchRef() *matchRef {
 func (r *matchRef) delta(k seqKey, h uint64, frame []byte) (divergent bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if first, ok := r.frames[k]; ok {
-		return first != h
+	if seen, differs := record(r.frames, k, h); seen {
+		return differs
 	}
-	r.frames[k] = h
 	// Keep every patch past the reference, and all of them before the first snapshot:
 	// a snapshot may land behind deltas already seen.
-	if !r.have || k.epoch != r.curKey.epoch || k.seq > r.curKey.seq {
+	if r.ahead(k) {
 		if p, ok := patchOf(frame); ok {
 			r.patches[k] = p
 			if r.have {
@@ -69,6 +68,22 @@ func (r *matchRef) delta(k seqKey, h uint64, frame []byte) (divergent bool) {
 		}
 	}
 	return false
+}
+
+// record keeps h as the hash of k in m unless m has one for k already (seen), and then
+// reports whether h differs from it.
+func record(m map[seqKey]uint64, k seqKey, h uint64) (seen, differs bool) {
+	if first, ok := m[k]; ok {
+		return true, first != h
+	}
+	m[k] = h
+	return false, false
+}
+
+// ahead reports whether k is past the reference state (or there is none yet). r.mu is
+// held.
+func (r *matchRef) ahead(k seqKey) bool {
+	return !r.have || k.epoch != r.curKey.epoch || k.seq > r.curKey.seq
 }
 
 // advance applies the waiting patches that follow the reference state.
@@ -98,11 +113,10 @@ func (r *matchRef) advance() {
 func (r *matchRef) snapshot(k seqKey, state any, h uint64) (mismatch bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if known, ok := r.states[k]; ok {
-		return known != h
+	if seen, differs := record(r.states, k, h); seen {
+		return differs
 	}
-	r.states[k] = h
-	if !r.have || k.epoch != r.curKey.epoch || k.seq > r.curKey.seq {
+	if r.ahead(k) {
 		r.cur, r.curKey, r.have = state, k, true
 		for pk := range r.patches {
 			if pk.epoch != k.epoch || pk.seq <= k.seq {

@@ -70,15 +70,7 @@ func (r *runner) sampleNow() (*Sample, []report.Line, error) {
 		s.Resyncs += v
 	}
 	s.Failures = m.FailedHandshakes + m.ConnectErrors
-	win := report.NewHist()
-	for _, ln := range lines {
-		if ln.WindowHist == "" {
-			continue
-		}
-		if h, err := report.DecodeHist(ln.WindowHist); err == nil {
-			win.Merge(h)
-		}
-	}
+	win := report.MergeHists(lines, func(ln report.Line) string { return ln.WindowHist })
 	r.e2e = append(r.e2e, win)
 	if len(r.e2e) > windowTicks {
 		r.e2e = r.e2e[1:]

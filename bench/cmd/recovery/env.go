@@ -91,6 +91,39 @@ func (e *env) startIngest(prefix string, speed float64, matches ...string) (*pro
 	return procs.Start(e.bin, args, filepath.Join(e.logs, prefix+"-ingest.log"))
 }
 
+// liveMatch is a match replayed onto Redis and one gateway serving it (startLive).
+type liveMatch struct {
+	ing *procs.Proc
+	g   *gateway
+}
+
+// startLive replays match at speed deliveries a second onto Redis under a fresh prefix
+// named after name, starts one gateway on it (with the extra arguments) and waits for
+// the match's first snapshot. The caller stops it, whatever err is.
+func (e *env) startLive(name string, speed float64, match string, extra ...string) (*liveMatch, error) {
+	l := &liveMatch{}
+	prefix := e.prefix(name)
+	var err error
+	if l.ing, err = e.startIngest(prefix, speed, match); err != nil {
+		return l, err
+	}
+	if l.g, err = e.startGateway("gw", prefix, "", "", extra...); err != nil {
+		return l, err
+	}
+	_, err = waitSnapshot(l.g, match, 1, 20*time.Second)
+	return l, err
+}
+
+// stop stops the gateway, then the replay (those of them that started).
+func (l *liveMatch) stop() {
+	if l.g != nil {
+		l.g.p.Stop(5 * time.Second)
+	}
+	if l.ing != nil {
+		l.ing.Stop(5 * time.Second)
+	}
+}
+
 func (e *env) prefix(s string) string {
 	e.runs++
 	return fmt.Sprintf("r%d-%s", e.runs, s)

@@ -77,20 +77,12 @@ type airplaneResult struct {
 func (e *env) airplane(mode string, n int, outage time.Duration) (airplaneResult, error) {
 	r := airplaneResult{mode: mode, clients: n}
 	const match = "335982"
-	prefix := e.prefix("air-" + mode)
-	ing, err := e.startIngest(prefix, 2, match)
+	l, err := e.startLive("air-"+mode, 2, match, gatewayArgs(mode)...)
+	defer l.stop()
 	if err != nil {
 		return r, err
 	}
-	defer ing.Stop(5 * time.Second)
-	g, err := e.startGateway("gw", prefix, "", "", gatewayArgs(mode)...)
-	if err != nil {
-		return r, err
-	}
-	defer g.p.Stop(5 * time.Second)
-	if _, err := waitSnapshot(g, match, 1, 20*time.Second); err != nil {
-		return r, err
-	}
+	ing, g := l.ing, l.g
 	wsP, err := newProxy("ws", g.ws)
 	if err != nil {
 		return r, err
@@ -191,20 +183,12 @@ type slowResult struct {
 func (e *env) slowmix(mode string) (slowResult, error) {
 	r := slowResult{mode: mode, fast: 90, slow: 10}
 	const match = "335982"
-	prefix := e.prefix("slow-" + mode)
-	ing, err := e.startIngest(prefix, 20, match)
+	l, err := e.startLive("slow-"+mode, 20, match)
+	defer l.stop()
 	if err != nil {
 		return r, err
 	}
-	defer ing.Stop(5 * time.Second)
-	g, err := e.startGateway("gw", prefix, "", "")
-	if err != nil {
-		return r, err
-	}
-	defer g.p.Stop(5 * time.Second)
-	if _, err := waitSnapshot(g, match, 1, 20*time.Second); err != nil {
-		return r, err
-	}
+	ing, g := l.ing, l.g
 	lat := newLatency()
 	var slow []*mclient
 	var fast []*rawReader

@@ -6,30 +6,17 @@
 package baseline
 
 import (
-	"context"
 	"net"
 	"net/http"
-	"syscall"
 
 	"github.com/redis/rueidis"
-	"golang.org/x/sys/unix"
+
+	"crease/internal/reuseport"
 )
 
-// Listen binds addr (TCP), with SO_REUSEPORT if reusePort.
+// Listen binds addr (TCP), with SO_REUSEPORT if reusePort, as the gateway does.
 func Listen(addr string, reusePort bool) (net.Listener, error) {
-	lc := net.ListenConfig{}
-	if reusePort {
-		lc.Control = func(_, _ string, c syscall.RawConn) error {
-			var serr error
-			if err := c.Control(func(fd uintptr) {
-				serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
-			}); err != nil {
-				return err
-			}
-			return serr
-		}
-	}
-	return lc.Listen(context.Background(), "tcp", addr)
+	return reuseport.Listen(addr, reusePort)
 }
 
 // Handle adds GET /v1/matches/{id} (the snapshot stored at PREFIX:{ID}:snap, 404 when

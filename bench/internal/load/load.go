@@ -198,15 +198,7 @@ func (g *Group) Finish() (report.Line, *hdrhistogram.Histogram, []report.Line, e
 			_ = p.Cmd.Process.Kill()
 		}
 	}
-	h := report.NewHist()
-	for _, ln := range lines {
-		if ln.Hist == "" {
-			continue
-		}
-		if x, err := report.DecodeHist(ln.Hist); err == nil {
-			h.Merge(x)
-		}
-	}
+	h := report.MergeHists(lines, func(ln report.Line) string { return ln.Hist })
 	m := Merge(lines)
 	m.Latency = report.Summarise(h)
 	return m, h, lines, firstErr

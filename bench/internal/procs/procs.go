@@ -113,39 +113,42 @@ func FreePort() int {
 // server whose socket is held by someone else, listening proves nothing.
 func WaitHTTP(url string, p *Proc, timeout time.Duration) error {
 	hc := &http.Client{Timeout: 500 * time.Millisecond}
-	end := time.Now().Add(timeout)
-	for time.Now().Before(end) {
-		select {
-		case <-p.Done:
-			return fmt.Errorf("exited before answering (%v)", p.Cmd.ProcessState)
-		default:
-		}
-		if resp, err := hc.Get(url); err == nil {
+	return waitUp(p, timeout, "answering", url+" not answering", func() bool {
+		resp, err := hc.Get(url)
+		if err == nil {
 			resp.Body.Close()
-			return nil
 		}
-		time.Sleep(30 * time.Millisecond)
-	}
-	return fmt.Errorf("%s not answering after %v", url, timeout)
+		return err == nil
+	})
 }
 
 // WaitListen waits until addr accepts a TCP connection, p exits, or timeout passes.
 func WaitListen(addr string, p *Proc, timeout time.Duration) error {
+	return waitUp(p, timeout, "listening", "not listening on "+addr, func() bool {
+		c, err := net.DialTimeout("tcp4", addr, 200*time.Millisecond)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+}
+
+// waitUp polls up every 30 ms until it holds (nil), p exits ("exited before
+// <before>") or timeout passes ("<late> after <timeout>").
+func waitUp(p *Proc, timeout time.Duration, before, late string, up func() bool) error {
 	end := time.Now().Add(timeout)
 	for time.Now().Before(end) {
 		select {
 		case <-p.Done:
-			return fmt.Errorf("exited before listening (%v)", p.Cmd.ProcessState)
+			return fmt.Errorf("exited before %s (%v)", before, p.Cmd.ProcessState)
 		default:
 		}
-		c, err := net.DialTimeout("tcp4", addr, 200*time.Millisecond)
-		if err == nil {
-			c.Close()
+		if up() {
 			return nil
 		}
 		time.Sleep(30 * time.Millisecond)
 	}
-	return fmt.Errorf("not listening on %s after %v", addr, timeout)
+	return fmt.Errorf("%s after %v", late, timeout)
 }
 
 // Command returns the binary and arguments that run bin with args, on cpus if set
@@ -173,47 +176,45 @@ func taskset(cpus, bin string, args []string) (string, []string) {
 
 // Stat reads CPU seconds (utime+stime) and RSS in bytes of pid from /proc.
 func Stat(pid int) (cpu float64, rss int64) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err == nil {
-		s := string(b)
-		if i := strings.LastIndexByte(s, ')'); i > 0 {
-			f := strings.Fields(s[i+2:])
-			// Fields after the name start at field 3 (state): utime is 14, stime 15.
-			if len(f) > 13 {
-				ut, _ := strconv.ParseFloat(f[11], 64)
-				st, _ := strconv.ParseFloat(f[12], 64)
-				cpu = (ut + st) / 100 // USER_HZ is 100 on Linux
-			}
-		}
+	// utime is field 14, stime 15.
+	if f := statFields(pid); len(f) > 13 {
+		ut, _ := strconv.ParseFloat(f[11], 64)
+		st, _ := strconv.ParseFloat(f[12], 64)
+		cpu = (ut + st) / 100 // USER_HZ is 100 on Linux
 	}
-	b, err = os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
-	if err == nil {
-		for _, ln := range strings.Split(string(b), "\n") {
-			if strings.HasPrefix(ln, "VmRSS:") {
-				f := strings.Fields(ln)
-				if len(f) >= 2 {
-					kb, _ := strconv.ParseInt(f[1], 10, 64)
-					rss = kb * 1024
-				}
-			}
-		}
-	}
-	return cpu, rss
+	return cpu, statusKB(pid, "VmRSS:") * 1024
 }
 
 // PeakRSS is the process's high-water resident set (VmHWM), in bytes.
 func PeakRSS(pid int) int64 {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
-	if err != nil {
+	return statusKB(pid, "VmHWM:") * 1024
+}
+
+// statusKB is the number of kB that key (such as "VmRSS:") gives in pid's
+// /proc/<pid>/status; 0 if unknown.
+func statusKB(pid int, key string) int64 {
+	v, _ := ProcLine("/proc/"+strconv.Itoa(pid)+"/status", key)
+	f := strings.Fields(v)
+	if len(f) == 0 {
 		return 0
 	}
+	kb, _ := strconv.ParseInt(f[0], 10, 64)
+	return kb
+}
+
+// ProcLine is the rest of the first line of the file at path (under /proc) that
+// starts with prefix, trimmed; ok is false if the file is unreadable or no line does.
+func ProcLine(path, prefix string) (rest string, ok bool) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", false
+	}
 	for _, ln := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(ln); len(f) >= 2 && f[0] == "VmHWM:" {
-			kb, _ := strconv.ParseInt(f[1], 10, 64)
-			return kb * 1024
+		if v, ok := strings.CutPrefix(ln, prefix); ok {
+			return strings.TrimSpace(v), true
 		}
 	}
-	return 0
+	return "", false
 }
 
 // Listeners counts the TCP sockets listening on port (decimal), from /proc/net/tcp and
@@ -267,17 +268,8 @@ func RunDelay(pid int) float64 {
 // StartTime is when pid started, in Unix seconds (the way Prometheus' process collector
 // computes process_start_time_seconds: boot time plus the start tick); 0 if unknown.
 func StartTime(pid int) float64 {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0
-	}
-	f := strings.Fields(s[i+2:])
-	// starttime is field 22; f[0] is field 3.
+	// starttime is field 22.
+	f := statFields(pid)
 	if len(f) < 20 {
 		return 0
 	}
@@ -285,18 +277,25 @@ func StartTime(pid int) float64 {
 	return bootTime() + ticks/100
 }
 
-func bootTime() float64 {
-	b, err := os.ReadFile("/proc/stat")
+// statFields are the fields of /proc/<pid>/stat after the process's name: f[0] is
+// field 3 (state). nil if unreadable.
+func statFields(pid int) []string {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
-		return 0
+		return nil
 	}
-	for _, ln := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(ln, "btime "); ok {
-			t, _ := strconv.ParseFloat(strings.TrimSpace(v), 64)
-			return t
-		}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 || i+2 > len(s) {
+		return nil
 	}
-	return 0
+	return strings.Fields(s[i+2:])
+}
+
+func bootTime() float64 {
+	v, _ := ProcLine("/proc/stat", "btime ")
+	t, _ := strconv.ParseFloat(v, 64)
+	return t
 }
 
 // FDs counts pid's open file descriptors; -1 if unknown.

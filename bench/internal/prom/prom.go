@@ -4,23 +4,22 @@
 package prom
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
-	"math"
 	"net/http"
 	"sort"
-	"strconv"
-	"strings"
 	"time"
+
+	"crease/internal/promtext"
 )
 
 // Inf is the bound used for the +Inf bucket.
-var Inf = math.Inf(1)
+var Inf = promtext.Inf
 
-// Samples maps each series as written ("name{label=\"v\",...}") to its value.
-type Samples map[string]float64
+// Samples maps each series as written ("name{label=\"v\",...}") to its value, with Sum
+// and Buckets (promtext.Samples).
+type Samples = promtext.Samples
 
 // Scrape GETs url (a /metrics page) and parses it.
 func Scrape(ctx context.Context, client *http.Client, url string) (Samples, error) {
@@ -46,88 +45,8 @@ func Get(url string, timeout time.Duration) (Samples, error) {
 	return Scrape(ctx, http.DefaultClient, url)
 }
 
-// Parse reads the text format.
-func Parse(r io.Reader) (Samples, error) {
-	out := Samples{}
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 4<<20)
-	for sc.Scan() {
-		ln := sc.Text()
-		if ln == "" || ln[0] == '#' {
-			continue
-		}
-		sp := strings.LastIndexByte(ln, ' ')
-		if sp < 0 {
-			continue
-		}
-		v, err := strconv.ParseFloat(ln[sp+1:], 64)
-		if err != nil {
-			continue
-		}
-		out[ln[:sp]] = v
-	}
-	return out, sc.Err()
-}
-
-// split returns a series' name and its label text (without braces).
-func split(series string) (name, labels string) {
-	i := strings.IndexByte(series, '{')
-	if i < 0 {
-		return series, ""
-	}
-	return series[:i], strings.TrimSuffix(series[i+1:], "}")
-}
-
-// matches reports whether labels holds every `k="v"` of want.
-func matches(labels string, want []string) bool {
-	for _, w := range want {
-		if !strings.Contains(","+labels+",", ","+w+",") {
-			return false
-		}
-	}
-	return true
-}
-
-// Sum adds every series of name whose labels include all of want (`loop="0"`).
-func (s Samples) Sum(name string, want ...string) float64 {
-	t := 0.0
-	for series, v := range s {
-		if n, l := split(series); n == name && matches(l, want) {
-			t += v
-		}
-	}
-	return t
-}
-
-// Buckets returns the cumulative counts of histogram name (its _bucket series) by
-// upper bound, summed over the other labels.
-func (s Samples) Buckets(name string, want ...string) map[float64]float64 {
-	out := map[float64]float64{}
-	for series, v := range s {
-		n, l := split(series)
-		if n != name+"_bucket" || !matches(l, want) {
-			continue
-		}
-		i := strings.Index(l, `le="`)
-		if i < 0 {
-			continue
-		}
-		rest := l[i+4:]
-		j := strings.IndexByte(rest, '"')
-		if j < 0 {
-			continue
-		}
-		le := Inf
-		if rest[:j] != "+Inf" {
-			var err error
-			if le, err = strconv.ParseFloat(rest[:j], 64); err != nil {
-				continue
-			}
-		}
-		out[le] += v
-	}
-	return out
-}
+// Parse reads the text format, skipping a line it cannot read.
+func Parse(r io.Reader) (Samples, error) { return promtext.Parse(r, true) }
 
 // Diff is after − before bucket by bucket: the observations between two scrapes. A
 // process that restarted (after below before) counts from zero.

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+
+	"crease/bench/internal/procs"
 )
 
 // Root finds the repository (the directory of go.mod of module crease) from the working
@@ -46,14 +48,9 @@ func Head(dir string) string {
 // Machine describes the CPU, cores, memory and kernel.
 func Machine() string {
 	model := "?"
-	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for _, ln := range strings.Split(string(b), "\n") {
-			if strings.HasPrefix(ln, "model name") {
-				if _, v, ok := strings.Cut(ln, ":"); ok {
-					model = strings.TrimSpace(v)
-				}
-				break
-			}
+	if v, ok := procs.ProcLine("/proc/cpuinfo", "model name"); ok {
+		if _, v, ok := strings.Cut(v, ":"); ok {
+			model = strings.TrimSpace(v)
 		}
 	}
 	mem := "?"
@@ -71,16 +68,8 @@ func Machine() string {
 
 // MemAvailable is the machine's available memory (/proc/meminfo), bytes; 0 if unknown.
 func MemAvailable() int64 {
-	b, err := os.ReadFile("/proc/meminfo")
-	if err != nil {
-		return 0
-	}
-	for _, ln := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(ln, "MemAvailable:"); ok {
-			var kb int64
-			fmt.Sscan(strings.TrimSpace(v), &kb)
-			return kb * 1024
-		}
-	}
-	return 0
+	v, _ := procs.ProcLine("/proc/meminfo", "MemAvailable:")
+	var kb int64
+	fmt.Sscan(v, &kb)
+	return kb * 1024
 }

@@ -138,6 +138,21 @@ func DecodeHist(s string) (*hdrhistogram.Histogram, error) {
 	return hdrhistogram.Decode(b)
 }
 
+// MergeHists merges the histograms each line encodes in the field that hist reads
+// (Hist, WindowHist) into one; a line without one, or with one that does not decode,
+// adds nothing.
+func MergeHists(lines []Line, hist func(Line) string) *hdrhistogram.Histogram {
+	h := NewHist()
+	for _, ln := range lines {
+		if enc := hist(ln); enc != "" {
+			if x, err := DecodeHist(enc); err == nil {
+				h.Merge(x)
+			}
+		}
+	}
+	return h
+}
+
 // SortedKeys returns the keys of m in order, for stable output.
 func SortedKeys[V any](m map[string]V) []string {
 	ks := make([]string, 0, len(m))
