@@ -214,7 +214,8 @@ func (l *loop) connect(ctx context.Context, end *connEnd) (*http.Response, error
 	return resp, end.err
 }
 
-// retryAfter reads the Retry-After seconds of a refused handshake (503).
+// retryAfter reads the Retry-After seconds of a 503: a refused handshake or a snapshot
+// of a store behind.
 func retryAfter(resp *http.Response) time.Duration {
 	if resp == nil || resp.StatusCode != http.StatusServiceUnavailable {
 		return 0

@@ -491,6 +491,28 @@ func TestRetryWindowIsCapped(t *testing.T) {
 	}
 }
 
+// A 503 with Retry-After (a store behind what the gateway delivered) is asked again no
+// sooner than it says, although the backoff's first window here is 10 ms.
+func TestSnapshotRetryAfterIsHonoured(t *testing.T) {
+	gw := newFakeGW(t)
+	gw.setSnap("m1", 2, `{"n":2}`)
+	gw.snapRetryAfter = "1"
+	gw.snapFail.Store(1)
+	h := startClient(t, gw, nil)
+	h.subscribe(t, "m1")
+	gw.waitConn(t)
+	h.waitState(t, gw.snap("m1"))
+	gw.mu.Lock()
+	times := append([]time.Time(nil), gw.snapTimes...)
+	gw.mu.Unlock()
+	if len(times) != 2 {
+		t.Fatalf("%d snapshot GETs, want 2 (one 503)", len(times))
+	}
+	if gap := times[1].Sub(times[0]); gap < time.Second {
+		t.Fatalf("asked again %v after a 503 with Retry-After: 1", gap)
+	}
+}
+
 func TestSnapshotFetchIsRetried(t *testing.T) {
 	gw := newFakeGW(t)
 	gw.setSnap("m1", 2, `{"n":2}`)

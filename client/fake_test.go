@@ -46,16 +46,19 @@ type fakeGW struct {
 	// a snapshot GET.
 	token func(tok string) bool
 
-	heartbeat  float64
-	pingEvery  time.Duration // 0: the fake never pings
-	pongs      atomic.Int32
-	connCh     chan *fakeConn
-	snapGets   atomic.Int32
-	snapFail   atomic.Int32       // answer the next n snapshot GETs 500
-	snapStale  atomic.Int32       // answer the next n snapshot GETs with stale (a store behind)
-	stale      Snapshot           // guarded by mu
-	afterSnap  func(match string) // called after the snapshot is read, before it is sent
-	afterSnapM sync.Mutex
+	heartbeat float64
+	pingEvery time.Duration // 0: the fake never pings
+	pongs     atomic.Int32
+	connCh    chan *fakeConn
+	snapGets  atomic.Int32
+	snapFail  atomic.Int32 // answer the next n snapshot GETs 500 (503 with snapRetryAfter)
+	// snapRetryAfter, if set, makes the failures of snapFail 503 with this Retry-After.
+	snapRetryAfter string
+	snapTimes      []time.Time        // when each snapshot GET arrived, guarded by mu
+	snapStale      atomic.Int32       // answer the next n snapshot GETs with stale (a store behind)
+	stale          Snapshot           // guarded by mu
+	afterSnap      func(match string) // called after the snapshot is read, before it is sent
+	afterSnapM     sync.Mutex
 }
 
 // histDelta is one published delta as the fake keeps it.
@@ -125,7 +128,9 @@ func (gw *fakeGW) serveSnap(w http.ResponseWriter, r *http.Request) {
 	auth := r.Header.Get("Authorization")
 	gw.mu.Lock()
 	gw.snapAuth = append(gw.snapAuth, auth)
+	gw.snapTimes = append(gw.snapTimes, time.Now())
 	check := gw.token
+	retryAfter := gw.snapRetryAfter
 	gw.mu.Unlock()
 	if tok, ok := strings.CutPrefix(auth, "Bearer "); check != nil && (!ok || !check(tok)) {
 		w.Header().Set("WWW-Authenticate", "Bearer")
@@ -133,6 +138,11 @@ func (gw *fakeGW) serveSnap(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if gw.snapFail.Add(-1) >= 0 {
+		if retryAfter != "" {
+			w.Header().Set("Retry-After", retryAfter)
+			http.Error(w, "store behind", http.StatusServiceUnavailable)
+			return
+		}
 		http.Error(w, "boom", http.StatusInternalServerError)
 		return
 	}

@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -39,7 +40,7 @@ func (c *Client) FetchSnapshot(ctx context.Context, match string) (Snapshot, err
 		// delta exists yet and every one will reach the connection.
 		return Snapshot{Match: match, State: json.RawMessage("{}")}, nil
 	default:
-		return Snapshot{}, fmt.Errorf("client: snapshot of %s: HTTP %d", match, resp.StatusCode)
+		return Snapshot{}, &snapshotStatusError{match: match, code: resp.StatusCode, retryAfter: retryAfter(resp)}
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
 	if err != nil {
@@ -92,10 +93,28 @@ func (l *loop) fetch(r *matchRun) {
 			if ctx.Err() != nil {
 				return
 			}
-			c.opts.Logger.Warn("crease client: snapshot fetch", "match", r.match, "err", err)
 			delay = c.jitter(c.opts.Backoff.retryWindow(attempt))
+			var se *snapshotStatusError
+			if errors.As(err, &se) && se.retryAfter > delay {
+				// A 503 says when to come back (the store is behind, PROTOCOL.md): not
+				// before, and spread after it so that its clients do not return at once.
+				delay += se.retryAfter
+			}
+			c.opts.Logger.Warn("crease client: snapshot fetch", "match", r.match, "err", err, "retry_in", delay)
 		}
 	}()
+}
+
+// snapshotStatusError is a snapshot answer other than 200 and 404; retryAfter is the
+// Retry-After of a 503 (0: none).
+type snapshotStatusError struct {
+	match      string
+	code       int
+	retryAfter time.Duration
+}
+
+func (e *snapshotStatusError) Error() string {
+	return fmt.Sprintf("client: snapshot of %s: HTTP %d", e.match, e.code)
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) bool {

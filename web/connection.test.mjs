@@ -304,3 +304,24 @@ test("close() stops everything for good", async () => {
   await clock.advance(100000);
   assert.equal(WS.instances.length, 1);
 });
+
+test("a snapshot answered 503 is asked again no sooner than its Retry-After", async () => {
+  const { clock, WS, fetch, c, statuses } = setup();
+  const seen = [];
+  c.subscribe("m1", (state, info) => seen.push([info.seq, state.runs]));
+  const ws = WS.last();
+  ws.serverOpen();
+  ws.serverSend({ type: "hello", node: "gw1", heartbeat_s: 25 });
+  ws.serverSend({ type: "subscribed", match: "m1" });
+  assert.equal(fetch.calls.length, 1);
+  fetch.last().respond(503, { error: "store behind" }, { "Retry-After": "2" });
+  await flush();
+  await clock.advance(2000); // the backoff alone (0.5 of 1000 ms) would have asked by now
+  assert.equal(fetch.calls.length, 1);
+  await clock.advance(500);
+  assert.equal(fetch.calls.length, 2);
+  fetch.last().snapshot(3, { runs: 3 });
+  await flush();
+  assert.deepStrictEqual(seen, [[3, 3]]);
+  assert.equal(statuses.at(-1), "live");
+});

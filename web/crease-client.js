@@ -142,7 +142,13 @@ export function connect(options = {}) {
     const res = await fetchFn(snapshotURLOf(match), init);
     // A match that has not started has no snapshot yet; its deltas start at seq 1.
     if (res.status === 404) return { match, seq: 0, state: null };
-    if (!res.ok) throw new Error(`HTTP ${res.status}`);
+    if (!res.ok) {
+      const err = new Error(`HTTP ${res.status}`);
+      // A 503 says when to ask again (the store is behind what the gateway delivered).
+      const ra = res.status === 503 ? Number(res.headers?.get?.("Retry-After")) : NaN;
+      if (Number.isFinite(ra) && ra > 0) err.retryAfterMs = ra * 1000;
+      throw err;
+    }
     return await res.json();
   }
 

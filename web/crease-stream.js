@@ -156,7 +156,9 @@ export class MatchStream {
       },
       (err) => {
         if (gen !== this.gen) return;
-        const ms = backoffDelay(this.fetchAttempt++, this.retry, this.random);
+        let ms = backoffDelay(this.fetchAttempt++, this.retry, this.random);
+        // Not before a 503's Retry-After, and spread after it.
+        if (err && err.retryAfterMs > ms) ms += err.retryAfterMs;
         this.log.warn?.(`crease: snapshot of ${this.match} failed (${err && err.message ? err.message : err}); retry in ${ms} ms`);
         this.retryTimer = this.timers.setTimeout(() => {
           this.retryTimer = null;

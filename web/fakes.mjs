@@ -96,8 +96,8 @@ export function fakeFetch() {
       calls.push({
         url,
         init,
-        respond(status, body) {
-          resolve({ ok: status >= 200 && status < 300, status, json: async () => body });
+        respond(status, body, headers = {}) {
+          resolve({ ok: status >= 200 && status < 300, status, headers: { get: (k) => headers[k] ?? null }, json: async () => body });
         },
         snapshot(seq, state, match) {
           this.respond(200, { match: match ?? decodeURIComponent(url.split("/").pop()), seq, state });
