@@ -221,7 +221,7 @@ func retryAfter(resp *http.Response) time.Duration {
 		return 0
 	}
 	s, err := strconv.Atoi(resp.Header.Get("Retry-After"))
-	if err != nil || s < 0 {
+	if err != nil || s < 0 || s > 86400 { // past a day: garbage, and it would overflow
 		return 0
 	}
 	return time.Duration(s) * time.Second

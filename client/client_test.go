@@ -486,19 +486,32 @@ func TestRetryWindowIsCapped(t *testing.T) {
 			t.Fatalf("retryWindow(%d) = %v, want %v", n, got, w)
 		}
 	}
-	if got := (Backoff{Base: time.Hour, Cap: 2 * time.Hour}).retryWindow(39); got != 2*time.Hour {
-		t.Fatalf("an overflowing doubling gives %v, want the cap", got)
+	// Doublings that overflow int64 and wrap: to 0 (1<<25 ns shifted 39 times), to a
+	// positive value (an hour), to a negative one (the default base).
+	for _, b := range []Backoff{
+		{Base: 1 << 25, Cap: time.Minute},
+		{Base: time.Hour, Cap: 2 * time.Hour},
+		{Base: DefaultBackoffBase, Cap: DefaultBackoffCap},
+	} {
+		for n := 30; n < 70; n++ {
+			if got := b.retryWindow(n); got != b.Cap {
+				t.Fatalf("%+v: retryWindow(%d) = %v, want the cap", b, n, got)
+			}
+			if got := b.Window(n); got != b.Cap {
+				t.Fatalf("%+v: Window(%d) = %v, want the cap", b, n, got)
+			}
+		}
 	}
 }
 
 // A 503 with Retry-After (a store behind what the gateway delivered) is asked again no
-// sooner than it says, although the backoff's first window here is 10 ms.
+// sooner than it says (up to the backoff's cap), although the first window here is 10 ms.
 func TestSnapshotRetryAfterIsHonoured(t *testing.T) {
 	gw := newFakeGW(t)
 	gw.setSnap("m1", 2, `{"n":2}`)
 	gw.snapRetryAfter = "1"
 	gw.snapFail.Store(1)
-	h := startClient(t, gw, nil)
+	h := startClient(t, gw, func(o *Options) { o.Backoff.Cap = 5 * time.Second }) // Retry-After is waited up to the cap
 	h.subscribe(t, "m1")
 	gw.waitConn(t)
 	h.waitState(t, gw.snap("m1"))

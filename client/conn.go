@@ -52,6 +52,7 @@ type matchRun struct {
 	retries   int          // snapshots in a row that left the stream waiting
 	limited   int          // subscribes in a row refused with rate_limited
 	sentAt    int          // loop.unsubs when the subscribe was sent
+	sentAuths int          // loop.auths when the subscribe was sent
 	delivered bool         // a State has been delivered (the next snapshot is CauseResync)
 }
 
@@ -93,6 +94,7 @@ type loop struct {
 	resub     chan *matchRun // a rate-limited subscribe is due again
 	wg        *sync.WaitGroup
 	unsubs    int              // unsubscribes sent on this connection
+	auths     int              // auth ops sent on this connection
 	refresh   timer            // the token refresh, nil when none is due
 	refreshed chan tokenResult // the provider's answer to a refresh
 	refreshN  int              // refreshes in a row that failed
@@ -139,7 +141,7 @@ func (l *loop) serve(ctx context.Context, conn *websocket.Conn, exp time.Time) (
 	in := make(chan readItem, 16)
 	var readTimeout atomic.Int64
 	readTimeout.Store(int64(DefaultHelloTimeout))
-	l.conn, l.ready, l.gotDelta, l.connCtx, l.wg, l.unsubs = conn, false, false, connCtx, &wg, 0
+	l.conn, l.ready, l.gotDelta, l.connCtx, l.wg, l.unsubs, l.auths = conn, false, false, connCtx, &wg, 0, 0
 	l.fetched, l.resub, l.refreshed = make(chan fetchResult), make(chan *matchRun), make(chan tokenResult)
 	l.tokenExp, l.refreshN, l.authPrevExp = exp, 0, time.Time{}
 	defer func() {
@@ -371,6 +373,10 @@ func (l *loop) serverError(f *frame) {
 			case f.Code == CodeTooManySubscriptions && l.unsubs > r.sentAt:
 				// A slot was freed after this subscribe went out, before its refusal came.
 				l.subscribe(r)
+			case f.Code == CodeForbidden && l.auths > r.sentAuths:
+				// A fresh token went out after this subscribe, before its refusal came:
+				// the gateway judged the old claim, and the new one may allow it.
+				l.subscribe(r)
 			}
 		}
 	}
@@ -491,7 +497,7 @@ type sincePos struct {
 // subscribe sends r's subscribe, with the position held as `since` when there is one
 // the gateway can recover from (a state of a known epoch).
 func (l *loop) subscribe(r *matchRun) {
-	r.sent, r.since, r.confirmed, r.refused, r.sentAt = true, false, false, nil, l.unsubs
+	r.sent, r.since, r.confirmed, r.refused, r.sentAt, r.sentAuths = true, false, false, nil, l.unsubs, l.auths
 	op := clientOp{Op: "subscribe", Match: r.match}
 	if r.stream.HasState() && r.stream.Epoch() != "" {
 		p := r.stream.Position()

@@ -42,6 +42,8 @@ type fakeGW struct {
 	recovery bool
 	// refuseSub answers a subscribe to the match with this error code.
 	refuseSub map[string]string
+	// holdRefusals sends those answers only once the connection sends `auth`.
+	holdRefusals bool
 	// token, if set, says whether a token is good: a dial without one is 401, and so is
 	// a snapshot GET.
 	token func(tok string) bool
@@ -235,6 +237,7 @@ func (gw *fakeGW) serveWS(w http.ResponseWriter, r *http.Request) {
 			}
 		}()
 	}
+	var held []map[string]any // refusals kept back until the next auth (holdRefusals)
 	for {
 		_, data, err := ws.ReadMessage()
 		if err != nil {
@@ -255,7 +258,12 @@ func (gw *fakeGW) serveWS(w http.ResponseWriter, r *http.Request) {
 		case "subscribe":
 			gw.mu.Lock() // deltas published from now on reach this connection
 			if code := gw.refuseSub[op.Match]; code != "" {
-				c.send(map[string]any{"type": "error", "code": code, "match": op.Match, "message": "refused by the test"})
+				refusal := map[string]any{"type": "error", "code": code, "match": op.Match, "message": "refused by the test"}
+				if gw.holdRefusals {
+					held = append(held, refusal)
+				} else {
+					c.send(refusal)
+				}
 			} else {
 				c.subscribe(op)
 			}
@@ -264,6 +272,13 @@ func (gw *fakeGW) serveWS(w http.ResponseWriter, r *http.Request) {
 			gw.mu.Lock()
 			delete(c.subs, op.Match)
 			gw.mu.Unlock()
+		case "auth":
+			// The refusals held cross this auth on the wire: they reach the client after
+			// it sent the fresh token, though the old one was judged.
+			for _, f := range held {
+				c.send(f)
+			}
+			held = nil
 		}
 		c.ops <- op
 	}

@@ -53,22 +53,16 @@ type Backoff struct {
 
 // Window returns the jitter window of attempt n (0 for the first reconnect).
 func (b Backoff) Window(attempt int) time.Duration {
-	w := b.Cap
-	if attempt >= 0 && attempt < 40 { // past 40 doublings any Base is over any Cap
-		if d := b.Base << attempt; d < w {
-			w = d
-		}
-	}
-	return max(w, min(b.InitialSpread, b.Cap))
+	return max(b.retryWindow(attempt), min(b.InitialSpread, b.Cap))
 }
 
 // retryWindow is the jitter window of retry n (0 for the first) of a snapshot fetch, a
 // token refresh or a rate-limited subscribe: Base doubled n times, at most Cap.
 func (b Backoff) retryWindow(n int) time.Duration {
-	if n >= 0 && n < 40 { // past 40 doublings any Base is over any Cap
-		if d := b.Base << n; d >= 0 && d < b.Cap {
-			return d
-		}
+	// Base·2^n ≤ Cap tested without shifting Base: a shift that overflows can wrap to
+	// any value, 0 included (a retry in a tight loop).
+	if n >= 0 && n < 63 && b.Base <= b.Cap>>n {
+		return b.Base << n
 	}
 	return b.Cap
 }

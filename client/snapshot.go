@@ -95,10 +95,11 @@ func (l *loop) fetch(r *matchRun) {
 			}
 			delay = c.jitter(c.opts.Backoff.retryWindow(attempt))
 			var se *snapshotStatusError
-			if errors.As(err, &se) && se.retryAfter > delay {
+			if errors.As(err, &se) && se.retryAfter > 0 {
 				// A 503 says when to come back (the store is behind, PROTOCOL.md): not
-				// before, and spread after it so that its clients do not return at once.
-				delay += se.retryAfter
+				// before (up to the cap: a gateway's hour must not freeze the match), and
+				// spread after it so that its clients do not return at once.
+				delay += min(se.retryAfter, c.opts.Backoff.Cap)
 			}
 			c.opts.Logger.Warn("crease client: snapshot fetch", "match", r.match, "err", err, "retry_in", delay)
 		}

@@ -165,6 +165,7 @@ func (l *loop) refreshDone(res tokenResult) {
 	// the old one still holds (authRefused).
 	l.authPrevExp, l.tokenExp = l.tokenExp, res.exp
 	l.send(clientOp{Op: "auth", Token: res.tok})
+	l.auths++
 	// The new token's claim may allow what the old one forbade.
 	l.retryRefused(CodeForbidden)
 	l.armRefresh()

@@ -142,6 +142,38 @@ func TestTokenGoesAsSubprotocolAndBearer(t *testing.T) {
 	}
 }
 
+// A `forbidden` refusal that comes after the client sent a fresh token answers the old
+// one: the subscribe is sent again at once, not left refused until the next refresh.
+func TestForbiddenAfterAuthIsRetried(t *testing.T) {
+	gw := newFakeGW(t)
+	gw.setSnap("m1", 2, `{"n":2}`)
+	gw.setSnap("vip", 7, `{"v":7}`)
+	gw.refuseSub["vip"] = CodeForbidden
+	gw.holdRefusals = true
+	clk := newFakeClock()
+	gw.token = goodToken(clk)
+	m := &tokenMinter{t: t, clk: clk, lifetime: 2 * time.Minute}
+	h := startClientOn(t, gw, clk, func(o *Options) {
+		o.Token = m.provide
+		o.TokenRefreshMargin = 45 * time.Second
+	})
+	h.subscribe(t, "m1")
+	h.subscribe(t, "vip")
+	conn := gw.waitConn(t)
+	conn.waitOp(t, "subscribe", "m1", "vip")
+	h.waitState(t, gw.snap("m1"))
+	gw.mu.Lock()
+	delete(gw.refuseSub, "vip") // the new token allows it
+	gw.mu.Unlock()
+	clk.nextTimer(t).fire()
+	if op := conn.nextOp(t); op.Op != "auth" {
+		t.Fatalf("after the refresh timer: %+v, want auth", op)
+	}
+	// The refusal of the first subscribe arrives now, after the auth.
+	conn.waitOp(t, "subscribe", "vip")
+	h.waitState(t, gw.snap("vip"))
+}
+
 // Before the token expires the client asks for a fresh one and sends it with `auth` on
 // the live connection, TokenRefreshMargin before exp; the subscriptions the old claim
 // forbade are tried again.

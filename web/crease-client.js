@@ -72,6 +72,7 @@ export function connect(options = {}) {
   let connTokenExpMs; // exp of the token the connection holds
   let authPrevExpMs; // connTokenExpMs before the last auth sent (undefined: none outstanding)
   let unsubs = 0; // unsubscribes sent on this connection
+  let auths = 0; // auth ops sent on this connection
   let probingWithPing = false;
   let closed = false;
   let hidden = false;
@@ -178,6 +179,7 @@ export function connect(options = {}) {
     const since = sub.stream.position();
     sub.stream.subscribing(Boolean(since));
     sub.sentAt = unsubs;
+    sub.sentAuths = auths;
     send(since ? { op: "subscribe", match, since } : { op: "subscribe", match });
   }
 
@@ -238,6 +240,7 @@ export function connect(options = {}) {
           authPrevExpMs = connTokenExpMs;
           connTokenExpMs = expMs;
           send({ op: "auth", token: tok });
+          auths++;
           for (const [match, sub] of subs) if (sub.stream.refusal?.code === "forbidden") subscribeOn(match, sub);
           armRefresh();
           updateStatus();
@@ -299,6 +302,7 @@ export function connect(options = {}) {
     heartbeatMs = 0;
     probingWithPing = false;
     unsubs = 0;
+    auths = 0;
     sock.onopen = () => {
       if (sock !== ws) return;
       // Open 30 s: the gateway works, even if no delta came (a `hello` alone proves nothing).
@@ -395,6 +399,8 @@ export function connect(options = {}) {
       }, ms);
     } else if (f.code === "too_many_subscriptions" && unsubs > sub.sentAt) {
       subscribeOn(match, sub); // a slot was freed after this subscribe went out
+    } else if (f.code === "forbidden" && auths > (sub.sentAuths ?? 0)) {
+      subscribeOn(match, sub); // a fresh token went out after it: the old claim was judged
     }
   }
 

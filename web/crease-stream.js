@@ -157,8 +157,8 @@ export class MatchStream {
       (err) => {
         if (gen !== this.gen) return;
         let ms = backoffDelay(this.fetchAttempt++, this.retry, this.random);
-        // Not before a 503's Retry-After, and spread after it.
-        if (err && err.retryAfterMs > ms) ms += err.retryAfterMs;
+        // Not before a 503's Retry-After (up to the cap), and spread after it.
+        if (err && err.retryAfterMs > 0) ms += Math.min(err.retryAfterMs, this.retry.cap);
         this.log.warn?.(`crease: snapshot of ${this.match} failed (${err && err.message ? err.message : err}); retry in ${ms} ms`);
         this.retryTimer = this.timers.setTimeout(() => {
           this.retryTimer = null;

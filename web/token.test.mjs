@@ -136,6 +136,32 @@ test("the token is refreshed with auth before it expires; forbidden matches are 
   assert.equal(s.WS.instances.length, 1, "no reconnect for a refresh");
 });
 
+test("a forbidden that comes after the auth answers the old token: the subscribe is sent again at once", async () => {
+  const clock = newClock();
+  const mint = minter(clock, 120_000);
+  const s = setup(mint, { tokenRefreshMarginMs: 45_000, clock });
+  await flush();
+  s.c.subscribe("m1", () => {});
+  s.c.subscribe("vip", () => {});
+  const ws = s.WS.last();
+  ws.serverOpen();
+  ws.serverSend({ type: "hello", node: "gw", heartbeat_s: 0 });
+  ws.serverSend({ type: "subscribed", match: "m1" });
+  s.fetch.last().snapshot(1, {});
+  await flush();
+  await clock.advance(75_000); // the refresh: auth goes out before the refusal of vip comes
+  assert.equal(ws.ops("auth").length, 1);
+  const before = ws.ops("subscribe").length;
+  ws.serverSend({ type: "error", code: "forbidden", match: "vip", message: "not in the claim" });
+  await flush();
+  assert.equal(ws.ops("subscribe").length, before + 1);
+  assert.deepStrictEqual(ws.sent.at(-1), { op: "subscribe", match: "vip" });
+  // Refused again under the new token: no loop.
+  ws.serverSend({ type: "error", code: "forbidden", match: "vip", message: "not in the claim" });
+  await flush();
+  assert.equal(ws.ops("subscribe").length, before + 1);
+});
+
 test("a refresh that fails or brings no newer token is retried with backoff; no auth meanwhile", async () => {
   const clock = newClock();
   const same = fakeJWT({ exp: T0 / 1000 + 60 });
