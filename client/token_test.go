@@ -142,14 +142,13 @@ func TestTokenGoesAsSubprotocolAndBearer(t *testing.T) {
 	}
 }
 
-// A `forbidden` refusal that comes after the client sent a fresh token answers the old
-// one: the subscribe is sent again at once, not left refused until the next refresh.
-func TestForbiddenAfterAuthIsRetried(t *testing.T) {
-	gw := newFakeGW(t)
+// vipClient runs a client on gw with tokens of 2 minutes refreshed 45 s before exp,
+// subscribed to m1 (live) and to vip, which the first token's claim forbids.
+func vipClient(t *testing.T, gw *fakeGW) (*fakeClock, *tokenMinter, *harness, *fakeConn) {
+	t.Helper()
 	gw.setSnap("m1", 2, `{"n":2}`)
 	gw.setSnap("vip", 7, `{"v":7}`)
 	gw.refuseSub["vip"] = CodeForbidden
-	gw.holdRefusals = true
 	clk := newFakeClock()
 	gw.token = goodToken(clk)
 	m := &tokenMinter{t: t, clk: clk, lifetime: 2 * time.Minute}
@@ -162,6 +161,15 @@ func TestForbiddenAfterAuthIsRetried(t *testing.T) {
 	conn := gw.waitConn(t)
 	conn.waitOp(t, "subscribe", "m1", "vip")
 	h.waitState(t, gw.snap("m1"))
+	return clk, m, h, conn
+}
+
+// A `forbidden` refusal that comes after the client sent a fresh token answers the old
+// one: the subscribe is sent again at once, not left refused until the next refresh.
+func TestForbiddenAfterAuthIsRetried(t *testing.T) {
+	gw := newFakeGW(t)
+	gw.holdRefusals = true
+	clk, _, h, conn := vipClient(t, gw)
 	gw.mu.Lock()
 	delete(gw.refuseSub, "vip") // the new token allows it
 	gw.mu.Unlock()
@@ -179,21 +187,7 @@ func TestForbiddenAfterAuthIsRetried(t *testing.T) {
 // forbade are tried again.
 func TestTokenRefreshedBeforeExpiryWithAuth(t *testing.T) {
 	gw := newFakeGW(t)
-	gw.setSnap("m1", 2, `{"n":2}`)
-	gw.setSnap("vip", 7, `{"v":7}`)
-	gw.refuseSub["vip"] = CodeForbidden
-	clk := newFakeClock()
-	gw.token = goodToken(clk)
-	m := &tokenMinter{t: t, clk: clk, lifetime: 2 * time.Minute}
-	h := startClientOn(t, gw, clk, func(o *Options) {
-		o.Token = m.provide
-		o.TokenRefreshMargin = 45 * time.Second
-	})
-	h.subscribe(t, "m1")
-	h.subscribe(t, "vip")
-	conn := gw.waitConn(t)
-	conn.waitOp(t, "subscribe", "m1", "vip")
-	h.waitState(t, gw.snap("m1"))
+	clk, m, h, conn := vipClient(t, gw)
 	tm := clk.nextTimer(t)
 	if tm.d != 2*time.Minute-45*time.Second {
 		t.Fatalf("refresh armed in %v, want exp - margin = 75s", tm.d)

@@ -104,7 +104,8 @@ for (const kind of ["sync", "async"]) {
   });
 }
 
-test("the token is refreshed with auth before it expires; forbidden matches are tried again", async () => {
+/** A client with tokens of 2 minutes refreshed 45 s before exp, subscribed to m1 (live) and vip; refuseVip answers vip forbidden at once. */
+async function vipClient(refuseVip) {
   const clock = newClock();
   const mint = minter(clock, 120_000);
   const s = setup(mint, { tokenRefreshMarginMs: 45_000, clock });
@@ -115,9 +116,14 @@ test("the token is refreshed with auth before it expires; forbidden matches are 
   ws.serverOpen();
   ws.serverSend({ type: "hello", node: "gw", heartbeat_s: 0 });
   ws.serverSend({ type: "subscribed", match: "m1" });
-  ws.serverSend({ type: "error", code: "forbidden", match: "vip", message: "not in the claim" });
+  if (refuseVip) ws.serverSend({ type: "error", code: "forbidden", match: "vip", message: "not in the claim" });
   s.fetch.last().snapshot(1, {});
   await flush();
+  return { clock, mint, s, ws };
+}
+
+test("the token is refreshed with auth before it expires; forbidden matches are tried again", async () => {
+  const { clock, mint, s, ws } = await vipClient(true);
   assert.equal(s.c.status, "live");
   await clock.advance(74_999);
   assert.equal(ws.ops("auth").length, 0);
@@ -137,18 +143,7 @@ test("the token is refreshed with auth before it expires; forbidden matches are 
 });
 
 test("a forbidden that comes after the auth answers the old token: the subscribe is sent again at once", async () => {
-  const clock = newClock();
-  const mint = minter(clock, 120_000);
-  const s = setup(mint, { tokenRefreshMarginMs: 45_000, clock });
-  await flush();
-  s.c.subscribe("m1", () => {});
-  s.c.subscribe("vip", () => {});
-  const ws = s.WS.last();
-  ws.serverOpen();
-  ws.serverSend({ type: "hello", node: "gw", heartbeat_s: 0 });
-  ws.serverSend({ type: "subscribed", match: "m1" });
-  s.fetch.last().snapshot(1, {});
-  await flush();
+  const { clock, ws } = await vipClient(false);
   await clock.advance(75_000); // the refresh: auth goes out before the refusal of vip comes
   assert.equal(ws.ops("auth").length, 1);
   const before = ws.ops("subscribe").length;
