@@ -51,7 +51,7 @@ export function connect(options = {}) {
   const tokens = tokenSource(token);
 
   const listeners = { status: new Set(), event: new Set(), error: new Set() };
-  const subs = new Map(); // match -> {stream, fns:Set, sentAt, limited, retryTimer}
+  const subs = new Map(); // match -> {stream, fns:Set, sentAt, sentAuths, limited, retryTimer}
   let ws = null;
   let opening = 0; // the generation of an open waiting for its token (0: none)
   let openGen = 0;
@@ -399,7 +399,7 @@ export function connect(options = {}) {
       }, ms);
     } else if (f.code === "too_many_subscriptions" && unsubs > sub.sentAt) {
       subscribeOn(match, sub); // a slot was freed after this subscribe went out
-    } else if (f.code === "forbidden" && auths > (sub.sentAuths ?? 0)) {
+    } else if (f.code === "forbidden" && auths > sub.sentAuths) {
       subscribeOn(match, sub); // a fresh token went out after it: the old claim was judged
     }
   }
@@ -522,7 +522,7 @@ export function connect(options = {}) {
     subscribe(match, onState) {
       let sub = subs.get(match);
       if (!sub) {
-        sub = { stream: newStream(match), fns: new Set(), sentAt: 0, limited: 0, retryTimer: null };
+        sub = { stream: newStream(match), fns: new Set(), sentAt: 0, sentAuths: 0, limited: 0, retryTimer: null };
         subs.set(match, sub);
         if (ws && ws.readyState === OPEN) subscribeOn(match, sub);
         updateStatus();
