@@ -70,8 +70,9 @@ func (o *ReplayOptions) validate() error {
 }
 
 // Replay publishes the deltas of m, each with its commentary event, paced by opts. It
-// blocks until the match ends (never with Loop), ctx is done (returning ctx.Err()) or
-// publishing fails. A delta refused with bus.ErrSeqConflict means that another publisher
+// blocks until the match ends (never with Loop), ctx is done (returning ctx.Err(); the
+// ball being published then is finished first, for up to publishGrace) or publishing
+// fails. A delta refused with bus.ErrSeqConflict means that another publisher
 // owns the match or StartSeq is stale: Replay stops and returns it wrapped, without
 // retrying. Event errors other than bus.ErrClosed are ignored: events may be dropped.
 // Run one Replay per match, each in its own goroutine.
@@ -129,16 +130,8 @@ func replay(ctx context.Context, pub bus.Publisher, m *Match, next func() (*Matc
 		if err != nil {
 			return err
 		}
-		if err := pub.PublishDelta(ctx, u.Delta); err != nil {
-			if errors.Is(err, bus.ErrSeqConflict) {
-				return fmt.Errorf("ingest: replay of %s stopped: delta %d refused (another publisher owns the match, or the start seq is stale): %w", u.Delta.Match, u.Delta.Seq, err)
-			}
-			return fmt.Errorf("ingest: replay of %s: publish delta %d: %w", u.Delta.Match, u.Delta.Seq, err)
-		}
-		if u.Event != nil {
-			if err := pub.PublishEvent(ctx, u.Delta.Match, u.Event); err != nil && errors.Is(err, bus.ErrClosed) {
-				return fmt.Errorf("ingest: replay of %s: publish event: %w", u.Delta.Match, err)
-			}
+		if err := publishBall(ctx, pub, u); err != nil {
+			return err
 		}
 		d := interval
 		if u.Last {
@@ -151,4 +144,32 @@ func replay(ctx context.Context, pub bus.Publisher, m *Match, next func() (*Matc
 			return err
 		}
 	}
+}
+
+// publishGrace is how long the publishes of a ball begun before Replay's context ended
+// may still take. Stopping a replay finishes the ball in flight instead of abandoning a
+// write whose outcome nobody would learn: sent but not yet answered, it could land after
+// Replay returned, and whoever stopped the replay would read a snapshot that is not the
+// last one.
+const publishGrace = 5 * time.Second
+
+// publishBall publishes u's delta and its commentary event, with ctx's values but ended
+// only publishGrace after ctx is.
+func publishBall(ctx context.Context, pub bus.Publisher, u Update) error {
+	bctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	stop := context.AfterFunc(ctx, func() { time.AfterFunc(publishGrace, cancel) })
+	defer stop()
+	if err := pub.PublishDelta(bctx, u.Delta); err != nil {
+		if errors.Is(err, bus.ErrSeqConflict) {
+			return fmt.Errorf("ingest: replay of %s stopped: delta %d refused (another publisher owns the match, or the start seq is stale): %w", u.Delta.Match, u.Delta.Seq, err)
+		}
+		return fmt.Errorf("ingest: replay of %s: publish delta %d: %w", u.Delta.Match, u.Delta.Seq, err)
+	}
+	if u.Event != nil {
+		if err := pub.PublishEvent(bctx, u.Delta.Match, u.Event); err != nil && errors.Is(err, bus.ErrClosed) {
+			return fmt.Errorf("ingest: replay of %s: publish event: %w", u.Delta.Match, err)
+		}
+	}
+	return nil
 }

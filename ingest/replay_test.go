@@ -200,3 +200,47 @@ func TestReplayOptionsRefused(t *testing.T) {
 }
 
 func posInf() float64 { return math.Inf(1) }
+
+// stoppingPub ends the replay's context while it publishes the delta of seq at, and
+// records whether the publishes of that ball saw a context already done.
+type stoppingPub struct {
+	*fakePub
+	cancel     context.CancelFunc
+	at         uint64
+	inBall     bool
+	doneInBall bool
+}
+
+func (p *stoppingPub) PublishDelta(ctx context.Context, d bus.Delta) error {
+	if d.Seq == p.at {
+		p.cancel()
+		p.inBall = true
+	}
+	p.doneInBall = p.doneInBall || (p.inBall && ctx.Err() != nil)
+	return p.fakePub.PublishDelta(ctx, d)
+}
+
+func (p *stoppingPub) PublishEvent(ctx context.Context, match string, frame []byte) error {
+	p.doneInBall = p.doneInBall || (p.inBall && ctx.Err() != nil)
+	return p.fakePub.PublishEvent(ctx, match, frame)
+}
+
+// Stopping a replay while a ball is being published finishes that ball (its delta and
+// its event, with a context that is not done) and publishes no other: a write abandoned
+// mid-flight could land after Replay returned.
+func TestStopFinishesTheBallInFlight(t *testing.T) {
+	m := small(t, "stop")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	pub := &stoppingPub{fakePub: newFakePub(), cancel: cancel, at: 2}
+	err := Replay(ctx, pub, m, ReplayOptions{Loop: true, LoopPause: time.Millisecond})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("Replay: %v", err)
+	}
+	if got := pub.seq["stop"]; got != 2 {
+		t.Fatalf("seq %d, want 2: the ball in flight and no other", got)
+	}
+	if pub.doneInBall {
+		t.Fatal("the ball in flight was published with a context already done")
+	}
+}
