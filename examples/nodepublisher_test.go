@@ -15,6 +15,7 @@ import (
 
 	busredis "crease/bus/redis"
 	"crease/client"
+	"crease/internal/npmtest"
 	"crease/internal/redistest"
 	"crease/internal/testenv"
 	"crease/server"
@@ -25,12 +26,9 @@ import (
 // (scripts/ensure-deps.sh does it for make test).
 func node(t *testing.T) string {
 	t.Helper()
-	bin, err := exec.LookPath("node")
-	if err == nil {
-		_, err = os.Stat("node-publisher/node_modules/redis")
-	}
-	if err != nil {
-		testenv.Missing(t, "node and examples/node-publisher/node_modules are needed (make deps: scripts/ensure-deps.sh runs npm ci there): "+err.Error())
+	bin := npmtest.Node(t)
+	if _, err := os.Stat("node-publisher/node_modules/redis"); err != nil {
+		testenv.Missing(t, "examples/node-publisher/node_modules is needed (make deps: scripts/ensure-deps.sh runs npm ci there): "+err.Error())
 	}
 	return bin
 }

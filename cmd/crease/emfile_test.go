@@ -5,21 +5,21 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os/exec"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"crease/ingest"
+	"crease/internal/testenv"
 	"crease/server/servertest"
 )
 
-func needPrlimit(t *testing.T) {
+// prlimit is the path of util-linux's prlimit(1), which runs crease under a descriptor
+// limit.
+func prlimit(t *testing.T) string {
 	t.Helper()
-	if _, err := exec.LookPath("prlimit"); err != nil {
-		t.Skip("prlimit (util-linux) not installed")
-	}
+	return testenv.LookPath(t, "prlimit", "apt-get install util-linux")
 }
 
 // TestEMFILEDoesNotKillTheGateway runs `crease demo` (real matches replaying) under a
@@ -29,13 +29,13 @@ func needPrlimit(t *testing.T) {
 // deltas, crease_accept_errors_total{errno="EMFILE"} counts the failures, and once the
 // extra connections are gone new clients are accepted again.
 func TestEMFILEDoesNotKillTheGateway(t *testing.T) {
-	needPrlimit(t)
+	prl := prlimit(t)
 	matches, err := ingest.Embedded()
 	if err != nil {
 		t.Fatal(err)
 	}
 	match := matches[0].ID()
-	p := startCrease(t, []string{"prlimit", "--nofile=200:200"}, "demo", "--log-level=warn",
+	p := startCrease(t, []string{prl, "--nofile=200:200"}, "demo", "--log-level=warn",
 		"--loops=2", "--speed=20", "--sim=0", "--max-conns=100000")
 	pid := p.cmd.Process.Pid
 	// One kept-alive HTTP connection for the scrapes: a new one could not be accepted
@@ -153,10 +153,10 @@ func TestEMFILEDoesNotKillTheGateway(t *testing.T) {
 // minus the reserve (256): under a 300-descriptor limit that is 44 connections, and the
 // next handshakes are refused with 503 (over_capacity) before accept ever fails.
 func TestDefaultMaxConnsRefusesBeforeEMFILE(t *testing.T) {
-	needPrlimit(t)
+	prl := prlimit(t)
 	const limit, reserve = 300, 256
 	const capConns = limit - reserve
-	p := startCrease(t, []string{"prlimit", fmt.Sprintf("--nofile=%d:%d", limit, limit)}, "serve", "--log-level=warn", "--loops=2")
+	p := startCrease(t, []string{prl, fmt.Sprintf("--nofile=%d:%d", limit, limit)}, "serve", "--log-level=warn", "--loops=2")
 	connectMany(t, p.ws, "/ws", capConns, false)
 	refused := 0
 	for range 20 {

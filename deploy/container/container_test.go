@@ -24,12 +24,7 @@ import (
 // podman finds podman, or skips (fails when CI is set: make test installs it).
 func podman(t *testing.T) string {
 	t.Helper()
-	p, err := exec.LookPath("podman")
-	if err == nil {
-		return p
-	}
-	testenv.Missing(t, "podman not found: install it with `apt-get install -y podman runc` (make test does, via scripts/ensure-deps.sh)")
-	return ""
+	return testenv.LookPath(t, "podman", "apt-get install -y podman runc (make test does, via scripts/ensure-deps.sh)")
 }
 
 func run(t *testing.T, name string, args ...string) (string, error) {

@@ -44,10 +44,7 @@ func Root(t testing.TB) string {
 // Node is the path of node, which must be version 20 or later.
 func Node(t testing.TB) string {
 	t.Helper()
-	p, err := exec.LookPath("node")
-	if err != nil {
-		testenv.Missing(t, "node not found: apt-get install -y nodejs (make test does, via scripts/ensure-deps.sh)")
-	}
+	p := testenv.LookPath(t, "node", "apt-get install -y nodejs (make test does, via scripts/ensure-deps.sh)")
 	out, err := exec.Command(p, "--version").Output()
 	if err != nil {
 		t.Fatalf("node --version: %v", err)

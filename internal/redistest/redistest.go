@@ -52,13 +52,8 @@ func (s *Server) Port() int { return s.port }
 
 func binaries(t testing.TB) (server, cli string) {
 	t.Helper()
-	server, err1 := exec.LookPath("redis-server")
-	cli, err2 := exec.LookPath("redis-cli")
-	if err1 == nil && err2 == nil {
-		return server, cli
-	}
-	testenv.Missing(t, "redistest: redis-server and redis-cli must be on PATH (apt-get install redis-server redis-tools)")
-	return "", ""
+	const install = "apt-get install redis-server redis-tools (make test does, via scripts/ensure-deps.sh)"
+	return testenv.LookPath(t, "redis-server", install), testenv.LookPath(t, "redis-cli", install)
 }
 
 // freePort returns a port that was free a moment ago.

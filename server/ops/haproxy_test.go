@@ -83,10 +83,7 @@ func (v *busView) Close() error {
 // returns its public address.
 func startHAProxy(t *testing.T, gws ...*server.Server) string {
 	t.Helper()
-	bin, err := exec.LookPath("haproxy")
-	if err != nil {
-		testenv.Missing(t, "haproxy not installed (make test installs it via scripts/ensure-deps.sh)")
-	}
+	bin := testenv.LookPath(t, "haproxy", "apt-get install haproxy (make test does, via scripts/ensure-deps.sh)")
 	front := servertest.FreeAddr(t)
 	env := append(os.Environ(),
 		"FRONT_HTTP="+front, "FRONT_WS="+servertest.FreeAddr(t), "STATS_ADDR="+servertest.FreeAddr(t),

@@ -57,7 +57,8 @@ func (h *harness) write(out, plotDir string, started time.Time) error {
 	w("- Command: `%s`\n", strings.Join(os.Args, " "))
 	w("- Load: loadgen processes of at most %d connections each, bound to 127.0.0.2–50; Redis %s on loopback; all on the same cores as the server.\n", h.perProc, h.redisAddr)
 	w("- CPU is the server process's utime+stime from /proc/PID/stat over the publish phase, which starts %v after the last connection is up; memory is its VmRSS over the idle baseline after a %v settle.\n\n", 3*h.settle, h.settle)
-	w("## Servers\n\n| server | what |\n|---|---|\n")
+	w("## Servers\n\n")
+	w("%s", report.TableHead("server", "what"))
 	for _, s := range h.servers {
 		about := s.about
 		if s.skip != "" {
@@ -130,7 +131,7 @@ func errRow(r *result) string {
 
 func (h *harness) writeIdle(b *strings.Builder, sc scenario) {
 	fmt.Fprintf(b, "Connections opened in steps (%v) on one server process, no traffic; RSS growth over the empty server divided by open connections.\n\n", sc.levels)
-	fmt.Fprintf(b, "| server | connections | RSS growth | per connection | × naive | × bare | failed handshakes |\n|---|---|---|---|---|---|---|\n")
+	b.WriteString(report.TableHead("server", "connections", "RSS growth", "per connection", "× naive", "× bare", "failed handshakes"))
 	last := func(name string) float64 {
 		if r := h.find(name, sc.name); r != nil && len(r.Idle) > 0 && r.Err == "" {
 			return r.Idle[len(r.Idle)-1].PerConn
@@ -175,8 +176,7 @@ func (h *harness) writeDelivery(b *strings.Builder, sc scenario) {
 		fmt.Fprintf(b, ", %.0f%% of them stalled (stop reading, tiny SO_RCVBUF; excluded from expected and latency)", sc.stall*100)
 	}
 	fmt.Fprintf(b, "; %d deltas per match, %s. Latency is publish (`ts`) to receive, ms.\n\n", sc.count, rate)
-	fmt.Fprintf(b, "| server | delivered / expected | p50 | p90 | p99 | p99.9 | max | CPU-s | CPU-s per M | × naive | × floor1 | × floor10 | delivered/s | loadgen CPU-s | gaps | dups | resyncs | closes | peak RSS |\n")
-	fmt.Fprintf(b, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	b.WriteString(report.TableHead("server", "delivered / expected", "p50", "p90", "p99", "p99.9", "max", "CPU-s", "CPU-s per M", "× naive", "× floor1", "× floor10", "delivered/s", "loadgen CPU-s", "gaps", "dups", "resyncs", "closes", "peak RSS"))
 	ref := func(name string) float64 {
 		if r := h.find(name, sc.name); r != nil && r.Err == "" {
 			return r.CPUPerM
@@ -229,7 +229,7 @@ func (h *harness) writeScheduling(b *strings.Builder, sc scenario) {
 		return
 	}
 	fmt.Fprintf(b, "\nScheduling during the run: how long the server's threads waited, runnable, for a CPU (schedstat run_delay summed over threads, ms per second of the run), and crease's loop-lag probes (one per loop per tick; p99 is the bucket bound that holds it).\n\n")
-	fmt.Fprintf(b, "| server | waiting for a CPU, ms/s | lag probes | ≤ 0.5 ms | ≤ 1 ms | ≤ 2 ms | ≤ 5 ms | lag p99 |\n|---|---|---|---|---|---|---|---|\n")
+	b.WriteString(report.TableHead("server", "waiting for a CPU, ms/s", "lag probes", "≤ 0.5 ms", "≤ 1 ms", "≤ 2 ms", "≤ 5 ms", "lag p99"))
 	for _, r := range rows {
 		b.WriteString(r + "\n")
 	}
@@ -250,7 +250,7 @@ func (h *harness) writeStorm(b *strings.Builder, sc scenario) {
 		}
 		fmt.Fprintf(b, "%d connections; the server gets SIGTERM and is started again %s, %s. Time is from the SIGTERM to the last connection back, so it includes a draining server's drain (crease, restarting in place, closes its connections within 1 s and sends `reconnect` with `after_ms` after its 2 s `--restart-gap`, spread over `--drain-window 1s`; until it exits it answers new handshakes 503). %s\n\n", sc.conns, again, held, clients)
 	}
-	fmt.Fprintf(b, "| server | all back | time to all back | × naive | old exited / new up | peak handshakes/s | reconnects | failures (handshake + connect) | failure kinds | closes |\n|---|---|---|---|---|---|---|---|---|---|\n")
+	b.WriteString(report.TableHead("server", "all back", "time to all back", "× naive", "old exited / new up", "peak handshakes/s", "reconnects", "failures (handshake + connect)", "failure kinds", "closes"))
 	var naive float64
 	if r := h.find("naive", sc.name); r != nil && r.AllBack {
 		naive = r.AllBackS

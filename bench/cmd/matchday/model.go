@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math"
 	"strings"
+
+	"crease/bench/internal/report"
 )
 
 // The capacity model: fitted to the cost windows of crease's reuseport run, checked
@@ -105,7 +107,8 @@ func writeModel(b *strings.Builder, results []*Result) {
 	w("Per core, that is %s frames per second; with a delta and a commentary event per ball, **%s viewer-balls per second per core**, "+
 		"or **%s connections per core** at this pace (one ball every %.1f s) with the core %.0f%% busy.\n\n",
 		kilo(1/m.perFrame), kilo(1/m.perFrame/2), kilo(utilisation/(m.perFrame*m.framesPerViewer)), 1/r.Speed, utilisation*100)
-	w("Checked against each window:\n\n| connections | measured CPU-s/s | model | error | measured RSS growth | model |\n|---|---|---|---|---|---|\n")
+	w("Checked against each window:\n\n")
+	w("%s", report.TableHead("connections", "measured CPU-s/s", "model", "error", "measured RSS growth", "model"))
 	rss0 := float64(r.Points[0].ServerRSS) - m.userPerConn*float64(r.Points[0].Conns)
 	for _, p := range r.Points {
 		meas, pred := p.ServerCPU/p.WindowS, m.cpu(p)
@@ -114,7 +117,7 @@ func writeModel(b *strings.Builder, results []*Result) {
 	}
 	w("\nWhat it implies, with the gateway alone on the host (here the load generator, Redis and the publisher share its two cores), %.0f%% of the cores busy at most, %d GiB of memory per core, and one frame to every connection of the host within %.0f ms at a wicket "+
 		"(the frames of one ball pass over all connections, the loops in parallel):\n\n", utilisation*100, hostMemPerCPU, passTarget*1000)
-	w("| host | viewers by CPU at this pace | viewers by the %.0f ms pass | memory per 100k viewers | viewers by memory | viewers |\n|---|---|---|---|---|---|\n", passTarget*1000)
+	w("%s", report.TableHead("host", "viewers by CPU at this pace", fmt.Sprintf("viewers by the %.0f ms pass", passTarget*1000), "memory per 100k viewers", "viewers by memory", "viewers"))
 	per100k := 100000 * (m.userPerConn + m.kernPerC)
 	for _, cores := range []float64{16, 64} {
 		cpuBound := utilisation * cores / (m.perFrame * m.framesPerViewer)

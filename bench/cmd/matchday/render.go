@@ -50,8 +50,7 @@ func render(o options, root string) error {
 
 	w("### The three numbers\n\n")
 	w("Targets from the seed: loop lag p99 < 50 ms, connections < 25,000 per gateway, publish to the last gateway < 100 ms.\n\n")
-	w("| run | peak audience | ramp from the base to the peak | connections per gateway, max | loop lag p99, worst gateway (run / at the peak) | PUB → last gateway p99 | publish → client p50 / p99 / p99.9 | ended equal to the snapshot |\n")
-	w("|---|---|---|---|---|---|---|---|\n")
+	w("%s", report.TableHead("run", "peak audience", "ramp from the base to the peak", "connections per gateway, max", "loop lag p99, worst gateway (run / at the peak)", "PUB → last gateway p99", "publish → client p50 / p99 / p99.9", "ended equal to the snapshot"))
 	for _, r := range results {
 		f := derive(r)
 		ramp := "did not end"
@@ -69,8 +68,7 @@ func render(o options, root string) error {
 	w("\nLoop lag and PUB → gateway are crease's own histograms (`crease_loop_lag_seconds`, `crease_bus_latency_seconds`, scraped every tick), as the bucket bound that holds the p99; the baselines have neither. Publish → client is measured by the load processes from the publisher's `ts`, slow readers excluded.\n\n")
 
 	w("### Figures\n\n")
-	w("| run | date, commit, load nice | frames delivered | resyncs | gaps / dups / differing deltas | handover: connections drained, old exited, all back, failed attempts, on the successor | off-cookie | server CPU-s | peak RSS of a gateway | load / HAProxy processes | wall |\n")
-	w("|---|---|---|---|---|---|---|---|---|---|---|\n")
+	w("%s", report.TableHead("run", "date, commit, load nice", "frames delivered", "resyncs", "gaps / dups / differing deltas", "handover: connections drained, old exited, all back, failed attempts, on the successor", "off-cookie", "server CPU-s", "peak RSS of a gateway", "load / HAProxy processes", "wall"))
 	for _, r := range results {
 		f := derive(r)
 		t := r.Totals
@@ -95,7 +93,7 @@ func render(o options, root string) error {
 
 	w("### Cost at scale\n\n")
 	w("Measured in the windows of the ramp (%.0f s each, after %.0f s without handshakes). Server CPU is every gateway process's utime+stime; memory per connection is the gateways' RSS growth over the empty gateways, and the kernel's socket memory growth (`/proc/net/sockstat` TCP buffer pages plus the socket slab caches of `/proc/slabinfo`) over the state before the first connection. On loopback the kernel figure holds both ends of every connection (and HAProxy's two sockets in the haproxy variant): a gateway host holds one.\n\n", r0.HoldS, r0.SettleS)
-	w("| run | connections | frames/s delivered | server CPU-s/s | server CPU-s per million | user memory per connection | kernel memory per connection (both ends) | HAProxy CPU-s/s |\n|---|---|---|---|---|---|---|---|\n")
+	w("%s", report.TableHead("run", "connections", "frames/s delivered", "server CPU-s/s", "server CPU-s per million", "user memory per connection", "kernel memory per connection (both ends)", "HAProxy CPU-s/s"))
 	for _, r := range results {
 		for _, p := range r.Points {
 			w("| %s | %d | %.0f | %.3f | %.2f | %.2f KB | %s | %s |\n", runName(r), p.Conns, float64(p.Delivered)/p.WindowS, p.ServerCPU/p.WindowS, p.CPUPerM(),

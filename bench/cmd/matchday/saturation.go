@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"strings"
+
+	"crease/bench/internal/report"
 )
 
 // floorPerDelivery is the kernel's cost of one delivery on this machine's loopback: a
@@ -38,6 +40,6 @@ func writeSaturation(b *strings.Builder, results []*Result) {
 		"(12-14 µs each here for the write and the read of one frame on loopback, shared/NOTES-this-machine.md), and the cores the servers, " +
 		"the load processes and HAProxy used (CPU-s per second; Redis, the publisher and the sampling come on top). Where the sum nears 2, " +
 		"the box is saturated: connections open late, deltas queue in the run queue, and latencies in seconds are the box's, not a gateway's loop.\n\n")
-	w("| run | connections | frames/s | cores at the floor | gateways | load processes | HAProxy | all three |\n|---|---|---|---|---|---|---|---|\n")
+	w("%s", report.TableHead("run", "connections", "frames/s", "cores at the floor", "gateways", "load processes", "HAProxy", "all three"))
 	w("%s\n\n", strings.Join(rows, "\n"))
 }

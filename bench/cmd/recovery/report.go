@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"slices"
+
+	"crease/bench/internal/report"
 )
 
 func median(xs []float64) float64 {
@@ -36,8 +38,7 @@ func printAirplane(rs []airplaneResult, outage fmt.Stringer) {
 	fmt.Printf("### 2G clients after %v of airplane mode\n\n", outage)
 	fmt.Println("Per client, from the network's return until it holds the state of that moment (medians; ratio to resync).")
 	fmt.Println()
-	fmt.Println("| mode | bytes | requests | time to converge (median / max) | snapshots | recovered | one-delta replays | gateway CPU-s | final state |")
-	fmt.Println("|---|---|---|---|---|---|---|---|---|")
+	fmt.Print(report.TableHead("mode", "bytes", "requests", "time to converge (median / max)", "snapshots", "recovered", "one-delta replays", "gateway CPU-s", "final state"))
 	var base airplaneResult
 	for i, r := range rs {
 		if i == 0 {
@@ -62,8 +63,7 @@ func printSlow(rs []slowResult) {
 	fmt.Println()
 	fmt.Println("90 raw readers as fast as they can (their publish-to-receive latency), 10 Go clients at 3 KB/s (final state checked), 30 s of a 20 deltas/s stream and its commentary.")
 	fmt.Println()
-	fmt.Println("| slow clients | fast p50 / p99 / p99.9 | slow clients' snapshots | bytes per slow client | slow clients final after | resyncs (slow) | catch-up deltas | gateway CPU-s per 1,000 deltas | final state |")
-	fmt.Println("|---|---|---|---|---|---|---|---|---|")
+	fmt.Print(report.TableHead("slow clients", "fast p50 / p99 / p99.9", "slow clients' snapshots", "bytes per slow client", "slow clients final after", "resyncs (slow)", "catch-up deltas", "gateway CPU-s per 1,000 deltas", "final state"))
 	for _, r := range rs {
 		per := 0.0
 		if r.deltas > 0 {
@@ -80,8 +80,7 @@ func printStorm(rs []stormResult) {
 	fmt.Println()
 	fmt.Println("Clients of two matches on gateway A; B starts on the same ports (--reuse-port) and A drains over 5 s.")
 	fmt.Println()
-	fmt.Println("| mode | clients | snapshot requests | snapshot bytes | history reads | recovered | all current after | B's CPU-s | final state |")
-	fmt.Println("|---|---|---|---|---|---|---|---|---|")
+	fmt.Print(report.TableHead("mode", "clients", "snapshot requests", "snapshot bytes", "history reads", "recovered", "all current after", "B's CPU-s", "final state"))
 	for _, r := range rs {
 		fmt.Printf("| %s | %d | %d | %d | %.0f | %.0f | %.1f s | %.3f | %s |\n", r.mode, r.clients, r.snapshots, r.snapshotBytes,
 			r.reads, r.recovered, r.back, r.cpu, verified(r.verified, r.clients, r.err))

@@ -1,5 +1,5 @@
 // Package report holds the JSON shapes that loadgen prints and the harness reads, so
-// the two can never drift apart.
+// the two can never drift apart, and the Markdown table heads the bench tools write.
 package report
 
 import (
