@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -140,10 +141,49 @@ func New(opts Options) (*API, error) {
 			unauthorized(w)
 			return
 		}
+		if allow := a.Allow(r.URL.Path); allow != "" {
+			w.Header().Set("Allow", allow)
+			problem(w, http.StatusMethodNotAllowed, "method_not_allowed", fmt.Sprintf("%s %s: this path takes %s", r.Method, r.URL.Path, allow))
+			return
+		}
 		problem(w, http.StatusNotFound, "not_found", "no such publish endpoint: "+r.Method+" "+r.URL.Path)
 	})
 	a.mux = mux
 	return a, nil
+}
+
+// Allow is the Allow header of a path of the API ("" for a path it does not serve), for
+// its 405 answers and the gateway's OPTIONS, which adds the GET of the snapshot.
+func (a *API) Allow(path string) string {
+	rest, ok := strings.CutPrefix(path, "/v1/matches/")
+	if !ok || rest == "" {
+		return ""
+	}
+	id, sub, _ := strings.Cut(rest, "/")
+	if !bus.ValidMatchID(id) {
+		return ""
+	}
+	switch sub {
+	case "":
+		return "PUT, OPTIONS"
+	case "state":
+		return "PUT, PATCH, OPTIONS"
+	case "deliveries", "events":
+		return "POST, OPTIONS"
+	}
+	return ""
+}
+
+// badUTF8At is the offset of the first byte of b that is not valid UTF-8.
+func badUTF8At(b []byte) int {
+	for i := 0; i < len(b); {
+		r, n := utf8.DecodeRune(b[i:])
+		if r == utf8.RuneError && n == 1 {
+			return i
+		}
+		i += n
+	}
+	return len(b)
 }
 
 // ServeHTTP implements http.Handler.
@@ -176,6 +216,7 @@ type request struct {
 	prio    string // ?prio= (or the body's, for deliveries)
 	ifMatch string
 	r       *http.Request
+	header  http.Header // the answer's, for headers a refusal carries (Accept-Patch)
 }
 
 // answer is what an endpoint function returns: a status and a JSON body.
@@ -223,7 +264,11 @@ func (a *API) write(endpoint string, f func(*request, *match) (answer, error)) h
 			problem(w, http.StatusBadRequest, "bad_body", "reading the body: "+err.Error())
 			return
 		}
-		req := &request{id: id, body: body, prio: r.URL.Query().Get("prio"), ifMatch: r.Header.Get("If-Match"), r: r}
+		if !utf8.Valid(body) {
+			problem(w, http.StatusBadRequest, "bad_body", fmt.Sprintf("the body is not valid UTF-8 (first bad byte at offset %d): frames go out as WebSocket text, which must be UTF-8", badUTF8At(body)))
+			return
+		}
+		req := &request{id: id, body: body, prio: r.URL.Query().Get("prio"), ifMatch: r.Header.Get("If-Match"), r: r, header: w.Header()}
 		switch req.prio {
 		case "", "high", "normal":
 		default:

@@ -22,6 +22,8 @@ func FuzzAPIRequest(f *testing.F) {
 	f.Add(uint8(3), []byte(`{"set":{"a":null,"b":[1,2]}}`))
 	f.Add(uint8(4), []byte(`{"kind":"note","text":"rain"}`))
 	f.Add(uint8(1), []byte(`{"innings":1,"team":"A","over":0,"ball":1,"delivery":{"batter":"a","non_striker":"a","bowler":"c","runs":{"batter":-4}}}`))
+	f.Add(uint8(4), []byte("{\"kind\":\"note\",\"text\":\"x\xffy\"}"))
+	f.Add(uint8(3), []byte(`{}`))
 	type ep struct{ method, path, ctype string }
 	eps := []ep{
 		{"PUT", "/v1/matches/m", "application/json"},

@@ -144,14 +144,22 @@ func (m *match) failed(conflict bool) {
 		return
 	}
 	m.uncertain = true
-	if m.live != nil {
-		if len(m.stored) == 0 {
-			m.live = nil
-		} else if l, err := ingest.NewLiveFromJournal(m.id, m.stored); err == nil {
-			m.live = l
-		} else {
-			m.loaded = false
-		}
+	m.rollback()
+}
+
+// rollback puts the scorer back where the store is: a ball or an info that the scorer
+// took but the store did not (refused, too large, failed) must leave no trace, or the
+// next write would publish it.
+func (m *match) rollback() {
+	if m.live == nil {
+		return
+	}
+	if len(m.stored) == 0 {
+		m.live = nil
+	} else if l, err := ingest.NewLiveFromJournal(m.id, m.stored); err == nil {
+		m.live = l
+	} else {
+		m.loaded = false
 	}
 }
 
@@ -161,6 +169,11 @@ func (m *match) checkIfMatch(h string) error {
 	if m.replayed {
 		return refuse(http.StatusConflict, "replayed", "match %s is replayed from a file by crease ingest --match; the API does not write it", m.id)
 	}
+	return m.checkPosition(h)
+}
+
+// checkPosition applies If-Match (none, *, or a list of "EPOCH.SEQ") to the position.
+func (m *match) checkPosition(h string) error {
 	if h == "" {
 		return nil
 	}
@@ -203,6 +216,7 @@ func (a *API) publish(ctx context.Context, m *match, next []byte, patch []byte, 
 		}
 		var err error
 		if patch, err = jsonpatch.CreateMergePatch(base, next); err != nil {
+			m.rollback()
 			return false, refuse(http.StatusBadRequest, "bad_state", "merge patch: %v", err)
 		}
 		if m.known && bytes.Equal(patch, []byte("{}")) {
@@ -217,6 +231,7 @@ func (a *API) publish(ctx context.Context, m *match, next []byte, patch []byte, 
 	ts := a.opts.Now().UnixMicro()
 	frame := ingest.DeltaFrame(m.id, epoch, seq, prio, ts, patch)
 	if len(frame) > bus.MaxMessageBytes {
+		m.rollback()
 		return false, refuse(http.StatusRequestEntityTooLarge, "too_large", "the delta is %d bytes, over the bus limit of %d", len(frame), bus.MaxMessageBytes)
 	}
 	d := bus.Delta{Match: m.id, Title: title, Epoch: epoch, Seq: seq, State: next, Frame: frame}
@@ -376,9 +391,9 @@ func (a *API) postBall(req *request, m *match) (answer, error) {
 
 // putState: PUT /v1/matches/{id}/state with the whole state.
 func (a *API) putState(req *request, m *match) (answer, error) {
-	var obj map[string]json.RawMessage
-	if err := json.Unmarshal(req.body, &obj); err != nil || obj == nil {
-		return answer{}, refuse(http.StatusBadRequest, "bad_state", "the state must be a JSON object")
+	obj, err := jsonObject(req.body)
+	if err != nil {
+		return answer{}, refuse(http.StatusBadRequest, "bad_state", "the state must be a JSON object: %v", err)
 	}
 	var buf bytes.Buffer
 	_ = json.Compact(&buf, req.body)
@@ -388,14 +403,25 @@ func (a *API) putState(req *request, m *match) (answer, error) {
 // patchState: PATCH /v1/matches/{id}/state with an RFC 7396 merge patch.
 func (a *API) patchState(req *request, m *match) (answer, error) {
 	if mt, _, _ := mime.ParseMediaType(req.r.Header.Get("Content-Type")); mt != "application/merge-patch+json" {
+		req.header.Set("Accept-Patch", "application/merge-patch+json")
 		return answer{}, refuse(http.StatusUnsupportedMediaType, "bad_content_type", "PATCH needs Content-Type: application/merge-patch+json")
 	}
-	var obj map[string]json.RawMessage
-	if err := json.Unmarshal(req.body, &obj); err != nil || obj == nil {
-		return answer{}, refuse(http.StatusBadRequest, "bad_patch", "the merge patch must be a JSON object")
+	obj, err := jsonObject(req.body)
+	if err != nil {
+		return answer{}, refuse(http.StatusBadRequest, "bad_patch", "the merge patch must be a JSON object: %v", err)
 	}
 	if err := a.load(req.r.Context(), m); err != nil {
 		return answer{}, err
+	}
+	if len(obj) == 0 && m.known {
+		// An empty merge patch changes nothing: publish nothing, as PUT of an equal state.
+		if err := m.checkIfMatch(req.ifMatch); err != nil {
+			return answer{}, err
+		}
+		if m.live != nil {
+			return answer{}, refuse(http.StatusConflict, "cricket", "match %s is scored from its balls: POST /deliveries, or PUT /v1/matches/%s to change its info", m.id, m.id)
+		}
+		return answer{status: http.StatusOK, body: m.position()}, nil
 	}
 	base := m.state
 	if len(base) == 0 {
@@ -435,14 +461,15 @@ func (a *API) writeState(req *request, m *match, next, patch []byte, obj map[str
 	return answer{status: http.StatusOK, body: m.position()}, nil
 }
 
-// reserved are the event fields the API sets itself.
-var reserved = []string{"type", "match", "prio", "ts"}
+// reserved are the event fields the API sets itself, and those of a delta, which an
+// event frame must not carry (schema/publish-event.schema.json).
+var reserved = []string{"type", "match", "prio", "ts", "seq", "epoch", "patch", "from"}
 
 // postEvent: POST /v1/matches/{id}/events with {"kind":K, ...fields}.
 func (a *API) postEvent(req *request, m *match) (answer, error) {
-	var obj map[string]json.RawMessage
-	if err := json.Unmarshal(req.body, &obj); err != nil || obj == nil {
-		return answer{}, refuse(http.StatusBadRequest, "bad_event", "the event must be a JSON object")
+	obj, err := jsonObject(req.body)
+	if err != nil {
+		return answer{}, refuse(http.StatusBadRequest, "bad_event", "the event must be a JSON object: %v", err)
 	}
 	var kind string
 	if err := json.Unmarshal(obj["kind"], &kind); err != nil || kind == "" || len(kind) > 32 {
@@ -451,6 +478,26 @@ func (a *API) postEvent(req *request, m *match) (answer, error) {
 	for _, f := range reserved {
 		if _, ok := obj[f]; ok {
 			return answer{}, refuse(http.StatusBadRequest, "bad_event", "the field %q is set by the API", f)
+		}
+	}
+	if kind == "viewers" {
+		// The page and the clients show it as a count (PROTOCOL.md "viewers").
+		var n uint64
+		if err := json.Unmarshal(obj["viewers"], &n); err != nil {
+			return answer{}, refuse(http.StatusBadRequest, "bad_event", "a viewers event needs viewers: a whole number of 0 or more")
+		}
+	}
+	if err := a.load(req.r.Context(), m); err != nil {
+		return answer{}, err
+	}
+	if !m.known {
+		return answer{}, refuse(http.StatusNotFound, "unknown_match", "match %s does not exist: an event goes to a started match (PUT /v1/matches/%s, or a first PUT/PATCH of its state)", m.id, m.id)
+	}
+	if req.ifMatch != "" {
+		// A file replay's match takes events too (commentary beside a replay), so only
+		// the position is checked here.
+		if err := m.checkPosition(req.ifMatch); err != nil {
+			return answer{}, err
 		}
 	}
 	var body bytes.Buffer
@@ -468,9 +515,27 @@ func (a *API) postEvent(req *request, m *match) (answer, error) {
 	if err := a.opts.Bus.PublishEvent(ctx, m.id, frame); err != nil {
 		return answer{}, unavailable(err)
 	}
-	pos := m.position()
-	if !m.loaded {
-		pos.Epoch, pos.Seq = "", 0
+	return answer{status: http.StatusOK, body: m.position()}, nil
+}
+
+// jsonObject decodes a body that must be one JSON object, with an error that says where
+// it is not (in JSON's words, not Go's).
+func jsonObject(body []byte) (map[string]json.RawMessage, error) {
+	var obj map[string]json.RawMessage
+	err := json.Unmarshal(body, &obj)
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case len(bytes.TrimSpace(body)) == 0:
+		return nil, errors.New("the body is empty")
+	case errors.As(err, &syn):
+		return nil, fmt.Errorf("invalid JSON at byte %d: %s", syn.Offset, strings.TrimPrefix(syn.Error(), "json: "))
+	case errors.As(err, &typ):
+		return nil, fmt.Errorf("got a JSON %s", typ.Value)
+	case err != nil:
+		return nil, errors.New(strings.TrimPrefix(err.Error(), "json: "))
+	case obj == nil:
+		return nil, errors.New("got null")
 	}
-	return answer{status: http.StatusOK, body: pos}, nil
+	return obj, nil
 }

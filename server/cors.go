@@ -36,7 +36,7 @@ func (s *Server) cors(next http.Handler) http.Handler {
 			return
 		}
 		// OPTIONS, preflight or not, is answered here: nothing behind takes it.
-		h.Set("Allow", "GET, HEAD, OPTIONS")
+		h.Set("Allow", s.allow(r.URL.Path))
 		if origin != "" && r.Header.Get("Access-Control-Request-Method") != "" {
 			if !allowed {
 				http.Error(w, "origin not allowed", http.StatusForbidden)
@@ -65,4 +65,22 @@ func (s *Server) corsOrigin(h http.Header, origin string) bool {
 	// credentials needs its own origin back.
 	h.Set("Access-Control-Allow-Origin", strings.TrimSpace(origin))
 	return true
+}
+
+// allow is the Allow header of an OPTIONS answer: the gateway's paths take GET, and a
+// publish API that says what its paths take (publish.API.Allow) adds its methods; a
+// snapshot's path takes both.
+func (s *Server) allow(path string) string {
+	a, ok := s.opts.PublishAPI.(interface{ Allow(path string) string })
+	if !ok {
+		return "GET, HEAD, OPTIONS"
+	}
+	m := a.Allow(path)
+	switch {
+	case m == "":
+		return "GET, HEAD, OPTIONS"
+	case !strings.Contains(strings.TrimPrefix(path, "/v1/matches/"), "/"):
+		return "GET, HEAD, " + m
+	}
+	return m
 }

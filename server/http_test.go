@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"slices"
 	"strconv"
@@ -265,4 +266,39 @@ func TestSnapshotStoreBehindIs503WithRetryAfter(t *testing.T) {
 	if ra, err := strconv.Atoi(a.header.Get("Retry-After")); a.status != http.StatusServiceUnavailable || err != nil || ra < 1 {
 		t.Fatalf("HTTP %d, Retry-After %q, want 503 with a Retry-After in seconds", a.status, a.header.Get("Retry-After"))
 	}
+}
+
+// A client that sends a body slowly, or keeps a connection idle, does not hold a
+// descriptor past the HTTP listener's timeouts.
+func TestHTTPSlowBodyAndIdleConnectionsAreCut(t *testing.T) {
+	t.Parallel()
+	const within = 300 * time.Millisecond
+	s := servertest.Run(t, server.Options{Bus: bus.NewEmbedded(), HTTPReadTimeout: within, HTTPIdleTimeout: within})
+	addr := strings.TrimPrefix(servertest.HTTPURL(s), "http://")
+	closedBy := func(what string, c net.Conn) {
+		t.Helper()
+		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if _, err := io.Copy(io.Discard, c); err != nil {
+			t.Errorf("%s: the gateway kept the connection open: %v", what, err)
+		}
+	}
+	idle, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idle.Close()
+	if _, err := idle.Write([]byte("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	closedBy("idle keep-alive", idle)
+
+	slow, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slow.Close()
+	if _, err := slow.Write([]byte("PUT /v1/matches/m1 HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")); err != nil {
+		t.Fatal(err)
+	}
+	closedBy("slow body", slow)
 }

@@ -28,6 +28,11 @@ const (
 	DefaultHandshakeBurst = 5000
 	DefaultTickInterval   = 50 * time.Millisecond
 	DefaultViewerInterval = 5 * time.Second
+	// DefaultHTTPReadTimeout and DefaultHTTPIdleTimeout bound what one slow or idle
+	// HTTP client holds: a whole request (headers within 5 s of it) and a kept-alive
+	// connection between requests.
+	DefaultHTTPReadTimeout = 30 * time.Second
+	DefaultHTTPIdleTimeout = 2 * time.Minute
 	// DefaultDescriptorReserve is how many descriptors below RLIMIT_NOFILE the
 	// connection cap stays, for the listener, Redis, HTTP, logs and in-flight accepts.
 	DefaultDescriptorReserve = 256
@@ -136,6 +141,11 @@ type Options struct {
 	// (the publish API of package publish, with the embedded bus): nil serves none.
 	PublishAPI http.Handler
 
+	// HTTPReadTimeout bounds the read of one request on the HTTP listener, body included
+	// (the publish API's): DefaultHTTPReadTimeout. HTTPIdleTimeout closes a kept-alive
+	// connection idle that long: DefaultHTTPIdleTimeout.
+	HTTPReadTimeout, HTTPIdleTimeout time.Duration
+
 	// TickInterval is how often every loop gets its tick (sweeps, pings, the loop-lag
 	// probe): DefaultTickInterval.
 	TickInterval time.Duration
@@ -214,6 +224,12 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.ViewerInterval <= 0 {
 		o.ViewerInterval = DefaultViewerInterval
+	}
+	if o.HTTPReadTimeout <= 0 {
+		o.HTTPReadTimeout = DefaultHTTPReadTimeout
+	}
+	if o.HTTPIdleTimeout <= 0 {
+		o.HTTPIdleTimeout = DefaultHTTPIdleTimeout
 	}
 	return o, nil
 }

@@ -179,7 +179,9 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	s.recovery.start()
 
-	s.httpSrv = &http.Server{Handler: s.httpHandler(), ReadHeaderTimeout: 5 * time.Second}
+	// A slow or idle client holds a descriptor: every read is bounded.
+	s.httpSrv = &http.Server{Handler: s.httpHandler(), ReadHeaderTimeout: min(5*time.Second, s.opts.HTTPReadTimeout),
+		ReadTimeout: s.opts.HTTPReadTimeout, IdleTimeout: s.opts.HTTPIdleTimeout}
 	s.wg.Add(3)
 	go func() { defer s.wg.Done(); _ = s.httpSrv.Serve(httpLn) }()
 	go func() { defer s.wg.Done(); s.acceptLoop() }()

@@ -45,6 +45,22 @@ func TestDemoServesThePublishAPI(t *testing.T) {
 	if _, list := do("GET", "/v1/matches", "", ""); !strings.Contains(list, `{"match":"final","title":"Lions v Tigers","epoch":"`+s.Epoch+`","seq":2}`) {
 		t.Fatalf("listing %s", list)
 	}
+	// OPTIONS names what each path takes on this listener: the snapshot's GET beside
+	// the API's writes; a method a path does not take is 405.
+	for path, want := range map[string]string{"/v1/matches/final": "GET, HEAD, PUT, OPTIONS", "/v1/matches/final/state": "PUT, PATCH, OPTIONS", "/v1/matches": "GET, HEAD, OPTIONS"} {
+		req, _ := http.NewRequest("OPTIONS", base+path, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if got := resp.Header.Get("Allow"); resp.StatusCode != 204 || got != want {
+			t.Errorf("OPTIONS %s: %d Allow %q, want %q", path, resp.StatusCode, got, want)
+		}
+	}
+	if code, body := do("DELETE", "/v1/matches/final/state", "", "K"); code != 405 {
+		t.Errorf("DELETE state: %d %s", code, body)
+	}
 	m := servertest.ScrapeURL(t, http.DefaultClient, base+"/metrics")
 	if m[`crease_store_publishes_total{result="new_epoch"}`] < 4 || m[`crease_store_publishes_total{result="applied"}`] < 1 ||
 		m[`crease_api_requests_total{code="201",endpoint="match"}`] != 1 || m[`crease_api_requests_total{code="401",endpoint="match"}`] != 1 {
