@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"path"
+	"reflect"
 	"strings"
 
 	"crease/bus"
@@ -291,6 +292,9 @@ type innings struct {
 
 // decodeStrict decodes one JSON value, refusing unknown fields and trailing data.
 func decodeStrict(data []byte, v any) error {
+	if bytes.Equal(bytes.TrimSpace(data), []byte("null")) {
+		return errors.New("got null, want a JSON object")
+	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
@@ -316,9 +320,51 @@ func lineCol(data []byte, off int64) (int, int) {
 	return line, col
 }
 
-// cleanJSONErr strips the "json: " prefix that only repeats what the file name says.
+// cleanJSONErr says what is wrong in JSON's words, not Go's: these messages reach the
+// publish API's callers, who write JSON in any language.
 func cleanJSONErr(err error) string {
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &typ):
+		field := typ.Field
+		if i := strings.LastIndexByte(field, '.'); i >= 0 {
+			field = field[i+1:]
+		}
+		if field == "" {
+			return fmt.Sprintf("got a JSON %s, want %s", typ.Value, jsonKind(typ.Type))
+		}
+		return fmt.Sprintf("%s: got a JSON %s, want %s", field, typ.Value, jsonKind(typ.Type))
+	case errors.Is(err, io.EOF):
+		return "the JSON is empty"
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return "the JSON is cut short"
+	}
 	return strings.TrimPrefix(err.Error(), "json: ")
+}
+
+// jsonKind names the JSON type that decodes into t.
+func jsonKind(t reflect.Type) string {
+	if t == nil {
+		return "another type"
+	}
+	switch t.Kind() {
+	case reflect.Bool:
+		return "a boolean"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "a whole number"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.String:
+		return "a string"
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	case reflect.Map, reflect.Struct:
+		return "an object"
+	case reflect.Pointer:
+		return jsonKind(t.Elem())
+	}
+	return "another type"
 }
 
 // ReadMatch parses and validates a whole Cricsheet JSON file. name is the file name, used

@@ -273,15 +273,19 @@ func prioOf(s string, def bus.Prio) bus.Prio {
 	return def
 }
 
-// liveErr maps the scorer's refusals to HTTP.
+// liveErr maps the scorer's refusals to HTTP; the code names the kind, so the detail
+// drops the sentinel's "ingest: ..." words.
 func liveErr(err error) error {
+	detail := func(sentinel error) string {
+		return strings.TrimPrefix(err.Error(), sentinel.Error()+": ")
+	}
 	switch {
 	case errors.Is(err, ingest.ErrOutOfOrder):
-		return refuse(http.StatusConflict, "out_of_order", "%v", err)
+		return refuse(http.StatusConflict, "out_of_order", "%s", detail(ingest.ErrOutOfOrder))
 	case errors.Is(err, ingest.ErrImpossible):
-		return refuse(http.StatusBadRequest, "impossible", "%v", err)
+		return refuse(http.StatusBadRequest, "impossible", "%s", detail(ingest.ErrImpossible))
 	case errors.Is(err, ingest.ErrBadBall):
-		return refuse(http.StatusBadRequest, "bad_request", "%v", err)
+		return refuse(http.StatusBadRequest, "bad_request", "%s", detail(ingest.ErrBadBall))
 	}
 	return err
 }

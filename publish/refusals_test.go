@@ -88,6 +88,14 @@ func TestBadRequestsAreRefusedClearly(t *testing.T) {
 		{"viewers missing", "POST", "/v1/matches/m1/events", "", `{"kind":"viewers"}`, 400, "whole number"},
 		{"event with epoch", "POST", "/v1/matches/m1/events", "", `{"kind":"note","epoch":"x"}`, 400, "set by the API"},
 		{"event with from", "POST", "/v1/matches/m1/events", "", `{"kind":"note","from":1}`, 400, "set by the API"},
+		{"info an array", "PUT", "/v1/matches/m2", "", `[1]`, 400, "got a JSON array, want an object"},
+		{"info null", "PUT", "/v1/matches/m2", "", `null`, 400, "bad_request"},
+		{"info empty", "PUT", "/v1/matches/m2", "", ``, 400, "the JSON is empty"},
+		{"info cut short", "PUT", "/v1/matches/m2", "", `{"teams":["A",`, 400, "cut short"},
+		{"teams a string", "PUT", "/v1/matches/m2", "", `{"teams":"A v B"}`, 400, "teams: got a JSON string, want an array"},
+		{"innings a string", "POST", "/v1/matches/m1/deliveries", "", `{"innings":"1","team":"India","over":0,"ball":1,"delivery":{}}`, 400, "innings: got a JSON string, want a whole number"},
+		{"over a fraction", "POST", "/v1/matches/m1/deliveries", "", `{"innings":1,"team":"India","over":0.5,"ball":1,"delivery":{}}`, 400, "over: got a JSON number 0.5, want a whole number"},
+		{"runs an object", "POST", "/v1/matches/m1/deliveries", "", `{"innings":1,"team":"India","over":0,"ball":1,"delivery":{"batter":"a","non_striker":"b","bowler":"c","runs":{"batter":{},"extras":0,"total":0}}}`, 400, "batter: got a JSON object, want a whole number"},
 	} {
 		before, evs := rec.deltas, rec.events
 		hdr := []string{}
@@ -98,7 +106,7 @@ func TestBadRequestsAreRefusedClearly(t *testing.T) {
 		if r.code != c.code || !strings.Contains(r.problem.Detail+" "+r.problem.Code, c.want) {
 			t.Errorf("%s: %s, want %d with %q", c.what, r, c.code, c.want)
 		}
-		if strings.Contains(r.problem.Detail, "Go ") || strings.Contains(r.problem.Detail, "json:") {
+		if strings.Contains(r.problem.Detail, "Go ") || strings.Contains(r.problem.Detail, "json:") || strings.Contains(r.problem.Detail, "ingest") {
 			t.Errorf("%s: the detail speaks Go: %q", c.what, r.problem.Detail)
 		}
 		if rec.deltas != before || rec.events != evs {
