@@ -3,6 +3,8 @@ package ingest
 import (
 	"fmt"
 	"math"
+	"strconv"
+	"strings"
 )
 
 func (m *Match) checkInfo() error { return m.checkInfoOf(false) }
@@ -77,16 +79,23 @@ func checkDelivery(d *csDelivery) string {
 	for _, v := range []struct {
 		name string
 		n    int
+		max  int
+		what string
 	}{
-		{"runs.batter", r.Batter}, {"runs.extras", r.Extras}, {"runs.total", r.Total},
-		{"extras.wides", x.Wides}, {"extras.noballs", x.Noballs}, {"extras.byes", x.Byes},
-		{"extras.legbyes", x.Legbyes}, {"extras.penalty", x.Penalty},
+		{"runs.batter", r.Batter, maxBatRuns, "runs off the bat on one ball: all run plus overthrows"},
+		{"runs.extras", r.Extras, maxRunsPerBall, "runs on one ball"},
+		{"runs.total", r.Total, maxRunsPerBall, "runs on one ball"},
+		{"extras.wides", x.Wides, maxExtraRuns, "on one ball"},
+		{"extras.noballs", x.Noballs, maxExtraRuns, "on one ball"},
+		{"extras.byes", x.Byes, maxExtraRuns, "on one ball"},
+		{"extras.legbyes", x.Legbyes, maxExtraRuns, "on one ball"},
+		{"extras.penalty", x.Penalty, maxPenaltyRuns, "two 5-run awards"},
 	} {
 		if v.n < 0 {
 			return fmt.Sprintf("%s %d is negative", v.name, v.n)
 		}
-		if v.n > maxRunsPerBall {
-			return fmt.Sprintf("%s %d is impossible", v.name, v.n)
+		if v.n > v.max {
+			return fmt.Sprintf("%s %d is more than %d (%s)", v.name, v.n, v.max, v.what)
 		}
 	}
 	if r.Total != r.Batter+r.Extras {
@@ -135,6 +144,18 @@ func checkDelivery(d *csDelivery) string {
 		if x.Wides > 0 && (w.Kind == kindBowled || w.Kind == kindLBW || w.Kind == kindCaught || w.Kind == kindCaughtBowled) {
 			return fmt.Sprintf("%s off a wide", w.Kind)
 		}
+	}
+	// The ball is dead once a batter is dismissed in play, so at most one dismissal of a
+	// delivery is one in play; the other may only be a retirement or timed out, which
+	// happen between balls and are recorded on the delivery before.
+	var inPlay []string
+	for _, w := range d.Wickets {
+		if dismissals[w.Kind].crease {
+			inPlay = append(inPlay, w.Kind+" of "+strconv.Quote(w.PlayerOut))
+		}
+	}
+	if len(inPlay) > 1 {
+		return fmt.Sprintf("two dismissals in play on one delivery (%s): the ball is dead after the first; only a retirement or timed out may be recorded with it", strings.Join(inPlay, " and "))
 	}
 	for _, rp := range append(append([]csReplacement(nil), d.Replacements.Match...), d.Replacements.Role...) {
 		if rp.In == "" || rp.Out == "" {

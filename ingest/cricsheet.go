@@ -23,9 +23,25 @@ const MaxFileBytes = 8 << 20
 // Bounds that make a value impossible rather than merely unusual. They also keep sums far
 // from overflow whatever a file holds.
 const (
-	maxRunsPerBall   = 50 // real maximum is 8 (overthrows) + penalties
-	maxBallsPerOver  = 10 // Cricsheet has 4 to 8 (6 today, 5 in The Hundred)
-	maxWicketsPerDel = 2  // e.g. a retirement recorded with a dismissal
+	// maxRunsPerBall bounds runs.total, runs.extras and an innings' penalty_runs: they
+	// are sums of the bounded fields below (or of several penalty awards).
+	maxRunsPerBall = 50
+	// maxBatRuns: runs off the bat on one ball are what the batters ran plus overthrows
+	// to the boundary, at most 4 + 4 in the game's records (Cricsheet records
+	// overthrows as runs.batter); the real matches (ingest/matches) have at most 6.
+	maxBatRuns = 8
+	// maxExtraRuns bounds each of extras.wides, noballs, byes and legbyes: the 1 (2 in
+	// some domestic rules) of the wide or no-ball, plus what was run and overthrown (8).
+	// Real data has wides 5 (a wide to the boundary), byes and legbyes 4, noballs 1.
+	maxExtraRuns = 10
+	// maxPenaltyRuns: a penalty is 5 runs; two awards on one delivery are 10.
+	maxPenaltyRuns = 10
+	// maxBallsPerOver: Cricsheet has 4 to 8 (6 today, 5 in The Hundred). At most 8
+	// keeps an over's legal balls, bpo+1 after an umpire's miscount, one digit ("0.7").
+	maxBallsPerOver = 8
+	// maxWicketsPerDel: a retirement (or timed out) recorded with a dismissal. At
+	// most one of them is a dismissal in play (see checkDelivery).
+	maxWicketsPerDel = 2
 )
 
 // Error is a refusal of a match file, naming the file and the place in it. Over is the
@@ -426,12 +442,20 @@ func readMatch(name, id string, data []byte) (*Match, error) {
 	// before the first publish.
 	e := newEngine(m)
 	for !e.done() {
+		if e.phase == phaseStart {
+			if msg := e.cannotOpen(e.inn, m.innings[e.inn]); msg != "" {
+				return nil, &Error{File: name, Innings: e.inn + 1, Msg: msg}
+			}
+		}
 		if d, bi := e.peek(); d != nil {
 			if msg := e.implausible(d); msg != "" {
 				return nil, &Error{File: name, Innings: e.inn + 1, Over: d.over, Ball: bi + 1, HasOver: true, Msg: msg}
 			}
 		}
 		e.step()
+	}
+	if msg := e.outcomeImpossible(); msg != "" {
+		return nil, &Error{File: name, Msg: msg}
 	}
 	m.final = e.st.clone()
 	return m, nil

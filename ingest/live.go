@@ -186,6 +186,9 @@ func (l *Live) rescore(balls []liveBall) error {
 	}
 	done := in.Outcome.Winner != "" || in.Outcome.Result != ""
 	if done {
+		if msg := e.outcomeImpossible(); msg != "" {
+			return fmt.Errorf("%w: %s", ErrImpossible, msg)
+		}
 		e.finish()
 	}
 	l.m, l.e, l.balls, l.done = m, e, balls, done
@@ -198,6 +201,9 @@ func (e *engine) apply(b *liveBall) (stepInfo, error) {
 	var info stepInfo
 	if b.pos.Innings > len(m.innings) {
 		inn := &innings{csInnings: csInnings{Team: b.post.Team, SuperOver: b.post.SuperOver, Target: b.post.Target}}
+		if msg := e.cannotOpen(len(m.innings), inn); msg != "" {
+			return info, fmt.Errorf("%w: %s: %s", ErrImpossible, b.pos, msg)
+		}
 		m.innings = append(m.innings, inn)
 		if len(m.innings) > 1 {
 			brk := e.endInnings() // the break: e.inn moves on
@@ -357,7 +363,24 @@ func (l *Live) Ball(p BallPost, seq uint64) (res ApplyResult, prio bus.Prio, tex
 }
 
 // SetInfo updates the info (an outcome finishes the match); the state is recomputed.
+// Once the match has its result, an info must keep an outcome: it may correct the
+// outcome (another winner, margin or result), but an info without one, which would set
+// the finished match live again, is refused.
 func (l *Live) SetInfo(info json.RawMessage) error {
+	if l.done {
+		var in struct {
+			Outcome csOutcome `json:"outcome"`
+		}
+		if json.Unmarshal(info, &in) == nil && in.Outcome.Winner == "" && in.Outcome.Result == "" {
+			return fmt.Errorf("%w: the match has its result; an info without outcome cannot set it live again (send the corrected outcome instead)", ErrImpossible)
+		}
+	}
+	return l.updateInfo(info)
+}
+
+// updateInfo is SetInfo without the check that a result stays: a journal written before
+// that check may hold an info without outcome after one with it, and must still rebuild.
+func (l *Live) updateInfo(info json.RawMessage) error {
 	if err := l.setInfo(info); err != nil {
 		return err
 	}
@@ -397,7 +420,7 @@ func NewLiveFromJournal(id string, journal [][]byte) (*Live, error) {
 		}
 		switch {
 		case len(e.Info) > 0:
-			err = l.SetInfo(e.Info)
+			err = l.updateInfo(e.Info)
 		case len(e.Ball) > 0:
 			var p BallPost
 			if p, err = DecodeBall(e.Ball); err == nil {

@@ -43,7 +43,7 @@ func TestReadMatchRefusesWithFileAndPlace(t *testing.T) {
 		{"teams", func(d obj) { d["info"].(obj)["teams"] = []any{"A", "A"} }, `x.json: info.teams ["A" "A"] is not two different teams`},
 		{"winner", func(d obj) { d["info"].(obj)["outcome"] = obj{"winner": "Z"} }, `x.json: info.outcome.winner "Z" is not one of the teams`},
 		{"no outcome", func(d obj) { d["info"].(obj)["outcome"] = obj{} }, "x.json: info.outcome has neither a winner nor a result"},
-		{"balls per over", func(d obj) { d["info"].(obj)["balls_per_over"] = 99 }, "x.json: info.balls_per_over 99 is out of range 1..10"},
+		{"balls per over", func(d obj) { d["info"].(obj)["balls_per_over"] = 99 }, "x.json: info.balls_per_over 99 is out of range 1..8"},
 		{"unknown info", func(d obj) { d["info"].(obj)["weather"] = "sunny" }, `x.json: unknown field "weather"`},
 		{"type", func(d obj) { d["info"].(obj)["overs"] = "twenty" }, "x.json: line 1, column "},
 		{"target", func(d obj) { d["innings"].([]any)[1].(obj)["target"] = obj{"runs": 0, "overs": 20} }, "x.json: innings 2: target {Overs:20 Runs:0} is impossible"},

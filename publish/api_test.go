@@ -323,3 +323,41 @@ func TestUnknownMatchesAreForgotten(t *testing.T) {
 		t.Fatalf("%d matches held after refusals of unknown ones", n)
 	}
 }
+
+// The audit's impossible input, through the API: 400 impossible, and nothing changes.
+func TestAuditedImpossibleInputIs400(t *testing.T) {
+	t.Parallel()
+	b := bus.NewEmbedded()
+	a := startAPI(t, b, nil)
+	info := `{"teams":["Lions","Tigers"],"match_type":"T20","overs":2}`
+	ball := func(inn int, team string, over, b int, d string) map[string]any {
+		return map[string]any{"innings": inn, "team": team, "over": over, "ball": b, "delivery": json.RawMessage(d)}
+	}
+	run := func(bat, ns, bowl string, r int, more string) string {
+		return fmt.Sprintf(`{"batter":%q,"non_striker":%q,"bowler":%q,"runs":{"batter":%d,"extras":0,"total":%d}%s}`, bat, ns, bowl, r, r, more)
+	}
+	refused := func(what string, r reply, want string) {
+		t.Helper()
+		if r.code != 400 || r.problem.Code != "impossible" || !strings.Contains(r.problem.Detail, want) {
+			t.Errorf("%s: %s, want 400 impossible with %q", what, r, want)
+		}
+	}
+	p := "/v1/matches/au/deliveries"
+	a.do("PUT", "/v1/matches/au", info).must(t, 201)
+	for b := 1; b <= 7; b++ {
+		a.do("POST", p, ball(1, "Lions", 0, b, run("l1", "l2", "t1", 1, ""))).must(t, 200)
+	}
+	refused("legal ball 8 of an over", a.do("POST", p, ball(1, "Lions", 0, 8, run("l1", "l2", "t1", 1, ""))), "legal ball 8 of over 0")
+	refused("two run outs", a.do("POST", p, ball(1, "Lions", 1, 1, run("l1", "l2", "t1", 1, `,"wickets":[{"kind":"run out","player_out":"l1"},{"kind":"run out","player_out":"l2"}]`))), "two dismissals in play")
+	refused("9 off the bat", a.do("POST", p, ball(1, "Lions", 1, 1, run("l1", "l2", "t1", 9, ""))), "runs.batter 9 is more than 8")
+	r := a.do("PUT", "/v1/matches/au", `{"teams":["Lions","Tigers"],"match_type":"T20","overs":2,"outcome":{"winner":"Tigers","by":{"wickets":10}}}`)
+	refused("Tigers by 10 wickets, never batted", r, "Lions batted last")
+	a.do("POST", p, ball(2, "Tigers", 0, 1, run("t1", "t2", "l1", 8, ""))).must(t, 200) // the target of 8
+	refused("a third innings after the chase", a.do("POST", p, ball(3, "Lions", 0, 1, run("l1", "l2", "t1", 0, ""))), "the match was won")
+	a.do("PUT", "/v1/matches/au", `{"teams":["Lions","Tigers"],"match_type":"T20","overs":2,"outcome":{"winner":"Tigers","by":{"wickets":10}}}`).must(t, 200)
+	refused("an info without the outcome", a.do("PUT", "/v1/matches/au", info), "the match has its result")
+	var st struct{ Status, Over string }
+	if err := json.Unmarshal(stored(t, b, "au").State, &st); err != nil || st.Status != "finished" || st.Over != "0.1" {
+		t.Fatalf("stored state %+v (%v), want finished at the end of innings 2 (0.1)", st, err)
+	}
+}
