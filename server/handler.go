@@ -213,7 +213,7 @@ func (s *Server) handleOp(sh *shard.Shard, c *shard.Conn, payload []byte) {
 		return
 	}
 	if code != "" {
-		s.sendError(sh, c, code, "", message)
+		s.sendError(sh, c, code, op.Match, message) // op.Match: "" unless the message named a valid match
 		return
 	}
 	switch op.Op {
