@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"unicode/utf8"
 )
 
 // Kind is the type of a bus message.
@@ -46,7 +47,7 @@ const MaxMessageBytes = 64 << 10
 type Message struct {
 	Kind  Kind
 	Match string
-	Epoch string // the delta's epoch; "" for events and for frames of version 1 publishers
+	Epoch string // the delta's epoch (ValidEpoch); "" for events
 	Seq   uint64 // 0 for events
 	Prio  Prio
 	TS    int64 // publish time, Unix microseconds
@@ -64,6 +65,8 @@ type wireHeader struct {
 	Prio  string          `json:"prio"`
 	TS    *int64          `json:"ts"`
 	Patch json.RawMessage `json:"patch"`
+	Kind  json.RawMessage `json:"kind"` // an event's; read only for events
+	From  bool            // the frame has a `from` member (a catch-up delta's)
 }
 
 // decodeHeader reads the header fields under their exact keys, the last of duplicates
@@ -88,14 +91,26 @@ func decodeHeader(data []byte) (wireHeader, error) {
 		}
 	}
 	h.Patch = top["patch"]
+	h.Kind = top["kind"]
+	_, h.From = top["from"]
 	return h, nil
 }
 
 // Parse validates data as a `delta` or `event` frame of PROTOCOL.md and returns its
-// header fields. It never retains data beyond the returned Message.
+// header fields. It never retains data beyond the returned Message. It is the one
+// parser of bus messages: what it accepts reaches clients verbatim, so it refuses what
+// is not such a frame of version 2, which every client may rely on: a delta without a
+// valid epoch, a delta carrying `from` (catch-up deltas are made by the gateway, for
+// the connections that opted in), an event without a non-empty string `kind`, and any
+// text that is not valid UTF-8 (encoding/json accepts invalid bytes in strings, and one
+// such text frame makes browsers close the connection: one bad publish would cut every
+// viewer).
 func Parse(data []byte) (Message, error) {
 	if len(data) > MaxMessageBytes {
 		return Message{}, fmt.Errorf("%w: %d bytes over the %d-byte limit", ErrInvalidMessage, len(data), MaxMessageBytes)
+	}
+	if !utf8.Valid(data) {
+		return Message{}, fmt.Errorf("%w: not valid UTF-8", ErrInvalidMessage)
 	}
 	h, err := decodeHeader(data)
 	if err != nil {
@@ -115,11 +130,15 @@ func Parse(data []byte) (Message, error) {
 			return Message{}, fmt.Errorf("%w: delta without a seq ≥ 1", ErrInvalidMessage)
 		}
 		m.Seq = *h.Seq
-		if h.Epoch != nil {
-			if !ValidEpoch(*h.Epoch) {
-				return Message{}, fmt.Errorf("%w: bad epoch %q", ErrInvalidMessage, *h.Epoch)
-			}
-			m.Epoch = *h.Epoch
+		if h.Epoch == nil {
+			return Message{}, fmt.Errorf("%w: delta without an epoch", ErrInvalidMessage)
+		}
+		if !ValidEpoch(*h.Epoch) {
+			return Message{}, fmt.Errorf("%w: bad epoch %.40q", ErrInvalidMessage, *h.Epoch)
+		}
+		m.Epoch = *h.Epoch
+		if h.From {
+			return Message{}, fmt.Errorf("%w: delta carries from (catch-up deltas are the gateway's)", ErrInvalidMessage)
 		}
 		switch h.Prio {
 		case "high":
@@ -139,6 +158,10 @@ func Parse(data []byte) (Message, error) {
 		}
 		if h.Seq != nil {
 			return Message{}, fmt.Errorf("%w: event carries a seq", ErrInvalidMessage)
+		}
+		var kind string
+		if len(h.Kind) == 0 || h.Kind[0] != '"' || json.Unmarshal(h.Kind, &kind) != nil || kind == "" {
+			return Message{}, fmt.Errorf("%w: event without a kind (a non-empty string)", ErrInvalidMessage)
 		}
 		m.Prio = PrioLow
 	default:

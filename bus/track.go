@@ -115,8 +115,10 @@ func NewTracker(sink Sink) *Tracker {
 	return &Tracker{sink: sink, matches: make(map[string]*tracked)}
 }
 
-// sameEpoch reports whether two epochs name one stream. "" is a frame or a store of a
-// publisher that predates epochs: it continues whatever stream it is compared with.
+// sameEpoch reports whether two epochs name one stream. "" is no epoch known: nothing
+// delivered or stored yet, or a store written before epochs existed (its snapshot has
+// none); it continues whatever stream it is compared with. Every delta a bus delivers
+// has one (Parse refuses a delta without).
 func sameEpoch(a, b string) bool { return a == "" || b == "" || a == b }
 
 // get returns the record of match, making a fresh one (the next delta is not

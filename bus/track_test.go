@@ -50,7 +50,7 @@ func TestTrackerOrderGapsDuplicatesAndEpochs(t *testing.T) {
 		d("m", "A", 6),  // duplicate
 		d("m", "A", 4),  // older
 		d("m", "A", 9),  // gap
-		d("m", "", 10),  // a frame without epoch continues the stream
+		d("m", "A", 10), // next (a delta always has an epoch: Parse)
 		d("m", "B", 1),  // a new epoch: announced, seqs start over
 		d("m", "B", 2),  // next of B
 		d("m", "A", 11), // the old epoch, still in flight: dropped
@@ -69,7 +69,7 @@ func TestTrackerOrderGapsDuplicatesAndEpochs(t *testing.T) {
 		"delta m A:5", "delta m A:6",
 		"dropped m duplicate", "dropped m duplicate",
 		"lost m gap", "delta m A:9",
-		"delta m :10",
+		"delta m A:10",
 		"lost m epoch", "delta m B:1", "delta m B:2",
 		"dropped m old_epoch",
 		"lost m epoch", "delta m C:3",

@@ -137,6 +137,8 @@ func TestEndpointsAndRefusals(t *testing.T) {
 	refused("state of a cricket match", 409, "cricket", "PUT", path+"/state", `{"x":1}`)
 	refused("event with a reserved field", 400, "set by the API", "POST", path+"/events", `{"kind":"note","seq":1,"ts":5}`)
 	refused("event without kind", 400, "kind", "POST", path+"/events", `{"text":"hi"}`)
+	// Invalid UTF-8 would reach browsers verbatim, which close the connection on it.
+	refused("event not UTF-8", 400, "UTF-8", "POST", path+"/events", "{\"kind\":\"note\",\"text\":\"\xff\"}")
 
 	// A matching If-Match is accepted.
 	r = a.do("POST", path+"/deliveries", next, "If-Match", fmt.Sprintf(`"%s.%d"`, epoch, 11)).must(t, 200)
@@ -187,6 +189,7 @@ func TestEndpointsAndRefusals(t *testing.T) {
 	if r := a.do("PATCH", sp, `{"games":{"a":1}}`, "Content-Type", "application/merge-patch+json").must(t, 200); r.pos.Seq != 2 {
 		t.Fatalf("patch: %s", r)
 	}
+	refused("patch not UTF-8", 400, "UTF-8", "PATCH", sp, "{\"games\":{\"b\":\"\xff\"}}", "Content-Type", "application/merge-patch+json")
 	refused("ball on a state match", 409, "not_cricket", "POST", "/v1/matches/g1/deliveries", f.balls[0])
 	refused("info on a state match", 409, "not_cricket", "PUT", "/v1/matches/g1", f.start)
 	st := stored(t, rec, "g1")

@@ -15,6 +15,7 @@ import (
 
 	"crease/ingest"
 	"crease/internal/jsonshape"
+	"crease/wire"
 )
 
 var (
@@ -212,5 +213,30 @@ func TestDeliverySchemaMatchesIngest(t *testing.T) {
 	}
 	if !slices.Equal(strip(got), strip(want)) {
 		t.Errorf("publish-delivery: schema %v, ingest.BallPost %v", strip(got), strip(want))
+	}
+}
+
+// TestErrorCodesMatchWire: the `error` frame's code enum is exactly wire.ErrorCodes,
+// every code the gateway sends (the schema once left out unauthorized).
+func TestErrorCodesMatchWire(t *testing.T) {
+	var enum []string
+	for _, c := range wire.ErrorCodes() {
+		enum = append(enum, string(c))
+		doc := []byte(`{"type":"error","code":"` + string(c) + `","message":"m"}`)
+		if err := validate(t, "server-frame.schema.json", doc); err != nil {
+			t.Errorf("code %s: %v", c, err)
+		}
+	}
+	var code struct {
+		Enum []string `json:"enum"`
+	}
+	if err := json.Unmarshal(readDoc(t, "server-frame.schema.json").Defs["error"].Properties["code"], &code); err != nil {
+		t.Fatal(err)
+	}
+	got := code.Enum
+	slices.Sort(got)
+	slices.Sort(enum)
+	if !slices.Equal(got, enum) {
+		t.Fatalf("schema error codes %v, wire.ErrorCodes %v", got, enum)
 	}
 }

@@ -8,10 +8,12 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	jsonpatch "github.com/evanphx/json-patch/v5"
+	"github.com/golang-jwt/jwt/v5"
 
 	"crease/bus"
 	"crease/ingest"
@@ -198,10 +200,60 @@ func publishBodies(t *testing.T, files ...string) []instance {
 	return out
 }
 
+// edgeTraffic records the frames of a gateway with --jwt-secret that the replayed match
+// does not bring: the `error` unauthorized of an auth op with a refused token, and the
+// catch-up delta with from 0 that replays a whole stream to a connection holding seq 0
+// (the schema once refused both).
+func edgeTraffic(t *testing.T) []instance {
+	t.Helper()
+	secret := []byte("schema-test-secret")
+	b := bus.NewEmbedded()
+	s := servertest.Run(t, server.Options{Bus: b, Loops: 1, JWTSecret: secret})
+	p := servertest.NewPublisher(b, "m1")
+	for i := 1; i <= 4; i++ {
+		p.Set(t, fmt.Sprintf("k%d", i), i)
+	}
+	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"exp": time.Now().Add(time.Hour).Unix()}).SignedString(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, resp, err := servertest.DialWS(s.WSAddr().String(), "/ws?catchup=1&token="+tok, nil, "")
+	if err != nil || c == nil {
+		t.Fatalf("dial: %v %v", resp, err)
+	}
+	defer c.Close()
+	var out []instance
+	expect := func(typ string) servertest.Frame {
+		t.Helper()
+		f := c.Expect(t, typ)
+		out = append(out, instance{"server-frame.schema.json", f.Type + " frame", f.Raw})
+		return f
+	}
+	expect("hello")
+	for _, op := range []string{`{"op":"auth","token":"not.a.jwt"}`,
+		fmt.Sprintf(`{"op":"subscribe","match":"m1","since":{"epoch":%q,"seq":0}}`, p.Epoch)} {
+		if err := c.Send(op); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, instance{"client-op.schema.json", "op sent", json.RawMessage(op)})
+	}
+	if f := expect("error"); !strings.Contains(string(f.Raw), `"code":"unauthorized"`) {
+		t.Fatalf("auth with a bad token: %s, want error unauthorized", f.Raw)
+	}
+	if f := expect("subscribed"); !strings.Contains(string(f.Raw), `"recovered":true`) {
+		t.Fatalf("subscribe since seq 0: %s, want recovered:true", f.Raw)
+	}
+	if f := expect("delta"); f.Seq != 4 || !strings.Contains(string(f.Raw), `"from":0`) {
+		t.Fatalf("the replay since seq 0: %s, want one delta 4 from 0", f.Raw)
+	}
+	return out
+}
+
 // TestRealTrafficValidates: every document of a real gateway's traffic around a
-// replayed match, and every publish body of the real match files, is valid.
+// replayed match, the frames of edgeTraffic, and every publish body of the real match
+// files, is valid.
 func TestRealTrafficValidates(t *testing.T) {
-	docs := traffic(t)
+	docs := append(traffic(t), edgeTraffic(t)...)
 	count := map[string]int{}
 	for _, d := range docs {
 		count[d.Schema]++

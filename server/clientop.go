@@ -21,7 +21,9 @@ type clientOp struct {
 }
 
 // parseOp decodes one client message. It returns the op, or the `error` code and a
-// message that says exactly what is wrong, in the client's terms. Keys are exact (as
+// message that says exactly what is wrong, in the client's terms; a refused op comes
+// back empty except for Match, set when the message named a valid match id (a subscribe
+// with a malformed `since`), so that the `error` names the match concerned. Keys are exact (as
 // in bus.Parse): "Op" is not "op". Unknown fields are ignored, so that a newer client's
 // additions reach an older gateway harmlessly. It is pure, for FuzzClientOp.
 func parseOp(payload []byte) (op clientOp, code wire.ErrorCode, message string) {
@@ -54,7 +56,7 @@ func parseOp(payload []byte) (op clientOp, code wire.ErrorCode, message string) 
 		op.Match = m
 		if op.Op == "subscribe" {
 			if op.Since, op.HasSince, code, message = sinceField(fields); code != "" {
-				return clientOp{}, code, message
+				return clientOp{Match: m}, code, message
 			}
 		}
 	case "auth":

@@ -213,7 +213,7 @@ func (s *Server) handleOp(sh *shard.Shard, c *shard.Conn, payload []byte) {
 		return
 	}
 	if code != "" {
-		s.sendError(sh, c, code, "", message)
+		s.sendError(sh, c, code, op.Match, message) // op.Match: "" unless the message named a valid match
 		return
 	}
 	switch op.Op {
@@ -241,7 +241,8 @@ func (s *Server) opRateText() string {
 // subscribe adds c to match's subscribers and returns the answer: `subscribed`, or the
 // `error` that refuses it; nil when the shard answers itself. since is the subscribe's
 // position, nil without one: the shard then answers once the replay is known
-// (shard.SubscribeSince), and a repeat while it waits gets no second answer.
+// (shard.SubscribeSince), and a repeat while it waits right after that answer
+// (shard.Resubscribed).
 func (s *Server) subscribe(sh *shard.Shard, c *shard.Conn, match string, since *shard.Since) *shard.Frame {
 	if !c.Allowed(match) {
 		return s.errorFrame(wire.CodeForbidden, match, "the token does not allow match "+match)
@@ -256,7 +257,9 @@ func (s *Server) subscribe(sh *shard.Shard, c *shard.Conn, match string, since *
 	case res == shard.SubTooMany:
 		return s.errorFrame(wire.CodeTooManySubscriptions, match,
 			"at most "+strconv.Itoa(s.opts.Shard.MaxSubscriptions)+" subscriptions per connection")
-	case since != nil && res == shard.SubAdded, res == shard.SubAlready && sh.Recovering(c, match):
+	case res == shard.SubAlready:
+		return sh.Resubscribed(c, match, since)
+	case since != nil:
 		return nil
 	}
 	return sh.SubscribedFrame(match)

@@ -127,7 +127,9 @@ func (s *Server) serveSnapshot(w http.ResponseWriter, r *http.Request) {
 }
 
 // snapshotETag is `"EPOCH.SEQ"` (PROTOCOL.md): it names the position, so a client can
-// revalidate, and it changes with a new epoch even when the seq is the same.
+// revalidate, and it changes with a new epoch even when the seq is the same. A snapshot
+// without epoch is only ever one of a store written before epochs existed, until its
+// publisher's next delta (which carries one: bus.Parse) rewrites it: `"SEQ"` then.
 func snapshotETag(snap bus.Snapshot) string {
 	if snap.Epoch == "" {
 		return `"` + strconv.FormatUint(snap.Seq, 10) + `"`

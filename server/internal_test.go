@@ -14,35 +14,39 @@ import (
 // Each refusal says what is wrong in the client's terms (`{"op":1}` was once
 // answered "not a JSON object").
 func TestParseOpMessages(t *testing.T) {
-	for _, tc := range []struct{ in, code, message string }{
-		{`{"op":1}`, "bad_request", `"op" must be a string, not a number`},
-		{`{"op":null,"match":"m1"}`, "bad_request", `"op" must be a string, not null`},
-		{`{"op":["subscribe"]}`, "bad_request", `"op" must be a string, not an array`},
-		{`{"op":""}`, "bad_request", `"op" must not be empty`},
-		{`{"match":"m1"}`, "bad_request", `missing "op"`},
-		{`{"OP":"subscribe","match":"m1"}`, "bad_request", `missing "op"`},
-		{`[{"op":"subscribe"}]`, "bad_request", "message must be a JSON object, not an array"},
-		{`"subscribe"`, "bad_request", "message must be a JSON object, not a string"},
-		{` 42 `, "bad_request", "message must be a JSON object, not a number"},
-		{`null`, "bad_request", "message must be a JSON object, not null"},
-		{`{"op":"subscribe","match":"m1"`, "bad_request", "message is not valid JSON"},
-		{`subscribe m1`, "bad_request", "message is not valid JSON"},
-		{`{"op":"subscribe"}`, "bad_request", `missing "match"`},
-		{`{"op":"subscribe","match":7}`, "bad_request", `"match" must be a string, not a number`},
-		{`{"op":"unsubscribe","match":{"id":"m1"}}`, "bad_request", `"match" must be a string, not an object`},
-		{`{"op":"subscribe","match":"bad id!"}`, "bad_request", `"match" must be 1 to 64 characters of A-Z a-z 0-9 _ -`},
-		{`{"op":"auth"}`, "bad_request", `missing "token"`},
-		{`{"op":"auth","token":true}`, "bad_request", `"token" must be a string, not a boolean`},
-		{`{"op":"auth","token":""}`, "bad_request", `"token" must not be empty`},
-		{`{"op":"dance","match":"m1"}`, "unknown_op", `unknown op "dance"; the ops are subscribe, unsubscribe and auth`},
-		{`{"op":"subscribe","match":"m1","since":41}`, "bad_request", `"since" must be {"epoch":"...","seq":N}, the position held, not a number`},
-		{`{"op":"subscribe","match":"m1","since":{"seq":41}}`, "bad_request", `"since": missing "epoch"`},
-		{`{"op":"subscribe","match":"m1","since":{"epoch":"k3 x","seq":41}}`, "bad_request", `"since" epoch must be 1 to 32 characters of A-Z a-z 0-9 _ -`},
-		{`{"op":"subscribe","match":"m1","since":{"epoch":"k3x9","seq":-1}}`, "bad_request", `"since" seq must be a whole number from 0`},
+	for _, tc := range []struct{ in, code, message, match string }{
+		{`{"op":1}`, "bad_request", `"op" must be a string, not a number`, ""},
+		{`{"op":null,"match":"m1"}`, "bad_request", `"op" must be a string, not null`, ""},
+		{`{"op":["subscribe"]}`, "bad_request", `"op" must be a string, not an array`, ""},
+		{`{"op":""}`, "bad_request", `"op" must not be empty`, ""},
+		{`{"match":"m1"}`, "bad_request", `missing "op"`, ""},
+		{`{"OP":"subscribe","match":"m1"}`, "bad_request", `missing "op"`, ""},
+		{`[{"op":"subscribe"}]`, "bad_request", "message must be a JSON object, not an array", ""},
+		{`"subscribe"`, "bad_request", "message must be a JSON object, not a string", ""},
+		{` 42 `, "bad_request", "message must be a JSON object, not a number", ""},
+		{`null`, "bad_request", "message must be a JSON object, not null", ""},
+		{`{"op":"subscribe","match":"m1"`, "bad_request", "message is not valid JSON", ""},
+		{`subscribe m1`, "bad_request", "message is not valid JSON", ""},
+		{`{"op":"subscribe"}`, "bad_request", `missing "match"`, ""},
+		{`{"op":"subscribe","match":7}`, "bad_request", `"match" must be a string, not a number`, ""},
+		{`{"op":"unsubscribe","match":{"id":"m1"}}`, "bad_request", `"match" must be a string, not an object`, ""},
+		{`{"op":"subscribe","match":"bad id!"}`, "bad_request", `"match" must be 1 to 64 characters of A-Z a-z 0-9 _ -`, ""},
+		{`{"op":"auth"}`, "bad_request", `missing "token"`, ""},
+		{`{"op":"auth","token":true}`, "bad_request", `"token" must be a string, not a boolean`, ""},
+		{`{"op":"auth","token":""}`, "bad_request", `"token" must not be empty`, ""},
+		{`{"op":"dance","match":"m1"}`, "unknown_op", `unknown op "dance"; the ops are subscribe, unsubscribe and auth`, ""},
+		{`{"op":"subscribe","match":"m1","since":41}`, "bad_request", `"since" must be {"epoch":"...","seq":N}, the position held, not a number`, "m1"},
+		{`{"op":"subscribe","match":"m1","since":{"seq":41}}`, "bad_request", `"since": missing "epoch"`, "m1"},
+		{`{"op":"subscribe","match":"m1","since":{"epoch":"k3 x","seq":41}}`, "bad_request", `"since" epoch must be 1 to 32 characters of A-Z a-z 0-9 _ -`, "m1"},
+		{`{"op":"subscribe","match":"m1","since":{"epoch":"k3x9","seq":-1}}`, "bad_request", `"since" seq must be a whole number from 0`, "m1"},
+		{`{"op":"subscribe","match":"bad id!","since":41}`, "bad_request", `"match" must be 1 to 64 characters of A-Z a-z 0-9 _ -`, ""},
 	} {
 		op, code, message := parseOp([]byte(tc.in))
-		if string(code) != tc.code || message != tc.message || op != (clientOp{}) {
-			t.Errorf("%s: %q %q %+v, want %q %q", tc.in, code, message, op, tc.code, tc.message)
+		// A refusal keeps only the match, when the message named a valid one: the
+		// `error` then names it (a subscribe with a malformed since once came back
+		// without its match).
+		if string(code) != tc.code || message != tc.message || op != (clientOp{Match: tc.match}) {
+			t.Errorf("%s: %q %q %+v, want %q %q match %q", tc.in, code, message, op, tc.code, tc.message, tc.match)
 		}
 	}
 	for _, tc := range []struct {
@@ -64,8 +68,8 @@ func TestParseOpMessages(t *testing.T) {
 
 // FuzzClientOp fuzzes the decoding of client messages (parseOp): it never panics, it
 // accepts exactly subscribe and unsubscribe with a valid match id and auth with a
-// token, every refusal has a PROTOCOL.md code, and the `error` frame it turns into is
-// valid JSON.
+// token, every refusal has a PROTOCOL.md code and names at most a valid match, and the
+// `error` frame it turns into is valid JSON.
 func FuzzClientOp(f *testing.F) {
 	for _, s := range []string{
 		`{"op":"subscribe","match":"m123"}`,
@@ -121,7 +125,7 @@ func FuzzClientOp(f *testing.F) {
 				t.Fatalf("round trip of %s: %+v %q", again, op2, code2)
 			}
 		case "bad_request", "unknown_op":
-			if op != (clientOp{}) {
+			if op != (clientOp{Match: op.Match}) || (op.Match != "" && (code != "bad_request" || !bus.ValidMatchID(op.Match))) {
 				t.Fatalf("refused %q but returned %+v", code, op)
 			}
 			if message == "" || len(message) > 512 || !utf8.ValidString(message) {

@@ -308,13 +308,43 @@ func TestLossWhileWaitingAsksAgain(t *testing.T) {
 	})
 }
 
-// A subscribe waiting for its replay: a repeat gets no second answer, and one
-// unsubscribed meanwhile gets none at all.
+// recoveredField is the `recovered` of a `subscribed` frame: "true", "false", or ""
+// when it has none.
+func recoveredField(t *testing.T, f servertest.Frame) string {
+	t.Helper()
+	var s struct {
+		Recovered *bool `json:"recovered"`
+	}
+	if err := json.Unmarshal(f.Raw, &s); err != nil {
+		t.Fatal(err)
+	}
+	if s.Recovered == nil {
+		return ""
+	}
+	return fmt.Sprint(*s.Recovered)
+}
+
+// A subscribe waiting for its replay: every repeat is answered `subscribed` too (counts
+// once), but only once the first answer is out and right after it, before the replayed
+// deltas: a repeat with the same since gets the first answer's recovered, one with
+// another since recovered:false, a plain one none. One unsubscribed meanwhile gets no
+// answer at all.
 func TestWaitingSubscribeRepeatedOrLeft(t *testing.T) {
 	b, gw, p, c := waitingReplay(t)
-	since := fmt.Sprintf(`{"op":"subscribe","match":"m1","since":{"epoch":%q,"seq":2}}`, p.Epoch)
-	if err := c.Send(since); err != nil {
-		t.Fatal(err)
+	for _, op := range []string{
+		fmt.Sprintf(`{"op":"subscribe","match":"m1","since":{"epoch":%q,"seq":2}}`, p.Epoch),
+		`{"op":"subscribe","match":"m1"}`,
+		fmt.Sprintf(`{"op":"subscribe","match":"m1","since":{"epoch":%q,"seq":3}}`, p.Epoch),
+		`{"op":"dance"}`,
+	} {
+		if err := c.Send(op); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The loop takes ops in order: the error for the last one comes first, so none of
+	// the repeats was answered before the replay is known.
+	if f := c.Expect(t, "error"); !strings.Contains(string(f.Raw), "unknown_op") {
+		t.Fatalf("got %s, want the unknown_op error before any subscribed", f.Raw)
 	}
 	left := dialSince(t, gw, "m1", p.Epoch, 2)
 	for _, op := range []string{`{"op":"unsubscribe","match":"m1"}`, `{"op":"subscribe","match":"m1"}`} {
@@ -326,13 +356,56 @@ func TestWaitingSubscribeRepeatedOrLeft(t *testing.T) {
 		t.Fatalf("the plain subscribe after leaving: %s", f.Raw)
 	}
 	close(b.gate)
-	if !subscribedRecovered(t, c) {
-		t.Fatal("recovered:false")
+	for i, want := range []string{"true", "true", "", "false"} {
+		if got := recoveredField(t, c.Expect(t, "subscribed")); got != want {
+			t.Fatalf("answer %d: recovered %q, want %q", i+1, got, want)
+		}
 	}
 	expectDeltas(t, c, 3, 5)
 	p.Set(t, "n", 6)
-	expectDeltas(t, c, 6, 6)    // and no second `subscribed` before it
+	expectDeltas(t, c, 6, 6)    // and no further `subscribed` before it
 	expectDeltas(t, left, 6, 6) // the abandoned replay never came
+	if n := subscriptions(t, gw, 1); n != 2 {
+		t.Fatalf("%d subscriptions, want 2: repeats count once", n)
+	}
+}
+
+// A subscribe with since to a match the connection follows live already is answered
+// `subscribed` with recovered:false (nothing is replayed for it: the client takes the
+// snapshot route), and the subscription goes on unchanged.
+func TestSubscribeSinceWhenLive(t *testing.T) {
+	b := bus.NewEmbedded()
+	gw := servertest.Run(t, server.Options{Bus: b, Loops: 1})
+	p := servertest.NewPublisher(b, "m1")
+	for i := 1; i <= 3; i++ {
+		p.Set(t, "n", i)
+	}
+	for _, withSince := range []bool{false, true} {
+		first := `{"op":"subscribe","match":"m1"}`
+		if withSince { // at the current position: recovered, nothing to replay
+			first = fmt.Sprintf(`{"op":"subscribe","match":"m1","since":{"epoch":%q,"seq":%d}}`, p.Epoch, p.Seq)
+		}
+		c, _, err := servertest.DialWS(gw.WSAddr().String(), "/ws", nil, "")
+		if err != nil || c == nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.Expect(t, "hello")
+		if err := c.Send(first); err != nil {
+			t.Fatal(err)
+		}
+		c.Expect(t, "subscribed")
+		for _, since := range []uint64{1, p.Seq} {
+			if err := c.Send(fmt.Sprintf(`{"op":"subscribe","match":"m1","since":{"epoch":%q,"seq":%d}}`, p.Epoch, since)); err != nil {
+				t.Fatal(err)
+			}
+			if got := recoveredField(t, c.Expect(t, "subscribed")); got != "false" {
+				t.Fatalf("after %s, since seq %d: recovered %q, want false", first, since, got)
+			}
+		}
+		p.Set(t, "n", int(p.Seq)+1)
+		expectDeltas(t, c, p.Seq, p.Seq)
+	}
 }
 
 // A read that never answers: the subscribe gives up at RecoveryWait of the shard clock

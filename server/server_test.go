@@ -233,20 +233,28 @@ func TestClientErrorsKeepConnectionUsable(t *testing.T) {
 	s := servertest.Run(t, server.Options{Shard: shard.Options{MaxSubscriptions: 2, OpBurst: 100}})
 	c := dial(t, s, "")
 	expect(t, c, "hello")
-	cases := []struct{ in, code string }{
-		{`not json`, "bad_request"},
-		{`[1,2]`, "bad_request"},
-		{`{"op":"dance","match":"m1"}`, "unknown_op"},
-		{`{"match":"m1"}`, "bad_request"},
-		{`{"op":"subscribe"}`, "bad_request"},
-		{`{"op":"subscribe","match":"bad id!"}`, "bad_request"},
-		{`{"op":"subscribe","match":"` + strings.Repeat("x", 65) + `"}`, "bad_request"},
-		{`{"op":"subscribe","match":7}`, "bad_request"},
+	// match: the `error` names the match when the message named a valid one (a
+	// malformed since once lost it); op missing, empty or not a string is
+	// bad_request, a non-empty string that is no op unknown_op (PROTOCOL.md "Refusals").
+	cases := []struct{ in, code, match string }{
+		{`not json`, "bad_request", ""},
+		{`[1,2]`, "bad_request", ""},
+		{`{"op":"dance","match":"m1"}`, "unknown_op", ""},
+		{`{"op":"","match":"m1"}`, "bad_request", ""},
+		{`{"op":7,"match":"m1"}`, "bad_request", ""},
+		{`{"match":"m1"}`, "bad_request", ""},
+		{`{"op":"subscribe"}`, "bad_request", ""},
+		{`{"op":"subscribe","match":"bad id!"}`, "bad_request", ""},
+		{`{"op":"subscribe","match":"` + strings.Repeat("x", 65) + `"}`, "bad_request", ""},
+		{`{"op":"subscribe","match":7}`, "bad_request", ""},
+		{`{"op":"subscribe","match":"m1","since":{"epoch":"e1","seq":-1}}`, "bad_request", "m1"},
+		{`{"op":"subscribe","match":"m1","since":"e1:4"}`, "bad_request", "m1"},
+		{`{"op":"subscribe","match":"bad id!","since":"e1:4"}`, "bad_request", ""},
 	}
 	for _, tc := range cases {
 		send(t, c, tc.in)
-		if m := expect(t, c, "error"); m.Code != tc.code {
-			t.Fatalf("%s: code %q, want %q", tc.in, m.Code, tc.code)
+		if m := expect(t, c, "error"); m.Code != tc.code || m.Match != tc.match {
+			t.Fatalf("%s: code %q match %q, want %q %q", tc.in, m.Code, m.Match, tc.code, tc.match)
 		}
 	}
 	send(t, c, `{"op":"subscribe","match":"a"}`)

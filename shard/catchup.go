@@ -72,7 +72,9 @@ func (s *Shard) forgetCatchUp(c *Conn) {
 	}
 }
 
-// deltaMembers are the members of a delta frame a composition reads.
+// deltaMembers are the members of a delta frame a composition reads: `from` only ever in
+// a catch-up delta made here (bus.Parse refuses a bus delta that carries one, so that no
+// connection that did not opt in gets one), every delta's `epoch` (bus.Parse requires it).
 var deltaMembers = [3]string{"patch", "epoch", "from"}
 
 // isDelta reports whether f is a delta: a bus delta, or a catch-up delta made here.
@@ -190,6 +192,10 @@ func (s *Shard) composeRun(run []*Frame, base uint64, haveBase bool) (*Frame, st
 		patches = append(patches, patch)
 		in += len(patch)
 	}
+	ep := unquote(epoch)
+	if !bus.ValidEpoch(ep) {
+		return nil, CatchUpBroken // bus.Parse lets no delta without one through
+	}
 	if s.cu.work+in > s.opts.CatchUpWork {
 		return nil, CatchUpOverBudget
 	}
@@ -206,7 +212,7 @@ func (s *Shard) composeRun(run []*Frame, base uint64, haveBase bool) (*Frame, st
 		return nil, CatchUpTooLarge
 	}
 	last := run[len(run)-1]
-	text := wire.AppendCatchUpDelta(nil, last.Match, unquote(epoch), last.Seq, base, prio, last.TS, out)
+	text := wire.AppendCatchUpDelta(nil, last.Match, ep, last.Seq, base, prio, last.TS, out)
 	return &Frame{Bytes: codec.TextFrame(text), Match: last.Match, Seq: last.Seq, TS: last.TS, Kind: KindCatchUp, Prio: prio}, ""
 }
 

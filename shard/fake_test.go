@@ -150,7 +150,7 @@ var pad = string(bytes.Repeat([]byte("x"), 240))
 
 func deltaFrame(t testing.TB, match string, seq uint64, prio string) *Frame {
 	t.Helper()
-	return busFrame(t, fmt.Appendf(nil, `{"type":"delta","match":%q,"seq":%d,"prio":%q,"ts":%d,"patch":{"pad":%q}}`,
+	return busFrame(t, fmt.Appendf(nil, `{"type":"delta","match":%q,"epoch":"e1","seq":%d,"prio":%q,"ts":%d,"patch":{"pad":%q}}`,
 		match, seq, prio, time.Now().UnixMicro(), pad))
 }
 

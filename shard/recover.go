@@ -47,7 +47,18 @@ type pendingSub struct {
 	deadline int64  // shard clock ns: a wait gives up then
 	tries    uint8
 	idx      int32 // place in subs.feed.pending
+	// repeats are the subscribes of c to the match that came while it waited, in
+	// order: each is answered `subscribed` right after the first answer (repeatPlain,
+	// repeatSame, repeatOther), so that none overtakes it.
+	repeats []uint8
 }
+
+// The kinds of a repeated subscribe (pendingSub.repeats).
+const (
+	repeatPlain uint8 = iota // without since: `subscribed`
+	repeatSame               // with the since waited for: `subscribed` with the first answer's `recovered`
+	repeatOther              // with another since: `subscribed` with `recovered:false`
+)
 
 // recoveryState is the shard's record of the requests it waits for.
 type recoveryState struct {
@@ -56,17 +67,55 @@ type recoveryState struct {
 	nextSweep int64
 }
 
-// Recovering reports whether c's subscription to match waits for its replay.
-func (s *Shard) Recovering(c *Conn, match string) bool {
-	i := c.findSub(match)
-	return i >= 0 && c.sub(i).pos < 0
+// Resubscribed answers a subscribe of c to a match it is subscribed to already
+// (SubAlready from Subscribe or SubscribeSince; since nil for none): it returns the
+// `subscribed` to send, or nil while the subscription waits for its replay: the answer
+// is then queued right after the first one, when the replay is known. A subscription
+// that is live (or whose first answer is queued) is answered at once; with since,
+// `recovered:false`, as nothing is replayed for it (the client takes the snapshot
+// route, which is always safe).
+func (s *Shard) Resubscribed(c *Conn, match string, since *Since) *Frame {
+	if i := c.findSub(match); i >= 0 {
+		if r := c.sub(i); r.pos < 0 {
+			if p := r.s.feed.pending[-r.pos-1]; p.id != 0 {
+				kind := repeatPlain
+				switch {
+				case since != nil && *since == p.since:
+					kind = repeatSame
+				case since != nil:
+					kind = repeatOther
+				}
+				p.repeats = append(p.repeats, kind)
+				return nil
+			}
+		}
+	}
+	if since != nil {
+		return ControlText(wire.SubscribedRecovered(match, false))
+	}
+	return s.SubscribedFrame(match)
+}
+
+// answerRepeats queues the answers to p's repeated subscribes, after its first answer
+// with recovered.
+func (s *Shard) answerRepeats(p *pendingSub, recovered bool) {
+	for _, kind := range p.repeats {
+		switch kind {
+		case repeatPlain:
+			s.enqueue(p.c, s.SubscribedFrame(p.subs.match))
+		case repeatSame:
+			s.enqueue(p.c, ControlText(wire.SubscribedRecovered(p.subs.match, recovered)))
+		default:
+			s.enqueue(p.c, ControlText(wire.SubscribedRecovered(p.subs.match, false)))
+		}
+	}
+	p.repeats = nil
 }
 
 // SubscribeSince subscribes c to match from the position since. On SubAdded the shard
 // answers `subscribed` itself, with `recovered`, once it knows (at once when the
 // gateway recovers nothing). SubAlready and SubTooMany are answered by the caller, as
-// for Subscribe (a subscription already waiting for its replay gets no second answer:
-// Recovering).
+// for Subscribe (SubAlready with Resubscribed).
 func (s *Shard) SubscribeSince(c *Conn, match string, since Since) SubResult {
 	if c.Subscribed(match) {
 		return SubAlready
@@ -119,6 +168,7 @@ func (s *Shard) historyAnswered(a *HistoryAnswer) {
 	}
 	c := p.c
 	s.enqueue(c, ControlText(wire.SubscribedRecovered(p.subs.match, true)))
+	s.answerRepeats(p, true)
 	s.queueReplay(c, p.since, a)
 	s.m.recovery(RecoveryRecovered)
 	s.m.Replayed.Add(float64(len(a.Frames)))
@@ -147,6 +197,7 @@ func covers(a *HistoryAnswer, since Since, seen uint64) bool {
 // the deltas after this `subscribed`).
 func (s *Shard) finishPending(p *pendingSub, reason string) {
 	s.enqueue(p.c, ControlText(wire.SubscribedRecovered(p.subs.match, false)))
+	s.answerRepeats(p, false)
 	s.m.recovery(reason)
 	s.goLive(p)
 }

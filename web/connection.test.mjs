@@ -55,11 +55,11 @@ test("connects, subscribes, fetches the snapshot after `subscribed`, and goes li
   // The HTTP base comes from the WebSocket URL (ws -> http, same host, port 8081), so
   // the default works under Node too, where a relative URL cannot be fetched.
   assert.equal(fetch.last().url, "http://gw:8081/v1/matches/m1");
-  ws.serverSend({ type: "delta", match: "m1", seq: 8, prio: "high", ts: 1, patch: { runs: 8 } });
+  ws.serverSend({ type: "delta", match: "m1", epoch: "e1", seq: 8, prio: "high", ts: 1, patch: { runs: 8 } });
   fetch.last().snapshot(7, { runs: 7 });
   await flush();
   assert.deepStrictEqual(seen, [["snapshot", 8, 8]]);
-  ws.serverSend({ type: "delta", match: "m1", seq: 9, prio: "normal", ts: 2, patch: { runs: 9 } });
+  ws.serverSend({ type: "delta", match: "m1", epoch: "e1", seq: 9, prio: "normal", ts: 2, patch: { runs: 9 } });
   assert.deepStrictEqual(seen.at(-1), ["delta", 9, 9]);
   assert.equal(c.status, "live");
   assert.deepStrictEqual(statuses, ["connecting", "live"]);
@@ -74,7 +74,7 @@ test("a snapshot 404 (match not started) starts from seq 0", async () => {
   ws.serverSend({ type: "subscribed", match: "later" });
   fetch.last().respond(404, { error: "not found" });
   await flush();
-  ws.serverSend({ type: "delta", match: "later", seq: 1, prio: "high", ts: 1, patch: { status: "live" } });
+  ws.serverSend({ type: "delta", match: "later", epoch: "e1", seq: 1, prio: "high", ts: 1, patch: { status: "live" } });
   assert.deepStrictEqual(seen, [[0, null], [1, { status: "live" }]]);
 });
 
@@ -107,7 +107,7 @@ test("reconnects after a close with a jittered, growing, capped delay", async ()
   assert.equal(statuses.at(-1), "reconnecting 29970");
   await clock.advance(29970);
   ws = await goLive(WS, fetch);
-  ws.serverSend({ type: "delta", match: "m1", seq: 2, prio: "high", ts: 1, patch: {} });
+  ws.serverSend({ type: "delta", match: "m1", epoch: "e1", seq: 2, prio: "high", ts: 1, patch: {} });
   ws.serverClose(1006);
   assert.equal(statuses.at(-1), "reconnecting 4995");
 });
@@ -145,7 +145,7 @@ test("resubscribes every match after a reconnect and resyncs each", async () => 
   ws2.serverSend({ type: "subscribed", match: "a" });
   ws2.serverSend({ type: "subscribed", match: "b" });
   assert.equal(fetch.calls.length, 4, "every match refetches its snapshot");
-  ws2.serverSend({ type: "delta", match: "a", seq: 9, prio: "high", ts: 1, patch: { x: 9 } });
+  ws2.serverSend({ type: "delta", match: "a", epoch: "e1", seq: 9, prio: "high", ts: 1, patch: { x: 9 } });
   fetch.calls[2].snapshot(8, {});
   fetch.calls[3].snapshot(60, {});
   await flush();
@@ -159,7 +159,7 @@ test("a gap or a resync frame refetches without reconnecting", async () => {
   const seen = [];
   c.subscribe("m1", (s, i) => seen.push([i.cause, i.seq]));
   const ws = await goLive(WS, fetch, { m1: [3, {}] });
-  ws.serverSend({ type: "delta", match: "m1", seq: 5, prio: "high", ts: 1, patch: {} });
+  ws.serverSend({ type: "delta", match: "m1", epoch: "e1", seq: 5, prio: "high", ts: 1, patch: {} });
   assert.equal(fetch.calls.length, 2);
   assert.equal(c.status, "resyncing");
   fetch.last().snapshot(5, {});
@@ -238,7 +238,7 @@ test("unsubscribe sends the op once the last listener leaves", async () => {
   off2();
   off2();
   assert.deepStrictEqual(ws.ops("unsubscribe"), [{ op: "unsubscribe", match: "m1" }]);
-  ws.serverSend({ type: "delta", match: "m1", seq: 2, prio: "high", ts: 1, patch: {} });
+  ws.serverSend({ type: "delta", match: "m1", epoch: "e1", seq: 2, prio: "high", ts: 1, patch: {} });
   assert.equal(c.state("m1"), undefined);
 });
 
@@ -259,8 +259,8 @@ test("a hidden page closes the socket (offline) and reconnects at once when visi
   assert.equal(WS.instances.length, 2, "reconnects without waiting");
   const ws2 = WS.last();
   ws2.serverOpen();
-  assert.deepStrictEqual(ws2.ops("subscribe"), [{ op: "subscribe", match: "m1" }]);
-  ws2.serverSend({ type: "subscribed", match: "m1" });
+  assert.deepStrictEqual(ws2.ops("subscribe"), [{ op: "subscribe", match: "m1", since: { epoch: "e1", seq: 1 } }]);
+  ws2.serverSend({ type: "subscribed", match: "m1", recovered: false });
   assert.equal(fetch.calls.length, 2, "resyncs on resume");
   assert.deepStrictEqual(statuses.slice(-3), ["offline", "connecting", "resyncing"]);
 });

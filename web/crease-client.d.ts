@@ -121,6 +121,7 @@ export type ErrorCode =
   | "too_many_subscriptions"
   | "forbidden"
   | "rate_limited"
+  | "unauthorized"
   | "token_expired"
   | (string & {});
 

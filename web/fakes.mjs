@@ -99,8 +99,8 @@ export function fakeFetch() {
         respond(status, body, headers = {}) {
           resolve({ ok: status >= 200 && status < 300, status, headers: { get: (k) => headers[k] ?? null }, json: async () => body });
         },
-        snapshot(seq, state, match) {
-          this.respond(200, { match: match ?? decodeURIComponent(url.split("/").pop()), seq, state });
+        snapshot(seq, state, match, epoch = "e1") {
+          this.respond(200, { match: match ?? decodeURIComponent(url.split("/").pop()), epoch, seq, state });
         },
         fail(err = new Error("network down")) {
           reject(err);

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { MatchStream } from "./crease-client.js";
 import { FakeClock, fakeFetch, flush, silentLog } from "./fakes.mjs";
 
-const d = (seq, patch) => ({ type: "delta", match: "m1", seq, prio: "high", ts: seq, patch });
+const d = (seq, patch) => ({ type: "delta", match: "m1", epoch: "e1", seq, prio: "high", ts: seq, patch });
 
 function setup() {
   const clock = new FakeClock();
@@ -77,7 +77,7 @@ test("a gap refetches the snapshot and resumes with the delta that revealed it",
   await flush();
   assert.equal(s.seq, 14);
   assert.deepStrictEqual(s.state, { runs: 14 });
-  assert.deepStrictEqual(states.at(-1), { state: { runs: 14 }, seq: 14, epoch: "", cause: "resync" });
+  assert.deepStrictEqual(states.at(-1), { state: { runs: 14 }, seq: 14, epoch: "e1", cause: "resync" });
 });
 
 test("a gap inside the buffer after the snapshot fetches again", async () => {

@@ -43,7 +43,7 @@ for (const code of ["forbidden", "bad_request", "too_many_subscriptions"]) {
     assert.deepStrictEqual(errors.map((e) => [e.code, e.match]), [[code, "no"]]);
     assert.deepStrictEqual(c.refusal("no"), { code, message: "refused" });
     assert.equal(c.refusal("ok"), null);
-    ws.serverSend({ type: "delta", match: "no", seq: 1, prio: "high", ts: 1, patch: {} });
+    ws.serverSend({ type: "delta", match: "no", epoch: "e1", seq: 1, prio: "high", ts: 1, patch: {} });
     assert.equal(c.state("no"), undefined, "a refused match takes no delta");
   });
 }

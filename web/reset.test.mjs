@@ -45,7 +45,7 @@ test("a delivered delta resets the attempts; a delta of a match not subscribed d
   c.subscribe("m1", () => {});
   for (let i = 0; i < 5; i++) await helloThenClose(clock, WS, delays);
   let ws = openWithHello(WS, 25);
-  ws.serverSend({ type: "delta", match: "other", seq: 9, prio: "high", ts: 1, patch: {} });
+  ws.serverSend({ type: "delta", match: "other", epoch: "e1", seq: 9, prio: "high", ts: 1, patch: {} });
   ws.serverClose(1006);
   assert.equal(delays.at(-1), 15984, "not for a delta of another match");
   await clock.advance(15984);
@@ -53,7 +53,7 @@ test("a delivered delta resets the attempts; a delta of a match not subscribed d
   ws.serverSend({ type: "subscribed", match: "m1" });
   fetch.last().snapshot(3, {});
   await flush();
-  ws.serverSend({ type: "delta", match: "m1", seq: 4, prio: "high", ts: 1, patch: { n: 4 } });
+  ws.serverSend({ type: "delta", match: "m1", epoch: "e1", seq: 4, prio: "high", ts: 1, patch: { n: 4 } });
   ws.serverClose(1006);
   assert.equal(delays.at(-1), 4995, "attempts start over after a delta");
 });

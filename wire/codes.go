@@ -6,10 +6,12 @@ type ErrorCode string
 
 // The codes of PROTOCOL.md "Refusals".
 const (
-	// CodeBadRequest: not valid JSON, not an object, a missing or malformed field, or a
-	// binary message. Nothing changes.
+	// CodeBadRequest: not valid JSON, not an object, a missing or malformed field (op
+	// missing, empty or not a string included), or a binary message. Nothing changes;
+	// it names the match when the message named a valid one.
 	CodeBadRequest ErrorCode = "bad_request"
-	// CodeUnknownOp: `op` is none of subscribe, unsubscribe, auth. Nothing changes.
+	// CodeUnknownOp: `op` is a non-empty string that is none of subscribe, unsubscribe,
+	// auth. Nothing changes.
 	CodeUnknownOp ErrorCode = "unknown_op"
 	// CodeTooManySubscriptions: a subscribe over the connection's limit; not subscribed.
 	CodeTooManySubscriptions ErrorCode = "too_many_subscriptions"

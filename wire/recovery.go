@@ -32,10 +32,8 @@ func CatchUpDelta(match, epoch string, seq, from uint64, prio bus.Prio, ts int64
 func AppendCatchUpDelta(b []byte, match, epoch string, seq, from uint64, prio bus.Prio, ts int64, patch []byte) []byte {
 	b = append(b, `{"type":"delta","match":`...)
 	b = appendString(b, match)
-	if epoch != "" {
-		b = append(b, `,"epoch":`...)
-		b = appendString(b, epoch)
-	}
+	b = append(b, `,"epoch":`...)
+	b = appendString(b, epoch)
 	b = append(b, `,"seq":`...)
 	b = strconv.AppendUint(b, seq, 10)
 	b = append(b, `,"prio":`...)

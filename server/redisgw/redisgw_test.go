@@ -205,11 +205,15 @@ func TestGarbageNeverReachesClients(t *testing.T) {
 	})
 	garbage := []string{
 		"not json",
-		`{"type":"delta","match":"m2","seq":1,"prio":"high","ts":1,"patch":{"x":1}}`, // wrong match
-		`{"type":"delta","match":"m1","prio":"high","ts":1,"patch":{"x":1}}`,         // no seq
-		`{"type":"event","match":"m2","prio":"low","ts":1,"kind":"commentary"}`,      // wrong match
-		`{"type":"event","match":"m1","prio":"high","ts":1,"kind":"commentary"}`,     // bad prio
-		`{"type":"resync","match":"m1","reason":"bus"}`,                              // not a bus message
+		`{"type":"delta","match":"m2","epoch":"e1","seq":1,"prio":"high","ts":1,"patch":{"x":1}}`,                   // wrong match
+		`{"type":"delta","match":"m1","epoch":"e1","prio":"high","ts":1,"patch":{"x":1}}`,                           // no seq
+		`{"type":"delta","match":"m1","seq":1,"prio":"high","ts":1,"patch":{"x":1}}`,                                // no epoch
+		`{"type":"delta","match":"m1","epoch":"e1","seq":1,"from":0,"prio":"high","ts":1,"patch":{"x":1}}`,          // a catch-up delta is the gateway's
+		`{"type":"event","match":"m1","prio":"low","ts":1,"text":"no kind"}`,                                        // no kind
+		"{\"type\":\"event\",\"match\":\"m1\",\"prio\":\"low\",\"ts\":1,\"kind\":\"commentary\",\"text\":\"\xff\"}", // not UTF-8: browsers would close (1006)
+		`{"type":"event","match":"m2","prio":"low","ts":1,"kind":"commentary"}`,                                     // wrong match
+		`{"type":"event","match":"m1","prio":"high","ts":1,"kind":"commentary"}`,                                    // bad prio
+		`{"type":"resync","match":"m1","reason":"bus"}`,                                                             // not a bus message
 		`{"type":"event","match":"m1","prio":"low","ts":1,"kind":"x","text":"` + strings.Repeat("a", bus.MaxMessageBytes) + `"}`,
 	}
 	before := metric(t, g, "crease_bus_invalid_total")
@@ -226,7 +230,7 @@ func TestGarbageNeverReachesClients(t *testing.T) {
 	servertest.Eventually(t, 5*time.Second, servertest.Cond("garbage counted", func() bool {
 		return metric(t, g, "crease_bus_invalid_total")-before == float64(len(garbage))
 	}))
-	if _, err := srv.Cli("PUBLISH", channel("m1"), `{"type":"delta","match":"m1","seq":1,"prio":"high","ts":1,"patch":{"x":1}}`); err != nil {
+	if _, err := srv.Cli("PUBLISH", channel("m1"), `{"type":"delta","match":"m1","epoch":"e1","seq":1,"prio":"high","ts":1,"patch":{"x":1}}`); err != nil {
 		t.Fatal(err)
 	}
 	servertest.Eventually(t, 5*time.Second, servertest.Cond("the valid delta", func() bool { return w.check.Stats("m1").Applied == 1 }))

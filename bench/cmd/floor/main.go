@@ -94,7 +94,7 @@ func main() {
 		selfCPU = cpuSeconds()
 		selfStart = time.Now()
 		for i := 1; i <= *selfCount; i++ {
-			payload := fmt.Sprintf(`{"type":"delta","match":"m0","seq":%d,"prio":"normal","ts":%d,"patch":{"score":{"runs":187,"wickets":4},"over":"14.3","striker":{"name":"A. Batter","runs":57},"last":"1"}}`, i, time.Now().UnixMicro())
+			payload := fmt.Sprintf(`{"type":"delta","match":"m0","epoch":"bench","seq":%d,"prio":"normal","ts":%d,"patch":{"score":{"runs":187,"wickets":4},"over":"14.3","striker":{"name":"A. Batter","runs":57},"last":"1"}}`, i, time.Now().UnixMicro())
 			broadcast(msg{match: "m0", frame: textFrame([]byte(payload))})
 		}
 		want := int64(*selfCount) * *expect
