@@ -156,8 +156,9 @@ func Parse(data []byte) (Message, error) {
 		if h.Prio != "low" {
 			return Message{}, fmt.Errorf("%w: event prio %q is not low", ErrInvalidMessage, h.Prio)
 		}
-		if h.Seq != nil {
-			return Message{}, fmt.Errorf("%w: event carries a seq", ErrInvalidMessage)
+		if h.Seq != nil || h.Epoch != nil || h.Patch != nil || h.From {
+			// A client tells a delta by its stream fields; an event has none of them.
+			return Message{}, fmt.Errorf("%w: event carries a delta's seq, epoch, patch or from", ErrInvalidMessage)
 		}
 		var kind string
 		if len(h.Kind) == 0 || h.Kind[0] != '"' || json.Unmarshal(h.Kind, &kind) != nil || kind == "" {
