@@ -120,6 +120,11 @@ func (u *Upgrader) Upgrade(in []byte, out []byte) (n int, resp []byte, req Reque
 		if !plausibleRequestPrefix(in) {
 			return u.refuse(len(in), out, req, malformed("not an HTTP request"))
 		}
+		// Lines ended by a bare LF would never reach the \r\n\r\n above: say so now,
+		// not at the handshake deadline.
+		if bytes.Contains(in, []byte("\n\n")) {
+			return u.refuse(len(in), out, req, malformed("header lines must end with CRLF"))
+		}
 		return 0, out, req, ErrIncomplete
 	}
 	n = end + len(crlfcrlf)
@@ -146,6 +151,9 @@ func (u *Upgrader) Upgrade(in []byte, out []byte) (n int, resp []byte, req Reque
 
 	if !scan.connUpgrade {
 		return u.refuse(n, out, req, malformed("the Connection header must list upgrade"))
+	}
+	if scan.keys > 1 {
+		return u.refuse(n, out, req, malformed("more than one Sec-WebSocket-Key"))
 	}
 	if !scan.canonical {
 		block = canonicalBlock(block)
@@ -399,6 +407,7 @@ type headerScan struct {
 	connUpgrade bool   // a Connection field lists the upgrade option
 	canonical   bool   // exactly one "Upgrade: websocket" and one Connection line, which gobwas reads as they are
 	key         []byte // the last Sec-WebSocket-Key value, trimmed
+	keys        int    // how many Sec-WebSocket-Key fields (RFC 6455 11.3.1: one)
 }
 
 // scanHeaders checks the request line's shape and reads the Upgrade, Connection and
@@ -412,6 +421,9 @@ func scanHeaders(block []byte) (s headerScan, ok bool) {
 	upgradeLines, connLines := 0, 0
 	simple := true
 	for k, v := range headerLines(block[i+1:]) {
+		if bytes.IndexByte(k, 0) >= 0 || bytes.IndexByte(v, 0) >= 0 {
+			return s, false // RFC 9110 5.5: a NUL in a field is refused, not passed on
+		}
 		switch {
 		case bytes.EqualFold(k, []byte("Upgrade")):
 			upgradeLines++
@@ -429,6 +441,7 @@ func scanHeaders(block []byte) (s headerScan, ok bool) {
 			})
 		case bytes.EqualFold(k, []byte("Sec-WebSocket-Key")):
 			s.key = v
+			s.keys++
 		}
 	}
 	s.canonical = simple && upgradeLines == 1 && connLines == 1

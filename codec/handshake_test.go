@@ -245,6 +245,8 @@ func TestUpgradeRefusals(t *testing.T) {
 		{name: "connection keep-alive", in: handshake("/ws", "Connection: keep-alive"), status: 400},
 		{name: "connection lists no upgrade", in: handshake("/ws", "Connection: keep-alive, close"), status: 400, body: "Connection"},
 		{name: "upgrade lists websocket-ish only", in: handshake("/ws", "Upgrade: websockets, h2c"), status: 426},
+		{name: "two keys", in: strings.Replace(handshake("/ws"), "Host:", "Sec-WebSocket-Key: MDEyMzQ1Njc4OWFiY2RlZg==\r\nHost:", 1), status: 400, body: "more than one Sec-WebSocket-Key"},
+		{name: "NUL in a field", in: strings.Replace(handshake("/ws"), "Host:", "X-Note: a\x00b\r\nHost:", 1), status: 400},
 		{name: "header without colon", in: strings.Replace(handshake("/ws"), "Host:", "Broken\r\nHost:", 1), status: 400},
 		{name: "bad request line", in: "GET /ws\r\nHost: h\r\n\r\n", status: 400},
 		{name: "bad uri", in: handshake("ws"), status: 400},
@@ -363,6 +365,7 @@ func TestUpgradeRefusesGarbageEarly(t *testing.T) {
 		"GET /ws\r\n",
 		"GET /ws HTTP/1.1 extra\r\n",
 		"\r\n\r\n",
+		"GET /ws HTTP/1.1\nHost: x\nUpgrade: websocket\nConnection: Upgrade\n\n", // bare LF: no \r\n\r\n would ever come
 	} {
 		n, resp, _, err := u.Upgrade([]byte(in), nil)
 		he, ok := err.(*codec.HTTPError)

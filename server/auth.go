@@ -1,7 +1,9 @@
 package server
 
 import (
+	"encoding/json"
 	"errors"
+	"fmt"
 	"net/url"
 	"slices"
 	"strings"
@@ -93,6 +95,29 @@ func (s *Server) originAllowed(origin string) bool {
 type tokenClaims struct {
 	Matches []string `json:"matches,omitempty"`
 	jwt.RegisteredClaims
+}
+
+// UnmarshalJSON refuses a time claim (exp, nbf, iat) that is not a JSON number: RFC
+// 7519's NumericDate is one, and golang-jwt would also take "1796295755", a string.
+func (c *tokenClaims) UnmarshalJSON(b []byte) error {
+	var times struct {
+		Exp json.RawMessage `json:"exp"`
+		Nbf json.RawMessage `json:"nbf"`
+		Iat json.RawMessage `json:"iat"`
+	}
+	if err := json.Unmarshal(b, &times); err != nil {
+		return err
+	}
+	for _, t := range [...]struct {
+		name string
+		raw  json.RawMessage
+	}{{"exp", times.Exp}, {"nbf", times.Nbf}, {"iat", times.Iat}} {
+		if len(t.raw) > 0 && t.raw[0] != '-' && (t.raw[0] < '0' || t.raw[0] > '9') {
+			return fmt.Errorf("claim %s is not a number", t.name)
+		}
+	}
+	type plain tokenClaims // without this method
+	return json.Unmarshal(b, (*plain)(c))
 }
 
 // allows reports whether the token allows match.

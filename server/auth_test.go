@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -124,6 +125,8 @@ func TestJWTHandshake(t *testing.T) {
 		{"alg none", authToken(t, jwt.UnsafeAllowNoneSignatureType, jwt.SigningMethodNone, jwt.MapClaims{"exp": hour})},
 		{"tampered payload", valid[:strings.Index(valid, ".")+1] + "eyJleHAiOjQxMDI0NDQ4MDAsInN1YiI6ImFkbWluIn0" + valid[strings.LastIndex(valid, "."):]},
 		{"garbage", "not.a.jwt"},
+		{"exp a string (RFC 7519: a NumericDate is a number)", authToken(t, authSecret, jwt.SigningMethodHS256, jwt.MapClaims{"exp": strconv.FormatInt(hour, 10)})},
+		{"nbf a string", authToken(t, authSecret, jwt.SigningMethodHS256, jwt.MapClaims{"exp": hour, "nbf": "0"})},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

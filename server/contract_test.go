@@ -247,7 +247,9 @@ func TestAuthOpWithoutSecretIsIgnored(t *testing.T) {
 	expect(t, c, "subscribed") // the next frame: nothing answered the auth op
 }
 
-// A fresh gateway exports its per-loop series before any connection, and a handshake closed at its deadline is counted as handshake_timeout.
+// A fresh gateway exports its per-loop series before any connection; a handshake closed
+// at its deadline is counted as handshake_timeout, and one answered with an HTTP status
+// as handshake_refused.
 func TestMetricsFromTheStart(t *testing.T) {
 	s := servertest.Run(t, server.Options{Loops: 2, Shard: shard.Options{HandshakeTimeout: time.Second}})
 	conns := metricValues(t, s, "crease_connections")
@@ -285,4 +287,19 @@ func TestMetricsFromTheStart(t *testing.T) {
 		}
 		return nil
 	})
+
+	refused := rawDial(t, s) // no Sec-WebSocket-Key: 400
+	_, _ = io.WriteString(refused, "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n")
+	if line, err := refused.br.ReadString('\n'); err != nil || !strings.HasPrefix(line, "HTTP/1.1 400") {
+		t.Fatalf("handshake without a key: %q %v, want 400", line, err)
+	}
+	servertest.Eventually(t, 5*time.Second, func() error {
+		if got := metricValues(t, s, "crease_disconnects_total")[`reason="handshake_refused"`]; got != 1 {
+			return fmt.Errorf("disconnects{handshake_refused} = %v, want 1", got)
+		}
+		return nil
+	})
+	if got := metricValues(t, s, "crease_connections"); got[`loop="0"`]+got[`loop="1"`] != 0 {
+		t.Fatalf("crease_connections %v after two handshakes that never upgraded", got)
+	}
 }

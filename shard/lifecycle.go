@@ -150,7 +150,9 @@ func (s *Shard) Closed(c *Conn) {
 		s.conns.Add(-1)
 		s.m.Connections.Dec()
 	}
-	if (wasUpgraded || c.reason == wire.ReasonHandshakeTimeout) && s.hooks.Closed != nil {
+	// Every end the gateway chose is reported, a refused or timed-out handshake too
+	// (crease_disconnects_total); a peer gone before its upgrade is nobody's.
+	if (wasUpgraded || c.reason == wire.ReasonHandshakeTimeout || c.reason == wire.ReasonHandshakeRefused) && s.hooks.Closed != nil {
 		s.hooks.Closed(c, c.reason)
 	}
 	c.gc = nil

@@ -232,8 +232,8 @@ type Hooks struct {
 	// loses its last (off).
 	Interest func(shard int, match string, on bool)
 	// Closed is called once per upgraded connection when it ends, and for a handshake
-	// closed at its deadline (wire.ReasonHandshakeTimeout); not for a handshake refused with
-	// an HTTP status, which the gateway counts as it refuses.
+	// closed at its deadline (wire.ReasonHandshakeTimeout) or refused with an HTTP status
+	// (wire.ReasonHandshakeRefused); not for a peer gone before its upgrade.
 	Closed func(c *Conn, reason wire.CloseReason)
 	// TokenExpired is called by the sweep for an open connection whose token has
 	// expired; it sends the `error` token_expired. The shard then closes c with 4001
