@@ -172,8 +172,15 @@ func (c *Client) Run(ctx context.Context) error {
 		}
 		var delay time.Duration
 		if end.drained {
-			// The gateway spread after_ms over its clients already.
+			// The gateway spread after_ms over its clients already. A connection that
+			// proved nothing before its `reconnect` still counts as an attempt: a gateway
+			// that answers every upgrade with reconnect (after_ms 0) must not drive the
+			// client into a tight loop.
 			delay = end.after
+			if !end.healthy {
+				delay = max(delay, c.jitter(c.opts.Backoff.retryWindow(attempt)))
+				attempt++
+			}
 		} else {
 			delay = c.opts.Backoff.Delay(attempt, c.opts.Rand())
 			attempt++

@@ -13,32 +13,6 @@ import (
 	"github.com/gorilla/websocket"
 )
 
-// frame holds the fields of every server frame.
-type frame struct {
-	Type       string          `json:"type"`
-	Match      string          `json:"match"`
-	Epoch      string          `json:"epoch"`
-	Seq        uint64          `json:"seq"`
-	From       *uint64         `json:"from"`
-	Patch      json.RawMessage `json:"patch"`
-	Recovered  bool            `json:"recovered"`
-	Reason     string          `json:"reason"`
-	AfterMS    int64           `json:"after_ms"`
-	Code       string          `json:"code"`
-	Message    string          `json:"message"`
-	Node       string          `json:"node"`
-	HeartbeatS float64         `json:"heartbeat_s"`
-}
-
-// delta returns the stream fields of a `delta` frame.
-func (f *frame) delta() Delta {
-	d := Delta{Epoch: f.Epoch, Seq: f.Seq, Patch: f.Patch}
-	if f.From != nil {
-		d.CatchUp, d.From = true, *f.From
-	}
-	return d
-}
-
 // matchRun is the loop's record of one subscribed match.
 type matchRun struct {
 	match     string
@@ -50,6 +24,7 @@ type matchRun struct {
 	fetching  bool         // a fetch goroutine is out
 	refetch   bool         // a resync or gap arrived while fetching: fetch again
 	retries   int          // snapshots in a row that left the stream waiting
+	landed    int          // snapshots applied since a delta last was: each refetch waits longer
 	limited   int          // subscribes in a row refused with rate_limited
 	sentAt    int          // loop.unsubs when the subscribe was sent
 	sentAuths int          // loop.auths when the subscribe was sent
@@ -191,9 +166,8 @@ func (l *loop) serve(ctx context.Context, conn *websocket.Conn, exp time.Time) (
 				// every heartbeat_s, so 3 silent heartbeats mean a dead link. Read here,
 				// not in the loop, so the next read already has the right deadline.
 				first = false
-				var h frame
-				if json.Unmarshal(data, &h) == nil && h.Type == "hello" {
-					readTimeout.Store(int64(3 * h.HeartbeatS * float64(time.Second)))
+				if h, err := decodeFrame(data); err == nil && h.Type == "hello" {
+					readTimeout.Store(int64(3 * heartbeat(h.HeartbeatS)))
 				}
 			}
 			select {
@@ -210,7 +184,7 @@ func (l *loop) serve(ctx context.Context, conn *websocket.Conn, exp time.Time) (
 		r.stream.Resync()
 		r.sent, r.since, r.confirmed, r.refused = false, false, false, nil
 		l.c.setRefusal(r.match, nil)
-		r.fetching, r.refetch, r.retries = false, false, 0
+		r.fetching, r.refetch, r.retries, r.landed = false, false, 0, 0
 	}
 	if o := opts.Observer; o != nil {
 		o.Connected()
@@ -263,9 +237,16 @@ func (l *loop) serve(ctx context.Context, conn *websocket.Conn, exp time.Time) (
 // handle acts on one frame; it returns the after_ms of a `reconnect` frame.
 func (l *loop) handle(raw []byte) (time.Duration, bool) {
 	log := l.c.opts.Logger
-	var f frame
-	if err := json.Unmarshal(raw, &f); err != nil {
-		log.Warn("crease client: bad frame", "err", err)
+	f, err := decodeFrame(raw)
+	if err != nil {
+		log.Warn("crease client: bad frame", "type", f.Type, "match", f.Match, "err", err)
+		if r := l.runs[f.Match]; r != nil && f.Type == "delta" {
+			// A delta of ours that cannot be read is a delta lost: a gap.
+			r.stream.Resync()
+			if r.confirmed {
+				l.fetch(r)
+			}
+		}
 		return 0, false
 	}
 	switch f.Type {
@@ -286,6 +267,7 @@ func (l *loop) handle(raw []byte) (time.Duration, bool) {
 		}
 		switch act {
 		case Applied:
+			r.landed = 0
 			l.deliver(r, CauseDelta)
 		case Gap:
 			log.Info("crease client: gap or new epoch, refetching", "match", f.Match, "epoch", f.Epoch, "seq", f.Seq, "have", r.stream.Position())
@@ -313,7 +295,7 @@ func (l *loop) handle(raw []byte) (time.Duration, bool) {
 	case "error":
 		l.serverError(&f)
 	case "reconnect":
-		return time.Duration(max(f.AfterMS, 0)) * time.Millisecond, true
+		return reconnectAfter(f.AfterMS), true
 	default:
 		log.Debug("crease client: unknown frame type", "type", f.Type)
 	}

@@ -63,11 +63,17 @@ func (l *loop) fetch(r *matchRun) {
 	}
 	r.fetching = true
 	var delay time.Duration
-	if r.retries > 0 {
+	switch {
+	case r.retries > 0:
 		// The last snapshot did not close the hole: do not hammer the endpoint, but
 		// never wait longer than the backoff's cap either (a store behind the stream for
 		// a while must not leave the match frozen for minutes).
 		delay = l.c.jitter(l.c.opts.Backoff.retryWindow(r.retries - 1))
+	case r.landed > 0:
+		// A snapshot landed and no delta followed before this resync, gap or new epoch:
+		// a storm of them, or a snapshot of another epoch than the deltas, is fetched
+		// at a growing interval rather than at the endpoint's round-trip rate.
+		delay = l.c.jitter(l.c.opts.Backoff.retryWindow(r.landed - 1))
 	}
 	if o := l.c.opts.Observer; o != nil {
 		o.SnapshotRequested(r.match)
@@ -139,6 +145,7 @@ func (l *loop) snapshot(res fetchResult) {
 		return // unsubscribed meanwhile
 	}
 	r.fetching = false
+	r.landed++
 	if o := l.c.opts.Observer; o != nil {
 		o.Snapshot(res.snap)
 	}

@@ -113,8 +113,11 @@ func TestMetricsAfterTraffic(t *testing.T) {
 	servertest.Eventually(t, 5*time.Second, func() error {
 		m = servertest.Scrape(t, servertest.HTTPURL(s))
 		// Ticks (every 50 ms) carry the loop-lag probe: wait for a few.
-		if c, d := m.Sum("crease_connections"), m.Sum("crease_disconnects_total"); c != clients-2 || d != 2 {
-			return fmt.Errorf("connections %v, disconnects %v; want %d, 2", c, d, clients-2)
+		// Disconnects: the normal close, the vanished client and the two refused handshakes.
+		if c, d := m.Sum("crease_connections"), m.Sum("crease_disconnects_total"); c != clients-2 || d != 4 ||
+			m[`crease_disconnects_total{reason="handshake_refused"}`] != 2 || m[`crease_disconnects_total{reason="normal"}`] != 1 {
+			return fmt.Errorf("connections %v, disconnects %v (%v refused, %v normal); want %d, 4 (2, 1)", c, d,
+				m[`crease_disconnects_total{reason="handshake_refused"}`], m[`crease_disconnects_total{reason="normal"}`], clients-2)
 		}
 		for l := range 2 {
 			lbl := fmt.Sprintf(`loop="%d"`, l)
