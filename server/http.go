@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
@@ -69,7 +70,9 @@ func (s *Server) serveMatches(w http.ResponseWriter, r *http.Request) {
 	}
 	list, err := s.opts.Bus.Matches(r.Context())
 	if err != nil {
-		s.log.Warn("listing matches", "err", err)
+		if ok, held := s.storeWarn.allow(time.Now()); ok {
+			s.log.Warn("listing matches", "err", err, "held_back", held)
+		}
 		http.Error(w, "snapshot store unavailable", http.StatusServiceUnavailable)
 		return
 	}
@@ -108,7 +111,9 @@ func (s *Server) serveSnapshot(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		// The store is unreachable, or behind what this gateway delivered (it catches up
 		// with the publisher's next delta): worth a retry soon (clients add their jitter).
-		s.log.Warn("reading snapshot", "match", id, "err", err)
+		if ok, held := s.storeWarn.allow(time.Now()); ok {
+			s.log.Warn("reading snapshot", "match", id, "err", err, "held_back", held)
+		}
 		w.Header().Set("Retry-After", "1")
 		http.Error(w, "snapshot store unavailable", http.StatusServiceUnavailable)
 		return

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"slices"
@@ -292,5 +293,17 @@ func TestHTTPSlowBodyAndIdleConnectionsAreCut(t *testing.T) {
 		if _, err := io.Copy(io.Discard, c); err != nil {
 			t.Errorf("%s: the gateway kept the connection open: %v", what, err)
 		}
+	}
+}
+
+// The start line says the descriptor limit beside the connection cap, and warns when the
+// cap is past what the limit leaves: accepts would fail with EMFILE before it.
+func TestStartWarnsOfACapOverTheDescriptorLimit(t *testing.T) {
+	var logs servertest.LockedBuffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	servertest.Run(t, server.Options{Bus: bus.NewEmbedded(), Logger: log, MaxConns: 1 << 30})
+	out := logs.String()
+	if !strings.Contains(out, "fd_limit=") || !strings.Contains(out, "max connections above what the descriptor limit leaves") {
+		t.Fatalf("start logs without the descriptor limit or its warning:\n%s", out)
 	}
 }

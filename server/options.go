@@ -43,10 +43,10 @@ const (
 var (
 	ErrNoBus        = errors.New("server: Options.Bus is required")
 	ErrLoops        = errors.New("server: loops must be between 1 and 64")
-	ErrDrainWindow  = errors.New("server: drain window must be > 0")
+	ErrDrainWindow  = errors.New("server: drain window must not be negative (0 is the default)")
 	ErrDrainGrace   = errors.New("server: drain grace must not be negative")
-	ErrHandshakeCap = errors.New("server: handshake rate and burst must be > 0")
-	ErrMaxConns     = errors.New("server: max connections must be > 0")
+	ErrHandshakeCap = errors.New("server: handshake rate and burst must not be negative (0 is the default)")
+	ErrMaxConns     = errors.New("server: max connections must not be negative (0 derives it from RLIMIT_NOFILE)")
 	ErrReusePort    = errors.New("server: reuse-port needs SO_REUSEPORT (a Unix system)")
 )
 

@@ -33,6 +33,10 @@ type Server struct {
 	ping     *shard.Frame
 	hello    *shard.Frame // the same for every connection: encoded once
 
+	// storeWarn throttles the HTTP listener's warnings of a store that does not answer
+	// to one per storeWarnEvery, whatever the request rate.
+	storeWarn logThrottle
+
 	engine   gnet.Engine
 	engineUp chan struct{}
 	loopsUp  chan struct{}
@@ -71,14 +75,15 @@ func New(opts Options) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{
-		opts:     o,
-		log:      o.Logger,
-		engineUp: make(chan struct{}),
-		loopsUp:  make(chan struct{}),
-		gnetErr:  make(chan error, 1),
-		stop:     make(chan struct{}),
-		done:     make(chan struct{}),
-		ping:     shard.ControlRaw(codec.PingFrame(nil)),
+		opts:      o,
+		log:       o.Logger,
+		storeWarn: logThrottle{interval: storeWarnEvery},
+		engineUp:  make(chan struct{}),
+		loopsUp:   make(chan struct{}),
+		gnetErr:   make(chan error, 1),
+		stop:      make(chan struct{}),
+		done:      make(chan struct{}),
+		ping:      shard.ControlRaw(codec.PingFrame(nil)),
 	}
 	reg := o.Registerer
 	if reg == nil {
@@ -181,13 +186,27 @@ func (s *Server) Start(ctx context.Context) error {
 
 	// A slow or idle client holds a descriptor: every read is bounded.
 	s.httpSrv = &http.Server{Handler: s.httpHandler(), ReadHeaderTimeout: min(5*time.Second, s.opts.HTTPReadTimeout),
-		ReadTimeout: s.opts.HTTPReadTimeout, IdleTimeout: s.opts.HTTPIdleTimeout}
+		ReadTimeout: s.opts.HTTPReadTimeout, IdleTimeout: s.opts.HTTPIdleTimeout,
+		// net/http's own lines (an accept error such as EMFILE, a TLS or header error)
+		// go to the gateway's log, in its format, not to stderr as plain text.
+		ErrorLog: slog.NewLogLogger(s.log.With("component", "http").Handler(), slog.LevelWarn)}
 	s.wg.Add(3)
-	go func() { defer s.wg.Done(); _ = s.httpSrv.Serve(httpLn) }()
+	go func() {
+		defer s.wg.Done()
+		if err := s.httpSrv.Serve(httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("HTTP listener stopped", "err", err)
+		}
+	}()
 	go func() { defer s.wg.Done(); s.acceptLoop() }()
 	go func() { defer s.wg.Done(); s.tickLoop() }()
+	limit := descriptorLimit()
 	s.log.Info("gateway listening", "ws", "ws://"+ln.Addr().String()+DefaultWSPath,
-		"http", "http://"+httpLn.Addr().String(), "loops", s.opts.Loops, "max_conns", s.opts.MaxConns, "node", s.opts.Node)
+		"http", "http://"+httpLn.Addr().String(), "loops", s.opts.Loops, "max_conns", s.opts.MaxConns,
+		"fd_limit", limit, "node", s.opts.Node)
+	if limit > 0 && s.opts.MaxConns > limit-DefaultDescriptorReserve {
+		s.log.Warn("max connections above what the descriptor limit leaves: past it accepts fail with EMFILE; raise LimitNOFILE (ulimit -n) or lower --max-conns",
+			"max_conns", s.opts.MaxConns, "fd_limit", limit, "reserve", DefaultDescriptorReserve)
+	}
 	return nil
 }
 

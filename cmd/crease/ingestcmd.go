@@ -28,7 +28,7 @@ is unreachable it waits (at start) or pauses (mid-match), and the API answers 50
 
 func runIngest(ctx context.Context, args []string) error {
 	cmd := newCommand("ingest", ingestUsage)
-	var r redisFlags
+	r := redisFlags{required: true}
 	var lf logFlags
 	var files listFlag
 	var api apiFlags

@@ -149,9 +149,19 @@ func (g *gatewayFlags) validate() error {
 	for _, d := range []struct {
 		name string
 		v    time.Duration
-	}{{"handshake-timeout", g.handshakeTimeout}, {"shed-lag", g.shedLag}, {"drain-grace", g.drainGrace}, {"close-linger", g.closeLinger}, {"recovery-wait", g.recoveryWait}} {
+	}{{"handshake-timeout", g.handshakeTimeout}, {"shed-lag", g.shedLag}, {"drain-grace", g.drainGrace}, {"close-linger", g.closeLinger},
+		{"recovery-wait", g.recoveryWait}, {"drain-window", g.drainWindow}, {"restart-gap", g.restartGap}, {"stall-limit", g.stallLimit}, {"cut-limit", g.cutLimit}} {
 		if d.v < 0 {
 			return fmt.Errorf("--%s must not be negative (got %v)", d.name, d.v)
+		}
+	}
+	for _, n := range []struct {
+		name string
+		v    float64
+	}{{"budget", float64(g.budget)}, {"max-conns", float64(g.maxConns)}, {"handshake-rate", g.handshakeRate}, {"handshake-burst", float64(g.handshakeBurst)},
+		{"max-subscriptions", float64(g.maxSubs)}, {"catchup-bytes", float64(g.catchUpBytes)}, {"catchup-work", float64(g.catchUpWork)}, {"loops", float64(g.loops)}} {
+		if n.v < 0 {
+			return fmt.Errorf("--%s must not be negative (got %v; 0 means the default)", n.name, n.v)
 		}
 	}
 	if g.heartbeat%time.Second != 0 || g.heartbeat < time.Second || g.heartbeat > shard.MaxHeartbeat {
@@ -199,6 +209,7 @@ func (h *historyFlags) options() (bus.HistoryOptions, error) {
 
 // redisFlags select the Redis bus.
 type redisFlags struct {
+	required bool // crease ingest: no embedded bus to fall back to
 	addrs    listFlag
 	cluster  bool
 	sentinel string
@@ -208,10 +219,31 @@ type redisFlags struct {
 
 func (r *redisFlags) register(fs *flag.FlagSet) {
 	r.hist.register(fs)
-	fs.Var(&r.addrs, "redis", "Redis address(es) host:port[,host:port]; with --redis-sentinel the sentinels' addresses; empty uses the embedded in-process bus")
+	empty := "empty uses the embedded in-process bus"
+	if r.required {
+		empty = "required"
+	}
+	fs.Var(&r.addrs, "redis", "Redis address host:port; with --redis-cluster seed nodes and with --redis-sentinel the sentinels, host:port[,host:port]; "+empty)
 	fs.BoolVar(&r.cluster, "redis-cluster", false, "Redis Cluster: sharded pub/sub (SSUBSCRIBE/SPUBLISH)")
 	fs.StringVar(&r.sentinel, "redis-sentinel", "", "Redis Sentinel: the name of the master the sentinels at --redis monitor; the bus follows it across failovers")
 	fs.StringVar(&r.prefix, "redis-prefix", busredis.DefaultPrefix, "key and channel prefix")
+}
+
+// validate refuses a combination of the Redis flags that cannot mean what it says.
+func (r *redisFlags) validate() error {
+	switch {
+	case len(r.addrs) == 0 && r.cluster:
+		return errors.New("--redis-cluster needs --redis ADDR")
+	case len(r.addrs) == 0 && r.sentinel != "":
+		return errors.New("--redis-sentinel needs --redis SENTINEL_ADDR[,SENTINEL_ADDR]")
+	case r.cluster && r.sentinel != "":
+		return errors.New("--redis-sentinel and --redis-cluster exclude each other (a Redis Cluster fails over by itself)")
+	case len(r.addrs) > 1 && !r.cluster && r.sentinel == "":
+		// A single Redis has one address; the others would be ignored in silence, and a
+		// first one that is down would leave the bus down with the rest up.
+		return fmt.Errorf("--redis lists %d addresses: a single Redis takes one; a list is the seed nodes of --redis-cluster or the sentinels of --redis-sentinel MASTER", len(r.addrs))
+	}
+	return nil
 }
 
 func (r *redisFlags) open(log *slog.Logger, reg prometheus.Registerer, node string) (bus.Bus, error) {
@@ -219,17 +251,11 @@ func (r *redisFlags) open(log *slog.Logger, reg prometheus.Registerer, node stri
 	if err != nil {
 		return nil, err
 	}
-	if len(r.addrs) == 0 {
-		if r.cluster {
-			return nil, errors.New("--redis-cluster needs --redis ADDR")
-		}
-		if r.sentinel != "" {
-			return nil, errors.New("--redis-sentinel needs --redis SENTINEL_ADDR[,SENTINEL_ADDR]")
-		}
-		return bus.NewEmbeddedWith(hist), nil
+	if err := r.validate(); err != nil {
+		return nil, err
 	}
-	if r.cluster && r.sentinel != "" {
-		return nil, errors.New("--redis-sentinel and --redis-cluster exclude each other (a Redis Cluster fails over by itself)")
+	if len(r.addrs) == 0 {
+		return bus.NewEmbeddedWith(hist), nil
 	}
 	return busredis.New(busredis.Options{Addrs: r.addrs, Cluster: r.cluster, Sentinel: r.sentinel, Prefix: r.prefix,
 		Registerer: reg, Logger: log, NodeID: node, History: hist})
@@ -251,19 +277,9 @@ func runServe(ctx context.Context, args []string) error { return runServeWith(ct
 // runServeWith is runServe with the usage and flag errors written to usageOut (nil:
 // stderr).
 func runServeWith(ctx context.Context, args []string, usageOut io.Writer) error {
-	cmd := newCommand("serve", serveUsage)
-	if usageOut != nil {
-		cmd.fs.SetOutput(usageOut)
-	}
-	var g gatewayFlags
-	var r redisFlags
-	var api apiFlags
-	cmd.register(&g, &r, &api)
-	if err := cmd.parse(args); err != nil {
+	g, r, api, err := parseServe(args, usageOut)
+	if err != nil {
 		return err
-	}
-	if err := g.validate(); err != nil {
-		return fmt.Errorf("crease serve: %w", err)
 	}
 	log, err := g.log.logger(os.Stderr)
 	if err != nil {
@@ -291,6 +307,26 @@ func runServeWith(ctx context.Context, args []string, usageOut io.Writer) error 
 	return runUntilSignal(ctx, srv, log)
 }
 
+// parseServe reads serve's flags and environment and refuses what no gateway can run
+// with, before anything starts.
+func parseServe(args []string, usageOut io.Writer) (g gatewayFlags, r redisFlags, api apiFlags, err error) {
+	cmd := newCommand("serve", serveUsage)
+	if usageOut != nil {
+		cmd.fs.SetOutput(usageOut)
+	}
+	cmd.register(&g, &r, &api)
+	if err = cmd.parse(args); err != nil {
+		return
+	}
+	if err = g.validate(); err == nil {
+		err = r.validate()
+	}
+	if err != nil {
+		err = fmt.Errorf("crease serve: %w", err)
+	}
+	return
+}
+
 // startGateway adds the publish API (when api has keys) to opts and starts the gateway;
 // cmd names the command in its errors.
 func startGateway(ctx context.Context, cmd string, opts server.Options, api apiFlags, b bus.Bus, reg prometheus.Registerer, log *slog.Logger) (*server.Server, error) {
@@ -300,12 +336,46 @@ func startGateway(ctx context.Context, cmd string, opts server.Options, api apiF
 	}
 	srv, err := server.New(opts)
 	if err != nil {
-		return nil, fmt.Errorf("crease %s: %w", cmd, err)
+		return nil, fmt.Errorf("crease %s: %s%w", cmd, flagsOf(err), err)
 	}
 	if err := srv.Start(ctx); err != nil {
 		return nil, fmt.Errorf("crease %s: %w", cmd, err)
 	}
 	return srv, nil
+}
+
+// optionFlags names the flags behind each refusal of server.New, so that an operator
+// reads which flag to fix, not an option's name.
+var optionFlags = []struct {
+	err   error
+	flags string
+}{
+	{server.ErrLoops, "--loops"},
+	{server.ErrDrainWindow, "--drain-window"},
+	{server.ErrDrainGrace, "--drain-grace"},
+	{server.ErrHandshakeCap, "--handshake-rate/--handshake-burst"},
+	{server.ErrMaxConns, "--max-conns"},
+	{server.ErrReusePort, "--reuse-port"},
+	{shard.ErrBudget, "--budget"},
+	{shard.ErrLimits, "--stall-limit/--cut-limit"},
+	{shard.ErrHeartbeat, "--heartbeat"},
+	{shard.ErrHandshake, "--handshake-timeout"},
+	{shard.ErrMaxSubs, "--max-subscriptions"},
+	{shard.ErrSendBuffer, "--send-buffer"},
+	{shard.ErrLinger, "--close-linger"},
+	{shard.ErrRecoveryWait, "--recovery-wait"},
+	{shard.ErrCatchUp, "--catchup-bytes/--catchup-work"},
+	{shard.ErrOpRate, "--op-rate/--op-burst"},
+}
+
+// flagsOf is "--flag: " for an error of server.New that optionFlags knows, else "".
+func flagsOf(err error) string {
+	for _, f := range optionFlags {
+		if errors.Is(err, f.err) {
+			return f.flags + ": "
+		}
+	}
+	return ""
 }
 
 // runUntilSignal drains on the first signal and shuts down at once on a second.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -58,23 +59,28 @@ func TestServeRejectsBadConfig(t *testing.T) {
 		env  [2]string
 		want string
 	}{
-		{"negative budget", []string{"--budget=-1"}, [2]string{}, "budget must be at least 4 KiB"},
-		{"stall not below cut", []string{"--stall-limit=30s", "--cut-limit=30s"}, [2]string{}, "stall limit must be > 0 and below the cut limit"},
+		{"negative budget", []string{"--budget=-1"}, [2]string{}, "--budget must not be negative"},
+		{"budget under 4 KiB", []string{"--budget=100"}, [2]string{}, "--budget: shard: budget must be at least 4 KiB"},
+		{"stall not below cut", []string{"--stall-limit=30s", "--cut-limit=30s"}, [2]string{}, "--stall-limit/--cut-limit: shard: stall limit must be > 0 and below the cut limit"},
+		{"negative restart gap", []string{"--restart-gap=-1s"}, [2]string{}, "--restart-gap must not be negative"},
+		{"negative cut limit", []string{"--cut-limit=-1s"}, [2]string{}, "--cut-limit must not be negative"},
+		{"negative handshake burst", []string{"--handshake-burst=-1"}, [2]string{}, "--handshake-burst must not be negative"},
+		{"a list for a single Redis", []string{"--redis=127.0.0.1:1,127.0.0.1:2"}, [2]string{}, "a single Redis takes one"},
 		{"bad log level", []string{"--log-level=loud"}, [2]string{}, `--log-level "loud"`},
 		{"bad log format", []string{"--log-format=xml"}, [2]string{}, `--log-format "xml"`},
 		{"env not a number", nil, [2]string{"CREASE_LOOPS", "abc"}, `CREASE_LOOPS="abc"`},
 		{"env bad duration", nil, [2]string{"CREASE_DRAIN_WINDOW", "soon"}, `CREASE_DRAIN_WINDOW="soon"`},
-		{"too many loops", []string{"--loops=65"}, [2]string{}, "loops must be between 1 and 64"},
-		{"negative loops", []string{"--loops=-2"}, [2]string{}, "loops must be between 1 and 64"},
-		{"negative drain window", []string{"--drain-window=-1s"}, [2]string{}, "drain window"},
+		{"too many loops", []string{"--loops=65"}, [2]string{}, "--loops: server: loops must be between 1 and 64"},
+		{"negative loops", []string{"--loops=-2"}, [2]string{}, "--loops must not be negative"},
+		{"negative drain window", []string{"--drain-window=-1s"}, [2]string{}, "--drain-window must not be negative"},
 		{"negative drain grace", []string{"--drain-grace=-1s"}, [2]string{}, "--drain-grace must not be negative"},
-		{"negative handshake rate", []string{"--handshake-rate=-5"}, [2]string{}, "handshake rate"},
-		{"negative max conns", []string{"--max-conns=-1"}, [2]string{}, "max connections"},
-		{"heartbeat too short", []string{"--heartbeat=10ms"}, [2]string{}, "heartbeat"},
+		{"negative handshake rate", []string{"--handshake-rate=-5"}, [2]string{}, "--handshake-rate must not be negative"},
+		{"negative max conns", []string{"--max-conns=-1"}, [2]string{}, "--max-conns must not be negative"},
+		{"heartbeat too short", []string{"--heartbeat=10ms"}, [2]string{}, "--heartbeat must be"},
 		{"heartbeat with a sub-second remainder", []string{"--heartbeat=1500ms"}, [2]string{}, "--heartbeat must be a whole number of seconds"},
 		{"zero op rate", []string{"--op-rate=0"}, [2]string{}, "--op-rate must be > 0"},
 		{"negative op burst", []string{"--op-burst=-1"}, [2]string{}, "--op-burst not negative"},
-		{"op debt over 30 minutes", []string{"--op-rate=0.01", "--op-burst=100"}, [2]string{}, "op rate must be"},
+		{"op debt over 30 minutes", []string{"--op-rate=0.01", "--op-burst=100"}, [2]string{}, "--op-rate/--op-burst: shard: op rate must be"},
 		{"negative handshake timeout", []string{"--handshake-timeout=-1s"}, [2]string{}, "--handshake-timeout must not be negative"},
 		{"negative shed lag", []string{"--shed-lag=-1ms"}, [2]string{}, "--shed-lag must not be negative"},
 		{"unknown flag", []string{"--nope"}, [2]string{}, "flag provided but not defined: -nope"},
@@ -107,6 +113,47 @@ func TestServeRejectsBadConfig(t *testing.T) {
 				t.Fatalf("refused only after %v (it started serving?)", time.Since(start))
 			}
 		})
+	}
+}
+
+// The example environment file of deploy/ is what an operator installs as
+// /etc/default/crease: every variable in it must be one serve takes, with a value it
+// accepts (CREASE_BUDGET=64KiB once made crease.service fail at every start).
+func TestDeployEnvFileParses(t *testing.T) {
+	data, err := os.ReadFile("../../deploy/crease.env")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for line := range strings.Lines(string(data)) {
+		line = strings.TrimSpace(line)
+		k, v, ok := strings.Cut(line, "=")
+		if !ok || strings.HasPrefix(line, "#") || !strings.HasPrefix(k, "CREASE_") {
+			continue
+		}
+		t.Setenv(k, v)
+		n++
+	}
+	if n < 5 {
+		t.Fatalf("only %d CREASE_ variables in deploy/crease.env", n)
+	}
+	if _, _, _, err := parseServe(nil, io.Discard); err != nil {
+		t.Fatalf("deploy/crease.env: %v", err)
+	}
+	// Each variable names a flag of serve: a misspelt one would be ignored in silence.
+	g, r, api := gatewayFlags{}, redisFlags{}, apiFlags{}
+	cmd := newCommand("serve", "")
+	cmd.register(&g, &r, &api)
+	for line := range strings.Lines(string(data)) {
+		k, _, ok := strings.Cut(strings.TrimSpace(line), "=")
+		if !ok || !strings.HasPrefix(k, "CREASE_") {
+			continue
+		}
+		found := false
+		cmd.fs.VisitAll(func(f *flag.Flag) { found = found || envName(f.Name) == k })
+		if !found {
+			t.Errorf("deploy/crease.env sets %s, which is no flag of crease serve", k)
+		}
 	}
 }
 
