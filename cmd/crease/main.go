@@ -16,7 +16,7 @@ const usage = `crease: a WebSocket fan-out gateway for live sports.
 
 Usage:
   crease demo     gateway + in-process bus + real matches replaying; prints the URLs
-  crease serve    the gateway (--redis ADDR[,ADDR] for the Redis bus, embedded without it)
+  crease serve    the gateway (--redis ADDR for the Redis bus, embedded without it)
   crease ingest   replay match files onto a bus (--redis ADDR, --match FILE, --speed N)
   crease bench    the benchmark harness (writes BENCHMARKS.md)
   crease healthcheck  exit 0 when this host's gateway answers /healthz (for containers)
