@@ -21,6 +21,17 @@ export function reconnectDelay(attempt, { base = 500, cap = 30000, initialSpread
 /** A connection open this long, even without a delta, proves the gateway works (step 5). */
 export const STABLE_CONNECTION_MS = 30000;
 
+/**
+ * The longest delay setTimeout takes: browsers and Node fire a longer one after about
+ * 1 ms, so an unclamped delay from a frame (after_ms, heartbeat_s) could become a loop.
+ */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** ms clamped to what setTimeout honours: [0, MAX_TIMER_MS]; NaN is 0. */
+export function timerMs(ms) {
+  return ms > 0 ? Math.min(ms, MAX_TIMER_MS) : 0;
+}
+
 /** The environment's timers; every module takes them as an option so tests can move time. */
 export const defaultTimers = {
   setTimeout: (fn, ms) => globalThis.setTimeout(fn, ms),

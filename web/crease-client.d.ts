@@ -30,7 +30,11 @@ export interface HelloFrame {
   type: "hello";
   /** The gateway's name. */
   node: string;
-  /** How often the gateway pings, in seconds; 3 × this of silence closes with 4000. */
+  /**
+   * How often the gateway pings, in seconds (1 to 3600); 3 × this of silence closes with
+   * 4000. The client watches with 20 s when it is missing or not positive, and clamps it
+   * to 1–3600. A gateway that sends no `hello` within 10 s of the upgrade is left.
+   */
   heartbeat_s: number;
 }
 
@@ -108,7 +112,10 @@ export interface ResyncFrame {
   reason: ResyncReason;
 }
 
-/** The gateway is draining: close, wait `after_ms`, reconnect (the client does this). */
+/**
+ * The gateway is draining: close, wait `after_ms`, reconnect (the client does this; it
+ * waits the larger of `after_ms`, clamped to 0–300000, and its reconnect backoff).
+ */
 export interface ReconnectFrame {
   type: "reconnect";
   after_ms: number;
@@ -393,7 +400,7 @@ export type WebSocketConstructor = new (url: string, protocols?: string | string
 /** What the client needs of `fetch` (the snapshot requests). */
 export type FetchLike = (
   url: string,
-  init?: { cache?: "no-store"; headers?: Record<string, string> },
+  init?: { cache?: "no-store"; headers?: Record<string, string>; signal?: AbortSignal },
 ) => Promise<{ ok: boolean; status: number; json(): Promise<any> }>;
 
 export interface Timers {
@@ -500,7 +507,16 @@ export function tokenRefreshDelay(nowMs: number, expMs: number, marginMs?: numbe
 export type MatchPhase = "idle" | "subscribing" | "fetching" | "live" | "refused";
 
 export interface MatchStreamOptions<S = MatchState> {
-  fetchSnapshot: (match: MatchId) => Snapshot<S> | Promise<Snapshot<S>> | { match: MatchId; seq: number; state: S | null; epoch?: Epoch };
+  /**
+   * One snapshot request. `signal` aborts it at fetchTimeoutMs or when the answer is no
+   * longer wanted. An answer whose match differs, whose epoch is not a string, whose seq
+   * is not a whole number ≥ 0 or whose state is not an object (null only at seq 0: a
+   * match not started) is a failed request, retried with backoff.
+   */
+  fetchSnapshot: (
+    match: MatchId,
+    options: { signal?: AbortSignal },
+  ) => Snapshot<S> | Promise<Snapshot<S>> | { match: MatchId; seq: number; state: S | null; epoch?: Epoch } | Promise<{ match: MatchId; seq: number; state: S | null; epoch?: Epoch }>;
   onState?: StateListener<S>;
   onPhase?: (phase: MatchPhase) => void;
   timers?: Timers;
@@ -509,6 +525,8 @@ export interface MatchStreamOptions<S = MatchState> {
   retry?: BackoffOptions;
   /** Deltas buffered while a snapshot loads; default 5000. */
   maxBuffer?: number;
+  /** How long one snapshot request may take before it is aborted and retried; default 10000 ms. */
+  fetchTimeoutMs?: number;
   log?: Logger;
 }
 
@@ -523,7 +541,7 @@ export class MatchStream<S = MatchState> {
   readonly seq: number;
   /** While `refused`: why. */
   readonly refusal: { code: ErrorCode; message: string } | null;
-  /** Snapshot requests made. */
+  /** Snapshot requests made (at most one is out at a time). */
   readonly fetches: number;
   /** The position to subscribe `since`: a state of a known epoch, or undefined. */
   position(): StreamPosition | undefined;

@@ -9,7 +9,7 @@
 // re-exported from their own modules.
 
 import { MatchStream } from "./crease-stream.js";
-import { reconnectDelay, backoffDelay, defaultTimers, STABLE_CONNECTION_MS } from "./crease-backoff.js";
+import { reconnectDelay, backoffDelay, defaultTimers, timerMs, STABLE_CONNECTION_MS } from "./crease-backoff.js";
 import { tokenSource, tokenRefreshDelay, MIN_TOKEN_REFRESH_MS, DEFAULT_TOKEN_REFRESH_MARGIN_MS } from "./crease-token.js";
 import { defaultWsURL, httpBaseFromWsURL, withQuery } from "./crease-urls.js";
 
@@ -23,6 +23,28 @@ export { defaultWsURL, httpBaseFromWsURL } from "./crease-urls.js";
 const REFUSALS = new Set(["forbidden", "bad_request", "too_many_subscriptions", "rate_limited"]);
 
 const OPEN = 1;
+
+// A gateway sends `hello` first (PROTOCOL.md); one that has not within this long after
+// the upgrade is not working: close and reconnect with backoff (the Go client's
+// DefaultHelloTimeout). Without it a silent gateway would hold the client for ever.
+const HELLO_TIMEOUT_MS = 10000;
+// heartbeat_s is a whole number from 1 to 3600 (PROTOCOL.md, the gateway's --heartbeat,
+// default 20). A hello without a usable one gets the default watch rather than none
+// (none: a dead link would go unnoticed for ever); one above the range is clamped (3 ×
+// 1e7 s overflows setTimeout, which then fires at once and drops every connection).
+const DEFAULT_HEARTBEAT_S = 20;
+const MAX_HEARTBEAT_S = 3600;
+// The longest wait a `reconnect` frame may ask for. The Go client has no such bound; a
+// drain spreads its clients over seconds, and a garbage after_ms (1e10, beyond the
+// timers' range) must neither freeze the client nor, overflowing, make it loop.
+const MAX_RECONNECT_AFTER_MS = 5 * 60 * 1000;
+
+/** The heartbeat a hello's heartbeat_s stands for, in seconds (see DEFAULT_HEARTBEAT_S). */
+function heartbeatOf(v) {
+  const s = typeof v === "number" ? v : NaN;
+  if (!Number.isFinite(s) || s <= 0) return DEFAULT_HEARTBEAT_S;
+  return Math.min(Math.max(s, 1), MAX_HEARTBEAT_S);
+}
 
 /**
  * connect(options) opens the gateway connection and returns the client. See README.md.
@@ -64,6 +86,7 @@ export function connect(options = {}) {
   let reconnectInMs = 0;
   let serverDelayMs = null; // from reconnect{after_ms}, used once
   let heartbeatMs = 0;
+  let helloTimer = null;
   let probeTimer = null;
   let deadTimer = null;
   let stableTimer = null;
@@ -136,9 +159,12 @@ export function connect(options = {}) {
     return `${base.replace(/\/+$/, "")}/v1/matches/${encodeURIComponent(match)}`;
   }
 
-  async function fetchSnapshot(match) {
+  // signal aborts the request: the stream's timeout, or a request no longer wanted.
+  // MatchStream checks the answer (a 200 with an error body is no snapshot).
+  async function fetchSnapshot(match, { signal } = {}) {
     if (!fetchFn) throw new Error("no fetch");
     const init = { cache: "no-store" };
+    if (signal) init.signal = signal;
     if (tokens.current) init.headers = { Authorization: `Bearer ${tokens.current}` };
     const res = await fetchFn(snapshotURLOf(match), init);
     // A match that has not started has no snapshot yet; its deltas start at seq 1.
@@ -226,7 +252,9 @@ export function connect(options = {}) {
   function armRefresh(delayMs) {
     refreshTimer = clearTimer(refreshTimer);
     if (!tokens.refreshable || connTokenExpMs === undefined) return;
-    const ms = delayMs ?? tokenRefreshDelay(now(), connTokenExpMs, tokenRefreshMarginMs);
+    // Clamped: a token valid for more than 24.8 days would otherwise overflow the timer,
+    // which fires at once, and every refresh would bring another such token (an auth flood).
+    const ms = timerMs(delayMs ?? tokenRefreshDelay(now(), connTokenExpMs, tokenRefreshMarginMs));
     const sock = ws;
     refreshTimer = timers.setTimeout(() => {
       refreshTimer = null;
@@ -305,6 +333,15 @@ export function connect(options = {}) {
     auths = 0;
     sock.onopen = () => {
       if (sock !== ws) return;
+      helloTimer = timers.setTimeout(() => {
+        helloTimer = null;
+        if (sock !== ws) return;
+        log.warn?.(`crease: no hello from the gateway in ${HELLO_TIMEOUT_MS} ms; reconnecting`);
+        quietly(() => {
+          dropSocket(4000, "hello timeout");
+          scheduleReconnect();
+        });
+      }, HELLO_TIMEOUT_MS);
       // Open 30 s: the gateway works, even if no delta came (a `hello` alone proves nothing).
       stableTimer = timers.setTimeout(() => {
         stableTimer = null;
@@ -344,6 +381,7 @@ export function connect(options = {}) {
     const sock = ws;
     ws = null;
     opening = 0;
+    helloTimer = clearTimer(helloTimer);
     clearHeartbeat();
     stableTimer = clearTimer(stableTimer);
     refreshTimer = clearTimer(refreshTimer);
@@ -364,13 +402,15 @@ export function connect(options = {}) {
 
   function scheduleReconnect() {
     if (paused() || reconnectTimer !== null) return;
-    let ms;
+    // Every end counts as an attempt, a `reconnect` frame's too: a gateway that sends it
+    // right after `hello` must see the delays grow, not a loop. A drain's after_ms (the
+    // gateway's spread) is waited at least.
+    let ms = reconnectDelay(attempt++, backoff, random);
     if (serverDelayMs !== null) {
-      ms = serverDelayMs;
+      ms = Math.max(ms, serverDelayMs);
       serverDelayMs = null;
-    } else {
-      ms = reconnectDelay(attempt++, backoff, random);
     }
+    ms = timerMs(ms);
     reconnectInMs = ms;
     reconnectTimer = timers.setTimeout(() => {
       reconnectTimer = null;
@@ -419,7 +459,8 @@ export function connect(options = {}) {
       case "hello":
         // No reset of the attempts here: a gateway that closes right after `hello`
         // must not drive the client into a tight loop.
-        heartbeatMs = Number(f.heartbeat_s) > 0 ? Number(f.heartbeat_s) * 1000 : 0;
+        helloTimer = clearTimer(helloTimer);
+        heartbeatMs = heartbeatOf(f.heartbeat_s) * 1000;
         armHeartbeat();
         return;
       case "subscribed":
@@ -441,8 +482,9 @@ export function connect(options = {}) {
         emit("event", f);
         return;
       case "reconnect": {
+        // Clamped to [0, MAX_RECONNECT_AFTER_MS]; garbage is 0 (the backoff alone).
         const ms = Number(f.after_ms);
-        serverDelayMs = Number.isFinite(ms) && ms >= 0 ? ms : null;
+        serverDelayMs = Number.isFinite(ms) ? Math.min(Math.max(ms, 0), MAX_RECONNECT_AFTER_MS) : 0;
         quietly(() => {
           dropSocket(1000, "reconnect requested");
           scheduleReconnect();

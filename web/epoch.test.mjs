@@ -7,16 +7,17 @@ import { FakeClock, fakeFetch, flush, silentLog } from "./fakes.mjs";
 const d = (epoch, seq, patch, from) => ({ type: "delta", match: "m1", epoch, seq, prio: "high", ts: seq, patch, ...(from === undefined ? {} : { from }) });
 
 function setup() {
+  const clock = new FakeClock();
   const fetch = fakeFetch();
   const states = [];
   const s = new MatchStream("m1", {
     fetchSnapshot: (m) => fetch(`/v1/matches/${m}`).then((r) => r.json()),
     onState: (state, info) => states.push({ state, ...info }),
-    timers: new FakeClock(),
+    timers: clock,
     random: () => 0.5,
     log: silentLog,
   });
-  return { fetch, states, s };
+  return { clock, fetch, states, s };
 }
 
 async function answer(fetch, epoch, seq, state) {
@@ -57,16 +58,18 @@ test("resync{epoch} refetches; the old epoch's buffered deltas are dropped", asy
   assert.deepStrictEqual([s.epoch, s.seq, s.state], ["e2", 2, { m: 2 }]);
 });
 
-test("a new epoch while a snapshot is out asks again: the answer may be of the old epoch", async () => {
-  const { fetch, s } = setup();
+test("a new epoch while a snapshot is out asks again once it lands: the answer may be of the old epoch", async () => {
+  const { clock, fetch, s } = setup();
   await live(s, fetch, "e1", 5, { n: 5 });
   s.delta(d("e1", 7, { n: 7 })); // a gap: fetch
-  const first = fetch.last();
   s.delta(d("e2", 1, { m: 1 }));
-  assert.equal(fetch.calls.length, 3, "refetched after the new epoch appeared");
-  first.respond(200, { match: "m1", epoch: "e1", seq: 7, state: { n: 7 } });
+  assert.equal(fetch.calls.length, 2, "the request out is neither cancelled nor doubled");
+  fetch.last().respond(200, { match: "m1", epoch: "e1", seq: 7, state: { n: 7 } });
   await flush();
-  assert.equal(s.phase, "fetching", "the superseded answer is ignored");
+  assert.equal(s.phase, "fetching", "an answer of the old epoch does not bring the stream current");
+  assert.equal(fetch.calls.length, 2, "asked again after the backoff, not at once");
+  await clock.advance(500); // random 0.5 of the 1000 ms window
+  assert.equal(fetch.calls.length, 3);
   await answer(fetch, "e2", 1, { m: 1 });
   assert.deepStrictEqual([s.epoch, s.seq, s.phase], ["e2", 1, "live"]);
 });

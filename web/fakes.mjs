@@ -9,9 +9,13 @@ export class FakeClock {
     this.now = 0;
     this.timers = new Map();
     this.nextId = 1;
+    this.maxDelay = 0; // the longest delay asked for
     this.setTimeout = (fn, ms) => {
       const id = this.nextId++;
-      this.timers.set(id, { at: this.now + Math.max(0, ms || 0), fn });
+      this.maxDelay = Math.max(this.maxDelay, ms || 0);
+      // As in browsers and Node: a delay over 2^31-1 ms does not fit and fires after 1 ms.
+      const delay = ms > 2 ** 31 - 1 ? 1 : Math.max(0, ms || 0);
+      this.timers.set(id, { at: this.now + delay, fn });
       return id;
     };
     this.clearTimeout = (id) => {
@@ -93,22 +97,36 @@ export function fakeFetch() {
   const calls = [];
   const fetch = (url, init) =>
     new Promise((resolve, reject) => {
-      calls.push({
+      const call = {
         url,
         init,
+        settled: false, // answered, failed or aborted
+        get aborted() {
+          return Boolean(init?.signal?.aborted);
+        },
         respond(status, body, headers = {}) {
+          this.settled = true;
           resolve({ ok: status >= 200 && status < 300, status, headers: { get: (k) => headers[k] ?? null }, json: async () => body });
         },
         snapshot(seq, state, match, epoch = "e1") {
           this.respond(200, { match: match ?? decodeURIComponent(url.split("/").pop()), epoch, seq, state });
         },
         fail(err = new Error("network down")) {
+          this.settled = true;
           reject(err);
         },
+      };
+      calls.push(call);
+      // As fetch does: an aborted request rejects.
+      init?.signal?.addEventListener?.("abort", () => {
+        call.settled = true;
+        reject(new DOMException("aborted", "AbortError"));
       });
     });
   fetch.calls = calls;
   fetch.last = () => calls[calls.length - 1];
+  /** The requests neither answered nor aborted. */
+  fetch.pending = () => calls.filter((c) => !c.settled);
   return fetch;
 }
 

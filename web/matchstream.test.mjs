@@ -80,8 +80,8 @@ test("a gap refetches the snapshot and resumes with the delta that revealed it",
   assert.deepStrictEqual(states.at(-1), { state: { runs: 14 }, seq: 14, epoch: "e1", cause: "resync" });
 });
 
-test("a gap inside the buffer after the snapshot fetches again", async () => {
-  const { fetch, s } = setup();
+test("a gap inside the buffer after the snapshot fetches again, after the backoff", async () => {
+  const { clock, fetch, s } = setup();
   s.subscribing();
   s.subscribed();
   s.delta(d(5, { runs: 5 }));
@@ -90,6 +90,12 @@ test("a gap inside the buffer after the snapshot fetches again", async () => {
   await flush();
   assert.equal(s.seq, 5);
   assert.equal(s.phase, "fetching");
+  // Asked again at once, a store that stays behind would be hammered (thousands of
+  // requests a second).
+  assert.equal(fetch.calls.length, 1, "not at once");
+  await clock.advance(499); // random 0.5 of a 1000 ms window
+  assert.equal(fetch.calls.length, 1);
+  await clock.advance(1);
   assert.equal(fetch.calls.length, 2);
   fetch.last().snapshot(6, { runs: 6 });
   await flush();
@@ -111,19 +117,34 @@ test("a resync frame refetches and buffers meanwhile", async () => {
   assert.equal(states.at(-1).cause, "resync");
 });
 
-test("a superseded snapshot answer is ignored", async () => {
+test("resyncs while a snapshot is out do not cancel it: one request, asked again once it lands", async () => {
+  const { clock, fetch, s } = setup();
+  await live(s, fetch, 1, { runs: 1 });
+  s.resync("gap");
+  for (let i = 0; i < 600; i++) s.resync("gap");
+  assert.equal(fetch.calls.length, 2, "one request out, not one per resync");
+  fetch.last().snapshot(20, { runs: 20 });
+  await flush();
+  assert.deepStrictEqual([s.seq, s.state], [20, { runs: 20 }], "the answer lands and is shown");
+  assert.equal(s.phase, "fetching", "it was asked for before the last resync: not proven current");
+  assert.equal(fetch.calls.length, 2);
+  await clock.advance(500); // the backoff: random 0.5 of 1000 ms
+  assert.equal(fetch.calls.length, 3);
+  fetch.last().snapshot(21, { runs: 21 });
+  await flush();
+  assert.equal(s.phase, "live");
+});
+
+test("a resync while a snapshot is out: a later delta the answer covers proves it current", async () => {
   const { fetch, s } = setup();
   await live(s, fetch, 1, { runs: 1 });
   s.resync("gap");
-  const first = fetch.last();
-  s.resync("gap");
-  const second = fetch.last();
-  second.snapshot(20, { runs: 20 });
+  s.resync("slow");
+  s.delta(d(9, { runs: 9 })); // after the second resync
+  s.delta(d(10, { runs: 10 }));
+  fetch.last().snapshot(8, { runs: 8 });
   await flush();
-  first.snapshot(15, { runs: 15 });
-  await flush();
-  assert.equal(s.seq, 20);
-  assert.deepStrictEqual(s.state, { runs: 20 });
+  assert.deepStrictEqual([s.seq, s.phase, fetch.calls.length], [10, "live", 2]);
 });
 
 test("a failed snapshot is retried with backoff", async () => {

@@ -38,7 +38,7 @@ function minter(clock, lifetimeMs) {
 async function goLive(WS, fetch, seq = 1) {
   const ws = WS.last();
   ws.serverOpen();
-  ws.serverSend({ type: "hello", node: "gw", heartbeat_s: 0 });
+  ws.serverSend({ type: "hello", node: "gw", heartbeat_s: 3600 }); // the longest: no heartbeat timeout in these tests
   for (const op of ws.ops("subscribe")) ws.serverSend({ type: "subscribed", match: op.match });
   await flush();
   for (const call of fetch.calls.filter((c) => !c.done)) {
@@ -114,7 +114,7 @@ async function vipClient(refuseVip) {
   s.c.subscribe("vip", () => {});
   const ws = s.WS.last();
   ws.serverOpen();
-  ws.serverSend({ type: "hello", node: "gw", heartbeat_s: 0 });
+  ws.serverSend({ type: "hello", node: "gw", heartbeat_s: 3600 }); // the longest: no heartbeat timeout in these tests
   ws.serverSend({ type: "subscribed", match: "m1" });
   if (refuseVip) ws.serverSend({ type: "error", code: "forbidden", match: "vip", message: "not in the claim" });
   s.fetch.last().snapshot(1, {});
