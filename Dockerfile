@@ -39,7 +39,7 @@ EXPOSE 8080 8081
 # No shell or curl here: the binary probes its own /healthz (CREASE_HTTP_ADDR).
 HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 CMD ["/crease", "healthcheck"]
 # SIGTERM drains (reconnect hints over --drain-window, then exit by --drain-grace);
-# give the container drain window + grace + margin to stop (docker stop -t 20).
+# give the container drain window + grace + the shutdown waits (~8 s) to stop (docker stop -t 30).
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["/crease"]
 CMD ["serve"]

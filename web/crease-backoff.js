@@ -37,3 +37,33 @@ export const defaultTimers = {
   setTimeout: (fn, ms) => globalThis.setTimeout(fn, ms),
   clearTimeout: (id) => globalThis.clearTimeout(id),
 };
+
+// A gateway sends `hello` first (PROTOCOL.md); one that has not within this long after
+// the upgrade is not working: close and reconnect with backoff (the Go client's
+// DefaultHelloTimeout). Without it a silent gateway would hold the client for ever.
+export const HELLO_TIMEOUT_MS = 10000;
+
+// heartbeat_s is a whole number from 1 to 3600 (PROTOCOL.md, the gateway's --heartbeat,
+// default 20). A hello without a usable one gets the default watch rather than none
+// (none: a dead link would go unnoticed for ever); one above the range is clamped (3 ×
+// 1e7 s overflows setTimeout, which then fires at once and drops every connection).
+const DEFAULT_HEARTBEAT_S = 20;
+const MAX_HEARTBEAT_S = 3600;
+
+/** The ping interval a hello's heartbeat_s stands for, in ms. */
+export function heartbeatMsOf(v) {
+  const s = typeof v === "number" ? v : NaN;
+  if (!Number.isFinite(s) || s <= 0) return DEFAULT_HEARTBEAT_S * 1000;
+  return Math.min(Math.max(s, 1), MAX_HEARTBEAT_S) * 1000;
+}
+
+// The longest wait a `reconnect` frame may ask for, as in the Go client: a drain spreads
+// its clients over seconds, and a garbage after_ms (1e10, beyond the timers' range) must
+// neither freeze the client nor, overflowing, make it loop.
+const MAX_RECONNECT_AFTER_MS = 5 * 60 * 1000;
+
+/** A reconnect frame's after_ms within [0, MAX_RECONNECT_AFTER_MS]; garbage is 0 (the backoff alone). */
+export function reconnectAfterMs(v) {
+  const ms = Number(v);
+  return Number.isFinite(ms) ? Math.min(Math.max(ms, 0), MAX_RECONNECT_AFTER_MS) : 0;
+}

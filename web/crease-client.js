@@ -8,8 +8,8 @@
 // This module is the package's entry: connect() is here; the pieces it is made of are
 // re-exported from their own modules.
 
-import { MatchStream } from "./crease-stream.js";
-import { reconnectDelay, backoffDelay, defaultTimers, timerMs, STABLE_CONNECTION_MS } from "./crease-backoff.js";
+import { MatchStream, fetchSnapshotFrom } from "./crease-stream.js";
+import { reconnectDelay, backoffDelay, defaultTimers, timerMs, STABLE_CONNECTION_MS, HELLO_TIMEOUT_MS, heartbeatMsOf, reconnectAfterMs } from "./crease-backoff.js";
 import { tokenSource, tokenRefreshDelay, MIN_TOKEN_REFRESH_MS, DEFAULT_TOKEN_REFRESH_MARGIN_MS } from "./crease-token.js";
 import { defaultWsURL, httpBaseFromWsURL, withQuery } from "./crease-urls.js";
 
@@ -23,28 +23,6 @@ export { defaultWsURL, httpBaseFromWsURL } from "./crease-urls.js";
 const REFUSALS = new Set(["forbidden", "bad_request", "too_many_subscriptions", "rate_limited"]);
 
 const OPEN = 1;
-
-// A gateway sends `hello` first (PROTOCOL.md); one that has not within this long after
-// the upgrade is not working: close and reconnect with backoff (the Go client's
-// DefaultHelloTimeout). Without it a silent gateway would hold the client for ever.
-const HELLO_TIMEOUT_MS = 10000;
-// heartbeat_s is a whole number from 1 to 3600 (PROTOCOL.md, the gateway's --heartbeat,
-// default 20). A hello without a usable one gets the default watch rather than none
-// (none: a dead link would go unnoticed for ever); one above the range is clamped (3 ×
-// 1e7 s overflows setTimeout, which then fires at once and drops every connection).
-const DEFAULT_HEARTBEAT_S = 20;
-const MAX_HEARTBEAT_S = 3600;
-// The longest wait a `reconnect` frame may ask for. The Go client has no such bound; a
-// drain spreads its clients over seconds, and a garbage after_ms (1e10, beyond the
-// timers' range) must neither freeze the client nor, overflowing, make it loop.
-const MAX_RECONNECT_AFTER_MS = 5 * 60 * 1000;
-
-/** The heartbeat a hello's heartbeat_s stands for, in seconds (see DEFAULT_HEARTBEAT_S). */
-function heartbeatOf(v) {
-  const s = typeof v === "number" ? v : NaN;
-  if (!Number.isFinite(s) || s <= 0) return DEFAULT_HEARTBEAT_S;
-  return Math.min(Math.max(s, 1), MAX_HEARTBEAT_S);
-}
 
 /**
  * connect(options) opens the gateway connection and returns the client. See README.md.
@@ -160,23 +138,8 @@ export function connect(options = {}) {
   }
 
   // signal aborts the request: the stream's timeout, or a request no longer wanted.
-  // MatchStream checks the answer (a 200 with an error body is no snapshot).
-  async function fetchSnapshot(match, { signal } = {}) {
-    if (!fetchFn) throw new Error("no fetch");
-    const init = { cache: "no-store" };
-    if (signal) init.signal = signal;
-    if (tokens.current) init.headers = { Authorization: `Bearer ${tokens.current}` };
-    const res = await fetchFn(snapshotURLOf(match), init);
-    // A match that has not started has no snapshot yet; its deltas start at seq 1.
-    if (res.status === 404) return { match, seq: 0, state: null };
-    if (!res.ok) {
-      const err = new Error(`HTTP ${res.status}`);
-      // A 503 says when to ask again (the store is behind what the gateway delivered).
-      const ra = res.status === 503 ? Number(res.headers?.get?.("Retry-After")) : NaN;
-      if (Number.isFinite(ra) && ra > 0) err.retryAfterMs = ra * 1000;
-      throw err;
-    }
-    return await res.json();
+  function fetchSnapshot(match, { signal } = {}) {
+    return fetchSnapshotFrom(fetchFn, snapshotURLOf(match), match, tokens.current, signal);
   }
 
   function newStream(match) {
@@ -460,7 +423,7 @@ export function connect(options = {}) {
         // No reset of the attempts here: a gateway that closes right after `hello`
         // must not drive the client into a tight loop.
         helloTimer = clearTimer(helloTimer);
-        heartbeatMs = heartbeatOf(f.heartbeat_s) * 1000;
+        heartbeatMs = heartbeatMsOf(f.heartbeat_s);
         armHeartbeat();
         return;
       case "subscribed":
@@ -482,9 +445,7 @@ export function connect(options = {}) {
         emit("event", f);
         return;
       case "reconnect": {
-        // Clamped to [0, MAX_RECONNECT_AFTER_MS]; garbage is 0 (the backoff alone).
-        const ms = Number(f.after_ms);
-        serverDelayMs = Number.isFinite(ms) ? Math.min(Math.max(ms, 0), MAX_RECONNECT_AFTER_MS) : 0;
+        serverDelayMs = reconnectAfterMs(f.after_ms);
         quietly(() => {
           dropSocket(1000, "reconnect requested");
           scheduleReconnect();

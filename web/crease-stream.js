@@ -373,3 +373,27 @@ export class MatchStream {
     this.onState(this.state, info);
   }
 }
+
+/**
+ * fetchSnapshotFrom GETs a match's snapshot at url with fetchFn (token, when set, as
+ * Authorization: Bearer; signal aborts it). A match that has not started (404) is
+ * {match, seq: 0, state: null}; another status throws, with retryAfterMs from a 503's
+ * Retry-After. MatchStream checks the body (a 200 with an error body is no snapshot).
+ */
+export async function fetchSnapshotFrom(fetchFn, url, match, token, signal) {
+  if (!fetchFn) throw new Error("no fetch");
+  const init = { cache: "no-store" };
+  if (signal) init.signal = signal;
+  if (token) init.headers = { Authorization: `Bearer ${token}` };
+  const res = await fetchFn(url, init);
+  // A match that has not started has no snapshot yet; its deltas start at seq 1.
+  if (res.status === 404) return { match, seq: 0, state: null };
+  if (!res.ok) {
+    const err = new Error(`HTTP ${res.status}`);
+    // A 503 says when to ask again (the store is behind what the gateway delivered).
+    const ra = res.status === 503 ? Number(res.headers?.get?.("Retry-After")) : NaN;
+    if (Number.isFinite(ra) && ra > 0) err.retryAfterMs = ra * 1000;
+    throw err;
+  }
+  return await res.json();
+}
