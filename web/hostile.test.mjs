@@ -49,20 +49,27 @@ async function run(clock, WS, fetch, { ms, step = 10, onSocket = () => {}, answe
   return { maxPending };
 }
 
+/** A gateway that answers every upgrade with hello, then reconnect{after_ms}. */
+function helloThenReconnect(after_ms) {
+  return (ws) => {
+    ws.serverOpen();
+    ws.serverSend({ type: "hello", node: "gw", heartbeat_s: 20 });
+    ws.serverSend({ type: "reconnect", after_ms });
+  };
+}
+
+/** The waits of the "reconnecting N" statuses, in ms. */
+function reconnectWaits(statuses) {
+  return statuses.filter((s) => s.startsWith("reconnecting")).map((s) => Number(s.split(" ")[1]));
+}
+
 for (const after_ms of [0, 1e10, -5, "soon", undefined]) {
   test(`reconnect{after_ms: ${after_ms}} right after hello backs off like any other end`, async () => {
     const { clock, WS, fetch, c, statuses } = setup();
     c.subscribe("m1", () => {});
-    await run(clock, WS, fetch, {
-      ms: 60_000,
-      onSocket: (ws) => {
-        ws.serverOpen();
-        ws.serverSend({ type: "hello", node: "gw", heartbeat_s: 20 });
-        ws.serverSend({ type: "reconnect", after_ms });
-      },
-    });
+    await run(clock, WS, fetch, { ms: 60_000, onSocket: helloThenReconnect(after_ms) });
     assert.ok(clock.maxDelay <= MAX_TIMER, `a timer of ${clock.maxDelay} ms would fire at once`);
-    const waits = statuses.filter((s) => s.startsWith("reconnecting")).map((s) => Number(s.split(" ")[1]));
+    const waits = reconnectWaits(statuses);
     if (after_ms === 1e10) {
       // Clamped to 5 minutes, not an overflowing timer that fires after 1 ms.
       assert.deepStrictEqual(waits, [300_000]);
@@ -79,15 +86,8 @@ for (const after_ms of [0, 1e10, -5, "soon", undefined]) {
 test("reconnect{after_ms} is waited at least, on top of nothing once the attempts grew past it", async () => {
   const { clock, WS, fetch, c, statuses } = setup();
   c.subscribe("m1", () => {});
-  await run(clock, WS, fetch, {
-    ms: 40_000,
-    onSocket: (ws) => {
-      ws.serverOpen();
-      ws.serverSend({ type: "hello", node: "gw", heartbeat_s: 20 });
-      ws.serverSend({ type: "reconnect", after_ms: 3000 });
-    },
-  });
-  const waits = statuses.filter((s) => s.startsWith("reconnecting")).map((s) => Number(s.split(" ")[1]));
+  await run(clock, WS, fetch, { ms: 40_000, onSocket: helloThenReconnect(3000) });
+  const waits = reconnectWaits(statuses);
   assert.deepStrictEqual(waits.slice(0, 6), [3000, 3000, 3000, 3000, 4000, 8000], "max(after_ms, the backoff's draw)");
 });
 
