@@ -58,6 +58,17 @@ function helloThenReconnect(after_ms) {
   };
 }
 
+/** A client subscribed to m1 on an open connection (hello, subscribed), its snapshot request out. */
+function subscribedClient() {
+  const env = setup();
+  env.c.subscribe("m1", () => {});
+  const ws = env.WS.last();
+  ws.serverOpen();
+  ws.serverSend({ type: "hello", node: "gw", heartbeat_s: 25 });
+  ws.serverSend({ type: "subscribed", match: "m1" });
+  return { ...env, ws };
+}
+
 /** The waits of the "reconnecting N" statuses, in ms. */
 function reconnectWaits(statuses) {
   return statuses.filter((s) => s.startsWith("reconnecting")).map((s) => Number(s.split(" ")[1]));
@@ -238,12 +249,7 @@ test("a 404 snapshot still means not started: state null, live", async () => {
 });
 
 test("a snapshot request that never answers is aborted after 10 s and asked again with backoff", async () => {
-  const { clock, WS, fetch, c } = setup();
-  c.subscribe("m1", () => {});
-  const ws = WS.last();
-  ws.serverOpen();
-  ws.serverSend({ type: "hello", node: "gw", heartbeat_s: 25 });
-  ws.serverSend({ type: "subscribed", match: "m1" });
+  const { clock, fetch, c } = subscribedClient();
   const first = fetch.last();
   assert.ok(first.init.signal, "the request can be aborted");
   await clock.advance(9999);
@@ -272,12 +278,7 @@ test("a fetchSnapshot that ignores the abort still times out (MatchStream)", asy
 });
 
 test("a stopped stream aborts the request it has out", async () => {
-  const { clock, WS, fetch, c } = setup();
-  c.subscribe("m1", () => {});
-  const ws = WS.last();
-  ws.serverOpen();
-  ws.serverSend({ type: "hello", node: "gw", heartbeat_s: 25 });
-  ws.serverSend({ type: "subscribed", match: "m1" });
+  const { clock, fetch, ws } = subscribedClient();
   ws.serverClose(1006);
   assert.equal(fetch.last().aborted, true);
   await clock.advance(0);
