@@ -2,6 +2,7 @@ package client
 
 import (
 	"encoding/json"
+	"fmt"
 	"math"
 	"time"
 )
@@ -23,56 +24,45 @@ type frame struct {
 	HeartbeatS float64
 }
 
-// decodeFrame reads a server frame: its type and match, then only the fields of that
+// decodeFrame reads a server frame: its type and match, then only the members of that
 // type, so that a member another type uses (an event's own "message" object, a newer
 // gateway's "node" on a delta) cannot make a good frame unreadable: unknown and foreign
-// members are ignored, as PROTOCOL.md asks. On an error, Type and Match are set when
-// they could be read.
-func decodeFrame(raw []byte) (frame, error) {
-	var f frame
-	var head struct {
-		Type  string `json:"type"`
-		Match string `json:"match"`
-	}
-	if err := json.Unmarshal(raw, &head); err != nil {
+// members are ignored, as PROTOCOL.md asks. Keys are exact, as the gateway reads them
+// (bus.Parse). On an error, Type and Match are set when they could be read.
+func decodeFrame(raw []byte) (f frame, err error) {
+	var top map[string]json.RawMessage
+	if err = json.Unmarshal(raw, &top); err != nil {
 		return f, err
 	}
-	f.Type, f.Match = head.Type, head.Match
-	var fields any
+	read := func(key string, dst any) {
+		if v, ok := top[key]; ok && err == nil {
+			if e := json.Unmarshal(v, dst); e != nil {
+				err = fmt.Errorf("%q: %w", key, e)
+			}
+		}
+	}
+	read("type", &f.Type)
+	read("match", &f.Match)
 	switch f.Type {
 	case "hello":
-		fields = &struct {
-			Node       *string  `json:"node"`
-			HeartbeatS *float64 `json:"heartbeat_s"`
-		}{&f.Node, &f.HeartbeatS}
+		read("node", &f.Node)
+		read("heartbeat_s", &f.HeartbeatS)
 	case "subscribed":
-		fields = &struct {
-			Recovered *bool `json:"recovered"`
-		}{&f.Recovered}
+		read("recovered", &f.Recovered)
 	case "delta":
-		fields = &struct {
-			Epoch *string          `json:"epoch"`
-			Seq   *uint64          `json:"seq"`
-			From  **uint64         `json:"from"`
-			Patch *json.RawMessage `json:"patch"`
-		}{&f.Epoch, &f.Seq, &f.From, &f.Patch}
+		read("epoch", &f.Epoch)
+		read("seq", &f.Seq)
+		read("from", &f.From)
+		read("patch", &f.Patch)
 	case "resync":
-		fields = &struct {
-			Reason *string `json:"reason"`
-		}{&f.Reason}
+		read("reason", &f.Reason)
 	case "reconnect":
-		fields = &struct {
-			AfterMS *float64 `json:"after_ms"`
-		}{&f.AfterMS}
+		read("after_ms", &f.AfterMS)
 	case "error":
-		fields = &struct {
-			Code    *string `json:"code"`
-			Message *string `json:"message"`
-		}{&f.Code, &f.Message}
-	default: // event, and types this client does not know: nothing more to read
-		return f, nil
+		read("code", &f.Code)
+		read("message", &f.Message)
 	}
-	return f, json.Unmarshal(raw, fields)
+	return f, err // event, and types this client does not know: nothing more to read
 }
 
 // delta returns the stream fields of a `delta` frame.
