@@ -72,8 +72,10 @@ func (l *loop) fetch(r *matchRun) {
 	case r.landed > 0:
 		// A snapshot landed and no delta followed before this resync, gap or new epoch:
 		// a storm of them, or a snapshot of another epoch than the deltas, is fetched
-		// at a growing interval rather than at the endpoint's round-trip rate.
-		delay = l.c.jitter(l.c.opts.Backoff.retryWindow(r.landed - 1))
+		// at a growing interval rather than at the endpoint's round-trip rate. Four
+		// doublings at most (4 s with the defaults): a slow consumer whose deltas all
+		// become resyncs still gets a fresh state every few seconds.
+		delay = l.c.jitter(l.c.opts.Backoff.retryWindow(min(r.landed-1, maxLandedDoublings)))
 	}
 	if o := l.c.opts.Observer; o != nil {
 		o.SnapshotRequested(r.match)
@@ -111,6 +113,10 @@ func (l *loop) fetch(r *matchRun) {
 		}
 	}()
 }
+
+// maxLandedDoublings bounds the refetch interval of snapshots landing with no delta
+// between them (matchRun.landed) to Backoff.Base·2^3.
+const maxLandedDoublings = 3
 
 // snapshotStatusError is a snapshot answer other than 200 and 404; retryAfter is the
 // Retry-After of a 503 (0: none).

@@ -8,12 +8,18 @@ import (
 // What the scorer refuses as impossible while it plays a match forward: a delivery that
 // cannot come next, an innings the format does not have, an outcome the innings
 // contradict. Each says why in the words of the game; the callers wrap it as
-// ErrImpossible (the publish API's 400) or a match file's *Error.
+// ErrImpossible (the publish API's 400) or a match file's *Error. A trusted engine (a
+// match rebuilt from the journal its store holds, NewLiveFromJournal) refuses none of
+// them: the store took every entry once, and a rule added since must not make a stored
+// match unreadable.
 
 // implausible says why the delivery d cannot come next in the current innings, or "":
 // after the innings was all out, a wicket too many, a ball past the innings' overs, a
 // delivery after the target was reached, a dismissed batter batting again.
 func (e *engine) implausible(d *delivery) string {
+	if e.trusted {
+		return ""
+	}
 	w, bpo := &e.w, e.m.bpo
 	wk := 0
 	for _, x := range d.Wickets {
@@ -51,6 +57,9 @@ func (e *engine) implausible(d *delivery) string {
 // super over; no innings follows a chase that reached its target (the match was won).
 // e.w is still the previous innings' work.
 func (e *engine) cannotOpen(i int, next *innings) string {
+	if e.trusted {
+		return ""
+	}
 	m := e.m
 	regular, supers := 0, 0
 	for _, p := range m.innings[:i] {
@@ -84,11 +93,13 @@ func (e *engine) cannotOpen(i int, next *innings) string {
 // hand: by + fallen <= 10), a win by runs (or by an innings and runs) the side that did
 // not. A match with a super over is not checked (Cricsheet names its winner with the
 // eliminator, and how the by reads then is not the innings'); a winner without by (an
-// awarded match, a bowl-out), a tie, a draw or no result neither.
+// awarded match, a bowl-out), a tie, a draw or no result neither, nor a result by a
+// method (D/L, DLS, VJD...): a chasing side ahead of par when play is called off wins
+// "by runs" (Sri Lanka v New Zealand, Pallekele 2012: by 14 runs, D/L).
 func (e *engine) outcomeImpossible() string {
 	m := e.m
 	o := &m.info.Outcome
-	if o.Winner == "" || o.By.Wickets == 0 && o.By.Runs == 0 {
+	if e.trusted || o.Winner == "" || o.By.Wickets == 0 && o.By.Runs == 0 || o.Method != "" {
 		return ""
 	}
 	last := -1

@@ -179,6 +179,48 @@ func TestOutcomeMatchesTheInnings(t *testing.T) {
 	}
 }
 
+// A result by a method is not checked against the innings: under D/L a chasing side
+// ahead of par when play is called off wins "by runs" (Sri Lanka v New Zealand,
+// Pallekele 2012, by 14 runs).
+func TestOutcomeByAMethodIsNotChecked(t *testing.T) {
+	m := newLiveMatch(t, t20)
+	m.ok(1, "Lions", false, 0, 1, dlv("l1", "l2", "t1", 4, ""))
+	m.ok(2, "Tigers", false, 0, 1, dlv("t1", "t2", "l1", 6, ""))
+	dl := `{"teams":["Lions","Tigers"],"match_type":"T20","overs":2,"outcome":{"winner":"Tigers","by":{"runs":14},"method":"D/L"}}`
+	if err := m.l.SetInfo(json.RawMessage(dl)); err != nil {
+		t.Fatalf("a D/L win by runs of the chasing side: %v", err)
+	}
+	if !m.l.Finished() {
+		t.Fatal("not finished")
+	}
+}
+
+// A journal the store holds rebuilds even when a rule added since would refuse one of
+// its entries (here an eighth legal ball in one over, past the miscount bound, which the
+// store took before the bound existed); the rebuilt match then goes on under every rule.
+func TestStoredJournalRebuildsUnderNewRules(t *testing.T) {
+	m := newLiveMatch(t, t20)
+	var j [][]byte
+	j = append(j, m.l.Journal()[0])
+	for b := 1; b <= 8; b++ { // 8 legal balls in over 0: past bpo+1
+		j = append(j, mustEntry(journalEntry{Ball: json.RawMessage(fmt.Sprintf(`{"innings":1,"team":"Lions","over":0,"ball":%d,"delivery":%s}`, b, dlv("l1", "l2", "t1", 1, ""))), Seq: uint64(b + 1)}))
+	}
+	r, err := NewLiveFromJournal("m1", j)
+	if err != nil {
+		t.Fatalf("a stored journal no longer rebuilds: %v", err)
+	}
+	if r.Balls() != 8 {
+		t.Fatalf("%d balls rebuilt, want 8", r.Balls())
+	}
+	// From now on the rules hold: a ninth legal ball of the over is refused.
+	p, err := DecodeBall([]byte(`{"innings":1,"team":"Lions","over":0,"ball":9,"delivery":` + dlv("l1", "l2", "t1", 1, "") + `}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, _, _, err = r.Ball(p, 10)
+	impossible(t, "a ball past the bound after a rebuild", err, "an over has 6 legal balls")
+}
+
 // At most one dismissal in play per delivery, and the runs of one ball are bounded.
 func TestOneDeliveryBounds(t *testing.T) {
 	cases := []struct {

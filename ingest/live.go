@@ -72,6 +72,8 @@ type Live struct {
 	done    bool // the result is in
 	// rewritten: a correction rewrote the journal; the store must take it whole.
 	rewritten bool
+	// trusted while NewLiveFromJournal replays a stored journal (impossible.go).
+	trusted bool
 }
 
 // ApplyResult says what a ball did.
@@ -92,8 +94,10 @@ type journalEntry struct {
 
 // NewLive starts a match from a Cricsheet info object. The outcome may be absent (the
 // match is not over); when present, the match is finished at once.
-func NewLive(id string, info json.RawMessage) (*Live, error) {
-	l := &Live{id: id}
+func NewLive(id string, info json.RawMessage) (*Live, error) { return newLive(id, info, false) }
+
+func newLive(id string, info json.RawMessage, trusted bool) (*Live, error) {
+	l := &Live{id: id, trusted: trusted}
 	if err := l.setInfo(info); err != nil {
 		return nil, err
 	}
@@ -176,7 +180,7 @@ func (l *Live) rescore(balls []liveBall) error {
 	_ = json.Unmarshal(l.info, &in) // validated by setInfo
 	m := &Match{id: l.id, file: l.id, info: in}
 	_ = m.checkInfoOf(true) // sets bpo
-	e := &engine{live: true, m: m}
+	e := &engine{live: true, m: m, trusted: l.trusted}
 	e.st = m.initialState()
 	e.phase = phaseStart
 	for i := range balls {
@@ -409,10 +413,18 @@ func NewLiveFromJournal(id string, journal [][]byte) (*Live, error) {
 	if err := json.Unmarshal(journal[0], &first); err != nil || len(first.Info) == 0 {
 		return nil, fmt.Errorf("%w: journal entry 1 is not the info", ErrBadBall)
 	}
-	l, err := NewLive(id, first.Info)
+	// The store took every entry once: the rules added since do not refuse them now
+	// (trusted), and the match goes on under all of them.
+	l, err := newLive(id, first.Info, true)
 	if err != nil {
 		return nil, err
 	}
+	defer func() {
+		l.trusted = false
+		if l.e != nil {
+			l.e.trusted = false
+		}
+	}()
 	for i, raw := range journal[1:] {
 		var e journalEntry
 		if err := json.Unmarshal(raw, &e); err != nil {

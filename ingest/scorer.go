@@ -20,14 +20,16 @@ const (
 // engine scores a match one step at a time into st. Everything it reads was validated by
 // ReadMatch, so it does not fail.
 type engine struct {
-	live  bool // fed ball by ball (Live): no delivery to look ahead to
-	m     *Match
-	st    State
-	phase int
-	inn   int // index of the current innings
-	oi    int // position of the next delivery: over, ball
-	bi    int
-	w     innWork
+	live bool // fed ball by ball (Live): no delivery to look ahead to
+	// trusted: rebuilding what a store holds; the rules of impossible.go do not apply
+	trusted bool
+	m       *Match
+	st      State
+	phase   int
+	inn     int // index of the current innings
+	oi      int // position of the next delivery: over, ball
+	bi      int
+	w       innWork
 }
 
 // innWork is the scorer's scratch state of the current innings.

@@ -112,7 +112,8 @@ func (c *tokenClaims) UnmarshalJSON(b []byte) error {
 		name string
 		raw  json.RawMessage
 	}{{"exp", times.Exp}, {"nbf", times.Nbf}, {"iat", times.Iat}} {
-		if len(t.raw) > 0 && t.raw[0] != '-' && (t.raw[0] < '0' || t.raw[0] > '9') {
+		// null is the claim's absence, as golang-jwt reads it.
+		if len(t.raw) > 0 && t.raw[0] != '-' && (t.raw[0] < '0' || t.raw[0] > '9') && string(t.raw) != "null" {
 			return fmt.Errorf("claim %s is not a number", t.name)
 		}
 	}

@@ -144,6 +144,12 @@ func TestJWTHandshake(t *testing.T) {
 			}
 		})
 	}
+	t.Run("nbf and iat null: absent", func(t *testing.T) {
+		tok := authToken(t, authSecret, jwt.SigningMethodHS256, jwt.MapClaims{"exp": hour, "nbf": nil, "iat": nil})
+		if _, status, _ := authDial(t, servertest.WSURL(s, "token="+tok), nil); status != 101 {
+			t.Fatalf("status %d, want 101", status)
+		}
+	})
 	t.Run("valid in ?token", func(t *testing.T) {
 		c, status, _ := authDial(t, servertest.WSURL(s, "token="+valid), nil)
 		if status != 101 {

@@ -63,6 +63,7 @@ export function connect(options = {}) {
   let reconnectTimer = null;
   let reconnectInMs = 0;
   let serverDelayMs = null; // from reconnect{after_ms}, used once
+  let proved = false; // the current connection delivered a delta or stayed open 30 s
   let heartbeatMs = 0;
   let helloTimer = null;
   let probeTimer = null;
@@ -290,6 +291,7 @@ export function connect(options = {}) {
       return;
     }
     ws = sock;
+    proved = false;
     heartbeatMs = 0;
     probingWithPing = false;
     unsubs = 0;
@@ -308,7 +310,10 @@ export function connect(options = {}) {
       // Open 30 s: the gateway works, even if no delta came (a `hello` alone proves nothing).
       stableTimer = timers.setTimeout(() => {
         stableTimer = null;
-        if (sock === ws) attempt = 0;
+        if (sock === ws) {
+          attempt = 0;
+          proved = true;
+        }
       }, STABLE_CONNECTION_MS);
       refreshFailures = 0;
       armRefresh();
@@ -365,14 +370,17 @@ export function connect(options = {}) {
 
   function scheduleReconnect() {
     if (paused() || reconnectTimer !== null) return;
-    // Every end counts as an attempt, a `reconnect` frame's too: a gateway that sends it
-    // right after `hello` must see the delays grow, not a loop. A drain's after_ms (the
-    // gateway's spread) is waited at least.
-    let ms = reconnectDelay(attempt++, backoff, random);
-    if (serverDelayMs !== null) {
-      ms = Math.max(ms, serverDelayMs);
-      serverDelayMs = null;
+    // A drain of a connection that proved the gateway works: its after_ms exactly (the
+    // gateway spread its clients already). Any other end counts as an attempt, a
+    // `reconnect` frame's too: a gateway that sends it right after `hello` must see the
+    // delays grow, not a loop, and after_ms is then waited at least.
+    let ms;
+    if (serverDelayMs !== null && proved) {
+      ms = serverDelayMs;
+    } else {
+      ms = Math.max(reconnectDelay(attempt++, backoff, random), serverDelayMs ?? 0);
     }
+    serverDelayMs = null;
     ms = timerMs(ms);
     reconnectInMs = ms;
     reconnectTimer = timers.setTimeout(() => {
@@ -436,6 +444,7 @@ export function connect(options = {}) {
       case "delta":
         if (!sub) return;
         attempt = 0; // a delta came: the gateway works, the next drop starts afresh
+        proved = true;
         sub.stream.delta(f);
         return;
       case "resync":

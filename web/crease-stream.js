@@ -41,6 +41,17 @@ function baseOf(d) {
   return Number.isFinite(d.from) ? d.from : d.seq - 1;
 }
 
+/** fn, with what it throws logged instead of thrown. */
+function guarded(fn, name, log) {
+  return (...args) => {
+    try {
+      fn(...args);
+    } catch (e) {
+      log.error?.(`crease: ${name} failed`, e);
+    }
+  };
+}
+
 /**
  * Phases:
  *   idle        not subscribed on a live socket; deltas are ignored
@@ -58,8 +69,11 @@ export class MatchStream {
   constructor(match, { fetchSnapshot, onState = () => {}, onPhase = () => {}, timers = defaultTimers, random = Math.random, retry = { base: 1000, cap: 30000 }, maxBuffer = 5000, fetchTimeoutMs = FETCH_TIMEOUT_MS, log = console } = {}) {
     this.match = match;
     this.fetchSnapshot = fetchSnapshot;
-    this.onState = onState;
-    this.onPhase = onPhase;
+    // The app's callbacks run inside the stream's own steps: one that throws must not
+    // stop a step half-way (a retry never armed would freeze the match), so each call is
+    // guarded and the error logged.
+    this.onState = guarded(onState, "onState", log);
+    this.onPhase = guarded(onPhase, "onPhase", log);
     this.timers = timers;
     this.random = random;
     this.retry = retry;

@@ -94,6 +94,20 @@ for (const after_ms of [0, 1e10, -5, "soon", undefined]) {
   });
 }
 
+test("a drain of a connection that delivered a delta waits exactly its after_ms", async () => {
+  const { clock, WS, fetch, c, statuses } = setup();
+  c.subscribe("m1", () => {});
+  const ws = await live(WS, fetch, 1, { runs: 1 });
+  ws.serverSend(delta(2, { runs: 2 }));
+  ws.serverSend({ type: "reconnect", after_ms: 300 });
+  await clock.advance(0);
+  assert.deepStrictEqual(reconnectWaits(statuses), [300]);
+  await clock.advance(299);
+  assert.equal(WS.instances.length, 1);
+  await clock.advance(1);
+  assert.equal(WS.instances.length, 2);
+});
+
 test("reconnect{after_ms} is waited at least, on top of nothing once the attempts grew past it", async () => {
   const { clock, WS, fetch, c, statuses } = setup();
   c.subscribe("m1", () => {});
@@ -369,4 +383,26 @@ test("a token valid for 100 days is not refreshed at once (its refresh timer wou
   await clock.advance(1000);
   assert.equal(ws.ops("auth").length, 0);
   assert.ok(clock.maxDelay <= MAX_TIMER);
+});
+
+test("an onState that throws does not stop the stream's retry", async () => {
+  const clock = new FakeClock();
+  let calls = 0;
+  const s = new MatchStream("m1", {
+    fetchSnapshot: async () => (calls++, { match: "m1", epoch: "e1", seq: 1, state: { runs: 1 } }),
+    onState: () => {
+      throw new Error("an app's bug");
+    },
+    timers: clock,
+    random: () => 0.5,
+    log: silentLog,
+  });
+  s.subscribing();
+  s.delta(delta(5, { runs: 5 })); // buffered: the snapshot at 1 leaves a gap before it
+  s.subscribed();
+  await flush();
+  assert.equal(calls, 1);
+  await clock.advance(500); // 0.5 of the 1 s window
+  await flush();
+  assert.equal(calls, 2, "the snapshot that left a gap is asked for again");
 });
